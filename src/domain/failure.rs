@@ -1,0 +1,132 @@
+//! Why an operation failed: a gRPC-compatible code, a message and a stable reason.
+
+use std::collections::BTreeMap;
+
+/// The canonical status codes (the numbers of `google.rpc.Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[allow(missing_docs)]
+pub enum Code {
+    Ok = 0,
+    Cancelled = 1,
+    Unknown = 2,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    AlreadyExists = 6,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Aborted = 10,
+    OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    DataLoss = 15,
+    Unauthenticated = 16,
+}
+
+impl Code {
+    /// The code with this number; unknown numbers become `Unknown`.
+    pub fn from_i32(number: i32) -> Code {
+        use Code::*;
+        const ALL: [Code; 17] = [
+            Ok,
+            Cancelled,
+            Unknown,
+            InvalidArgument,
+            DeadlineExceeded,
+            NotFound,
+            AlreadyExists,
+            PermissionDenied,
+            ResourceExhausted,
+            FailedPrecondition,
+            Aborted,
+            OutOfRange,
+            Unimplemented,
+            Internal,
+            Unavailable,
+            DataLoss,
+            Unauthenticated,
+        ];
+        ALL.into_iter().find(|code| *code as i32 == number).unwrap_or(Unknown)
+    }
+}
+
+/// Stable machine-readable reasons carried by failures and RPC errors.
+pub mod reason {
+    /// The database already runs a data operation.
+    pub const DATABASE_BUSY: &str = "DATABASE_BUSY";
+    /// The database server could not be reached or the connection broke.
+    pub const SOURCE_UNREACHABLE: &str = "SOURCE_UNREACHABLE";
+    /// The database server refused the credentials.
+    pub const AUTH_FAILED: &str = "AUTH_FAILED";
+    /// The data read is not what it claims to be (bad magic, checksum mismatch, truncated).
+    pub const SOURCE_CORRUPT: &str = "SOURCE_CORRUPT";
+    /// The data uses a module type no engine can load.
+    pub const MODULE_NOT_SUPPORTED: &str = "MODULE_NOT_SUPPORTED";
+    /// The target server is too old for the data.
+    pub const TARGET_TOO_OLD: &str = "TARGET_TOO_OLD";
+    /// The operation was cancelled.
+    pub const CANCELLED: &str = "CANCELLED";
+    /// The server stopped while the operation ran.
+    pub const INTERRUPTED: &str = "INTERRUPTED";
+    /// Writing to or reading from the destination failed.
+    pub const STORAGE_FAILED: &str = "STORAGE_FAILED";
+    /// The engine is not supported yet for this kind of operation.
+    pub const ENGINE_NOT_SUPPORTED: &str = "ENGINE_NOT_SUPPORTED";
+    /// The destination's scheme has no storage backend yet.
+    pub const DESTINATION_NOT_SUPPORTED: &str = "DESTINATION_NOT_SUPPORTED";
+    /// A resource the operation needs no longer exists.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The server shut down before a queued operation started.
+    pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+    /// An unexpected internal error; the server log has the details.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// A failure of an operation (or a warning attached to one).
+///
+/// Messages never contain secrets: builders of failures pass redacted text only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    /// The status code.
+    pub code: Code,
+    /// A lowercase human-readable message naming what failed.
+    pub message: String,
+    /// A stable UPPER_SNAKE_CASE reason from [`reason`].
+    pub reason: String,
+    /// Extra machine-readable facts (e.g. `database_id`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Failure {
+    /// A failure with no metadata.
+    pub fn new(code: Code, reason: &str, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            reason: reason.to_owned(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// The failure of a cancelled operation.
+    pub fn cancelled() -> Self {
+        Failure::new(Code::Cancelled, reason::CANCELLED, "operation cancelled")
+    }
+
+    /// Adds one metadata entry.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason)
+    }
+}
+
+impl std::error::Error for Failure {}

@@ -1,0 +1,5 @@
+//! Cellar: backup, import and export for self-run Redis, PostgreSQL and MySQL/MariaDB,
+//! served over gRPC. Modules in reading order: the domain vocabulary, then the parts
+//! that move data, then the runtime that drives them, then the transports.
+
+pub mod domain;
