@@ -3,3 +3,6 @@
 //! that move data, then the runtime that drives them, then the transports.
 
 pub mod domain;
+pub mod engine;
+pub mod metadata;
+pub mod storage;

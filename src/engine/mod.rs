@@ -1,0 +1,102 @@
+//! Database engines: they move bytes between a live database and a stream, and never
+//! touch storage or the catalog.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+use crate::domain::{Code, ConnectionUri, EngineKind, reason};
+
+/// An engine failure; the message never contains a password.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached, or the connection broke mid-way.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server refused the credentials.
+    #[error("{0}")]
+    AuthFailed(String),
+    /// The data is not what it claims to be (bad magic, checksum mismatch, truncated).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The server answered something the protocol does not allow.
+    #[error("{0}")]
+    Protocol(String),
+    /// The engine cannot do this (e.g. not implemented for this engine yet).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// The gRPC code and stable reason operations report for this error.
+    pub fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            Error::Unreachable(_) => (Code::Unavailable, reason::SOURCE_UNREACHABLE),
+            Error::AuthFailed(_) => (Code::PermissionDenied, reason::AUTH_FAILED),
+            Error::Corrupt(_) => (Code::DataLoss, reason::SOURCE_CORRUPT),
+            Error::Protocol(_) => (Code::Internal, reason::SOURCE_CORRUPT),
+            Error::Unsupported(_) => (Code::FailedPrecondition, reason::ENGINE_NOT_SUPPORTED),
+        }
+    }
+}
+
+/// A snapshot being taken: facts known up front, and the byte stream.
+///
+/// The body yields the engine's native backup format, byte for byte. A body read fails
+/// with an `std::io::Error` whose inner error (`get_ref`) is an [`Error`] when the data is
+/// corrupt or the connection breaks; it ends (`Ok(0)`) only after the data was verified
+/// complete (e.g. the RDB's CRC64 trailer matched).
+pub struct Snapshot {
+    /// The server's version (`7.2.4`).
+    pub server_version: String,
+    /// The data format: `rdb`, `pg_custom`, `mysql_sql`.
+    pub format: &'static str,
+    /// The format's own version (the RDB version, `11`), when known.
+    pub format_version: String,
+    /// Bytes the body will yield, exact or estimated; `None` when unknown.
+    pub bytes_total: Option<u64>,
+    /// Whether `bytes_total` is exact.
+    pub bytes_total_exact: bool,
+    /// Items (keys, rows) in the snapshot, when known.
+    pub items_total: Option<u64>,
+    /// Extra facts for the manifest (e.g. `transfer: diskless`).
+    pub details: BTreeMap<String, String>,
+    /// The data.
+    pub body: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("server_version", &self.server_version)
+            .field("format", &self.format)
+            .field("format_version", &self.format_version)
+            .field("bytes_total", &self.bytes_total)
+            .field("items_total", &self.items_total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reports the phase of a snapshot as it advances (`connecting`, `snapshotting`, ...).
+pub type PhaseSink<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
+
+/// A database engine.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// The engine this is.
+    fn kind(&self) -> EngineKind;
+
+    /// Starts a snapshot of the server at `uri`, returning once the data starts flowing.
+    /// Cancel-safe: dropping the future or the returned body closes the connection.
+    async fn snapshot(&self, uri: &ConnectionUri, phase: PhaseSink<'_>) -> Result<Snapshot, Error>;
+}
+
+/// The engine for a kind; engines whose issue is still open say so.
+pub fn for_kind(kind: EngineKind) -> Result<std::sync::Arc<dyn Engine>, Error> {
+    match kind {
+        EngineKind::Redis => Err(Error::Unsupported("redis engine is being wired".into())),
+        other => Err(Error::Unsupported(format!("backups of {other} databases are not supported yet"))),
+    }
+}
