@@ -14,7 +14,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The type of a filterable field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum FieldType {
     /// Free text, compared as strings; `:` means "contains".
     Text,
@@ -218,7 +218,7 @@ fn parse_order_by(schema: &Schema, text: &str) -> Result<Vec<OrderTerm>, String>
         }
         let field = schema
             .field(name)
-            .filter(|field| field.field_type != FieldType::Labels)
+            .filter(|field| !matches!(field.field_type, FieldType::Labels))
             .ok_or_else(|| format!("cannot order by '{name}'; fields: {}", schema.names()))?;
         terms.push(OrderTerm { field: field.name, direction });
     }
@@ -253,7 +253,8 @@ fn parse_clause<'a>(schema: &Schema, tokens: &'a [Token]) -> Result<(Clause, &'a
         None => (path.as_str(), None),
     };
     let field = schema.field(name).ok_or_else(|| format!("unknown field '{name}'; fields: {}", schema.names()))?;
-    if field.field_type == FieldType::Labels && label_key.is_none() && *op == Op::Has {
+    let is_labels = matches!(field.field_type, FieldType::Labels);
+    if is_labels && label_key.is_none() && *op == Op::Has {
         // `labels:KEY` names the key as the value.
         let [Token::Word(key) | Token::Quoted(key), rest @ ..] = rest else {
             return Err("expected a label key after 'labels:'".to_owned());
@@ -261,7 +262,7 @@ fn parse_clause<'a>(schema: &Schema, tokens: &'a [Token]) -> Result<(Clause, &'a
         let clause = Clause { field: field.name, label_key: Some(key.clone()), op: Op::Has, value: Value::None };
         return Ok((clause, rest));
     }
-    if (field.field_type == FieldType::Labels) != label_key.is_some() {
+    if is_labels != label_key.is_some() {
         return Err(format!("'{path}' is not a field; labels are filtered as labels.KEY"));
     }
     let [Token::Word(raw) | Token::Quoted(raw), rest @ ..] = rest else {
