@@ -1,6 +1,9 @@
 //! Backups in the catalog and their names.
 
-use super::{BackupId, BackupOrigin, BackupState, Compression, DatabaseId, DestinationId, EngineKind, Labels, Timestamp};
+use super::{
+    BackupId, BackupOrigin, BackupState, Compression, DatabaseId, DestinationId, EngineKind, Labels,
+    Timestamp,
+};
 
 /// A backup's display name: 3 to 39 characters matching
 /// `^[a-zA-Z0-9]+((-|\s|\/|:)[a-zA-Z0-9]+)*$` (runs of letters and digits joined by single
@@ -123,7 +126,8 @@ mod tests {
 
     #[test]
     fn backup_names() {
-        for good in ["abc", "nightly-1", "a b", "db/2026:01", "backup-2026-11-21T05:50:12Z", &"a".repeat(39)] {
+        for good in ["abc", "nightly-1", "a b", "db/2026:01", "backup-2026-11-21T05:50:12Z", &"a".repeat(39)]
+        {
             assert!(BackupName::parse(good).is_ok(), "{good}");
         }
         for bad in ["ab", "-abc", "abc-", "a--b", "a_b", "a  b", "é12", &"a".repeat(40)] {

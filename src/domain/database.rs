@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::{ConnectionUri, DatabaseId, DestinationId, EngineKind, Invalid, Labels, Timestamp};
 use super::enums::Compression;
+use super::{ConnectionUri, DatabaseId, DestinationId, EngineKind, Invalid, Labels, Timestamp};
 
 /// A validated display name for a database or destination: 1 to 63 characters, letters,
 /// digits, `-`, `_` and `.`, starting with a letter or digit. Unique per kind.
@@ -15,16 +15,14 @@ impl ResourceName {
     /// Checks a name; the error describes the rule that failed.
     pub fn parse(text: &str) -> Result<Self, String> {
         let starts_well = text.chars().next().is_some_and(|first| first.is_ascii_alphanumeric());
-        let chars_ok = text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let chars_ok = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         match text.len() {
             0 => Err("is required".to_owned()),
             64.. => Err("must be at most 63 characters".to_owned()),
-            _ if !starts_well || !chars_ok => Err(
-                "must start with a letter or digit and contain only letters, digits, '-', '_' and '.'"
-                    .to_owned(),
-            ),
+            _ if !starts_well || !chars_ok => {
+                Err("must start with a letter or digit and contain only letters, digits, '-', '_' and '.'"
+                    .to_owned())
+            }
             _ => Ok(ResourceName(text.to_owned())),
         }
     }

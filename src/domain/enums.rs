@@ -137,10 +137,7 @@ impl OperationKind {
     /// Whether operations of this kind take one of the deployment's snapshot slots
     /// (`max_concurrent_backups`).
     pub fn uses_backup_slot(&self) -> bool {
-        matches!(
-            self,
-            OperationKind::Backup | OperationKind::ExportDatabase | OperationKind::ImportBackup
-        )
+        matches!(self, OperationKind::Backup | OperationKind::ExportDatabase | OperationKind::ImportBackup)
     }
 
     /// Whether operations of this kind hold their database exclusively while queued or
@@ -171,10 +168,7 @@ text_enum!(
 impl OperationState {
     /// Whether the state is final.
     pub fn is_done(&self) -> bool {
-        matches!(
-            self,
-            OperationState::Succeeded | OperationState::Failed | OperationState::Cancelled
-        )
+        matches!(self, OperationState::Succeeded | OperationState::Failed | OperationState::Cancelled)
     }
 }
 

@@ -103,12 +103,7 @@ pub struct Failure {
 impl Failure {
     /// A failure with no metadata.
     pub fn new(code: Code, reason: &str, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-            reason: reason.to_owned(),
-            metadata: BTreeMap::new(),
-        }
+        Failure { code, message: message.into(), reason: reason.to_owned(), metadata: BTreeMap::new() }
     }
 
     /// The failure of a cancelled operation.

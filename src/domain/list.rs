@@ -145,7 +145,13 @@ pub struct Page<T> {
 
 impl ListQuery {
     /// Validates a list request's raw fields against a schema, reporting every problem.
-    pub fn parse(schema: &Schema, page_size: i32, page_token: &str, filter: &str, order_by: &str) -> Result<Self, Invalid> {
+    pub fn parse(
+        schema: &Schema,
+        page_size: i32,
+        page_token: &str,
+        filter: &str,
+        order_by: &str,
+    ) -> Result<Self, Invalid> {
         let mut invalid = Invalid::default();
         let page_size = match page_size {
             ..0 => {
@@ -155,10 +161,16 @@ impl ListQuery {
             0 => DEFAULT_PAGE_SIZE,
             size => (size as u32).min(MAX_PAGE_SIZE),
         };
-        let filter = parse_filter(schema, filter).map_err(|problem| invalid.add("filter", problem)).unwrap_or_default();
-        let order = parse_order_by(schema, order_by).map_err(|problem| invalid.add("order_by", problem)).unwrap_or_default();
+        let filter = parse_filter(schema, filter)
+            .map_err(|problem| invalid.add("filter", problem))
+            .unwrap_or_default();
+        let order = parse_order_by(schema, order_by)
+            .map_err(|problem| invalid.add("order_by", problem))
+            .unwrap_or_default();
         let fingerprint = fingerprint(&filter, order_by);
-        let offset = decode_token(page_token, &fingerprint).map_err(|problem| invalid.add("page_token", problem)).unwrap_or(0);
+        let offset = decode_token(page_token, &fingerprint)
+            .map_err(|problem| invalid.add("page_token", problem))
+            .unwrap_or(0);
         invalid.into_result(|| ListQuery { page_size, offset, filter, order_by: order, fingerprint })
     }
 
@@ -235,7 +247,9 @@ fn parse_filter(schema: &Schema, text: &str) -> Result<Vec<Clause>, String> {
         rest = match after {
             [] => after,
             [Token::Word(and), tail @ ..] if and == "AND" && !tail.is_empty() => tail,
-            [Token::Word(word), ..] if word.eq_ignore_ascii_case("or") || word.eq_ignore_ascii_case("not") => {
+            [Token::Word(word), ..]
+                if word.eq_ignore_ascii_case("or") || word.eq_ignore_ascii_case("not") =>
+            {
                 return Err(format!("'{word}' is not supported; join clauses with AND"));
             }
             _ => return Err("expected AND between clauses".to_owned()),
@@ -252,14 +266,16 @@ fn parse_clause<'a>(schema: &Schema, tokens: &'a [Token]) -> Result<(Clause, &'a
         Some((name, key)) => (name, Some(key.to_owned())),
         None => (path.as_str(), None),
     };
-    let field = schema.field(name).ok_or_else(|| format!("unknown field '{name}'; fields: {}", schema.names()))?;
+    let field =
+        schema.field(name).ok_or_else(|| format!("unknown field '{name}'; fields: {}", schema.names()))?;
     let is_labels = matches!(field.field_type, FieldType::Labels);
     if is_labels && label_key.is_none() && *op == Op::Has {
         // `labels:KEY` names the key as the value.
         let [Token::Word(key) | Token::Quoted(key), rest @ ..] = rest else {
             return Err("expected a label key after 'labels:'".to_owned());
         };
-        let clause = Clause { field: field.name, label_key: Some(key.clone()), op: Op::Has, value: Value::None };
+        let clause =
+            Clause { field: field.name, label_key: Some(key.clone()), op: Op::Has, value: Value::None };
         return Ok((clause, rest));
     }
     if is_labels != label_key.is_some() {
@@ -334,7 +350,10 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             _ => {
                 let mut word = String::new();
                 while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || matches!(c, '=' | '!' | '<' | '>' | '"') || (c == ':' && !looks_like_time(&word)) {
+                    if c.is_whitespace()
+                        || matches!(c, '=' | '!' | '<' | '>' | '"')
+                        || (c == ':' && !looks_like_time(&word))
+                    {
                         break;
                     }
                     word.push(c);
@@ -396,7 +415,10 @@ pub mod schemas {
             field("engine", FieldType::Enum(|text| EngineKind::parse(text).map(|value| value.as_str()))),
             field("state", FieldType::Enum(|text| BackupState::parse(text).map(|value| value.as_str()))),
             field("origin", FieldType::Enum(|text| BackupOrigin::parse(text).map(|value| value.as_str()))),
-            field("compression", FieldType::Enum(|text| Compression::parse(text).map(|value| value.as_str()))),
+            field(
+                "compression",
+                FieldType::Enum(|text| Compression::parse(text).map(|value| value.as_str())),
+            ),
             field("size_bytes", FieldType::Integer),
             field("create_time", FieldType::Time),
             field("update_time", FieldType::Time),
@@ -426,7 +448,10 @@ mod tests {
     const SCHEMA: Schema = Schema {
         fields: &[
             Field { name: "name", field_type: FieldType::Text },
-            Field { name: "state", field_type: FieldType::Enum(|text| BackupState::parse(text).map(|state| state.as_str())) },
+            Field {
+                name: "state",
+                field_type: FieldType::Enum(|text| BackupState::parse(text).map(|state| state.as_str())),
+            },
             Field { name: "create_time", field_type: FieldType::Time },
             Field { name: "size_bytes", field_type: FieldType::Integer },
             Field { name: "labels", field_type: FieldType::Labels },
@@ -454,14 +479,26 @@ mod tests {
         check("state = BACKUP_STATE_READY", Ok(vec![clause("state", Op::Eq, Value::Text("ready".into()))]));
         check(
             r#"name != "a b" AND size_bytes>=10"#,
-            Ok(vec![clause("name", Op::Ne, Value::Text("a b".into())), clause("size_bytes", Op::Ge, Value::Integer(10))]),
+            Ok(vec![
+                clause("name", Op::Ne, Value::Text("a b".into())),
+                clause("size_bytes", Op::Ge, Value::Integer(10)),
+            ]),
         );
-        let time = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&chrono::Utc);
-        check("create_time > 2026-01-02T03:04:05Z", Ok(vec![clause("create_time", Op::Gt, Value::Time(time))]));
+        let time =
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&chrono::Utc);
+        check(
+            "create_time > 2026-01-02T03:04:05Z",
+            Ok(vec![clause("create_time", Op::Gt, Value::Time(time))]),
+        );
         check(
             r#"labels.env = "prod" AND labels:tier"#,
             Ok(vec![
-                Clause { field: "labels", label_key: Some("env".into()), op: Op::Eq, value: Value::Text("prod".into()) },
+                Clause {
+                    field: "labels",
+                    label_key: Some("env".into()),
+                    op: Op::Eq,
+                    value: Value::Text("prod".into()),
+                },
                 Clause { field: "labels", label_key: Some("tier".into()), op: Op::Has, value: Value::None },
             ]),
         );
@@ -484,7 +521,10 @@ mod tests {
         assert_eq!(query.page_size, MAX_PAGE_SIZE);
         assert_eq!(
             query.order_by,
-            vec![OrderTerm { field: "create_time", direction: Direction::Desc }, OrderTerm { field: "name", direction: Direction::Asc }]
+            vec![
+                OrderTerm { field: "create_time", direction: Direction::Desc },
+                OrderTerm { field: "name", direction: Direction::Asc }
+            ]
         );
         let invalid = ListQuery::parse(&SCHEMA, -1, "junk", "", "colour, name sideways").unwrap_err();
         let fields: Vec<&str> = invalid.violations.iter().map(|v| v.field.as_str()).collect();

@@ -140,7 +140,12 @@ pub struct Operation {
 
 impl Operation {
     /// A new queued operation.
-    pub fn queued(kind: OperationKind, database_id: Option<DatabaseId>, backup_id: Option<BackupId>, request_id: Option<String>) -> Self {
+    pub fn queued(
+        kind: OperationKind,
+        database_id: Option<DatabaseId>,
+        backup_id: Option<BackupId>,
+        request_id: Option<String>,
+    ) -> Self {
         let now = super::now();
         Operation {
             id: OperationId::new(),
@@ -175,7 +180,13 @@ mod tests {
 
     #[test]
     fn percent_prefers_bytes() {
-        let progress = Progress { bytes_done: 50, bytes_total: 200, items_done: 9, items_total: 10, bytes_per_second: 25 };
+        let progress = Progress {
+            bytes_done: 50,
+            bytes_total: 200,
+            items_done: 9,
+            items_total: 10,
+            bytes_per_second: 25,
+        };
         assert_eq!(progress.percent(), 25.0);
         assert_eq!(progress.eta(), Some(Duration::from_secs(6)));
         let items_only = Progress { items_done: 1, items_total: 4, ..Progress::default() };

@@ -28,10 +28,7 @@ impl Invalid {
 
     /// Records one more violation.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.violations.push(FieldViolation {
-            field: field.into(),
-            description: description.into(),
-        });
+        self.violations.push(FieldViolation { field: field.into(), description: description.into() });
     }
 
     /// Records the violations of a nested result, returning its value when valid.

@@ -13,7 +13,9 @@
 use async_trait::async_trait;
 
 use crate::domain::list::{ListQuery, Page};
-use crate::domain::{Backup, BackupId, Database, DatabaseId, Destination, DestinationId, Operation, OperationId, OperationKind};
+use crate::domain::{
+    Backup, BackupId, Database, DatabaseId, Destination, DestinationId, Operation, OperationId, OperationKind,
+};
 
 /// A catalog failure.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_database(&self, id: DatabaseId) -> Result<(), Error>;
 
     /// Inserts a destination; `request_id` as for `create_database`.
-    async fn create_destination(&self, destination: &Destination, request_id: Option<&str>) -> Result<Created, Error>;
+    async fn create_destination(
+        &self,
+        destination: &Destination,
+        request_id: Option<&str>,
+    ) -> Result<Created, Error>;
     /// Reads a destination.
     async fn get_destination(&self, id: DestinationId) -> Result<Destination, Error>;
     /// Reads a destination by its unique name; `None` when there is none.
@@ -98,7 +104,11 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an operation.
     async fn get_operation(&self, id: OperationId) -> Result<Operation, Error>;
     /// The operation of `kind` created with `request_id`, if any.
-    async fn find_operation_by_request_id(&self, kind: OperationKind, request_id: &str) -> Result<Option<Operation>, Error>;
+    async fn find_operation_by_request_id(
+        &self,
+        kind: OperationKind,
+        request_id: &str,
+    ) -> Result<Option<Operation>, Error>;
     /// Lists operations matching the query.
     async fn list_operations(&self, query: &ListQuery) -> Result<Page<Operation>, Error>;
     /// Replaces an operation's row.
