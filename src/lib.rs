@@ -4,5 +4,7 @@
 
 pub mod domain;
 pub mod engine;
+pub mod grpc;
 pub mod metadata;
+pub mod operations;
 pub mod storage;
