@@ -1,1 +1,5 @@
-fn main() {}
+//! The `cellar` binary: the server (`cellar serve`) and, in time, the client commands.
+
+fn main() -> std::process::ExitCode {
+    cellar::cli::run()
+}

@@ -15,3 +15,6 @@ pub use context::JobContext;
 pub use job::Job;
 pub use manager::{Error, Manager, Submission};
 pub use watch::OperationStream;
+
+#[cfg(test)]
+mod tests;
