@@ -21,6 +21,9 @@ mod replication;
 mod target;
 mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::time::Duration;
