@@ -9,6 +9,8 @@ use tokio::io::AsyncRead;
 
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
+pub mod redis;
+
 /// An engine failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -96,7 +98,7 @@ pub trait Engine: Send + Sync {
 /// The engine for a kind; engines whose issue is still open say so.
 pub fn for_kind(kind: EngineKind) -> Result<std::sync::Arc<dyn Engine>, Error> {
     match kind {
-        EngineKind::Redis => Err(Error::Unsupported("redis engine is being wired".into())),
+        EngineKind::Redis => Ok(std::sync::Arc::new(redis::RedisEngine::default())),
         other => Err(Error::Unsupported(format!("backups of {other} databases are not supported yet"))),
     }
 }
