@@ -10,7 +10,13 @@
 //! row, never a mix); every future is cancel-safe in that dropping it mid-way leaves the
 //! catalog as before the call or as after it.
 
+mod sqlite;
+#[cfg(test)]
+mod suite;
+
 use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
 
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::{
