@@ -6,11 +6,18 @@
 //! aborted or dropped writer leaves nothing visible. Every implementation must pass the
 //! shared suite in `suite.rs`.
 
+pub mod local;
+#[cfg(test)]
+pub(crate) mod suite;
+
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncRead;
+
+use crate::domain::{Destination, check_destination_uri};
 
 /// A storage failure. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +39,9 @@ pub enum Error {
     /// The destination's scheme has no backend yet.
     #[error("destinations with scheme '{0}' are not supported yet")]
     Unsupported(String),
+    /// The destination URI is malformed; the message never repeats the URI.
+    #[error("invalid destination uri: {0}")]
+    InvalidDestination(String),
     /// Reading or writing failed.
     #[error("storage i/o failed on {key}: {source}")]
     Io {
@@ -92,4 +102,120 @@ pub trait ObjectWriter: Send {
     async fn commit(self: Box<Self>) -> Result<u64, Error>;
     /// Discards everything written.
     async fn abort(self: Box<Self>) -> Result<(), Error>;
+}
+
+/// The longest key accepted, in bytes (the S3 limit, so that a key valid here is valid
+/// on every backend).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Checks that `key` is a clean relative `/`-separated path: not empty, at most
+/// [`MAX_KEY_LEN`] bytes, no leading `/`, no empty, `.` or `..` segment, no backslash and
+/// no NUL. Every backend calls this before touching anything.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    let invalid = |reason| Err(Error::InvalidKey { key: key.to_owned(), reason });
+    if key.is_empty() {
+        return invalid("the key is empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return invalid("the key is longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return invalid("the key must be relative");
+    }
+    if key.contains('\\') {
+        return invalid("the key must not contain a backslash");
+    }
+    if key.contains('\0') {
+        return invalid("the key must not contain a nul byte");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return invalid("the key has an empty segment"),
+            "." | ".." => return invalid("the key must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Opens the storage a destination points at. `file:///dir` is local disk; other schemes
+/// answer [`Error::Unsupported`] until their backend exists.
+pub fn open(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
+    check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
+    // check_destination_uri parsed the same text, so this cannot fail; map it anyway.
+    let url = url::Url::parse(destination.uri.trim())
+        .map_err(|error| Error::InvalidDestination(format!("not a valid URI: {error}")))?;
+    match url.scheme() {
+        "file" => {
+            let root = url.to_file_path().map_err(|()| {
+                Error::InvalidDestination("file URIs need an absolute local directory".to_owned())
+            })?;
+            Ok(Arc::new(local::LocalStorage::new(root)))
+        }
+        other => Err(Error::Unsupported(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{DestinationId, ResourceName};
+
+    fn check_key_result(key: &str, valid: bool) {
+        match check_key(key) {
+            Ok(()) => assert!(valid, "{key:?} was accepted"),
+            Err(Error::InvalidKey { key: reported, .. }) => {
+                assert!(!valid, "{key:?} was rejected");
+                assert_eq!(reported, key);
+            }
+            Err(other) => panic!("{key:?}: unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for good in ["a", "a/b/c.rdb.zst", "db/2024-01-01 backup/dump", "é/ü", "a..b/.hidden", "..."] {
+            check_key_result(good, true);
+        }
+        let too_long = "k".repeat(MAX_KEY_LEN + 1);
+        for bad in ["", "/a", "a/", "a//b", "./a", "a/./b", "a/..", "../a", "a\\b", "a\0b", too_long.as_str()]
+        {
+            check_key_result(bad, false);
+        }
+    }
+
+    fn destination(uri: &str) -> Destination {
+        Destination {
+            id: DestinationId::new(),
+            name: ResourceName::parse("test").unwrap(),
+            uri: uri.to_owned(),
+            credentials: BTreeMap::new(),
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            create_time: crate::domain::now(),
+            update_time: crate::domain::now(),
+        }
+    }
+
+    #[test]
+    fn open_dispatches_on_scheme() {
+        let storage = open(&destination("file:///var/backups/cellar")).unwrap();
+        assert_eq!(storage.uri("a/b"), "file:///var/backups/cellar/a/b");
+        for (uri, scheme) in [("s3://bucket/prefix", "s3"), ("ftp://u:hunter2@host/dir", "ftp")] {
+            match open(&destination(uri)) {
+                Err(Error::Unsupported(reported)) => assert_eq!(reported, scheme),
+                other => panic!("{uri}: expected unsupported, got {other:?}"),
+            }
+        }
+        for bad in ["file://host/dir", "not a uri", "gopher://u:hunter2@h/x"] {
+            match open(&destination(bad)) {
+                Err(error @ Error::InvalidDestination(_)) => {
+                    assert!(!error.to_string().contains("hunter2"), "{error}")
+                }
+                other => panic!("{bad}: expected invalid destination, got {other:?}"),
+            }
+        }
+    }
 }

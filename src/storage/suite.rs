@@ -1,0 +1,217 @@
+//! The contract every [`Storage`] implementation must meet, as one test suite.
+//!
+//! Each backend's tests call [`run_all`] on a fresh, empty location. Every check works
+//! under its own random prefix and deletes what it wrote, so the suite can also run
+//! against a shared bucket.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{Error, ObjectWriter, Storage};
+
+/// Runs every check against `storage`, panicking with the first failure.
+pub(crate) async fn run_all(storage: &dyn Storage) {
+    let prefix = format!("suite-{}", uuid::Uuid::new_v4().simple());
+    write_commit_and_read_back(storage, &prefix).await;
+    invisible_until_commit(storage, &prefix).await;
+    abort_and_drop_leave_nothing(storage, &prefix).await;
+    overwrite_replaces_only_on_commit(storage, &prefix).await;
+    delete_is_idempotent(storage, &prefix).await;
+    invalid_keys_are_rejected(storage).await;
+    large_object_in_many_chunks(storage, &prefix).await;
+}
+
+async fn read_all(body: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut body = body;
+    let mut bytes = Vec::new();
+    body.read_to_end(&mut bytes).await.expect("reading the object");
+    bytes
+}
+
+async fn read_key(storage: &dyn Storage, key: &str) -> Vec<u8> {
+    let reader = storage.reader(key, 0).await.expect("opening the object");
+    read_all(reader.body).await
+}
+
+async fn put(storage: &dyn Storage, key: &str, chunks: &[&'static [u8]]) -> u64 {
+    let mut writer = storage.writer(key).await.expect("starting a write");
+    for chunk in chunks {
+        writer.write(Bytes::from_static(chunk)).await.expect("writing");
+    }
+    writer.commit().await.expect("committing")
+}
+
+fn assert_absent_error<T: std::fmt::Debug>(result: Result<T, Error>, key: &str) {
+    match result {
+        Err(Error::NotFound { key: reported }) => assert_eq!(reported, key),
+        other => panic!("{key}: expected not found, got {other:?}"),
+    }
+}
+
+async fn assert_absent(storage: &dyn Storage, key: &str) {
+    assert_eq!(storage.stat(key).await.expect("stat"), None, "{key} should be absent");
+    assert_absent_error(storage.reader(key, 0).await, key);
+}
+
+async fn write_commit_and_read_back(storage: &dyn Storage, prefix: &str) {
+    let key = format!("{prefix}/roundtrip/dump.rdb.zst");
+    let size = put(storage, &key, &[b"hello ", b"", b"world"]).await;
+    assert_eq!(size, 11, "commit returns the object's size");
+
+    let meta = storage.stat(&key).await.expect("stat").expect("the object exists after commit");
+    assert_eq!((meta.key.as_str(), meta.size), (key.as_str(), 11));
+    assert_eq!(read_key(storage, &key).await, b"hello world");
+
+    let from_offset = storage.reader(&key, 6).await.expect("reading from an offset");
+    assert_eq!(from_offset.size, 11, "size is the whole object's, whatever the offset");
+    assert_eq!(read_all(from_offset.body).await, b"world");
+    let at_end = storage.reader(&key, 11).await.expect("reading from the end");
+    assert_eq!(read_all(at_end.body).await, b"");
+
+    let empty = format!("{prefix}/roundtrip/empty");
+    assert_eq!(put(storage, &empty, &[]).await, 0, "an empty object can be written");
+    assert_eq!(storage.stat(&empty).await.expect("stat").map(|meta| meta.size), Some(0));
+    assert!(storage.uri(&key).contains("roundtrip/dump.rdb.zst"), "{}", storage.uri(&key));
+
+    storage.delete(&key).await.expect("delete");
+    storage.delete(&empty).await.expect("delete");
+}
+
+async fn invisible_until_commit(storage: &dyn Storage, prefix: &str) {
+    let key = format!("{prefix}/pending/object");
+    let mut writer = storage.writer(&key).await.expect("starting a write");
+    assert_absent(storage, &key).await;
+    writer.write(Bytes::from_static(b"not yet")).await.expect("writing");
+    assert_absent(storage, &key).await;
+    writer.commit().await.expect("committing");
+    assert_eq!(read_key(storage, &key).await, b"not yet");
+    storage.delete(&key).await.expect("delete");
+}
+
+async fn abort_and_drop_leave_nothing(storage: &dyn Storage, prefix: &str) {
+    let aborted = format!("{prefix}/aborted/object");
+    let mut writer = storage.writer(&aborted).await.expect("starting a write");
+    writer.write(Bytes::from_static(b"discarded")).await.expect("writing");
+    writer.abort().await.expect("aborting");
+    assert_absent(storage, &aborted).await;
+
+    let dropped = format!("{prefix}/dropped/object");
+    let mut writer = storage.writer(&dropped).await.expect("starting a write");
+    writer.write(Bytes::from_static(b"discarded")).await.expect("writing");
+    drop(writer);
+    assert_absent(storage, &dropped).await;
+
+    let untouched = format!("{prefix}/untouched/object");
+    let writer = storage.writer(&untouched).await.expect("starting a write");
+    writer.abort().await.expect("aborting a writer that wrote nothing");
+    assert_absent(storage, &untouched).await;
+}
+
+async fn overwrite_replaces_only_on_commit(storage: &dyn Storage, prefix: &str) {
+    let key = format!("{prefix}/overwrite/object");
+    put(storage, &key, &[b"first"]).await;
+
+    let mut replacing = storage.writer(&key).await.expect("starting an overwrite");
+    replacing.write(Bytes::from_static(b"second, longer")).await.expect("writing");
+    assert_eq!(read_key(storage, &key).await, b"first", "the old object stays until commit");
+    assert_eq!(storage.stat(&key).await.expect("stat").map(|meta| meta.size), Some(5));
+    replacing.commit().await.expect("committing");
+    assert_eq!(read_key(storage, &key).await, b"second, longer");
+
+    let mut aborted: Box<dyn ObjectWriter> = storage.writer(&key).await.expect("starting an overwrite");
+    aborted.write(Bytes::from_static(b"third")).await.expect("writing");
+    aborted.abort().await.expect("aborting");
+    let dropped = storage.writer(&key).await.expect("starting an overwrite");
+    drop(dropped);
+    assert_eq!(read_key(storage, &key).await, b"second, longer", "an aborted overwrite changes nothing");
+
+    // Two writers racing on one key: each commit replaces the object whole.
+    let mut first = storage.writer(&key).await.expect("starting a write");
+    let mut second = storage.writer(&key).await.expect("starting a write");
+    first.write(Bytes::from_static(b"from the first writer")).await.expect("writing");
+    second.write(Bytes::from_static(b"from the second")).await.expect("writing");
+    second.commit().await.expect("committing");
+    first.commit().await.expect("committing");
+    assert_eq!(read_key(storage, &key).await, b"from the first writer", "the last commit wins");
+
+    storage.delete(&key).await.expect("delete");
+}
+
+async fn delete_is_idempotent(storage: &dyn Storage, prefix: &str) {
+    let key = format!("{prefix}/delete/object");
+    put(storage, &key, &[b"doomed"]).await;
+    storage.delete(&key).await.expect("deleting");
+    assert_absent(storage, &key).await;
+    storage.delete(&key).await.expect("deleting again");
+    storage.delete(&format!("{prefix}/never/written")).await.expect("deleting what never existed");
+}
+
+async fn invalid_keys_are_rejected(storage: &dyn Storage) {
+    fn assert_invalid<T>(result: Result<T, Error>, key: &str, operation: &str) {
+        match result {
+            Err(Error::InvalidKey { key: reported, .. }) => assert_eq!(reported, key, "{operation}"),
+            Err(other) => panic!("{operation} {key:?}: expected invalid key, got {other}"),
+            Ok(_) => panic!("{operation} {key:?}: expected invalid key, got success"),
+        }
+    }
+    for key in ["", "/absolute", "a/../b", "..", "./a", "a//b", "a/", "back\\slash", "nul\0byte"] {
+        assert_invalid(storage.writer(key).await, key, "writer");
+        assert_invalid(storage.reader(key, 0).await, key, "reader");
+        assert_invalid(storage.stat(key).await, key, "stat");
+        assert_invalid(storage.delete(key).await, key, "delete");
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so the large check needs no data file
+/// and never holds the whole object in memory.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buffer: &mut [u8]) {
+        for chunk in buffer.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+async fn large_object_in_many_chunks(storage: &dyn Storage, prefix: &str) {
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 320; // 20 MiB
+    let key = format!("{prefix}/large/object");
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let mut written = Sha256::new();
+    let mut writer = storage.writer(&key).await.expect("starting a write");
+    let mut buffer = vec![0u8; CHUNK];
+    for _ in 0..CHUNKS {
+        noise.fill(&mut buffer);
+        written.update(&buffer);
+        writer.write(Bytes::copy_from_slice(&buffer)).await.expect("writing");
+    }
+    let size = writer.commit().await.expect("committing");
+    assert_eq!(size, (CHUNK * CHUNKS) as u64);
+
+    let mut reader = storage.reader(&key, 0).await.expect("opening").body;
+    let mut read = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let count = reader.read(&mut buffer).await.expect("reading");
+        if count == 0 {
+            break;
+        }
+        read.update(&buffer[..count]);
+        total += count as u64;
+    }
+    assert_eq!(total, size);
+    assert_eq!(read.finalize(), written.finalize(), "the object reads back byte for byte");
+
+    let offset = (CHUNK * CHUNKS - 100) as u64;
+    let tail = read_all(storage.reader(&key, offset).await.expect("opening at an offset").body).await;
+    assert_eq!(tail.len(), 100);
+    assert_eq!(tail, buffer[CHUNK - 100..], "the tail is the end of the last chunk");
+
+    storage.delete(&key).await.expect("delete");
+}
