@@ -217,7 +217,7 @@ pub(crate) fn refusal(label: &str, command: &str, message: &str) -> Error {
         "NOAUTH" => Error::AuthFailed(format!("redis at {label} needs credentials: {message}")),
         "WRONGPASS" => Error::AuthFailed(format!("redis at {label} refused the credentials: {message}")),
         "NOPERM" => {
-            Error::AuthFailed(format!("redis at {label} does not allow this user {command}: {message}"))
+            Error::AuthFailed(format!("redis at {label} does not let this user run {command}: {message}"))
         }
         "LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" => {
             Error::Unreachable(format!("redis at {label} is not ready for {command}: {message}"))

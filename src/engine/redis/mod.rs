@@ -13,6 +13,7 @@
 //! `REPLCONF rdb-only 1` and `REPLCONF capa eof` (older servers may refuse either), and
 //! sends `SYNC`. The master then saves an RDB to disk and sends it with its length, or
 //! (with `repl-diskless-sync yes`) streams it as it is produced, followed by an end mark.
+//! A cluster node's snapshot holds that node's slots only.
 
 mod connection;
 mod info;
@@ -138,4 +139,94 @@ async fn rdb_version(connection: &mut Connection, framing: Framing) -> Result<u3
     let head = connection.peek(MAGIC_LEN).await?;
     rdb_stream::parse_magic(head)
         .map_err(|problem| Error::Corrupt(format!("redis at {} sent no rdb: {problem}", connection.label())))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const MARK: &[u8; 40] = b"0123456789abcdef0123456789abcdef01234567";
+
+    /// Plays a master on a free port: whatever the client sends, it answers `script`
+    /// (INFO, the two REPLCONFs, then the transfer), and stays connected until the
+    /// client hangs up.
+    async fn fake_master(script: Vec<u8>) -> ConnectionUri {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&script).await.unwrap();
+            let mut sink = Vec::new();
+            let _ = socket.read_to_end(&mut sink).await;
+        });
+        ConnectionUri::parse(&format!("redis://127.0.0.1:{port}/2")).unwrap()
+    }
+
+    /// The replies to INFO and the REPLCONFs, then `transfer` after keepalives.
+    fn script(transfer: &[u8]) -> Vec<u8> {
+        let info = "# Server\r\nredis_version:7.2.4\r\n# Memory\r\nused_memory_dataset:5000\r\n\
+                    # Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n";
+        let replies = format!("${}\r\n{info}\r\n+OK\r\n+OK\r\n\n\n", info.len());
+        [replies.as_bytes(), transfer].concat()
+    }
+
+    fn small_rdb() -> Vec<u8> {
+        let mut rdb = b"REDIS0011\xfe\x00\x00\x01k\x01v\xff".to_vec();
+        let checksum = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&rdb);
+        rdb.extend_from_slice(&checksum.to_le_bytes());
+        rdb
+    }
+
+    async fn snapshot(uri: &ConnectionUri) -> Result<Snapshot, Error> {
+        RedisEngine::default().snapshot(uri, &|_| {}).await
+    }
+
+    #[tokio::test]
+    async fn a_diskless_transfer_is_estimated_and_stripped_of_its_mark() {
+        let rdb = small_rdb();
+        let transfer = [&b"$EOF:"[..], MARK, b"\r\n", &rdb, MARK].concat();
+        let mut snapshot = snapshot(&fake_master(script(&transfer)).await).await.unwrap();
+        assert_eq!(snapshot.server_version, "7.2.4");
+        assert_eq!(snapshot.format_version, "11");
+        assert_eq!((snapshot.bytes_total, snapshot.bytes_total_exact), (Some(5000), false));
+        assert_eq!(snapshot.items_total, Some(2));
+        assert_eq!(snapshot.details.get("transfer").map(String::as_str), Some("diskless"));
+        let mut body = Vec::new();
+        snapshot.body.read_to_end(&mut body).await.unwrap();
+        assert_eq!(body, rdb);
+    }
+
+    #[tokio::test]
+    async fn a_disk_transfer_has_an_exact_size() {
+        let rdb = small_rdb();
+        let transfer = [format!("${}\r\n", rdb.len()).as_bytes(), &rdb, b"*1\r\n$4\r\nPING\r\n"].concat();
+        let mut snapshot = snapshot(&fake_master(script(&transfer)).await).await.unwrap();
+        assert_eq!((snapshot.bytes_total, snapshot.bytes_total_exact), (Some(rdb.len() as u64), true));
+        let mut body = Vec::new();
+        snapshot.body.read_to_end(&mut body).await.unwrap();
+        assert_eq!(body, rdb);
+    }
+
+    #[tokio::test]
+    async fn anything_but_an_rdb_is_corrupt() {
+        let uri = fake_master(script(b"$30\r\nNOTANRDB!.....................")).await;
+        let error = snapshot(&uri).await.unwrap_err();
+        assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+        assert!(
+            error.to_string().ends_with("sent no rdb: the data starts with \"NOTANRDB!\", not an rdb header"),
+            "{error}"
+        );
+
+        let error = snapshot(&fake_master(script(b"$5\r\nREDIS")).await).await.unwrap_err();
+        assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    }
+
+    #[test]
+    fn redis_is_registered() {
+        let engine = crate::engine::for_kind(EngineKind::Redis).unwrap();
+        assert_eq!(engine.kind(), EngineKind::Redis);
+    }
 }

@@ -79,10 +79,10 @@ impl Target {
     /// so that a misspelt option does not go unnoticed.
     pub(crate) fn from_uri(uri: &ConnectionUri) -> Result<Target, Error> {
         let url = uri.expose();
-        let verification = tls_insecure_option(url)?;
+        let insecure = tls_insecure_option(url)?;
         let tls = match url.scheme() {
             "redis" => None,
-            "rediss" if verification => Some(TlsVerification::Insecure),
+            "rediss" if insecure => Some(TlsVerification::Insecure),
             "rediss" => Some(TlsVerification::Verify),
             other => {
                 return Err(Error::Unsupported(format!(
