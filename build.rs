@@ -27,5 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("cellar_descriptor.bin"))
         .compile_with_config(config, &protos, &[PathBuf::from("proto")])?;
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations; a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=src/metadata/migrations");
     Ok(())
 }

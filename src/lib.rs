@@ -2,9 +2,18 @@
 //! served over gRPC. Modules in reading order: the domain vocabulary, then the parts
 //! that move data, then the runtime that drives them, then the transports.
 
+pub mod config;
 pub mod domain;
+
 pub mod engine;
-pub mod grpc;
 pub mod metadata;
-pub mod operations;
+pub mod pipeline;
 pub mod storage;
+
+pub mod jobs;
+pub mod operations;
+pub mod service;
+
+pub mod cli;
+pub mod grpc;
+pub mod server;

@@ -65,6 +65,12 @@ impl ConnectionUri {
         &self.url
     }
 
+    /// Replaces the password (`None` removes it).
+    pub fn set_password(&mut self, password: Option<&str>) {
+        // Only URIs without a host refuse a password, and parse rejected those.
+        let _ = self.url.set_password(password);
+    }
+
     /// The URI with the password replaced by `****`.
     pub fn redacted(&self) -> String {
         redact_url(&self.url)

@@ -43,6 +43,13 @@ pub enum Error {
     Metadata(#[from] metadata::Error),
 }
 
+/// What a cancel request found.
+enum Cancel {
+    NotLive,
+    Dequeued(Live),
+    Signalled(Box<Operation>),
+}
+
 /// A job to run, with what the catalog must record when it is admitted.
 pub struct Submission {
     /// What the job does.
@@ -226,44 +233,37 @@ impl Manager {
     /// CANCELLING and ends CANCELLED when its job has cleaned up. A done one is returned
     /// unchanged.
     pub async fn cancel(&self, id: OperationId) -> Result<Operation, Error> {
-        let queued = {
-            let mut state = self.inner.lock();
-            let Some(live) = state.live.get(&id) else {
-                drop(state);
-                return Ok(self.inner.store.get_operation(id).await?);
-            };
-            let is_queued = live.sender.borrow().state == OperationState::Queued;
-            if is_queued {
-                state.queue.retain(|queued| *queued != id);
-                state.remove(id)
-            } else {
-                live.sender.send_modify(|operation| {
-                    if !operation.is_done() {
-                        operation.state = OperationState::Cancelling;
-                        operation.cancel_time.get_or_insert_with(crate::domain::now);
-                        operation.update_time = crate::domain::now();
-                    }
-                });
-                live.token.cancel();
-                None
-            }
-        };
-        match queued {
-            Some(live) => {
+        match self.request_cancel(id) {
+            Cancel::NotLive => Ok(self.inner.store.get_operation(id).await?),
+            Cancel::Dequeued(live) => {
                 self.pump();
                 Ok(self.end_unstarted(id, live, Failure::cancelled()).await)
             }
-            None => {
-                let operation = self.live_state(id);
-                match operation {
-                    Some(operation) => {
-                        self.persist(&operation).await;
-                        Ok(operation)
-                    }
-                    None => Ok(self.inner.store.get_operation(id).await?),
-                }
+            Cancel::Signalled(operation) => {
+                self.persist(&operation).await;
+                Ok(*operation)
             }
         }
+    }
+
+    // The synchronous half of a cancel: dequeue a queued job, or signal a running one.
+    fn request_cancel(&self, id: OperationId) -> Cancel {
+        let mut state = self.inner.lock();
+        let Some(live) = state.live.get(&id) else { return Cancel::NotLive };
+        if live.sender.borrow().state == OperationState::Queued {
+            state.queue.retain(|queued| *queued != id);
+            return state.remove(id).map_or(Cancel::NotLive, Cancel::Dequeued);
+        }
+        live.sender.send_modify(|operation| {
+            if !operation.is_done() {
+                let now = crate::domain::now();
+                operation.state = OperationState::Cancelling;
+                operation.cancel_time.get_or_insert(now);
+                operation.update_time = now;
+            }
+        });
+        live.token.cancel();
+        Cancel::Signalled(Box::new(live.sender.borrow().clone()))
     }
 
     /// Forgets a finished operation.
@@ -463,8 +463,8 @@ fn finish(operation: &mut Operation, outcome: Result<crate::domain::OperationRes
             operation.state = OperationState::Succeeded;
             operation.phase = "done".to_owned();
             operation.result = Some(result);
+            // Totals may have been estimates; at the end the counts are the truth.
             let progress = &mut operation.progress;
-            progress.bytes_done = progress.bytes_done.max(progress.bytes_total);
             progress.bytes_total = progress.bytes_done;
             progress.items_done = progress.items_done.max(progress.items_total);
             progress.items_total = progress.items_done;

@@ -1,0 +1,101 @@
+//! The command line: `cellar serve` runs the server; client commands come later.
+
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Backups, restores, imports and exports for self-run databases, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "cellar", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// Flags of `cellar serve`; each overrides the config file and `CELLAR_*` variables.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (`127.0.0.1:50051`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory of the catalog and the `local` destination.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// How many backups may run at once; more wait queued.
+    #[arg(long, value_name = "N")]
+    max_concurrent_backups: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. `info` or `cellar=debug,info`.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// How long shutdown waits for running operations, e.g. `30s` or `2m`.
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+}
+
+/// Parses the command line and runs the command; the exit code says how it went.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = crate::config::Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        max_concurrent_backups: args.max_concurrent_backups,
+        log_format: args.log_format,
+        log_level: args.log_level,
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("cellar: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_config(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cellar stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listen))?;
+    let settings = crate::server::Settings {
+        data_dir: config.data_dir.clone(),
+        max_concurrent_backups: config.max_concurrent_backups as usize,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    crate::server::run(listener, settings, crate::server::shutdown_signal()).await
+}

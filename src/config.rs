@@ -1,0 +1,250 @@
+//! Configuration: defaults, then a TOML file, then `CELLAR_*` environment variables,
+//! then command-line flags, each overriding the one before. Every problem found is
+//! reported at once, each naming where the bad value came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's configuration, valid by construction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the catalog and the `local` destination.
+    pub data_dir: PathBuf,
+    /// Snapshotting jobs allowed at once (at least 1).
+    pub max_concurrent_backups: u32,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`tracing` directives).
+    pub log_level: String,
+    /// How long shutdown waits for running operations.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./cellar-data"),
+            max_concurrent_backups: 4,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Raw values from one source; `None` keeps the value of the sources before it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// `listen`.
+    pub listen: Option<String>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `max_concurrent_backups` (text, so that every source is parsed the same way).
+    #[serde(default, deserialize_with = "text_or_number")]
+    pub max_concurrent_backups: Option<String>,
+    /// `log_format`.
+    pub log_format: Option<String>,
+    /// `log_level`.
+    pub log_level: Option<String>,
+    /// `shutdown_timeout`, e.g. `30s`, `2m`.
+    pub shutdown_timeout: Option<String>,
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// One line per problem: `<source>: <problem>`.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Loads the configuration from the file (if any), the environment pairs and the flags.
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, flags: Overrides) -> Result<Config, Error> {
+    let mut problems = Vec::new();
+    let mut config = Config::default();
+    if let Some(path) = file {
+        let source = format!("config file {}", path.display());
+        match read_file(path) {
+            Ok(from_file) => apply(&mut config, from_file, &|key| format!("{source}: {key}"), &mut problems),
+            Err(problem) => problems.push(format!("{source}: {problem}")),
+        }
+    }
+    apply(&mut config, from_env(env), &|key| format!("CELLAR_{}", key.to_ascii_uppercase()), &mut problems);
+    apply(&mut config, flags, &|key| format!("--{}", key.replace('_', "-")), &mut problems);
+    if problems.is_empty() { Ok(config) } else { Err(Error { problems }) }
+}
+
+fn read_file(path: &Path) -> Result<Overrides, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))?;
+    toml::from_str(&text).map_err(|error| error.message().to_owned())
+}
+
+fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
+    let mut overrides = Overrides::default();
+    for (key, value) in env {
+        match key.as_str() {
+            "CELLAR_LISTEN" => overrides.listen = Some(value),
+            "CELLAR_DATA_DIR" => overrides.data_dir = Some(PathBuf::from(value)),
+            "CELLAR_MAX_CONCURRENT_BACKUPS" => overrides.max_concurrent_backups = Some(value),
+            "CELLAR_LOG_FORMAT" => overrides.log_format = Some(value),
+            "CELLAR_LOG_LEVEL" => overrides.log_level = Some(value),
+            "CELLAR_SHUTDOWN_TIMEOUT" => overrides.shutdown_timeout = Some(value),
+            _ => {}
+        }
+    }
+    overrides
+}
+
+// Applies one source's values; `name` spells a key the way that source does.
+fn apply(config: &mut Config, overrides: Overrides, name: &dyn Fn(&str) -> String, problems: &mut Vec<String>) {
+    if let Some(listen) = overrides.listen {
+        match listen.trim().parse() {
+            Ok(address) => config.listen = address,
+            Err(_) => problems.push(format!("{}: '{listen}' is not a socket address like 127.0.0.1:50051", name("listen"))),
+        }
+    }
+    if let Some(data_dir) = overrides.data_dir {
+        if data_dir.as_os_str().is_empty() {
+            problems.push(format!("{}: must not be empty", name("data_dir")));
+        } else {
+            config.data_dir = data_dir;
+        }
+    }
+    if let Some(count) = overrides.max_concurrent_backups {
+        match count.trim().parse::<u32>() {
+            Ok(count) if count >= 1 => config.max_concurrent_backups = count,
+            _ => problems.push(format!("{}: '{count}' is not a whole number of at least 1", name("max_concurrent_backups"))),
+        }
+    }
+    if let Some(format) = overrides.log_format {
+        match format.trim().to_ascii_lowercase().as_str() {
+            "text" => config.log_format = LogFormat::Text,
+            "json" => config.log_format = LogFormat::Json,
+            _ => problems.push(format!("{}: '{format}' is not text or json", name("log_format"))),
+        }
+    }
+    if let Some(level) = overrides.log_level {
+        match tracing_subscriber::EnvFilter::try_new(&level) {
+            Ok(_) => config.log_level = level,
+            Err(error) => problems.push(format!("{}: '{level}' is not a log filter: {error}", name("log_level"))),
+        }
+    }
+    if let Some(timeout) = overrides.shutdown_timeout {
+        match parse_duration(&timeout) {
+            Some(timeout) => config.shutdown_timeout = timeout,
+            None => problems.push(format!("{}: '{timeout}' is not a duration like 30s, 2m or 1h", name("shutdown_timeout"))),
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` (a bare number means seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(number)),
+        "" | "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(number.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+// TOML files may write `max_concurrent_backups = 8` or `"8"`.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(i64),
+    }
+    let value: Option<TextOrNumber> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.map(|value| match value {
+        TextOrNumber::Text(text) => text,
+        TextOrNumber::Number(number) => number.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cellar.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\ndata_dir = \"/file\"\nmax_concurrent_backups = 8\nlog_format = \"json\"\n").unwrap();
+        let config = load(
+            Some(&file),
+            env(&[("CELLAR_DATA_DIR", "/env"), ("CELLAR_LISTEN", "127.0.0.1:2"), ("HOME", "/root")]),
+            Overrides { listen: Some("127.0.0.1:3".into()), ..Overrides::default() },
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("/env"));
+        assert_eq!(config.max_concurrent_backups, 8);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(load(None, env(&[]), Overrides::default()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cellar.toml");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let error = load(
+            Some(&file),
+            env(&[("CELLAR_LISTEN", "nowhere"), ("CELLAR_MAX_CONCURRENT_BACKUPS", "0")]),
+            Overrides { shutdown_timeout: Some("soon".into()), log_format: Some("xml".into()), ..Overrides::default() },
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert_eq!(error.problems.len(), 5, "{text}");
+        for fragment in ["colour", "CELLAR_LISTEN: 'nowhere'", "CELLAR_MAX_CONCURRENT_BACKUPS", "--shutdown-timeout", "--log-format"] {
+            assert!(text.contains(fragment), "missing {fragment} in {text}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! `Database` messages.
+
+use super::*;
+use crate::domain::{BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy};
+use crate::service::{DatabasePatch, NewDatabase, PolicyPatch};
+
+/// Fields an UpdateDatabase mask may name.
+const UPDATABLE: &[&str] = &[
+    "name",
+    "project_id",
+    "connection_uri",
+    "labels",
+    "backup_policy",
+    "backup_policy.destination_id",
+    "backup_policy.schedule",
+    "backup_policy.compression",
+    "backup_policy.retention",
+    "backup_policy.backup_ttl",
+];
+
+pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
+    let policy = &database.backup_policy;
+    let retention = &policy.retention;
+    pb::Database {
+        id: database.id.to_string(),
+        name: database.name.to_string(),
+        project_id: database.project_id.clone(),
+        engine: engine_to_pb(database.engine),
+        connection_uri: database.connection_uri.redacted(),
+        backup_policy: Some(pb::BackupPolicy {
+            destination_id: policy.destination_id.map(|id| id.to_string()).unwrap_or_default(),
+            schedule: policy.schedule.clone(),
+            compression: compression_to_pb(policy.compression),
+            retention: Some(pb::RetentionPolicy {
+                keep_last: retention.keep_last as i32,
+                keep_hourly: retention.keep_hourly as i32,
+                keep_daily: retention.keep_daily as i32,
+                keep_weekly: retention.keep_weekly as i32,
+                keep_monthly: retention.keep_monthly as i32,
+            }),
+            backup_ttl: policy.backup_ttl.map(duration_to_pb),
+        }),
+        labels: labels_to_pb(&database.labels),
+        create_time: Some(timestamp_to_pb(database.create_time)),
+        update_time: Some(timestamp_to_pb(database.update_time)),
+    }
+}
+
+/// A CreateDatabase request, validated.
+pub(crate) fn new_database_from_pb(request: pb::CreateDatabaseRequest) -> Result<(NewDatabase, Option<String>), Invalid> {
+    let mut invalid = Invalid::default();
+    let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
+    let Some(database) = request.database else {
+        invalid.add("database", "is required");
+        return Err(invalid);
+    };
+    let name = name_from_pb("database.name", &database.name, &mut invalid);
+    let project_id = project_from_pb(&database.project_id, &mut invalid);
+    let engine = engine_from_pb(database.engine);
+    if engine.is_none() {
+        invalid.add("database.engine", "is required: ENGINE_REDIS, ENGINE_POSTGRES or ENGINE_MYSQL");
+    }
+    let uri = connection_uri_from_pb(&database.connection_uri, &mut invalid);
+    if let (Some(engine), Some(uri)) = (engine, &uri) {
+        invalid.check(Database::check_engine_matches_uri(engine, uri));
+    }
+    let policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), None, &mut invalid).apply(BackupPolicy::default());
+    let labels = labels_from_pb("database.labels", &database.labels, &mut invalid);
+    let (Some(name), Some(engine), Some(connection_uri)) = (name, engine, uri) else {
+        return Err(invalid);
+    };
+    let new = NewDatabase { name, project_id, engine, connection_uri, backup_policy: policy, labels };
+    invalid.into_result(|| (new, request_id))
+}
+
+/// An UpdateDatabase request, validated.
+pub(crate) fn database_patch_from_pb(request: pb::UpdateDatabaseRequest) -> Result<(crate::domain::DatabaseId, DatabasePatch), Invalid> {
+    let mut invalid = Invalid::default();
+    let Some(database) = request.database else {
+        invalid.add("database", "is required");
+        return Err(invalid);
+    };
+    let id = parse_id("database.id", &database.id, crate::domain::DatabaseId::parse, &mut invalid);
+    let paths = match mask_paths(request.update_mask.as_ref()) {
+        Some(paths) if paths.iter().any(|path| path == "*") => UPDATABLE.iter().map(|path| path.to_string()).collect(),
+        Some(paths) => paths,
+        None => implied_paths(&database),
+    };
+    for path in &paths {
+        if path == "engine" {
+            invalid.add("update_mask", "engine cannot be changed; register a new database instead");
+        } else if !UPDATABLE.contains(&path.as_str()) {
+            invalid.add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
+        }
+    }
+    let has = |path: &str| paths.iter().any(|candidate| candidate == path);
+    let mut patch = DatabasePatch::default();
+    if has("name") {
+        patch.name = name_from_pb("database.name", &database.name, &mut invalid);
+    }
+    if has("project_id") {
+        patch.project_id = Some(project_from_pb(&database.project_id, &mut invalid));
+    }
+    if has("connection_uri") {
+        patch.connection_uri = connection_uri_from_pb(&database.connection_uri, &mut invalid);
+    }
+    if has("labels") {
+        patch.labels = Some(labels_from_pb("database.labels", &database.labels, &mut invalid));
+    }
+    let policy_paths: Vec<&str> = paths.iter().filter_map(|path| policy_field(path)).collect();
+    if !policy_paths.is_empty() {
+        patch.backup_policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), Some(&policy_paths), &mut invalid);
+    }
+    match id {
+        Some(id) => invalid.into_result(|| (id, patch)),
+        None => Err(invalid),
+    }
+}
+
+// `backup_policy` → every policy field; `backup_policy.x` → x.
+fn policy_field(path: &str) -> Option<&str> {
+    match path {
+        "backup_policy" => Some("*"),
+        _ => path.strip_prefix("backup_policy."),
+    }
+}
+
+// With no mask, the fields the client set to a non-default value are updated.
+fn implied_paths(database: &pb::Database) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut add = |set: bool, path: &str| {
+        if set {
+            paths.push(path.to_owned());
+        }
+    };
+    add(!database.name.is_empty(), "name");
+    add(!database.project_id.is_empty(), "project_id");
+    add(!database.connection_uri.is_empty(), "connection_uri");
+    add(!database.labels.is_empty(), "labels");
+    if let Some(policy) = &database.backup_policy {
+        add(!policy.destination_id.is_empty(), "backup_policy.destination_id");
+        add(!policy.schedule.is_empty(), "backup_policy.schedule");
+        add(policy.compression != 0, "backup_policy.compression");
+        add(policy.retention.is_some(), "backup_policy.retention");
+        add(policy.backup_ttl.is_some(), "backup_policy.backup_ttl");
+    }
+    paths
+}
+
+impl PolicyPatch {
+    // The policy fields named by `only` (`*` for all; `None` for a create, where every
+    // field counts and unset ones keep their defaults).
+    fn from_pb(policy: Option<&pb::BackupPolicy>, only: Option<&[&str]>, invalid: &mut Invalid) -> PolicyPatch {
+        let default_policy = pb::BackupPolicy::default();
+        let policy = policy.unwrap_or(&default_policy);
+        let wanted = |field: &str| only.is_none_or(|fields| fields.iter().any(|name| *name == "*" || *name == field));
+        let mut patch = PolicyPatch::default();
+        if wanted("destination_id") {
+            patch.destination_id = Some(parse_optional_id::<DestinationId>(
+                "database.backup_policy.destination_id",
+                &policy.destination_id,
+                DestinationId::parse,
+                invalid,
+            ));
+        }
+        if wanted("schedule") {
+            let schedule = policy.schedule.trim().to_owned();
+            if let Err(problem) = check_schedule(&schedule) {
+                invalid.add("database.backup_policy.schedule", problem);
+            }
+            patch.schedule = Some(schedule);
+        }
+        if wanted("compression") {
+            let compression = compression_from_pb("database.backup_policy.compression", policy.compression, invalid);
+            patch.compression = Some(compression.unwrap_or(crate::domain::Compression::Zstd));
+        }
+        if wanted("retention") {
+            patch.retention = Some(retention_from_pb(policy.retention.as_ref(), invalid));
+        }
+        if wanted("backup_ttl") {
+            patch.backup_ttl = Some(
+                policy
+                    .backup_ttl
+                    .as_ref()
+                    .and_then(|ttl| duration_from_pb("database.backup_policy.backup_ttl", ttl, invalid))
+                    .filter(|ttl| !ttl.is_zero()),
+            );
+        }
+        patch
+    }
+}
+
+fn retention_from_pb(retention: Option<&pb::RetentionPolicy>, invalid: &mut Invalid) -> RetentionPolicy {
+    let Some(retention) = retention else { return RetentionPolicy::default() };
+    let mut count = |field: &str, value: i32| {
+        u32::try_from(value).unwrap_or_else(|_| {
+            invalid.add(format!("database.backup_policy.retention.{field}"), "must not be negative");
+            0
+        })
+    };
+    RetentionPolicy {
+        keep_last: count("keep_last", retention.keep_last),
+        keep_hourly: count("keep_hourly", retention.keep_hourly),
+        keep_daily: count("keep_daily", retention.keep_daily),
+        keep_weekly: count("keep_weekly", retention.keep_weekly),
+        keep_monthly: count("keep_monthly", retention.keep_monthly),
+    }
+}
+
+/// Checks a schedule's shape: empty, `@hourly`/`@daily`/`@weekly`/`@monthly`,
+/// `@every <n><s|m|h|d>` (at least a minute), or five cron fields.
+fn check_schedule(schedule: &str) -> Result<(), String> {
+    if schedule.is_empty() || ["@hourly", "@daily", "@weekly", "@monthly"].contains(&schedule) {
+        return Ok(());
+    }
+    if let Some(every) = schedule.strip_prefix("@every") {
+        let every = every.trim();
+        let (number, unit) = every.split_at(every.find(|c: char| !c.is_ascii_digit()).unwrap_or(every.len()));
+        let seconds_per_unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err("@every needs a duration like 30m, 6h or 1d".to_owned()),
+        };
+        let seconds = number.parse::<u64>().map_err(|_| "@every needs a duration like 30m, 6h or 1d".to_owned())?
+            * seconds_per_unit;
+        return if seconds >= 60 { Ok(()) } else { Err("@every must be at least 1 minute".to_owned()) };
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    let cron_chars = |field: &&str| field.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '/' | ',' | '-'));
+    if fields.len() == 5 && fields.iter().all(cron_chars) {
+        Ok(())
+    } else {
+        Err("expected five cron fields (minute hour day month weekday) or @every <duration>".to_owned())
+    }
+}
+
+pub(super) fn name_from_pb(field: &str, name: &str, invalid: &mut Invalid) -> Option<ResourceName> {
+    ResourceName::parse(name).map_err(|problem| invalid.add(field, problem)).ok()
+}
+
+fn project_from_pb(project_id: &str, invalid: &mut Invalid) -> String {
+    if project_id.is_empty() {
+        return DEFAULT_PROJECT.to_owned();
+    }
+    if let Err(problem) = ResourceName::parse(project_id) {
+        invalid.add("database.project_id", problem);
+    }
+    project_id.to_owned()
+}
+
+fn connection_uri_from_pb(uri: &str, invalid: &mut Invalid) -> Option<ConnectionUri> {
+    if uri.trim().is_empty() {
+        invalid.add("database.connection_uri", "is required");
+        return None;
+    }
+    ConnectionUri::parse(uri).map_err(|problem| invalid.add("database.connection_uri", problem)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        for good in ["", "@daily", "@every 6h", "@every 1m", "0 3 * * *", "*/15 0-6 1,15 * 1-5"] {
+            assert_eq!(check_schedule(good), Ok(()), "{good}");
+        }
+        for bad in ["@every 30s", "@every", "@every 5x", "0 3 * *", "daily", "0 3 * * MON"] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_reports_every_problem_and_never_echoes_the_password() {
+        let request = pb::CreateDatabaseRequest {
+            database: Some(pb::Database {
+                name: "bad name".into(),
+                engine: pb::Engine::Postgres as i32,
+                connection_uri: "redis://u:hunter2@h:6379".into(),
+                backup_policy: Some(pb::BackupPolicy { schedule: "sometimes".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        };
+        let invalid = new_database_from_pb(request).unwrap_err();
+        let fields: Vec<&str> = invalid.violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["database.name", "database.connection_uri", "database.backup_policy.schedule"]);
+        assert!(!invalid.to_string().contains("hunter2"));
+    }
+}

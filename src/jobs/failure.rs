@@ -1,0 +1,67 @@
+//! Turning the errors of engines, storage and the pipeline into operation failures.
+
+use crate::domain::{Code, Failure, reason};
+use crate::{engine, metadata, pipeline, storage};
+
+/// The failure for an engine error.
+pub(super) fn from_engine(error: &engine::Error) -> Failure {
+    let (code, reason) = error.code_and_reason();
+    Failure::new(code, reason, error.to_string())
+}
+
+/// The failure for a storage error.
+pub(super) fn from_storage(error: &storage::Error) -> Failure {
+    let code = match error {
+        storage::Error::Unsupported(_) => {
+            return Failure::new(Code::FailedPrecondition, reason::DESTINATION_NOT_SUPPORTED, error.to_string());
+        }
+        storage::Error::NotFound { .. } => Code::NotFound,
+        _ => Code::Unavailable,
+    };
+    Failure::new(code, reason::STORAGE_FAILED, error.to_string())
+}
+
+/// The failure for a catalog error.
+pub(super) fn from_metadata(error: &metadata::Error) -> Failure {
+    match error {
+        metadata::Error::NotFound { .. } => Failure::new(Code::NotFound, reason::NOT_FOUND, error.to_string()),
+        _ => internal(error),
+    }
+}
+
+/// The failure for a pipeline error: a source read error carries the engine's error
+/// when there is one (corrupt data, connection lost).
+pub(super) fn from_pipeline(error: &pipeline::Error) -> Failure {
+    match error {
+        pipeline::Error::Source(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<engine::Error>()) {
+            Some(engine_error) => from_engine(engine_error),
+            None => Failure::new(
+                Code::Unavailable,
+                reason::SOURCE_UNREACHABLE,
+                format!("reading from the database failed: {io}"),
+            ),
+        },
+        pipeline::Error::Storage(storage_error) => from_storage(storage_error),
+        other => internal(other),
+    }
+}
+
+/// An unexpected failure: the whole chain goes to the log, a short message to the client.
+pub(super) fn internal(error: &dyn std::error::Error) -> Failure {
+    tracing::error!(error = %DisplayChain(error), "internal error in a job");
+    Failure::new(Code::Internal, reason::INTERNAL, "internal error; see the server log")
+}
+
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! The `manifest.json` stored beside every backup's data.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{Backup, Timestamp};
+
+/// What a backup holds, stored next to its data so that the bytes can be understood
+/// (and verified) without the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Manifest layout version.
+    pub manifest_version: u32,
+    /// The backup id.
+    pub backup_id: String,
+    /// The backup's name.
+    pub name: String,
+    /// The database id, empty for an unfiled import.
+    pub database_id: String,
+    /// The database's display name.
+    pub instance_name: String,
+    /// The engine (`redis`, `postgres`, `mysql`).
+    pub engine: String,
+    /// The server version that produced the data.
+    pub server_version: String,
+    /// The data format (`rdb`, ...).
+    pub format: String,
+    /// The format's own version (the RDB version).
+    pub format_version: String,
+    /// The compression of the data object (`zstd`, `gzip`, `none`).
+    pub compression: String,
+    /// The data object's key, relative to the destination.
+    pub data_key: String,
+    /// Size of the data object in bytes.
+    pub size_bytes: u64,
+    /// Size of the data before compression.
+    pub logical_size_bytes: u64,
+    /// Hex SHA-256 of the data object.
+    pub sha256: String,
+    /// Items (keys) in the snapshot, when known.
+    pub items: u64,
+    /// When the backup was asked for.
+    pub create_time: Timestamp,
+    /// When the snapshot started.
+    pub start_time: Timestamp,
+    /// When the data was committed.
+    pub end_time: Timestamp,
+    /// Engine-specific facts (e.g. how the data was transferred).
+    pub details: BTreeMap<String, String>,
+    /// The Cellar version that wrote it.
+    pub cellar_version: String,
+}
+
+impl Manifest {
+    /// The manifest of a finished backup.
+    pub(super) fn of(backup: &Backup, data_key: String, format_version: String, items: u64, start_time: Timestamp, details: BTreeMap<String, String>) -> Self {
+        Manifest {
+            manifest_version: 1,
+            backup_id: backup.id.to_string(),
+            name: backup.name.to_string(),
+            database_id: backup.database_id.map(|id| id.to_string()).unwrap_or_default(),
+            instance_name: backup.instance_name.clone(),
+            engine: backup.engine.as_str().to_owned(),
+            server_version: backup.server_version.clone(),
+            format: backup.format.clone(),
+            format_version,
+            compression: backup.compression.as_str().to_owned(),
+            data_key,
+            size_bytes: backup.size_bytes,
+            logical_size_bytes: backup.logical_size_bytes,
+            sha256: backup.sha256.clone(),
+            items,
+            create_time: backup.create_time,
+            start_time,
+            end_time: crate::domain::now(),
+            details,
+            cellar_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}

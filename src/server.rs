@@ -1,0 +1,110 @@
+//! `cellar serve`: opens the catalog, recovers interrupted operations, serves gRPC, and
+//! shuts down gracefully (stop accepting, cancel running operations, exit within a
+//! deadline).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::metadata::{SqliteStore, Store};
+use crate::operations::Manager;
+use crate::service::Cellar;
+use crate::storage::local::LocalStorage;
+
+/// What the server needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the catalog and the `local` destination live.
+    pub data_dir: PathBuf,
+    /// Snapshotting jobs allowed at once.
+    pub max_concurrent_backups: usize,
+    /// How long shutdown waits for running operations to clean up.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let data_dir = absolute(&settings.data_dir)?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let catalog_path = data_dir.join("catalog.sqlite");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&catalog_path).await.with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
+    );
+    let manager = Manager::new(store.clone(), settings.max_concurrent_backups);
+    let recovered = manager.recover().await.context("cannot recover interrupted operations")?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "failed operations interrupted by the previous stop");
+    }
+
+    let backups_dir = data_dir.join("backups");
+    let cellar = Cellar::new(store, manager.clone(), backups_dir.clone());
+    let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
+    // This process is the only one using the local root, so every partial file is stale.
+    if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {
+        tracing::warn!(%error, "cannot remove partial objects left by an earlier stop");
+    }
+    tracing::debug!(destination = %local.id, "local destination ready");
+
+    let (routes, health) = crate::grpc::routes(cellar).await.context("cannot build the reflection service")?;
+    let address = listener.local_addr()?;
+    let stop_accepting = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(crate::grpc::KEEPALIVE_INTERVAL))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
+    tokio::pin!(server);
+    tracing::info!(%address, data_dir = %data_dir.display(), "cellar listening");
+
+    tokio::select! {
+        result = &mut server => return result.context("the gRPC server failed"),
+        () = shutdown => {}
+    }
+    tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down");
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    stop_accepting.cancel();
+    let drained = manager.shutdown(settings.shutdown_timeout).await;
+    if !drained {
+        tracing::warn!("some operations did not stop within the shutdown timeout");
+    }
+    // Watch streams end once their operations are done; give open calls a moment.
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(result) => result.context("the gRPC server failed while stopping")?,
+        Err(_) => tracing::warn!("closing connections that were still open"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

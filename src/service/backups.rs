@@ -1,0 +1,178 @@
+//! Creating, reading, changing and deleting backups.
+
+use std::sync::Arc;
+
+use super::{BackupPatch, Cellar, CreateBackup, Error};
+use crate::domain::list::{ListQuery, Page};
+use crate::domain::{
+    Backup, BackupId, BackupName, BackupOrigin, BackupState, Destination, DestinationId, EngineKind,
+    Operation, OperationKind, reason,
+};
+use crate::jobs::{BackupJob, DeleteBackupJob};
+use crate::operations::Submission;
+use crate::storage::{self, Storage};
+use crate::{engine, metadata};
+
+impl Cellar {
+    /// Starts an on-demand backup; returns its operation (QUEUED or RUNNING).
+    pub async fn create_backup(&self, request: CreateBackup) -> Result<Operation, Error> {
+        if let Some(existing) = self.existing_operation(OperationKind::Backup, &request.request_id).await? {
+            return Ok(existing);
+        }
+        let database = self.store.get_database(request.database_id).await?;
+        let engine = engine::for_kind(database.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let destination_id = request.destination_id.or(database.backup_policy.destination_id);
+        let destination = self.resolve_destination(destination_id).await?;
+        let storage = open_storage(&destination)?;
+
+        let now = crate::domain::now();
+        let expire_time =
+            request.expire_time.or_else(|| database.backup_policy.backup_ttl.map(|ttl| now + ttl_duration(ttl)));
+        let backup = Backup {
+            id: BackupId::new(),
+            name: request.name.unwrap_or_else(|| BackupName::from_time(now)),
+            database_id: Some(database.id),
+            instance_name: database.name.to_string(),
+            database_name: request.database_name,
+            project_id: database.project_id.clone(),
+            engine: database.engine,
+            server_version: String::new(),
+            state: BackupState::Creating,
+            size_bytes: 0,
+            logical_size_bytes: 0,
+            sha256: String::new(),
+            compression: request.compression.unwrap_or(database.backup_policy.compression),
+            format: format_of(database.engine).to_owned(),
+            destination_id: destination.id,
+            object_key: String::new(),
+            uri: String::new(),
+            origin: BackupOrigin::OnDemand,
+            create_time: now,
+            update_time: now,
+            expire_time,
+            labels: request.labels,
+        };
+        let job = BackupJob::new(self.store.clone(), engine, storage, database.clone(), backup.clone());
+        let submission = Submission {
+            kind: OperationKind::Backup,
+            database_id: Some(database.id),
+            backup: Some(backup),
+            insert_backup: true,
+            request_id: request.request_id,
+            job: Arc::new(job),
+        };
+        Ok(self.manager.submit(submission).await?)
+    }
+
+    /// Reads a backup.
+    pub async fn get_backup(&self, id: BackupId) -> Result<Backup, Error> {
+        Ok(self.store.get_backup(id).await?)
+    }
+
+    /// Lists backups.
+    pub async fn list_backups(&self, query: &ListQuery) -> Result<Page<Backup>, Error> {
+        Ok(self.store.list_backups(query).await?)
+    }
+
+    /// Changes a backup's name, expiry or labels.
+    pub async fn update_backup(&self, id: BackupId, patch: BackupPatch) -> Result<Backup, Error> {
+        let mut backup = self.store.get_backup(id).await?;
+        if backup.state == BackupState::Deleting {
+            return Err(Error::FailedPrecondition {
+                reason: "BACKUP_DELETING",
+                message: format!("backup {id} is being deleted"),
+            });
+        }
+        if let Some(name) = patch.name {
+            backup.name = name;
+        }
+        if let Some(expire_time) = patch.expire_time {
+            backup.expire_time = expire_time;
+        }
+        if let Some(labels) = patch.labels {
+            backup.labels = labels;
+        }
+        backup.update_time = crate::domain::now();
+        self.store.update_backup(&backup).await?;
+        Ok(backup)
+    }
+
+    /// Starts deleting a backup (objects, then record); returns the operation.
+    pub async fn delete_backup(&self, id: BackupId, request_id: Option<String>) -> Result<Operation, Error> {
+        if let Some(existing) = self.existing_operation(OperationKind::DeleteBackup, &request_id).await? {
+            return Ok(existing);
+        }
+        let mut backup = self.store.get_backup(id).await?;
+        if backup.state == BackupState::Creating {
+            return Err(Error::FailedPrecondition {
+                reason: "BACKUP_CREATING",
+                message: format!("backup {id} is still being created; cancel its operation first"),
+            });
+        }
+        let destination = self.store.get_destination(backup.destination_id).await?;
+        let storage = open_storage(&destination)?;
+        let previous_state = backup.state;
+        backup.state = BackupState::Deleting;
+        backup.update_time = crate::domain::now();
+        self.store.update_backup(&backup).await?;
+        let job = DeleteBackupJob::new(self.store.clone(), storage, backup.clone(), previous_state);
+        let submission = Submission {
+            kind: OperationKind::DeleteBackup,
+            database_id: backup.database_id,
+            backup: Some(backup.clone()),
+            insert_backup: false,
+            request_id,
+            job: Arc::new(job),
+        };
+        match self.manager.submit(submission).await {
+            Ok(operation) => Ok(operation),
+            Err(error) => {
+                backup.state = previous_state;
+                self.store.update_backup(&backup).await?;
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn existing_operation(&self, kind: OperationKind, request_id: &Option<String>) -> Result<Option<Operation>, Error> {
+        let Some(request_id) = request_id else { return Ok(None) };
+        match self.store.find_operation_by_request_id(kind, request_id).await? {
+            Some(operation) => Ok(Some(self.manager.get(operation.id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn resolve_destination(&self, id: Option<DestinationId>) -> Result<Destination, Error> {
+        let Some(id) = id else { return self.local_destination().await };
+        match self.store.get_destination(id).await {
+            Ok(destination) => Ok(destination),
+            Err(metadata::Error::NotFound { .. }) => Err(Error::FailedPrecondition {
+                reason: reason::NOT_FOUND,
+                message: format!("destination {id} does not exist"),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
+    storage::open(destination).map_err(|error| match error {
+        storage::Error::Unsupported(_) => Error::FailedPrecondition {
+            reason: reason::DESTINATION_NOT_SUPPORTED,
+            message: format!("destination {} cannot be used yet: {error}", destination.name),
+        },
+        other => Error::Internal(other.to_string()),
+    })
+}
+
+fn format_of(engine: EngineKind) -> &'static str {
+    match engine {
+        EngineKind::Redis => "rdb",
+        EngineKind::Postgres => "pg_custom",
+        EngineKind::Mysql => "mysql_sql",
+    }
+}
+
+fn ttl_duration(ttl: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,138 @@
+//! The validated requests the core takes (built by the transports).
+
+use crate::domain::{
+    BackupName, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId, EngineKind, Labels,
+    ResourceName, RetentionPolicy, Secret, Timestamp,
+};
+use std::collections::BTreeMap;
+
+/// A database to register.
+#[derive(Debug, Clone)]
+pub struct NewDatabase {
+    /// Unique display name.
+    pub name: ResourceName,
+    /// Tenant id (`default` when the request gave none).
+    pub project_id: String,
+    /// The engine.
+    pub engine: EngineKind,
+    /// How to reach it; scheme already checked against the engine.
+    pub connection_uri: ConnectionUri,
+    /// How it is backed up.
+    pub backup_policy: BackupPolicy,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// Changes to a database; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DatabasePatch {
+    /// New name.
+    pub name: Option<ResourceName>,
+    /// New project id.
+    pub project_id: Option<String>,
+    /// New connection URI (checked against the engine by the core).
+    pub connection_uri: Option<ConnectionUri>,
+    /// Changes to the backup policy.
+    pub backup_policy: PolicyPatch,
+    /// New labels (replacing all).
+    pub labels: Option<Labels>,
+}
+
+/// Changes to a backup policy; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyPatch {
+    /// New destination (`Some(None)`: the built-in `local`).
+    pub destination_id: Option<Option<DestinationId>>,
+    /// New schedule (empty: none).
+    pub schedule: Option<String>,
+    /// New compression.
+    pub compression: Option<Compression>,
+    /// New retention.
+    pub retention: Option<RetentionPolicy>,
+    /// New backup time-to-live (`Some(None)`: backups do not expire).
+    pub backup_ttl: Option<Option<std::time::Duration>>,
+}
+
+impl PolicyPatch {
+    /// The policy after the patch.
+    pub fn apply(self, mut policy: BackupPolicy) -> BackupPolicy {
+        if let Some(destination_id) = self.destination_id {
+            policy.destination_id = destination_id;
+        }
+        if let Some(schedule) = self.schedule {
+            policy.schedule = schedule;
+        }
+        if let Some(compression) = self.compression {
+            policy.compression = compression;
+        }
+        if let Some(retention) = self.retention {
+            policy.retention = retention;
+        }
+        if let Some(backup_ttl) = self.backup_ttl {
+            policy.backup_ttl = backup_ttl;
+        }
+        policy
+    }
+}
+
+/// A destination to create.
+#[derive(Debug, Clone)]
+pub struct NewDestination {
+    /// Unique display name.
+    pub name: ResourceName,
+    /// Checked location URI.
+    pub uri: String,
+    /// Write-only credentials.
+    pub credentials: BTreeMap<String, Secret>,
+    /// Backend options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// Changes to a destination; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationPatch {
+    /// New name.
+    pub name: Option<ResourceName>,
+    /// New checked URI.
+    pub uri: Option<String>,
+    /// New credentials (replacing all).
+    pub credentials: Option<BTreeMap<String, Secret>>,
+    /// New options (replacing all).
+    pub options: Option<BTreeMap<String, String>>,
+    /// New labels (replacing all).
+    pub labels: Option<Labels>,
+}
+
+/// An on-demand backup.
+#[derive(Debug, Clone)]
+pub struct CreateBackup {
+    /// The database to back up.
+    pub database_id: DatabaseId,
+    /// The name; default made from the creation time.
+    pub name: Option<BackupName>,
+    /// The logical database, where the engine has them.
+    pub database_name: String,
+    /// When it expires; default from the policy's TTL.
+    pub expire_time: Option<Timestamp>,
+    /// Overrides the policy's destination.
+    pub destination_id: Option<DestinationId>,
+    /// Overrides the policy's compression.
+    pub compression: Option<Compression>,
+    /// Labels.
+    pub labels: Labels,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
+/// Changes to a backup; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct BackupPatch {
+    /// New name.
+    pub name: Option<BackupName>,
+    /// New expiry: `Some(None)` clears it.
+    pub expire_time: Option<Option<Timestamp>>,
+    /// New labels (replacing all).
+    pub labels: Option<Labels>,
+}
