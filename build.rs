@@ -5,6 +5,14 @@
 
 use std::path::PathBuf;
 
+const SECRET_BEARING_MESSAGES: [&str; 5] = [
+    ".cellar.v1.Database",
+    ".cellar.v1.Destination",
+    ".cellar.v1.ImportDatabaseRequest",
+    ".cellar.v1.ImportBackupRequest",
+    ".cellar.v1.ExportDatabaseRequest",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut protos = Vec::new();
     for dir in ["proto/cellar/v1", "proto/google/rpc"] {
@@ -24,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        // Messages that carry secrets get a hand-written, redacting Debug (src/grpc/redact.rs).
+        .skip_debug(SECRET_BEARING_MESSAGES)
         .file_descriptor_set_path(out_dir.join("cellar_descriptor.bin"))
         .compile_with_config(config, &protos, &[PathBuf::from("proto")])?;
     println!("cargo:rerun-if-changed=proto");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{DestinationId, Labels, ResourceName, Secret, Timestamp};
 
 /// A storage location: local directory, S3, GCS, Azure Blob, FTP or HTTP(S).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Server-assigned id.
     pub id: DestinationId,
@@ -24,6 +24,22 @@ pub struct Destination {
     pub create_time: Timestamp,
     /// When it last changed.
     pub update_time: Timestamp,
+}
+
+impl std::fmt::Debug for Destination {
+    // The URI may carry a password; credentials print as `Secret(****)` on their own.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("uri", &super::redact_uri(&self.uri))
+            .field("credentials", &self.credentials)
+            .field("options", &self.options)
+            .field("labels", &self.labels)
+            .field("create_time", &self.create_time)
+            .field("update_time", &self.update_time)
+            .finish()
+    }
 }
 
 /// The name of the destination every deployment has from its first start.
@@ -82,5 +98,22 @@ mod tests {
         }
         let error = check_destination_uri("gopher://u:hunter2@h/x").unwrap_err();
         assert!(!error.contains("hunter2"));
+    }
+
+    #[test]
+    fn debug_hides_the_uri_password() {
+        let now = crate::domain::now();
+        let destination = Destination {
+            id: DestinationId::new(),
+            name: ResourceName::parse("ftp").unwrap(),
+            uri: "ftp://u:hunter2@127.0.0.1/dir".to_owned(),
+            credentials: [("key".to_owned(), Secret::new("hunter3"))].into(),
+            options: Default::default(),
+            labels: Default::default(),
+            create_time: now,
+            update_time: now,
+        };
+        let shown = format!("{destination:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
     }
 }

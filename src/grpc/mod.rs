@@ -27,6 +27,7 @@ mod convert;
 mod database;
 mod destination;
 mod operation;
+mod redact;
 mod status;
 mod transfer;
 
