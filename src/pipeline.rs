@@ -447,8 +447,8 @@ mod tests {
 
     #[tokio::test]
     async fn round_trips_for_every_compression_and_read_size() {
-        let random_data = random(3 * CHUNK_SIZE + 12345, 7);
-        let text_data = compressible(5 * CHUNK_SIZE + 777);
+        let random_data = random(2 * CHUNK_SIZE + 12345, 7);
+        let text_data = compressible(3 * CHUNK_SIZE + 777);
         let cases: [(&str, &[u8], &[usize]); 4] = [
             ("empty", b"", &[1]),
             ("tiny", b"hello", &[1, 4096]),
@@ -499,7 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_writer_is_a_storage_error() {
-        let data = random(6 * CHUNK_SIZE, 11);
+        let data = random(4 * CHUNK_SIZE, 11);
         for compression in Compression::ALL.iter().copied() {
             let mut writer = MemoryWriter { fail_at: Some(1), ..MemoryWriter::default() };
             let result = store(reader(&data, CHUNK_SIZE), compression, &mut writer, &mut |_| {}).await;
