@@ -85,7 +85,11 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Loads the configuration from the file (if any), the environment pairs and the flags.
-pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, flags: Overrides) -> Result<Config, Error> {
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    flags: Overrides,
+) -> Result<Config, Error> {
     let mut problems = Vec::new();
     let mut config = Config::default();
     if let Some(path) = file {
@@ -122,11 +126,17 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
 }
 
 // Applies one source's values; `name` spells a key the way that source does.
-fn apply(config: &mut Config, overrides: Overrides, name: &dyn Fn(&str) -> String, problems: &mut Vec<String>) {
+fn apply(
+    config: &mut Config,
+    overrides: Overrides,
+    name: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) {
     if let Some(listen) = overrides.listen {
         match listen.trim().parse() {
             Ok(address) => config.listen = address,
-            Err(_) => problems.push(format!("{}: '{listen}' is not a socket address like 127.0.0.1:50051", name("listen"))),
+            Err(_) => problems
+                .push(format!("{}: '{listen}' is not a socket address like 127.0.0.1:50051", name("listen"))),
         }
     }
     if let Some(data_dir) = overrides.data_dir {
@@ -139,7 +149,10 @@ fn apply(config: &mut Config, overrides: Overrides, name: &dyn Fn(&str) -> Strin
     if let Some(count) = overrides.max_concurrent_backups {
         match count.trim().parse::<u32>() {
             Ok(count) if count >= 1 => config.max_concurrent_backups = count,
-            _ => problems.push(format!("{}: '{count}' is not a whole number of at least 1", name("max_concurrent_backups"))),
+            _ => problems.push(format!(
+                "{}: '{count}' is not a whole number of at least 1",
+                name("max_concurrent_backups")
+            )),
         }
     }
     if let Some(format) = overrides.log_format {
@@ -152,13 +165,18 @@ fn apply(config: &mut Config, overrides: Overrides, name: &dyn Fn(&str) -> Strin
     if let Some(level) = overrides.log_level {
         match tracing_subscriber::EnvFilter::try_new(&level) {
             Ok(_) => config.log_level = level,
-            Err(error) => problems.push(format!("{}: '{level}' is not a log filter: {error}", name("log_level"))),
+            Err(error) => {
+                problems.push(format!("{}: '{level}' is not a log filter: {error}", name("log_level")))
+            }
         }
     }
     if let Some(timeout) = overrides.shutdown_timeout {
         match parse_duration(&timeout) {
             Some(timeout) => config.shutdown_timeout = timeout,
-            None => problems.push(format!("{}: '{timeout}' is not a duration like 30s, 2m or 1h", name("shutdown_timeout"))),
+            None => problems.push(format!(
+                "{}: '{timeout}' is not a duration like 30s, 2m or 1h",
+                name("shutdown_timeout")
+            )),
         }
     }
 }
@@ -228,12 +246,22 @@ mod tests {
         let error = load(
             Some(&file),
             env(&[("CELLAR_LISTEN", "nowhere"), ("CELLAR_MAX_CONCURRENT_BACKUPS", "0")]),
-            Overrides { shutdown_timeout: Some("soon".into()), log_format: Some("xml".into()), ..Overrides::default() },
+            Overrides {
+                shutdown_timeout: Some("soon".into()),
+                log_format: Some("xml".into()),
+                ..Overrides::default()
+            },
         )
         .unwrap_err();
         let text = error.to_string();
         assert_eq!(error.problems.len(), 5, "{text}");
-        for fragment in ["colour", "CELLAR_LISTEN: 'nowhere'", "CELLAR_MAX_CONCURRENT_BACKUPS", "--shutdown-timeout", "--log-format"] {
+        for fragment in [
+            "colour",
+            "CELLAR_LISTEN: 'nowhere'",
+            "CELLAR_MAX_CONCURRENT_BACKUPS",
+            "--shutdown-timeout",
+            "--log-format",
+        ] {
             assert!(text.contains(fragment), "missing {fragment} in {text}");
         }
     }

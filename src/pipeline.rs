@@ -73,7 +73,7 @@ pub enum Error {
 /// Reads `source` to its end, compresses it with `compression`, and writes the result to
 /// `writer` in chunks of at most [`CHUNK_SIZE`] bytes.
 ///
-/// `on_progress` is called after each chunk read with the number of source bytes read so
+/// `on_progress` is called after each read from the source with the number of bytes read so
 /// far; the last call reports the total (an empty source reports nothing). It runs on the
 /// caller's task between reads, so it must be cheap: throttle there.
 ///
@@ -153,11 +153,14 @@ async fn read_stage(
         // `read_buf` reads at most the spare capacity, so a chunk never exceeds CHUNK_SIZE.
         let count = source.read_buf(&mut buffer).await.map_err(|error| Stop::Failed(Error::Source(error)))?;
         let at_end = count == 0;
+        if count > 0 {
+            // Every read counts, so a slow source shows progress before a chunk fills.
+            on_progress(logical_bytes + buffer.len() as u64);
+        }
         if buffer.len() >= CHUNK_SIZE || (at_end && !buffer.is_empty()) {
             logical_bytes += buffer.len() as u64;
             let chunk = buffer.split().freeze();
             input.send(Input::Chunk(chunk)).await.map_err(|_| Stop::Abandoned)?;
-            on_progress(logical_bytes);
             buffer.reserve(CHUNK_SIZE);
         }
         if at_end {

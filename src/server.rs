@@ -29,12 +29,19 @@ pub struct Settings {
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
-pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let data_dir = absolute(&settings.data_dir)?;
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let catalog_path = data_dir.join("catalog.sqlite");
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&catalog_path).await.with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
+        SqliteStore::open(&catalog_path)
+            .await
+            .with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
     );
     let manager = Manager::new(store.clone(), settings.max_concurrent_backups);
     let recovered = manager.recover().await.context("cannot recover interrupted operations")?;
@@ -51,13 +58,17 @@ pub async fn run(listener: TcpListener, settings: Settings, shutdown: impl Futur
     }
     tracing::debug!(destination = %local.id, "local destination ready");
 
-    let (routes, health) = crate::grpc::routes(cellar).await.context("cannot build the reflection service")?;
+    let (routes, health) =
+        crate::grpc::routes(cellar).await.context("cannot build the reflection service")?;
     let address = listener.local_addr()?;
     let stop_accepting = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(crate::grpc::KEEPALIVE_INTERVAL))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop_accepting.clone().cancelled_owned(),
+        );
     tokio::pin!(server);
     tracing::info!(%address, data_dir = %data_dir.display(), "cellar listening");
 

@@ -3,8 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    backup_patch_from_pb, backup_to_pb, create_backup_from_pb, list_query, operation_to_pb, request_id_from_pb,
-    require_id, total_size,
+    backup_patch_from_pb, backup_to_pb, create_backup_from_pb, list_query, operation_to_pb,
+    request_id_from_pb, require_id, total_size,
 };
 use super::pb::cellar::v1 as pb;
 use super::status::{invalid_argument, to_status, unimplemented};
@@ -19,22 +19,39 @@ pub(crate) struct BackupHandler {
 
 #[tonic::async_trait]
 impl pb::backup_service_server::BackupService for BackupHandler {
-    async fn create_backup(&self, request: Request<pb::CreateBackupRequest>) -> Result<Response<pb::Operation>, Status> {
-        let create = create_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn create_backup(
+        &self,
+        request: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        let create =
+            create_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let operation = self.cellar.create_backup(create).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
-    async fn get_backup(&self, request: Request<pb::GetBackupRequest>) -> Result<Response<pb::Backup>, Status> {
-        let id = require_id("id", &request.get_ref().id, BackupId::parse).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn get_backup(
+        &self,
+        request: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
+        let id = require_id("id", &request.get_ref().id, BackupId::parse)
+            .map_err(|invalid| invalid_argument(&invalid))?;
         let backup = self.cellar.get_backup(id).await.map_err(to_status)?;
         Ok(Response::new(backup_to_pb(&backup)))
     }
 
-    async fn list_backups(&self, request: Request<pb::ListBackupsRequest>) -> Result<Response<pb::ListBackupsResponse>, Status> {
+    async fn list_backups(
+        &self,
+        request: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let request = request.into_inner();
-        let query = list_query(&schemas::BACKUPS, request.page_size, &request.page_token, &request.filter, &request.order_by)
-            .map_err(|invalid| invalid_argument(&invalid))?;
+        let query = list_query(
+            &schemas::BACKUPS,
+            request.page_size,
+            &request.page_token,
+            &request.filter,
+            &request.order_by,
+        )
+        .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.list_backups(&query).await.map_err(to_status)?;
         Ok(Response::new(pb::ListBackupsResponse {
             backups: page.items.iter().map(backup_to_pb).collect(),
@@ -43,13 +60,20 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         }))
     }
 
-    async fn update_backup(&self, request: Request<pb::UpdateBackupRequest>) -> Result<Response<pb::Backup>, Status> {
-        let (id, patch) = backup_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn update_backup(
+        &self,
+        request: Request<pb::UpdateBackupRequest>,
+    ) -> Result<Response<pb::Backup>, Status> {
+        let (id, patch) =
+            backup_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let backup = self.cellar.update_backup(id, patch).await.map_err(to_status)?;
         Ok(Response::new(backup_to_pb(&backup)))
     }
 
-    async fn delete_backup(&self, request: Request<pb::DeleteBackupRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn delete_backup(
+        &self,
+        request: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let request = request.into_inner();
         let mut invalid = Invalid::default();
         let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
@@ -62,7 +86,10 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
-    async fn restore_backup(&self, _request: Request<pb::RestoreBackupRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn restore_backup(
+        &self,
+        _request: Request<pb::RestoreBackupRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         Err(unimplemented("RestoreBackup"))
     }
 }

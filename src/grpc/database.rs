@@ -18,22 +18,39 @@ pub(crate) struct DatabaseHandler {
 
 #[tonic::async_trait]
 impl pb::database_service_server::DatabaseService for DatabaseHandler {
-    async fn create_database(&self, request: Request<pb::CreateDatabaseRequest>) -> Result<Response<pb::Database>, Status> {
-        let (new, request_id) = new_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn create_database(
+        &self,
+        request: Request<pb::CreateDatabaseRequest>,
+    ) -> Result<Response<pb::Database>, Status> {
+        let (new, request_id) =
+            new_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.create_database(new, request_id.as_deref()).await.map_err(to_status)?;
         Ok(Response::new(database_to_pb(&database)))
     }
 
-    async fn get_database(&self, request: Request<pb::GetDatabaseRequest>) -> Result<Response<pb::Database>, Status> {
-        let id = require_id("id", &request.get_ref().id, DatabaseId::parse).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn get_database(
+        &self,
+        request: Request<pb::GetDatabaseRequest>,
+    ) -> Result<Response<pb::Database>, Status> {
+        let id = require_id("id", &request.get_ref().id, DatabaseId::parse)
+            .map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.get_database(id).await.map_err(to_status)?;
         Ok(Response::new(database_to_pb(&database)))
     }
 
-    async fn list_databases(&self, request: Request<pb::ListDatabasesRequest>) -> Result<Response<pb::ListDatabasesResponse>, Status> {
+    async fn list_databases(
+        &self,
+        request: Request<pb::ListDatabasesRequest>,
+    ) -> Result<Response<pb::ListDatabasesResponse>, Status> {
         let request = request.into_inner();
-        let query = list_query(&schemas::DATABASES, request.page_size, &request.page_token, &request.filter, &request.order_by)
-            .map_err(|invalid| invalid_argument(&invalid))?;
+        let query = list_query(
+            &schemas::DATABASES,
+            request.page_size,
+            &request.page_token,
+            &request.filter,
+            &request.order_by,
+        )
+        .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.list_databases(&query).await.map_err(to_status)?;
         Ok(Response::new(pb::ListDatabasesResponse {
             databases: page.items.iter().map(database_to_pb).collect(),
@@ -42,14 +59,22 @@ impl pb::database_service_server::DatabaseService for DatabaseHandler {
         }))
     }
 
-    async fn update_database(&self, request: Request<pb::UpdateDatabaseRequest>) -> Result<Response<pb::Database>, Status> {
-        let (id, patch) = database_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn update_database(
+        &self,
+        request: Request<pb::UpdateDatabaseRequest>,
+    ) -> Result<Response<pb::Database>, Status> {
+        let (id, patch) =
+            database_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.update_database(id, patch).await.map_err(to_status)?;
         Ok(Response::new(database_to_pb(&database)))
     }
 
-    async fn delete_database(&self, request: Request<pb::DeleteDatabaseRequest>) -> Result<Response<pb::DeleteDatabaseResponse>, Status> {
-        let id = require_id("id", &request.get_ref().id, DatabaseId::parse).map_err(|invalid| invalid_argument(&invalid))?;
+    async fn delete_database(
+        &self,
+        request: Request<pb::DeleteDatabaseRequest>,
+    ) -> Result<Response<pb::DeleteDatabaseResponse>, Status> {
+        let id = require_id("id", &request.get_ref().id, DatabaseId::parse)
+            .map_err(|invalid| invalid_argument(&invalid))?;
         self.cellar.delete_database(id).await.map_err(to_status)?;
         Ok(Response::new(pb::DeleteDatabaseResponse {}))
     }

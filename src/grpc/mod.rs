@@ -45,7 +45,9 @@ use pb::cellar::v1::operation_service_server::OperationServiceServer;
 
 /// The full set of services: the six Cellar services, health and reflection (v1 and
 /// v1alpha). Health reports SERVING until `health` is told otherwise.
-pub async fn routes(cellar: Cellar) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error> {
+pub async fn routes(
+    cellar: Cellar,
+) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DatabaseServiceServer<database::DatabaseHandler>>().await;
     health.set_serving::<DestinationServiceServer<destination::DestinationHandler>>().await;
@@ -65,7 +67,9 @@ pub async fn routes(cellar: Cellar) -> Result<(Routes, tonic_health::server::Hea
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(DatabaseServiceServer::new(database::DatabaseHandler { cellar: cellar.clone() }))
-        .add_service(DestinationServiceServer::new(destination::DestinationHandler { cellar: cellar.clone() }))
+        .add_service(DestinationServiceServer::new(destination::DestinationHandler {
+            cellar: cellar.clone(),
+        }))
         .add_service(BackupServiceServer::new(backup::BackupHandler { cellar: cellar.clone() }))
         .add_service(OperationServiceServer::new(operation::OperationHandler { cellar }))
         .add_service(ImportServiceServer::new(transfer::ImportHandler))

@@ -29,16 +29,28 @@ fn operation_id(name: &str) -> Result<OperationId, Status> {
 
 #[tonic::async_trait]
 impl pb::operation_service_server::OperationService for OperationHandler {
-    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn get_operation(
+        &self,
+        request: Request<pb::GetOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let id = operation_id(&request.get_ref().name)?;
         let operation = self.cellar.operations().get(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
-    async fn list_operations(&self, request: Request<pb::ListOperationsRequest>) -> Result<Response<pb::ListOperationsResponse>, Status> {
+    async fn list_operations(
+        &self,
+        request: Request<pb::ListOperationsRequest>,
+    ) -> Result<Response<pb::ListOperationsResponse>, Status> {
         let request = request.into_inner();
-        let query = list_query(&schemas::OPERATIONS, request.page_size, &request.page_token, &request.filter, &request.order_by)
-            .map_err(|invalid| invalid_argument(&invalid))?;
+        let query = list_query(
+            &schemas::OPERATIONS,
+            request.page_size,
+            &request.page_token,
+            &request.filter,
+            &request.order_by,
+        )
+        .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.operations().list(&query).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(pb::ListOperationsResponse {
             operations: page.items.iter().map(operation_to_pb).collect(),
@@ -47,36 +59,51 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         }))
     }
 
-    async fn cancel_operation(&self, request: Request<pb::CancelOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn cancel_operation(
+        &self,
+        request: Request<pb::CancelOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let id = operation_id(&request.get_ref().name)?;
         let operation = self.cellar.operations().cancel(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
-    async fn delete_operation(&self, request: Request<pb::DeleteOperationRequest>) -> Result<Response<pb::DeleteOperationResponse>, Status> {
+    async fn delete_operation(
+        &self,
+        request: Request<pb::DeleteOperationRequest>,
+    ) -> Result<Response<pb::DeleteOperationResponse>, Status> {
         let id = operation_id(&request.get_ref().name)?;
         self.cellar.operations().delete(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(pb::DeleteOperationResponse {}))
     }
 
-    async fn wait_operation(&self, request: Request<pb::WaitOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn wait_operation(
+        &self,
+        request: Request<pb::WaitOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let request = request.into_inner();
         let mut invalid = Invalid::default();
         let id = invalid.check(require_id("name", &request.name, OperationId::parse));
         let timeout = match &request.timeout {
-            Some(timeout) => duration_from_pb("timeout", timeout, &mut invalid).map(|timeout| timeout.min(MAX_WAIT)),
+            Some(timeout) => {
+                duration_from_pb("timeout", timeout, &mut invalid).map(|timeout| timeout.min(MAX_WAIT))
+            }
             None => Some(DEFAULT_WAIT),
         };
         let (Some(id), Some(timeout), true) = (id, timeout, invalid.is_empty()) else {
             return Err(invalid_argument(&invalid));
         };
-        let operation = self.cellar.operations().wait(id, timeout).await.map_err(|error| to_status(error.into()))?;
+        let operation =
+            self.cellar.operations().wait(id, timeout).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
     type WatchOperationStream = Pin<Box<dyn Stream<Item = Result<pb::Operation, Status>> + Send>>;
 
-    async fn watch_operation(&self, request: Request<pb::WatchOperationRequest>) -> Result<Response<Self::WatchOperationStream>, Status> {
+    async fn watch_operation(
+        &self,
+        request: Request<pb::WatchOperationRequest>,
+    ) -> Result<Response<Self::WatchOperationStream>, Status> {
         let id = operation_id(&request.get_ref().name)?;
         let stream = self.cellar.operations().watch(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(Box::pin(stream.map(|operation| Ok(operation_to_pb(&operation))))))

@@ -89,7 +89,8 @@ mod tests {
             credentials: [("secret_key".to_owned(), "hunter2".to_owned())].into(),
             ..Default::default()
         };
-        let export = pb::ExportDatabaseRequest { export_uri: "ftp://u:hunter2@h/x.gz".into(), ..Default::default() };
+        let export =
+            pb::ExportDatabaseRequest { export_uri: "ftp://u:hunter2@h/x.gz".into(), ..Default::default() };
         let shown = format!("{database:?} {destination:?} {export:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("secret_key"));

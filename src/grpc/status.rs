@@ -21,11 +21,15 @@ pub(crate) fn to_status(error: Error) -> Status {
     match error {
         Error::Invalid(invalid) => invalid_argument(&invalid),
         Error::NotFound { kind, ref id } => {
-            let metadata = HashMap::from([("resource".to_owned(), kind.to_owned()), ("id".to_owned(), id.clone())]);
+            let metadata =
+                HashMap::from([("resource".to_owned(), kind.to_owned()), ("id".to_owned(), id.clone())]);
             with_reason(Code::NotFound, error.to_string(), "NOT_FOUND", metadata)
         }
         Error::AlreadyExists { kind, field, .. } => {
-            let metadata = HashMap::from([("resource".to_owned(), kind.to_owned()), ("field".to_owned(), field.to_owned())]);
+            let metadata = HashMap::from([
+                ("resource".to_owned(), kind.to_owned()),
+                ("field".to_owned(), field.to_owned()),
+            ]);
             with_reason(Code::AlreadyExists, error.to_string(), "ALREADY_EXISTS", metadata)
         }
         Error::FailedPrecondition { reason, ref message } => {
@@ -43,11 +47,20 @@ pub(crate) fn to_status(error: Error) -> Status {
             details.set_retry_info(Some(BUSY_RETRY_DELAY));
             Status::with_error_details(Code::Aborted, error.to_string(), details)
         }
-        Error::Unimplemented(message) => with_reason(Code::Unimplemented, message, "NOT_IMPLEMENTED", HashMap::new()),
-        Error::Unavailable => with_reason(Code::Unavailable, error.to_string(), reason::SHUTTING_DOWN, HashMap::new()),
+        Error::Unimplemented(message) => {
+            with_reason(Code::Unimplemented, message, "NOT_IMPLEMENTED", HashMap::new())
+        }
+        Error::Unavailable => {
+            with_reason(Code::Unavailable, error.to_string(), reason::SHUTTING_DOWN, HashMap::new())
+        }
         Error::Internal(message) => {
             tracing::error!(error = %message, "internal error");
-            with_reason(Code::Internal, "internal error; see the server log".to_owned(), reason::INTERNAL, HashMap::new())
+            with_reason(
+                Code::Internal,
+                "internal error; see the server log".to_owned(),
+                reason::INTERNAL,
+                HashMap::new(),
+            )
         }
     }
 }
@@ -82,7 +95,10 @@ mod tests {
 
     #[test]
     fn busy_carries_reason_and_retry_delay() {
-        let status = to_status(Error::DatabaseBusy { database_id: DatabaseId::new(), operation_id: OperationId::new() });
+        let status = to_status(Error::DatabaseBusy {
+            database_id: DatabaseId::new(),
+            operation_id: OperationId::new(),
+        });
         assert_eq!(status.code(), Code::Aborted);
         let details = status.get_error_details();
         assert_eq!(details.error_info().unwrap().reason, "DATABASE_BUSY");

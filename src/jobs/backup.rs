@@ -24,7 +24,13 @@ pub struct BackupJob {
 
 impl BackupJob {
     /// A job filling the CREATING record `backup` with a snapshot of `database`.
-    pub fn new(store: Arc<dyn Store>, engine: Arc<dyn Engine>, storage: Arc<dyn Storage>, database: Database, backup: Backup) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<dyn Engine>,
+        storage: Arc<dyn Storage>,
+        database: Database,
+        backup: Backup,
+    ) -> Self {
         BackupJob { store, engine, storage, database, backup }
     }
 
@@ -37,7 +43,9 @@ impl BackupJob {
             .await
             .map_err(|error| failure::from_engine(&error))?;
         tracing::info!(backup = %self.backup.id, ?snapshot, "snapshot started");
-        let Snapshot { server_version, format, format_version, bytes_total, items_total, details, body, .. } = snapshot;
+        let Snapshot {
+            server_version, format, format_version, bytes_total, items_total, details, body, ..
+        } = snapshot;
         let items = items_total.unwrap_or(0);
         ctx.set_totals(bytes_total.unwrap_or(0), items);
         ctx.set_phase("uploading");
@@ -48,7 +56,8 @@ impl BackupJob {
         let key = data_key(&backup);
         let mut writer = self.storage.writer(&key).await.map_err(|error| failure::from_storage(&error))?;
         let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
-        let stored = match pipeline::store(body, backup.compression, writer.as_mut(), &mut on_progress).await {
+        let stored = match pipeline::store(body, backup.compression, writer.as_mut(), &mut on_progress).await
+        {
             Ok(stored) => stored,
             Err(error) => {
                 abort(writer).await;
@@ -75,8 +84,11 @@ impl BackupJob {
 
     async fn write_manifest(&self, backup: &Backup, manifest: &Manifest) -> Result<(), Failure> {
         let json = serde_json::to_vec_pretty(manifest).map_err(|error| failure::internal(&error))?;
-        let mut writer =
-            self.storage.writer(&manifest_key(backup)).await.map_err(|error| failure::from_storage(&error))?;
+        let mut writer = self
+            .storage
+            .writer(&manifest_key(backup))
+            .await
+            .map_err(|error| failure::from_storage(&error))?;
         if let Err(error) = writer.write(Bytes::from(json)).await {
             abort(writer).await;
             return Err(failure::from_storage(&error));

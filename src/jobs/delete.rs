@@ -20,7 +20,12 @@ pub struct DeleteBackupJob {
 
 impl DeleteBackupJob {
     /// A job deleting `backup`, whose state before the delete was `previous_state`.
-    pub fn new(store: Arc<dyn Store>, storage: Arc<dyn Storage>, backup: Backup, previous_state: BackupState) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        storage: Arc<dyn Storage>,
+        backup: Backup,
+        previous_state: BackupState,
+    ) -> Self {
         DeleteBackupJob { store, storage, backup, previous_state }
     }
 

@@ -13,7 +13,11 @@ pub(super) fn from_engine(error: &engine::Error) -> Failure {
 pub(super) fn from_storage(error: &storage::Error) -> Failure {
     let code = match error {
         storage::Error::Unsupported(_) => {
-            return Failure::new(Code::FailedPrecondition, reason::DESTINATION_NOT_SUPPORTED, error.to_string());
+            return Failure::new(
+                Code::FailedPrecondition,
+                reason::DESTINATION_NOT_SUPPORTED,
+                error.to_string(),
+            );
         }
         storage::Error::NotFound { .. } => Code::NotFound,
         _ => Code::Unavailable,
@@ -24,7 +28,9 @@ pub(super) fn from_storage(error: &storage::Error) -> Failure {
 /// The failure for a catalog error.
 pub(super) fn from_metadata(error: &metadata::Error) -> Failure {
     match error {
-        metadata::Error::NotFound { .. } => Failure::new(Code::NotFound, reason::NOT_FOUND, error.to_string()),
+        metadata::Error::NotFound { .. } => {
+            Failure::new(Code::NotFound, reason::NOT_FOUND, error.to_string())
+        }
         _ => internal(error),
     }
 }
@@ -33,14 +39,16 @@ pub(super) fn from_metadata(error: &metadata::Error) -> Failure {
 /// when there is one (corrupt data, connection lost).
 pub(super) fn from_pipeline(error: &pipeline::Error) -> Failure {
     match error {
-        pipeline::Error::Source(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<engine::Error>()) {
-            Some(engine_error) => from_engine(engine_error),
-            None => Failure::new(
-                Code::Unavailable,
-                reason::SOURCE_UNREACHABLE,
-                format!("reading from the database failed: {io}"),
-            ),
-        },
+        pipeline::Error::Source(io) => {
+            match io.get_ref().and_then(|inner| inner.downcast_ref::<engine::Error>()) {
+                Some(engine_error) => from_engine(engine_error),
+                None => Failure::new(
+                    Code::Unavailable,
+                    reason::SOURCE_UNREACHABLE,
+                    format!("reading from the database failed: {io}"),
+                ),
+            }
+        }
         pipeline::Error::Storage(storage_error) => from_storage(storage_error),
         other => internal(other),
     }

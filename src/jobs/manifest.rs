@@ -52,7 +52,14 @@ pub struct Manifest {
 
 impl Manifest {
     /// The manifest of a finished backup.
-    pub(super) fn of(backup: &Backup, data_key: String, format_version: String, items: u64, start_time: Timestamp, details: BTreeMap<String, String>) -> Self {
+    pub(super) fn of(
+        backup: &Backup,
+        data_key: String,
+        format_version: String,
+        items: u64,
+        start_time: Timestamp,
+        details: BTreeMap<String, String>,
+    ) -> Self {
         Manifest {
             manifest_version: 1,
             backup_id: backup.id.to_string(),

@@ -47,7 +47,7 @@ pub enum Error {
 enum Cancel {
     NotLive,
     Dequeued(Live),
-    Signalled(Box<Operation>),
+    Signalled(watch::Sender<Operation>),
 }
 
 /// A job to run, with what the catalog must record when it is admitted.
@@ -84,6 +84,10 @@ struct Inner {
     // Serializes submissions across their catalog writes, so that the busy check, the
     // request-id check and the insert happen as one step.
     submit_lock: tokio::sync::Mutex<()>,
+    // Serializes writes of live operations to the catalog. Each write reads the latest
+    // state under this lock, so a slow write of an old state (a cancel racing the job's
+    // end) can never land after the final one.
+    persist_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -112,6 +116,7 @@ impl Manager {
             tasks: TaskTracker::new(),
             state: Mutex::new(State::default()),
             submit_lock: tokio::sync::Mutex::new(()),
+            persist_lock: tokio::sync::Mutex::new(()),
         };
         Manager { inner: Arc::new(inner) }
     }
@@ -239,10 +244,7 @@ impl Manager {
                 self.pump();
                 Ok(self.end_unstarted(id, live, Failure::cancelled()).await)
             }
-            Cancel::Signalled(operation) => {
-                self.persist(&operation).await;
-                Ok(*operation)
-            }
+            Cancel::Signalled(sender) => Ok(self.persist_current(&sender).await),
         }
     }
 
@@ -263,7 +265,7 @@ impl Manager {
             }
         });
         live.token.cancel();
-        Cancel::Signalled(Box::new(live.sender.borrow().clone()))
+        Cancel::Signalled(live.sender.clone())
     }
 
     /// Forgets a finished operation.
@@ -372,7 +374,13 @@ impl Manager {
         }
     }
 
-    async fn run(self, id: OperationId, sender: watch::Sender<Operation>, token: CancellationToken, job: Arc<dyn Job>) {
+    async fn run(
+        self,
+        id: OperationId,
+        sender: watch::Sender<Operation>,
+        token: CancellationToken,
+        job: Arc<dyn Job>,
+    ) {
         self.persist_current(&sender).await;
         let context = JobContext::new(token.clone(), sender.clone());
         let outcome = {
@@ -383,7 +391,9 @@ impl Manager {
             loop {
                 tokio::select! {
                     outcome = &mut work => break outcome,
-                    _ = ticker.tick() => self.persist_current(&sender).await,
+                    _ = ticker.tick() => {
+                        self.persist_current(&sender).await;
+                    }
                 }
             }
         };
@@ -395,10 +405,8 @@ impl Manager {
         if let Err(failure) = &outcome {
             tracing::warn!(operation = %id, reason = %failure.reason, message = %failure.message, "operation did not succeed");
         }
-        let mut operation = sender.borrow().clone();
-        finish(&mut operation, outcome);
-        self.persist(&operation).await;
-        sender.send_replace(operation);
+        sender.send_modify(|operation| finish(operation, outcome));
+        self.persist_current(&sender).await;
         let released = self.inner.lock().remove(id);
         drop(released);
         self.pump();
@@ -408,18 +416,19 @@ impl Manager {
     // Ends an operation that never ran: persist the final state, tell watchers, let the
     // job undo its preparation.
     async fn end_unstarted(&self, id: OperationId, live: Live, failure: Failure) -> Operation {
-        let mut operation = live.sender.borrow().clone();
-        finish(&mut operation, Err(failure.clone()));
-        self.persist(&operation).await;
-        live.sender.send_replace(operation.clone());
+        live.sender.send_modify(|operation| finish(operation, Err(failure.clone())));
+        let operation = self.persist_current(&live.sender).await;
         live.job.abandon(&failure).await;
         tracing::info!(operation = %id, reason = %failure.reason, "operation ended before it ran");
         operation
     }
 
-    async fn persist_current(&self, sender: &watch::Sender<Operation>) {
+    // Writes the operation's latest state; returns what was written.
+    async fn persist_current(&self, sender: &watch::Sender<Operation>) -> Operation {
+        let _serial = self.inner.persist_lock.lock().await;
         let current = sender.borrow().clone();
         self.persist(&current).await;
+        current
     }
 
     async fn persist(&self, operation: &Operation) {
@@ -470,8 +479,11 @@ fn finish(operation: &mut Operation, outcome: Result<crate::domain::OperationRes
             progress.items_total = progress.items_done;
         }
         Err(failure) => {
-            operation.state =
-                if failure.code == Code::Cancelled { OperationState::Cancelled } else { OperationState::Failed };
+            operation.state = if failure.code == Code::Cancelled {
+                OperationState::Cancelled
+            } else {
+                OperationState::Failed
+            };
             operation.phase = operation.state.as_str().to_owned();
             operation.error = Some(failure);
         }

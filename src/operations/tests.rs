@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 
 use super::{Error, Job, JobContext, Manager, Submission};
 use crate::domain::{
-    Code, DatabaseId, Failure, Operation, OperationKind, OperationResult, OperationState, RestoreResult, reason,
+    Code, DatabaseId, Failure, Operation, OperationKind, OperationResult, OperationState, RestoreResult,
+    reason,
 };
 use crate::metadata::{SqliteStore, Store};
 
@@ -79,13 +80,15 @@ async fn slots_bound_running_jobs_and_the_queue_reports_positions() {
     for job in &jobs {
         operations.push(manager.submit(backup_of(DatabaseId::new(), job, None)).await.unwrap());
     }
-    let states: Vec<_> = operations.iter().map(|operation| (operation.state, operation.queue_position)).collect();
+    let states: Vec<_> =
+        operations.iter().map(|operation| (operation.state, operation.queue_position)).collect();
     assert_eq!(states[..2], [(OperationState::Running, 0), (OperationState::Running, 0)]);
-    let queued: Vec<_> = futures::future::join_all(operations[2..].iter().map(|op| state_of(&manager, op))).await;
-    assert_eq!(queued.iter().map(|op| (op.state, op.queue_position)).collect::<Vec<_>>(), [
-        (OperationState::Queued, 1),
-        (OperationState::Queued, 2)
-    ]);
+    let queued: Vec<_> =
+        futures::future::join_all(operations[2..].iter().map(|op| state_of(&manager, op))).await;
+    assert_eq!(
+        queued.iter().map(|op| (op.state, op.queue_position)).collect::<Vec<_>>(),
+        [(OperationState::Queued, 1), (OperationState::Queued, 2)]
+    );
 
     jobs[0].release.notify_one();
     until(&manager, &operations[0], OperationState::Succeeded).await;
@@ -172,7 +175,10 @@ async fn wait_returns_at_the_timeout_and_delete_refuses_live_operations() {
     job.release.notify_one();
     assert!(manager.wait(operation.id, Duration::from_secs(10)).await.unwrap().is_done());
     manager.delete(operation.id).await.unwrap();
-    assert!(matches!(manager.get(operation.id).await, Err(Error::Metadata(crate::metadata::Error::NotFound { .. }))));
+    assert!(matches!(
+        manager.get(operation.id).await,
+        Err(Error::Metadata(crate::metadata::Error::NotFound { .. }))
+    ));
 }
 
 #[tokio::test]
@@ -189,7 +195,10 @@ async fn shutdown_interrupts_running_and_queued_jobs() {
         assert_eq!(stored.error.unwrap().reason, reason::INTERRUPTED);
     }
     assert_eq!(queued_job.abandoned.load(Ordering::SeqCst), 1);
-    assert!(matches!(manager.submit(backup_of(DatabaseId::new(), &running_job, None)).await, Err(Error::ShuttingDown)));
+    assert!(matches!(
+        manager.submit(backup_of(DatabaseId::new(), &running_job, None)).await,
+        Err(Error::ShuttingDown)
+    ));
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupState, Destination, DestinationId, EngineKind,
     Operation, OperationKind, reason,
 };
+use crate::engine;
 use crate::jobs::{BackupJob, DeleteBackupJob};
 use crate::operations::Submission;
 use crate::storage::{self, Storage};
-use crate::{engine, metadata};
 
 impl Cellar {
     /// Starts an on-demand backup; returns its operation (QUEUED or RUNNING).
@@ -20,14 +20,16 @@ impl Cellar {
             return Ok(existing);
         }
         let database = self.store.get_database(request.database_id).await?;
-        let engine = engine::for_kind(database.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let engine =
+            engine::for_kind(database.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
         let destination_id = request.destination_id.or(database.backup_policy.destination_id);
         let destination = self.resolve_destination(destination_id).await?;
         let storage = open_storage(&destination)?;
 
         let now = crate::domain::now();
-        let expire_time =
-            request.expire_time.or_else(|| database.backup_policy.backup_ttl.map(|ttl| now + ttl_duration(ttl)));
+        let expire_time = request
+            .expire_time
+            .or_else(|| database.backup_policy.backup_ttl.map(|ttl| now + ttl_duration(ttl)));
         let backup = Backup {
             id: BackupId::new(),
             name: request.name.unwrap_or_else(|| BackupName::from_time(now)),
@@ -134,7 +136,11 @@ impl Cellar {
         }
     }
 
-    async fn existing_operation(&self, kind: OperationKind, request_id: &Option<String>) -> Result<Option<Operation>, Error> {
+    async fn existing_operation(
+        &self,
+        kind: OperationKind,
+        request_id: &Option<String>,
+    ) -> Result<Option<Operation>, Error> {
         let Some(request_id) = request_id else { return Ok(None) };
         match self.store.find_operation_by_request_id(kind, request_id).await? {
             Some(operation) => Ok(Some(self.manager.get(operation.id).await?)),
@@ -144,14 +150,7 @@ impl Cellar {
 
     async fn resolve_destination(&self, id: Option<DestinationId>) -> Result<Destination, Error> {
         let Some(id) = id else { return self.local_destination().await };
-        match self.store.get_destination(id).await {
-            Ok(destination) => Ok(destination),
-            Err(metadata::Error::NotFound { .. }) => Err(Error::FailedPrecondition {
-                reason: reason::NOT_FOUND,
-                message: format!("destination {id} does not exist"),
-            }),
-            Err(error) => Err(error.into()),
-        }
+        Ok(self.store.get_destination(id).await?)
     }
 }
 

@@ -2,12 +2,16 @@
 
 use super::{Cellar, DatabasePatch, Error, NewDatabase};
 use crate::domain::list::{ListQuery, Page};
-use crate::domain::{ConnectionUri, Database, DatabaseId, DestinationId, reason};
+use crate::domain::{ConnectionUri, Database, DatabaseId, DestinationId};
 use crate::metadata::Created;
 
 impl Cellar {
     /// Registers a database; a retried request id returns the first registration.
-    pub async fn create_database(&self, new: NewDatabase, request_id: Option<&str>) -> Result<Database, Error> {
+    pub async fn create_database(
+        &self,
+        new: NewDatabase,
+        request_id: Option<&str>,
+    ) -> Result<Database, Error> {
         self.check_destination_exists(new.backup_policy.destination_id).await?;
         let now = crate::domain::now();
         let database = Database {
@@ -80,14 +84,9 @@ impl Cellar {
 
     pub(super) async fn check_destination_exists(&self, id: Option<DestinationId>) -> Result<(), Error> {
         let Some(id) = id else { return Ok(()) };
-        match self.store.get_destination(id).await {
-            Ok(_) => Ok(()),
-            Err(crate::metadata::Error::NotFound { .. }) => Err(Error::FailedPrecondition {
-                reason: reason::NOT_FOUND,
-                message: format!("destination {id} does not exist"),
-            }),
-            Err(error) => Err(error.into()),
-        }
+        // An unknown destination in a request is NOT_FOUND, like any unknown id.
+        self.store.get_destination(id).await?;
+        Ok(())
     }
 }
 

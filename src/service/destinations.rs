@@ -34,7 +34,11 @@ impl Cellar {
     }
 
     /// Creates a destination; a retried request id returns the first one.
-    pub async fn create_destination(&self, new: NewDestination, request_id: Option<&str>) -> Result<Destination, Error> {
+    pub async fn create_destination(
+        &self,
+        new: NewDestination,
+        request_id: Option<&str>,
+    ) -> Result<Destination, Error> {
         let now = crate::domain::now();
         let destination = Destination {
             id: DestinationId::new(),
@@ -66,7 +70,11 @@ impl Cellar {
     }
 
     /// Applies a patch. The `local` destination keeps its name.
-    pub async fn update_destination(&self, id: DestinationId, patch: DestinationPatch) -> Result<Destination, Error> {
+    pub async fn update_destination(
+        &self,
+        id: DestinationId,
+        patch: DestinationPatch,
+    ) -> Result<Destination, Error> {
         let mut destination = self.store.get_destination(id).await?;
         if let Some(name) = patch.name {
             if destination.name.as_str() == LOCAL_DESTINATION && name.as_str() != LOCAL_DESTINATION {

@@ -58,7 +58,9 @@ impl From<metadata::Error> for Error {
     fn from(error: metadata::Error) -> Self {
         match error {
             metadata::Error::NotFound { kind, id } => Error::NotFound { kind, id },
-            metadata::Error::AlreadyExists { kind, field, value } => Error::AlreadyExists { kind, field, value },
+            metadata::Error::AlreadyExists { kind, field, value } => {
+                Error::AlreadyExists { kind, field, value }
+            }
             metadata::Error::Backend(message) => Error::Internal(message),
         }
     }

@@ -60,11 +60,13 @@ pub(crate) fn create_backup_from_pb(request: pb::CreateBackupRequest) -> Result<
     let mut invalid = Invalid::default();
     let database_id = parse_id("database_id", &request.database_id, DatabaseId::parse, &mut invalid);
     let name = optional_name(&request.name, &mut invalid);
-    let expire_time = request.expire_time.as_ref().and_then(|time| timestamp_from_pb("expire_time", time, &mut invalid));
+    let expire_time =
+        request.expire_time.as_ref().and_then(|time| timestamp_from_pb("expire_time", time, &mut invalid));
     if expire_time.is_some_and(|time| time <= crate::domain::now()) {
         invalid.add("expire_time", "must be in the future");
     }
-    let destination_id = parse_optional_id("destination_id", &request.destination_id, DestinationId::parse, &mut invalid);
+    let destination_id =
+        parse_optional_id("destination_id", &request.destination_id, DestinationId::parse, &mut invalid);
     let compression = compression_from_pb("compression", request.compression, &mut invalid);
     let labels = labels_from_pb("labels", &request.labels, &mut invalid);
     let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
@@ -82,7 +84,9 @@ pub(crate) fn create_backup_from_pb(request: pb::CreateBackupRequest) -> Result<
 }
 
 /// An UpdateBackup request, validated. Only name, expire_time and labels change.
-pub(crate) fn backup_patch_from_pb(request: pb::UpdateBackupRequest) -> Result<(BackupId, BackupPatch), Invalid> {
+pub(crate) fn backup_patch_from_pb(
+    request: pb::UpdateBackupRequest,
+) -> Result<(BackupId, BackupPatch), Invalid> {
     let mut invalid = Invalid::default();
     let Some(backup) = request.backup else {
         invalid.add("backup", "is required");
@@ -90,7 +94,9 @@ pub(crate) fn backup_patch_from_pb(request: pb::UpdateBackupRequest) -> Result<(
     };
     let id = parse_id("backup.id", &backup.id, BackupId::parse, &mut invalid);
     let paths = match mask_paths(request.update_mask.as_ref()) {
-        Some(paths) if paths.iter().any(|path| path == "*") => UPDATABLE.iter().map(|path| path.to_string()).collect(),
+        Some(paths) if paths.iter().any(|path| path == "*") => {
+            UPDATABLE.iter().map(|path| path.to_string()).collect()
+        }
         Some(paths) => paths,
         None => {
             let set = [!backup.name.is_empty(), backup.expire_time.is_some(), !backup.labels.is_empty()];
@@ -98,7 +104,8 @@ pub(crate) fn backup_patch_from_pb(request: pb::UpdateBackupRequest) -> Result<(
         }
     };
     for path in paths.iter().filter(|path| !UPDATABLE.contains(&path.as_str())) {
-        invalid.add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
+        invalid
+            .add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
     }
     let has = |path: &str| paths.iter().any(|candidate| candidate == path);
     let mut patch = BackupPatch::default();
@@ -109,7 +116,13 @@ pub(crate) fn backup_patch_from_pb(request: pb::UpdateBackupRequest) -> Result<(
         }
     }
     if has("expire_time") {
-        let time = backup.expire_time.as_ref().and_then(|time| timestamp_from_pb("backup.expire_time", time, &mut invalid));
+        let time = backup
+            .expire_time
+            .as_ref()
+            .and_then(|time| timestamp_from_pb("backup.expire_time", time, &mut invalid));
+        if time.is_some_and(|time| time <= crate::domain::now()) {
+            invalid.add("backup.expire_time", "must be in the future (clear it to keep the backup)");
+        }
         patch.expire_time = Some(time);
     }
     if has("labels") {

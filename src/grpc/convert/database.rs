@@ -1,7 +1,9 @@
 //! `Database` messages.
 
 use super::*;
-use crate::domain::{BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy};
+use crate::domain::{
+    BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy,
+};
 use crate::service::{DatabasePatch, NewDatabase, PolicyPatch};
 
 /// Fields an UpdateDatabase mask may name.
@@ -47,7 +49,9 @@ pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
 }
 
 /// A CreateDatabase request, validated.
-pub(crate) fn new_database_from_pb(request: pb::CreateDatabaseRequest) -> Result<(NewDatabase, Option<String>), Invalid> {
+pub(crate) fn new_database_from_pb(
+    request: pb::CreateDatabaseRequest,
+) -> Result<(NewDatabase, Option<String>), Invalid> {
     let mut invalid = Invalid::default();
     let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
     let Some(database) = request.database else {
@@ -64,7 +68,8 @@ pub(crate) fn new_database_from_pb(request: pb::CreateDatabaseRequest) -> Result
     if let (Some(engine), Some(uri)) = (engine, &uri) {
         invalid.check(Database::check_engine_matches_uri(engine, uri));
     }
-    let policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), None, &mut invalid).apply(BackupPolicy::default());
+    let policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), None, &mut invalid)
+        .apply(BackupPolicy::default());
     let labels = labels_from_pb("database.labels", &database.labels, &mut invalid);
     let (Some(name), Some(engine), Some(connection_uri)) = (name, engine, uri) else {
         return Err(invalid);
@@ -74,7 +79,9 @@ pub(crate) fn new_database_from_pb(request: pb::CreateDatabaseRequest) -> Result
 }
 
 /// An UpdateDatabase request, validated.
-pub(crate) fn database_patch_from_pb(request: pb::UpdateDatabaseRequest) -> Result<(crate::domain::DatabaseId, DatabasePatch), Invalid> {
+pub(crate) fn database_patch_from_pb(
+    request: pb::UpdateDatabaseRequest,
+) -> Result<(crate::domain::DatabaseId, DatabasePatch), Invalid> {
     let mut invalid = Invalid::default();
     let Some(database) = request.database else {
         invalid.add("database", "is required");
@@ -82,7 +89,9 @@ pub(crate) fn database_patch_from_pb(request: pb::UpdateDatabaseRequest) -> Resu
     };
     let id = parse_id("database.id", &database.id, crate::domain::DatabaseId::parse, &mut invalid);
     let paths = match mask_paths(request.update_mask.as_ref()) {
-        Some(paths) if paths.iter().any(|path| path == "*") => UPDATABLE.iter().map(|path| path.to_string()).collect(),
+        Some(paths) if paths.iter().any(|path| path == "*") => {
+            UPDATABLE.iter().map(|path| path.to_string()).collect()
+        }
         Some(paths) => paths,
         None => implied_paths(&database),
     };
@@ -90,7 +99,10 @@ pub(crate) fn database_patch_from_pb(request: pb::UpdateDatabaseRequest) -> Resu
         if path == "engine" {
             invalid.add("update_mask", "engine cannot be changed; register a new database instead");
         } else if !UPDATABLE.contains(&path.as_str()) {
-            invalid.add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
+            invalid.add(
+                "update_mask",
+                format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")),
+            );
         }
     }
     let has = |path: &str| paths.iter().any(|candidate| candidate == path);
@@ -109,7 +121,8 @@ pub(crate) fn database_patch_from_pb(request: pb::UpdateDatabaseRequest) -> Resu
     }
     let policy_paths: Vec<&str> = paths.iter().filter_map(|path| policy_field(path)).collect();
     if !policy_paths.is_empty() {
-        patch.backup_policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), Some(&policy_paths), &mut invalid);
+        patch.backup_policy =
+            PolicyPatch::from_pb(database.backup_policy.as_ref(), Some(&policy_paths), &mut invalid);
     }
     match id {
         Some(id) => invalid.into_result(|| (id, patch)),
@@ -150,10 +163,15 @@ fn implied_paths(database: &pb::Database) -> Vec<String> {
 impl PolicyPatch {
     // The policy fields named by `only` (`*` for all; `None` for a create, where every
     // field counts and unset ones keep their defaults).
-    fn from_pb(policy: Option<&pb::BackupPolicy>, only: Option<&[&str]>, invalid: &mut Invalid) -> PolicyPatch {
+    fn from_pb(
+        policy: Option<&pb::BackupPolicy>,
+        only: Option<&[&str]>,
+        invalid: &mut Invalid,
+    ) -> PolicyPatch {
         let default_policy = pb::BackupPolicy::default();
         let policy = policy.unwrap_or(&default_policy);
-        let wanted = |field: &str| only.is_none_or(|fields| fields.iter().any(|name| *name == "*" || *name == field));
+        let wanted =
+            |field: &str| only.is_none_or(|fields| fields.iter().any(|name| *name == "*" || *name == field));
         let mut patch = PolicyPatch::default();
         if wanted("destination_id") {
             patch.destination_id = Some(parse_optional_id::<DestinationId>(
@@ -171,7 +189,8 @@ impl PolicyPatch {
             patch.schedule = Some(schedule);
         }
         if wanted("compression") {
-            let compression = compression_from_pb("database.backup_policy.compression", policy.compression, invalid);
+            let compression =
+                compression_from_pb("database.backup_policy.compression", policy.compression, invalid);
             patch.compression = Some(compression.unwrap_or(crate::domain::Compression::Zstd));
         }
         if wanted("retention") {
@@ -223,12 +242,14 @@ fn check_schedule(schedule: &str) -> Result<(), String> {
             "d" => 86_400,
             _ => return Err("@every needs a duration like 30m, 6h or 1d".to_owned()),
         };
-        let seconds = number.parse::<u64>().map_err(|_| "@every needs a duration like 30m, 6h or 1d".to_owned())?
-            * seconds_per_unit;
+        let seconds =
+            number.parse::<u64>().map_err(|_| "@every needs a duration like 30m, 6h or 1d".to_owned())?
+                * seconds_per_unit;
         return if seconds >= 60 { Ok(()) } else { Err("@every must be at least 1 minute".to_owned()) };
     }
     let fields: Vec<&str> = schedule.split_whitespace().collect();
-    let cron_chars = |field: &&str| field.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '/' | ',' | '-'));
+    let cron_chars =
+        |field: &&str| field.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '/' | ',' | '-'));
     if fields.len() == 5 && fields.iter().all(cron_chars) {
         Ok(())
     } else {

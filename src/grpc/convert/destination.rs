@@ -23,7 +23,9 @@ pub(crate) fn destination_to_pb(destination: &Destination) -> pb::Destination {
 }
 
 /// A CreateDestination request, validated.
-pub(crate) fn new_destination_from_pb(request: pb::CreateDestinationRequest) -> Result<(NewDestination, Option<String>), Invalid> {
+pub(crate) fn new_destination_from_pb(
+    request: pb::CreateDestinationRequest,
+) -> Result<(NewDestination, Option<String>), Invalid> {
     let mut invalid = Invalid::default();
     let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
     let Some(destination) = request.destination else {
@@ -45,7 +47,9 @@ pub(crate) fn new_destination_from_pb(request: pb::CreateDestinationRequest) -> 
 }
 
 /// An UpdateDestination request, validated.
-pub(crate) fn destination_patch_from_pb(request: pb::UpdateDestinationRequest) -> Result<(DestinationId, DestinationPatch), Invalid> {
+pub(crate) fn destination_patch_from_pb(
+    request: pb::UpdateDestinationRequest,
+) -> Result<(DestinationId, DestinationPatch), Invalid> {
     let mut invalid = Invalid::default();
     let Some(destination) = request.destination else {
         invalid.add("destination", "is required");
@@ -53,7 +57,9 @@ pub(crate) fn destination_patch_from_pb(request: pb::UpdateDestinationRequest) -
     };
     let id = parse_id("destination.id", &destination.id, DestinationId::parse, &mut invalid);
     let paths = match mask_paths(request.update_mask.as_ref()) {
-        Some(paths) if paths.iter().any(|path| path == "*") => UPDATABLE.iter().map(|path| path.to_string()).collect(),
+        Some(paths) if paths.iter().any(|path| path == "*") => {
+            UPDATABLE.iter().map(|path| path.to_string()).collect()
+        }
         Some(paths) => paths,
         None => {
             let set = [
@@ -67,7 +73,8 @@ pub(crate) fn destination_patch_from_pb(request: pb::UpdateDestinationRequest) -
         }
     };
     for path in paths.iter().filter(|path| !UPDATABLE.contains(&path.as_str())) {
-        invalid.add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
+        invalid
+            .add("update_mask", format!("'{path}' cannot be updated; updatable: {}", UPDATABLE.join(", ")));
     }
     let has = |path: &str| paths.iter().any(|candidate| candidate == path);
     let mut patch = DestinationPatch::default();

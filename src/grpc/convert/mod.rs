@@ -7,7 +7,7 @@ mod database;
 mod destination;
 mod operation;
 
-pub(crate) use backup::{backup_to_pb, create_backup_from_pb, backup_patch_from_pb};
+pub(crate) use backup::{backup_patch_from_pb, backup_to_pb, create_backup_from_pb};
 pub(crate) use database::{database_patch_from_pb, database_to_pb, new_database_from_pb};
 pub(crate) use destination::{destination_patch_from_pb, destination_to_pb, new_destination_from_pb};
 pub(crate) use operation::operation_to_pb;
@@ -31,8 +31,14 @@ pub(crate) fn optional_timestamp_to_pb(time: Option<Timestamp>) -> Option<prost_
     time.map(timestamp_to_pb)
 }
 
-pub(crate) fn timestamp_from_pb(field: &str, time: &prost_types::Timestamp, invalid: &mut Invalid) -> Option<Timestamp> {
-    let converted = u32::try_from(time.nanos).ok().and_then(|nanos| chrono::DateTime::from_timestamp(time.seconds, nanos));
+pub(crate) fn timestamp_from_pb(
+    field: &str,
+    time: &prost_types::Timestamp,
+    invalid: &mut Invalid,
+) -> Option<Timestamp> {
+    let converted = u32::try_from(time.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(time.seconds, nanos));
     if converted.is_none() {
         invalid.add(field, "is not a valid timestamp");
     }
@@ -45,7 +51,11 @@ pub(crate) fn duration_to_pb(duration: Duration) -> prost_types::Duration {
     prost_types::Duration { seconds: duration.as_secs() as i64, nanos: duration.subsec_nanos() as i32 }
 }
 
-pub(crate) fn duration_from_pb(field: &str, duration: &prost_types::Duration, invalid: &mut Invalid) -> Option<Duration> {
+pub(crate) fn duration_from_pb(
+    field: &str,
+    duration: &prost_types::Duration,
+    invalid: &mut Invalid,
+) -> Option<Duration> {
     if duration.seconds < 0 || duration.nanos < 0 {
         invalid.add(field, "must not be negative");
         return None;
@@ -54,20 +64,33 @@ pub(crate) fn duration_from_pb(field: &str, duration: &prost_types::Duration, in
 }
 
 /// Parses a required id field; `kind` names the resource for the message.
-pub(crate) fn parse_id<T>(field: &str, text: &str, parse: fn(&str) -> Option<T>, invalid: &mut Invalid) -> Option<T> {
+pub(crate) fn parse_id<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    invalid: &mut Invalid,
+) -> Option<T> {
     if text.trim().is_empty() {
         invalid.add(field, "is required");
         return None;
     }
     let parsed = parse(text);
     if parsed.is_none() {
-        invalid.add(field, format!("'{}' is not a valid id (a UUID)", text.chars().take(64).collect::<String>()));
+        invalid.add(
+            field,
+            format!("'{}' is not a valid id (a UUID)", text.chars().take(64).collect::<String>()),
+        );
     }
     parsed
 }
 
 /// Parses an optional id field (empty means none).
-pub(crate) fn parse_optional_id<T>(field: &str, text: &str, parse: fn(&str) -> Option<T>, invalid: &mut Invalid) -> Option<T> {
+pub(crate) fn parse_optional_id<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    invalid: &mut Invalid,
+) -> Option<T> {
     if text.trim().is_empty() { None } else { parse_id(field, text, parse, invalid) }
 }
 
@@ -91,7 +114,11 @@ pub(crate) fn request_id_from_pb(field: &str, text: &str, invalid: &mut Invalid)
 
 /// Checks labels: at most 64; keys 1-63 letters, digits, `_`, `-`, starting with a letter;
 /// values at most 255 characters.
-pub(crate) fn labels_from_pb(field: &str, labels: &std::collections::HashMap<String, String>, invalid: &mut Invalid) -> Labels {
+pub(crate) fn labels_from_pb(
+    field: &str,
+    labels: &std::collections::HashMap<String, String>,
+    invalid: &mut Invalid,
+) -> Labels {
     if labels.len() > MAX_LABELS {
         invalid.add(field, format!("at most {MAX_LABELS} labels are allowed"));
     }
@@ -117,7 +144,13 @@ pub(crate) fn labels_to_pb(labels: &Labels) -> std::collections::HashMap<String,
 }
 
 /// Validates the four list fields against a resource's schema.
-pub(crate) fn list_query(schema: &Schema, page_size: i32, page_token: &str, filter: &str, order_by: &str) -> Result<ListQuery, Invalid> {
+pub(crate) fn list_query(
+    schema: &Schema,
+    page_size: i32,
+    page_token: &str,
+    filter: &str,
+    order_by: &str,
+) -> Result<ListQuery, Invalid> {
     ListQuery::parse(schema, page_size, page_token, filter, order_by)
 }
 
@@ -154,7 +187,11 @@ pub(crate) fn compression_to_pb(compression: crate::domain::Compression) -> i32 
 }
 
 /// `Ok(None)` for UNSPECIFIED; an unknown number is a violation.
-pub(crate) fn compression_from_pb(field: &str, value: i32, invalid: &mut Invalid) -> Option<crate::domain::Compression> {
+pub(crate) fn compression_from_pb(
+    field: &str,
+    value: i32,
+    invalid: &mut Invalid,
+) -> Option<crate::domain::Compression> {
     use crate::domain::Compression;
     match pb::Compression::try_from(value) {
         Ok(pb::Compression::Zstd) => Some(Compression::Zstd),
@@ -172,7 +209,9 @@ pub(crate) fn compression_from_pb(field: &str, value: i32, invalid: &mut Invalid
 /// set to a non-default value"). `*` is expanded by the caller.
 pub(crate) fn mask_paths(mask: Option<&prost_types::FieldMask>) -> Option<Vec<String>> {
     let paths: Vec<String> = mask
-        .map(|mask| mask.paths.iter().flat_map(|path| path.split(',')).map(|path| path.trim().to_owned()).collect())
+        .map(|mask| {
+            mask.paths.iter().flat_map(|path| path.split(',')).map(|path| path.trim().to_owned()).collect()
+        })
         .unwrap_or_default();
     let paths: Vec<String> = paths.into_iter().filter(|path| !path.is_empty()).collect();
     (!paths.is_empty()).then_some(paths)

@@ -1,0 +1,11 @@
+//! The tests, one module per area of the contract. (They live in this directory, not
+//! beside `main.rs`, because Cargo would build every `tests/*.rs` as a binary of its own.)
+
+mod admission;
+mod backups;
+mod catalog;
+mod faults;
+mod grpcurl;
+mod listing;
+mod operations;
+mod process;

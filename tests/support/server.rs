@@ -1,0 +1,307 @@
+//! `TestServer`: Cellar served in-process on 127.0.0.1:0 over a temporary data directory,
+//! with typed clients for the six services. Stops gracefully on drop; `restart` brings it
+//! back on the same data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
+use cellar::grpc::pb::cellar::v1::database_service_client::DatabaseServiceClient;
+use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationServiceClient;
+use cellar::grpc::pb::cellar::v1::export_service_client::ExportServiceClient;
+use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
+use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
+use cellar::server::Settings;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use super::{OperationExt, PATIENCE, RedisServer, files, logs, pb, redis_database};
+
+/// How the in-process server is configured.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerOptions {
+    /// `Settings::max_concurrent_backups`.
+    pub(crate) max_concurrent_backups: usize,
+    /// `Settings::shutdown_timeout`.
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { max_concurrent_backups: 4, shutdown_timeout: Duration::from_secs(15) }
+    }
+}
+
+/// A Cellar server running on the test's runtime.
+pub(crate) struct TestServer {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    options: ServerOptions,
+    data_dir: TempDir,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+struct Running {
+    addr: SocketAddr,
+    channel: Channel,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    /// A server with the default settings (4 concurrent backups).
+    pub(crate) async fn start() -> TestServer {
+        TestServer::start_with(ServerOptions::default()).await
+    }
+
+    /// A server with other settings.
+    pub(crate) async fn start_with(options: ServerOptions) -> TestServer {
+        logs::capture();
+        let data_dir = tempfile::Builder::new().prefix("cellar-data-").tempdir().expect("temp dir");
+        let running = launch(data_dir.path(), &options).await;
+        TestServer {
+            addr: running.addr,
+            options,
+            data_dir,
+            channel: running.channel,
+            shutdown: Some(running.shutdown),
+            task: Some(running.task),
+        }
+    }
+
+    /// Shuts down gracefully and waits for `server::run` to return, which must be `Ok`.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let ended =
+                tokio::time::timeout(PATIENCE, task).await.expect("the server stops within the deadline");
+            ended.expect("the server task panicked").expect("server::run returned an error");
+        }
+    }
+
+    /// Stops gracefully, then starts again on the same data directory (new port).
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        let running = launch(self.data_dir.path(), &self.options).await;
+        self.addr = running.addr;
+        self.channel = running.channel;
+        self.shutdown = Some(running.shutdown);
+        self.task = Some(running.task);
+    }
+
+    /// The data directory (catalog and the `local` destination).
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Where the built-in `local` destination stores backups.
+    pub(crate) fn local_backups_dir(&self) -> PathBuf {
+        self.data_dir.path().join("backups")
+    }
+
+    /// A DatabaseService client.
+    pub(crate) fn databases(&self) -> DatabaseServiceClient<Channel> {
+        DatabaseServiceClient::new(self.channel.clone())
+    }
+
+    /// A DestinationService client.
+    pub(crate) fn destinations(&self) -> DestinationServiceClient<Channel> {
+        DestinationServiceClient::new(self.channel.clone())
+    }
+
+    /// A BackupService client.
+    pub(crate) fn backups(&self) -> BackupServiceClient<Channel> {
+        BackupServiceClient::new(self.channel.clone())
+    }
+
+    /// An OperationService client.
+    pub(crate) fn operations(&self) -> OperationServiceClient<Channel> {
+        OperationServiceClient::new(self.channel.clone())
+    }
+
+    /// An ImportService client.
+    pub(crate) fn imports(&self) -> ImportServiceClient<Channel> {
+        ImportServiceClient::new(self.channel.clone())
+    }
+
+    /// An ExportService client.
+    pub(crate) fn exports(&self) -> ExportServiceClient<Channel> {
+        ExportServiceClient::new(self.channel.clone())
+    }
+
+    /// Registers a database; panics if refused.
+    pub(crate) async fn register(&self, database: pb::Database) -> pb::Database {
+        let request = pb::CreateDatabaseRequest { database: Some(database), request_id: String::new() };
+        self.databases().create_database(request).await.expect("CreateDatabase").into_inner()
+    }
+
+    /// Registers a redis-server under `name`.
+    pub(crate) async fn register_redis(&self, name: &str, redis: &RedisServer) -> pb::Database {
+        self.register(redis_database(name, &redis.uri())).await
+    }
+
+    /// Creates a `file://` destination at `dir`.
+    pub(crate) async fn create_directory_destination(&self, name: &str, dir: &Path) -> pb::Destination {
+        let destination =
+            pb::Destination { name: name.to_owned(), uri: files::uri_of_dir(dir), ..Default::default() };
+        let request =
+            pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
+        self.destinations().create_destination(request).await.expect("CreateDestination").into_inner()
+    }
+
+    /// Starts a backup; panics if the RPC is refused.
+    pub(crate) async fn start_backup(&self, request: pb::CreateBackupRequest) -> pb::Operation {
+        self.backups().create_backup(request).await.expect("CreateBackup").into_inner()
+    }
+
+    /// GetOperation.
+    pub(crate) async fn operation(&self, name: &str) -> pb::Operation {
+        let request = pb::GetOperationRequest { name: name.to_owned() };
+        self.operations().get_operation(request).await.expect("GetOperation").into_inner()
+    }
+
+    /// GetBackup.
+    pub(crate) async fn backup(&self, id: &str) -> pb::Backup {
+        let request = pb::GetBackupRequest { id: id.to_owned() };
+        self.backups().get_backup(request).await.expect("GetBackup").into_inner()
+    }
+
+    /// Every operation (all pages).
+    pub(crate) async fn all_operations(&self, filter: &str) -> Vec<pb::Operation> {
+        let mut operations = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = pb::ListOperationsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                filter: filter.to_owned(),
+                order_by: String::new(),
+            };
+            let page = self.operations().list_operations(request).await.expect("ListOperations").into_inner();
+            operations.extend(page.operations);
+            if page.next_page_token.is_empty() {
+                return operations;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Waits (with WaitOperation) until the operation is done.
+    pub(crate) async fn wait_done(&self, name: &str) -> pb::Operation {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let request = pb::WaitOperationRequest {
+                name: name.to_owned(),
+                timeout: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+            };
+            let operation =
+                self.operations().wait_operation(request).await.expect("WaitOperation").into_inner();
+            if operation.done {
+                return operation;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operation {name} not done after {PATIENCE:?}: {operation:?}"
+            );
+            // WaitOperation may return early (a server answering from its catalog): do not
+            // hammer it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Collects the whole WatchOperation stream (it ends after the `done` message).
+    pub(crate) async fn watch_all(&self, name: &str) -> Vec<pb::Operation> {
+        let request = pb::WatchOperationRequest { name: name.to_owned() };
+        let mut stream =
+            self.operations().watch_operation(request).await.expect("WatchOperation").into_inner();
+        let mut seen = Vec::new();
+        let collected = tokio::time::timeout(PATIENCE, async {
+            while let Some(operation) = stream.message().await.expect("the watch stream broke") {
+                seen.push(operation);
+            }
+        })
+        .await;
+        assert!(
+            collected.is_ok(),
+            "the watch of {name} did not end within {PATIENCE:?}; last: {:?}",
+            seen.last()
+        );
+        seen
+    }
+
+    /// Polls GetOperation until `condition` holds; fails if the operation ends first or
+    /// nothing happens within [`PATIENCE`].
+    pub(crate) async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        condition: impl Fn(&pb::Operation) -> bool,
+    ) -> pb::Operation {
+        self.wait_for_within(name, what, PATIENCE, condition).await
+    }
+
+    /// [`TestServer::wait_for`] with another deadline.
+    pub(crate) async fn wait_for_within(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&pb::Operation) -> bool,
+    ) -> pb::Operation {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let operation = self.operation(name).await;
+            if condition(&operation) {
+                return operation;
+            }
+            assert!(!operation.done, "operation ended before {what}: {operation:?}");
+            assert!(tokio::time::Instant::now() < deadline, "no {what} after {timeout:?}: {operation:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a backup operation is RUNNING and has moved data.
+    pub(crate) async fn wait_for_bytes(&self, name: &str) -> pb::Operation {
+        self.wait_for(name, "bytes to flow", |operation| {
+            operation.state() == pb::OperationState::Running && operation.bytes_done() > 0
+        })
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Dropping the sender completes the shutdown future: the server stops gracefully
+        // in the background (or with the test's runtime, whichever comes first).
+        self.shutdown.take();
+    }
+}
+
+async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let (shutdown, stop_requested) = oneshot::channel::<()>();
+    let settings = Settings {
+        data_dir: data_dir.to_owned(),
+        max_concurrent_backups: options.max_concurrent_backups,
+        shutdown_timeout: options.shutdown_timeout,
+    };
+    let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
+        let _ = stop_requested.await;
+    }));
+    let endpoint = Channel::from_shared(format!("http://{addr}")).expect("endpoint");
+    let channel = tokio::select! {
+        connected = tokio::time::timeout(PATIENCE, endpoint.connect()) => {
+            connected.expect("the server accepts a connection in time").expect("connect to the server")
+        }
+        ended = &mut task => panic!("the server stopped while starting: {ended:?}"),
+    };
+    Running { addr, channel, shutdown, task }
+}
