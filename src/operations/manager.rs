@@ -12,8 +12,8 @@ use super::watch::{OperationStream, finished, live};
 use super::{Job, JobContext};
 use crate::domain::list::{Clause, ListQuery, Op, Page, Value};
 use crate::domain::{
-    Backup, BackupState, Code, DatabaseId, Failure, Operation, OperationId, OperationKind, OperationState,
-    reason,
+    Backup, BackupState, Code, DatabaseId, Failure, Operation, OperationId, OperationKind, OperationResult,
+    OperationState, reason,
 };
 use crate::metadata::{self, Store};
 
@@ -270,7 +270,9 @@ impl Manager {
 
     /// Forgets a finished operation.
     pub async fn delete(&self, id: OperationId) -> Result<(), Error> {
-        if self.live_state(id).is_some() {
+        // A live operation that is done is already final in the catalog; it only waits
+        // to be dropped from the live set.
+        if self.live_state(id).is_some_and(|operation| !operation.is_done()) {
             return Err(Error::NotDone(id));
         }
         Ok(self.inner.store.delete_operation(id).await?)
@@ -405,8 +407,7 @@ impl Manager {
         if let Err(failure) = &outcome {
             tracing::warn!(operation = %id, reason = %failure.reason, message = %failure.message, "operation did not succeed");
         }
-        sender.send_modify(|operation| finish(operation, outcome));
-        self.persist_current(&sender).await;
+        self.conclude(&sender, outcome).await;
         let released = self.inner.lock().remove(id);
         drop(released);
         self.pump();
@@ -416,10 +417,24 @@ impl Manager {
     // Ends an operation that never ran: persist the final state, tell watchers, let the
     // job undo its preparation.
     async fn end_unstarted(&self, id: OperationId, live: Live, failure: Failure) -> Operation {
-        live.sender.send_modify(|operation| finish(operation, Err(failure.clone())));
-        let operation = self.persist_current(&live.sender).await;
+        let operation = self.conclude(&live.sender, Err(failure.clone())).await;
         live.job.abandon(&failure).await;
         tracing::info!(operation = %id, reason = %failure.reason, "operation ended before it ran");
+        operation
+    }
+
+    // Moves the operation to its final state: written to the catalog first, then shown
+    // to watchers, so that a client told "done" finds it done everywhere.
+    async fn conclude(
+        &self,
+        sender: &watch::Sender<Operation>,
+        outcome: Result<OperationResult, Failure>,
+    ) -> Operation {
+        let _serial = self.inner.persist_lock.lock().await;
+        let mut operation = sender.borrow().clone();
+        finish(&mut operation, outcome);
+        self.persist(&operation).await;
+        sender.send_replace(operation.clone());
         operation
     }
 
@@ -432,8 +447,11 @@ impl Manager {
     }
 
     async fn persist(&self, operation: &Operation) {
-        if let Err(error) = self.inner.store.update_operation(operation).await {
-            tracing::error!(operation = %operation.id, %error, "cannot record operation state");
+        match self.inner.store.update_operation(operation).await {
+            Ok(()) => {}
+            // Deleted by DeleteOperation right after it finished: nothing left to record.
+            Err(metadata::Error::NotFound { .. }) if operation.is_done() => {}
+            Err(error) => tracing::error!(operation = %operation.id, %error, "cannot record operation state"),
         }
     }
 }
@@ -462,7 +480,7 @@ fn shutdown_failure() -> Failure {
 }
 
 // Moves an operation to its final state.
-fn finish(operation: &mut Operation, outcome: Result<crate::domain::OperationResult, Failure>) {
+fn finish(operation: &mut Operation, outcome: Result<OperationResult, Failure>) {
     let now = crate::domain::now();
     operation.queue_position = 0;
     operation.update_time = now;
