@@ -57,9 +57,8 @@ impl LocalStorage {
     /// root is not an error.
     pub async fn sweep_partials(&self, min_age: Duration) -> Result<u64, Error> {
         let storage = self.clone();
-        tokio::task::spawn_blocking(move || storage.sweep_partials_blocking(min_age))
-            .await
-            .map_err(|error| Error::Io { key: String::new(), source: std::io::Error::other(error) })?
+        let sweep = tokio::task::spawn_blocking(move || storage.sweep_partials_blocking(min_age));
+        sweep.await.map_err(|error| self.io_error_at(&self.root, std::io::Error::other(error)))?
     }
 
     fn sweep_partials_blocking(&self, min_age: Duration) -> Result<u64, Error> {
@@ -104,10 +103,13 @@ impl LocalStorage {
         Ok(self.root.join(key))
     }
 
-    /// The key of a path under the root, for error messages.
+    /// The key of a path under the root for error messages; the root's own path for the
+    /// root.
     fn key_of(&self, path: &Path) -> String {
-        let relative = path.strip_prefix(&self.root).unwrap_or(path);
-        relative.to_string_lossy().into_owned()
+        match path.strip_prefix(&self.root) {
+            Ok(relative) if !relative.as_os_str().is_empty() => relative.to_string_lossy().into_owned(),
+            _ => path.to_string_lossy().into_owned(),
+        }
     }
 
     fn io_error_at(&self, path: &Path, source: std::io::Error) -> Error {
@@ -295,6 +297,8 @@ impl ObjectWriter for LocalWriter {
         drop(file);
         fs::rename(&partial, &self.path).await.map_err(|error| self.io_error(error))?;
         self.partial = None;
+        // From here the object is visible; a failure below only means it may not survive
+        // a crash, and is reported so that the caller does not count on it.
         let parent = self.path.parent().map(Path::to_owned).unwrap_or_default();
         // Make the rename itself durable.
         let sync_dir = tokio::task::spawn_blocking(move || std::fs::File::open(parent)?.sync_all())
