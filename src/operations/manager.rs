@@ -162,13 +162,12 @@ impl Manager {
         self.check_admissible(&submission)?;
 
         let backup_id = submission.backup.as_ref().map(|backup| backup.id);
-        let mut operation = Operation::queued(
+        let operation = Operation::queued(
             submission.kind,
             submission.database_id,
             backup_id,
             submission.request_id.clone(),
         );
-        operation.queue_position = 0;
         let inserted_backup = submission.backup.as_ref().filter(|_| submission.insert_backup);
         self.inner.store.create_operation(&operation, inserted_backup).await?;
         tracing::info!(operation = %operation.id, kind = %operation.kind, "operation submitted");
