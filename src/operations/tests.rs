@@ -215,3 +215,24 @@ async fn recover_fails_operations_a_crash_left_unfinished() {
     assert!(recovered.end_time.is_some());
     assert_eq!(manager.recover().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn many_idle_watchers_never_hold_up_the_job() {
+    let (manager, _store) = manager(1).await;
+    let job = Arc::new(ScriptedJob::default());
+    let operation = manager.submit(backup_of(DatabaseId::new(), &job, None)).await.unwrap();
+    // A thousand watchers that read nothing after their first message.
+    let mut watchers = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = manager.watch(operation.id).await.unwrap();
+        stream.next().await.unwrap();
+        watchers.push(stream);
+    }
+    job.release.notify_one();
+    let done = manager.wait(operation.id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done.state, OperationState::Succeeded);
+    // A slow watcher skips what it missed and gets the final state next.
+    let latest = watchers[0].next().await.unwrap();
+    assert!(latest.is_done(), "{latest:?}");
+    assert!(watchers[0].next().await.is_none());
+}

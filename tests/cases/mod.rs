@@ -9,3 +9,4 @@ mod grpcurl;
 mod listing;
 mod operations;
 mod process;
+mod reflection;

@@ -130,3 +130,39 @@ async fn sigterm_during_a_backup_exits_zero_and_the_backup_is_interrupted() {
     let status = second.wait_exit(EXIT_DEADLINE);
     assert!(status.success(), "cellar exited with {status}; its logs:\n{}", second.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut server = ProcessServer::start_with(data_dir.path(), &["--log-format", "json"]).await;
+    let request = pb::ListDatabasesRequest::default();
+    server.databases().list_databases(request).await.expect("ListDatabases");
+    server.terminate();
+    assert!(server.wait_exit(EXIT_DEADLINE).success());
+    let logs = server.logs();
+    let lines: Vec<&str> = logs.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "expected start and stop lines: {logs}");
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(value.get("level").is_some() && value.get("timestamp").is_some(), "{line}");
+    }
+    assert!(logs.contains("\"cellar listening\""), "{logs}");
+}
+
+#[test]
+fn a_bad_configuration_is_reported_all_at_once() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cellar"))
+        .args(["serve", "--listen", "nowhere", "--max-concurrent-backups", "0", "--log-format", "xml"])
+        .env("CELLAR_SHUTDOWN_TIMEOUT", "soon")
+        .env_remove("CELLAR_LISTEN")
+        .output()
+        .expect("run the cellar binary");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for problem in
+        ["--listen: 'nowhere'", "--max-concurrent-backups", "--log-format: 'xml'", "CELLAR_SHUTDOWN_TIMEOUT"]
+    {
+        assert!(stderr.contains(problem), "'{problem}' missing from: {stderr}");
+    }
+}

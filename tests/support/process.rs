@@ -29,9 +29,15 @@ impl ProcessServer {
     /// Runs `cellar serve --listen 127.0.0.1:0 --data-dir DIR` and waits for the line
     /// that says where it listens.
     pub(crate) async fn start(data_dir: &Path) -> ProcessServer {
+        ProcessServer::start_with(data_dir, &[]).await
+    }
+
+    /// Like [`ProcessServer::start`], with more flags for `cellar serve`.
+    pub(crate) async fn start_with(data_dir: &Path, flags: &[&str]) -> ProcessServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cellar"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("CELLAR_LISTEN", "127.0.0.1:0")
             .env("CELLAR_DATA_DIR", data_dir)
             .env("RUST_LOG", "info,cellar=debug")

@@ -106,6 +106,11 @@ impl TestServer {
         self.data_dir.path().join("backups")
     }
 
+    /// The connection, for clients of other services (reflection, health).
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// A DatabaseService client.
     pub(crate) fn databases(&self) -> DatabaseServiceClient<Channel> {
         DatabaseServiceClient::new(self.channel.clone())
