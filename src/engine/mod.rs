@@ -26,6 +26,9 @@ pub enum Error {
     /// The server answered something the protocol does not allow.
     #[error("{0}")]
     Protocol(String),
+    /// The target server cannot read data this new.
+    #[error("{0}")]
+    TargetTooOld(String),
     /// The engine cannot do this (e.g. not implemented for this engine yet).
     #[error("{0}")]
     Unsupported(String),
@@ -39,6 +42,7 @@ impl Error {
             Error::AuthFailed(_) => (Code::PermissionDenied, reason::AUTH_FAILED),
             Error::Corrupt(_) => (Code::DataLoss, reason::SOURCE_CORRUPT),
             Error::Protocol(_) => (Code::Internal, reason::SOURCE_CORRUPT),
+            Error::TargetTooOld(_) => (Code::FailedPrecondition, reason::TARGET_TOO_OLD),
             Error::Unsupported(_) => (Code::FailedPrecondition, reason::ENGINE_NOT_SUPPORTED),
         }
     }

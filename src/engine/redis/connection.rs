@@ -103,6 +103,15 @@ impl Connection {
         written.await.map_err(|error| self.broken(error))
     }
 
+    /// Sends bytes already encoded as commands.
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let written = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        written.await.map_err(|error| self.broken(error))
+    }
+
     /// Reads one reply.
     pub(crate) async fn read_reply(&mut self) -> Result<Reply, Error> {
         loop {

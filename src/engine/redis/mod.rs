@@ -17,6 +17,8 @@
 
 mod connection;
 mod info;
+#[allow(dead_code)] // wired to RestoreBackup and ImportDatabase by the restore feature
+mod loader;
 mod rdb_stream;
 mod replication;
 mod target;

@@ -429,3 +429,91 @@ async fn tls_works_and_checks_certificates_unless_told_not_to() {
     let error = result.unwrap_err();
     assert!(matches!(&error, Error::Unreachable(message) if message.contains("certificate")), "{error:?}");
 }
+
+/// Every key of `database` with its `DUMP` payload and absolute expiry (Unix ms).
+async fn dump_database(connection: &mut Connection, database: u64) -> Vec<(Vec<u8>, Option<i64>, Vec<u8>)> {
+    run_text(connection, &["SELECT", &database.to_string()]).await;
+    let mut keys = Vec::new();
+    let mut cursor = b"0".to_vec();
+    loop {
+        let Reply::Array(Some(parts)) = run(connection, &[b"SCAN", &cursor, b"COUNT", b"1000"]).await else {
+            panic!("SCAN answered something else");
+        };
+        let [Reply::Bulk(Some(next)), Reply::Array(Some(found))] = &parts[..] else {
+            panic!("SCAN: {parts:?}")
+        };
+        keys.extend(found.iter().map(|reply| match reply {
+            Reply::Bulk(Some(key)) => key.to_vec(),
+            other => panic!("SCAN key {other:?}"),
+        }));
+        cursor = next.to_vec();
+        if cursor == b"0" {
+            break;
+        }
+    }
+    let mut dumped = Vec::new();
+    for key in keys {
+        let Reply::Bulk(Some(payload)) = run(connection, &[b"DUMP", &key]).await else { panic!("DUMP") };
+        let Reply::Integer(expire) = run(connection, &[b"PEXPIRETIME", &key]).await else {
+            panic!("PEXPIRETIME")
+        };
+        dumped.push((key, (expire > 0).then_some(expire), payload.to_vec()));
+    }
+    run_text(connection, &["SELECT", "0"]).await;
+    dumped
+}
+
+#[tokio::test]
+async fn the_loader_restores_dumped_keys_of_every_type_into_another_server() {
+    let source = RedisServer::start(&[]).await;
+    let mut source_client = source.client("").await;
+    let keys = load_every_type(&mut source_client).await;
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+    run_text(&mut target_client, &["SET", "stale", "is flushed"]).await;
+
+    // A small window, so that reading replies interleaves with sending many times.
+    let mut loader = super::loader::Loader::new(target.client("").await, 8);
+    loader.flush_all().await.unwrap();
+    for database in [0, 1] {
+        for (key, expire, payload) in dump_database(&mut source_client, database).await {
+            loader.restore(database, &key, expire, &payload).await.unwrap();
+        }
+    }
+    assert_eq!(loader.finish().await.unwrap(), keys);
+    assert_eq!(digest(&mut target_client).await, digest(&mut source_client).await);
+    let Reply::Integer(ttl) = run_text(&mut target_client, &["TTL", "expiring"]).await else { panic!("TTL") };
+    assert!((3590..=3600).contains(&ttl), "the expiry survives: {ttl}");
+}
+
+#[tokio::test]
+async fn the_loader_names_the_key_a_target_refuses() {
+    let source = RedisServer::start(&[]).await;
+    let mut source_client = source.client("").await;
+    run_text(&mut source_client, &["SET", "good", "value"]).await;
+    let (_, _, payload) = dump_database(&mut source_client, 0).await.remove(0);
+    let target = RedisServer::start(&[]).await;
+
+    // A payload from the future: RDB version 255, with a correct checksum.
+    let mut future = payload[..payload.len() - 10].to_vec();
+    future.extend_from_slice(&255u16.to_le_bytes());
+    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&future);
+    future.extend_from_slice(&crc.to_le_bytes());
+    let mut loader = super::loader::Loader::new(target.client("").await, 4);
+    loader.restore(0, b"from-the-future", None, &future).await.unwrap();
+    let error = loader.finish().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::TargetTooOld(message) if message.contains("from-the-future")),
+        "{error:?}"
+    );
+
+    // A payload whose checksum is right but whose body is not a value.
+    let mut garbage = vec![0u8, 0xC3, 0xFF, 0xFF];
+    garbage.extend_from_slice(&payload[payload.len() - 10..payload.len() - 8]);
+    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&garbage);
+    garbage.extend_from_slice(&crc.to_le_bytes());
+    let mut loader = super::loader::Loader::new(target.client("").await, 4);
+    loader.restore(0, b"garbage", None, &garbage).await.unwrap();
+    let error = loader.finish().await.unwrap_err();
+    assert!(matches!(&error, Error::Corrupt(message) if message.contains("garbage")), "{error:?}");
+}

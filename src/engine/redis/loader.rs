@@ -1,0 +1,185 @@
+//! Loading keys into a Redis server: `RESTORE key ttl payload REPLACE ABSTTL`, pipelined
+//! with a bounded window so that the server is never idle and memory never grows.
+//!
+//! The loader writes commands into one buffer and sends it when it is large enough or when
+//! the window is full; replies are matched to keys in order. A refusal ends the load with
+//! an error naming the key: a payload the target cannot read because it comes from a
+//! newer server is [`Error::TargetTooOld`], a payload it finds malformed is
+//! [`Error::Corrupt`].
+
+use std::collections::VecDeque;
+
+use super::connection::{Connection, Reply, describe, encode_command, refusal};
+use crate::engine::Error;
+
+/// Commands in flight at most, by default.
+pub(crate) const DEFAULT_WINDOW: usize = 512;
+/// Bytes of commands buffered before they are sent.
+const SEND_BUFFER: usize = 256 * 1024;
+/// The longest key shown in a message.
+const KEY_IN_MESSAGE: usize = 64;
+
+/// A pipelined RESTORE stream into one server.
+pub(crate) struct Loader {
+    connection: Connection,
+    window: usize,
+    /// Encoded commands not sent yet.
+    outgoing: Vec<u8>,
+    /// What each command in flight was, oldest first, for matching replies.
+    pending: VecDeque<Pending>,
+    /// The logical database commands go to; `None` until the first SELECT.
+    selected: Option<u64>,
+    restored: u64,
+}
+
+enum Pending {
+    Select(u64),
+    Flush,
+    Restore(Vec<u8>),
+}
+
+impl Loader {
+    /// A loader over an open connection with at most `window` commands in flight.
+    pub(crate) fn new(connection: Connection, window: usize) -> Loader {
+        Loader {
+            connection,
+            window: window.max(1),
+            outgoing: Vec::with_capacity(SEND_BUFFER),
+            pending: VecDeque::new(),
+            selected: None,
+            restored: 0,
+        }
+    }
+
+    /// Removes every key of every logical database (`FLUSHALL`), in order with the
+    /// commands around it.
+    pub(crate) async fn flush_all(&mut self) -> Result<(), Error> {
+        self.queue(&[b"FLUSHALL"], Pending::Flush).await
+    }
+
+    /// Restores one key into logical database `db`, replacing any key of that name.
+    /// `expire_at_ms` is the absolute expiry in Unix milliseconds; `payload` is in `DUMP`
+    /// format (value encoding, RDB version, CRC64).
+    pub(crate) async fn restore(
+        &mut self,
+        db: u64,
+        key: &[u8],
+        expire_at_ms: Option<i64>,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        if self.selected != Some(db) {
+            let db_text = db.to_string();
+            self.queue(&[b"SELECT", db_text.as_bytes()], Pending::Select(db)).await?;
+            self.selected = Some(db);
+        }
+        let ttl = expire_at_ms.unwrap_or(0).max(0).to_string();
+        let command: [&[u8]; 6] = [b"RESTORE", key, ttl.as_bytes(), payload, b"REPLACE", b"ABSTTL"];
+        self.queue(&command, Pending::Restore(key[..key.len().min(KEY_IN_MESSAGE)].to_vec())).await
+    }
+
+    /// Sends what is buffered and waits for every reply; returns the number of keys
+    /// restored.
+    pub(crate) async fn finish(mut self) -> Result<u64, Error> {
+        self.send_buffered().await?;
+        while !self.pending.is_empty() {
+            self.read_one().await?;
+        }
+        Ok(self.restored)
+    }
+
+    /// Keys restored so far (acknowledged by the server).
+    pub(crate) fn restored(&self) -> u64 {
+        self.restored
+    }
+
+    async fn queue(&mut self, command: &[&[u8]], pending: Pending) -> Result<(), Error> {
+        self.outgoing.extend_from_slice(&encode_command(command));
+        self.pending.push_back(pending);
+        if self.outgoing.len() >= SEND_BUFFER || self.pending.len() >= self.window {
+            self.send_buffered().await?;
+        }
+        // Keep the window: read replies until half of it is free again, so that reading
+        // and sending alternate in large batches.
+        if self.pending.len() >= self.window {
+            while self.pending.len() > self.window / 2 {
+                self.read_one().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_buffered(&mut self) -> Result<(), Error> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        self.connection.write_all(&self.outgoing).await?;
+        self.outgoing.clear();
+        Ok(())
+    }
+
+    async fn read_one(&mut self) -> Result<(), Error> {
+        let reply = self.connection.read_reply().await?;
+        let Some(pending) = self.pending.pop_front() else {
+            return Err(Error::Protocol(format!(
+                "redis at {} sent a reply nobody asked for",
+                self.connection.label()
+            )));
+        };
+        match (pending, reply) {
+            (Pending::Restore(_), Reply::Status(_)) => {
+                self.restored += 1;
+                Ok(())
+            }
+            (Pending::Select(_) | Pending::Flush, Reply::Status(_)) => Ok(()),
+            (Pending::Restore(key), Reply::Error(message)) => {
+                Err(restore_refused(self.connection.label(), &key, &message))
+            }
+            (Pending::Select(db), Reply::Error(message)) => {
+                Err(refusal(self.connection.label(), &format!("SELECT {db}"), &message))
+            }
+            (Pending::Flush, Reply::Error(message)) => {
+                Err(refusal(self.connection.label(), "FLUSHALL", &message))
+            }
+            (_, other) => Err(Error::Protocol(format!(
+                "redis at {} answered a load command with {}",
+                self.connection.label(),
+                describe(&other)
+            ))),
+        }
+    }
+}
+
+// What a RESTORE refusal means: the payload's RDB version is newer than the target
+// reads (the checksum is ours, so "version or checksum" means the version), the payload
+// is malformed, or something else the server says.
+fn restore_refused(label: &str, key: &[u8], message: &str) -> Error {
+    let key = String::from_utf8_lossy(key);
+    if message.contains("payload version or checksum are wrong") {
+        return Error::TargetTooOld(format!(
+            "redis at {label} cannot read key '{key}': its format is newer than the server ({message})"
+        ));
+    }
+    if message.contains("Bad data format") {
+        return Error::Corrupt(format!("redis at {label} refused key '{key}' as malformed ({message})"));
+    }
+    refusal(label, &format!("RESTORE of key '{key}'"), message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_classified() {
+        let too_old = restore_refused("h:1", b"k", "ERR DUMP payload version or checksum are wrong");
+        assert!(
+            matches!(too_old, Error::TargetTooOld(ref message) if message.contains("'k'")),
+            "{too_old:?}"
+        );
+        let corrupt = restore_refused("h:1", b"k", "ERR Bad data format");
+        assert!(matches!(corrupt, Error::Corrupt(_)), "{corrupt:?}");
+        let denied =
+            restore_refused("h:1", b"k", "NOPERM this user has no permissions to run the 'restore' command");
+        assert!(matches!(denied, Error::AuthFailed(_)), "{denied:?}");
+    }
+}
