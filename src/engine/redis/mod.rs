@@ -23,6 +23,8 @@ mod rdb_stream;
 mod replication;
 mod target;
 mod tls;
+#[allow(dead_code)] // wired to RestoreBackup and ImportDatabase by the restore feature
+mod verify;
 
 #[cfg(test)]
 mod tests;

@@ -517,3 +517,21 @@ async fn the_loader_names_the_key_a_target_refuses() {
     let error = loader.finish().await.unwrap_err();
     assert!(matches!(&error, Error::Corrupt(message) if message.contains("garbage")), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_real_snapshot_verifies_whole_and_a_cut_one_does_not() {
+    let server = RedisServer::start(DISK).await;
+    load_every_type(&mut server.client("").await).await;
+    let (snapshot, _) = snapshot(&server.uri("")).await;
+    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dump.rdb");
+    std::fs::write(&path, &data).unwrap();
+    let mut progress = 0;
+    let verified = super::verify::verify_rdb_file(&path, &mut |done| progress = done).unwrap();
+    assert_eq!(verified.bytes, data.len() as u64);
+    assert!(verified.checksummed && progress > 0);
+
+    std::fs::write(&path, &data[..data.len() - 100]).unwrap();
+    assert!(matches!(super::verify::verify_rdb_file(&path, &mut |_| {}), Err(Error::Corrupt(_))));
+}

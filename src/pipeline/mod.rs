@@ -1,16 +1,8 @@
-//! The bytes between an engine and a storage object: counted, compressed, hashed, written.
-//!
-//! [`store`] runs three stages joined by bounded channels of ~1 MiB chunks, so memory
-//! stays bounded whatever the dump's size and reading overlaps with compression:
-//!
-//! ```text
-//! source --read--> [chunks] --compress + hash (blocking thread)--> [chunks] --write--> ObjectWriter
-//! ```
-//!
-//! Reading and writing are async and run in the caller's task; compression and SHA-256
-//! run on a blocking thread (zstd additionally spreads its work over its own worker
-//! threads), so a slow compressor never stalls the async runtime. The output is a standard
-//! single-frame `.zst` (with a content checksum, like the `zstd` command) or `.gz` stream.
+//! The bytes between engines and storage. [`store`] takes an engine's stream into an
+//! object: counted, compressed, hashed, written. [`unpack`] brings an object back:
+//! hashed and checked, decompressed, spooled to local disk for verification.
+
+pub mod unpack;
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
