@@ -17,6 +17,7 @@
 
 mod connection;
 mod info;
+pub mod rdb;
 mod rdb_stream;
 mod replication;
 mod target;

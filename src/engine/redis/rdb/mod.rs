@@ -1,0 +1,363 @@
+//! A reader of RDB files that walks them key by key without building values: for each
+//! key it yields what `RESTORE key ttl payload REPLACE ABSTTL` takes, the value's DUMP
+//! payload, made of the value's bytes exactly as the file holds them.
+//!
+//! A DUMP payload is the value's type byte and encoding, then the RDB version (2 bytes,
+//! little-endian) and the CRC-64 of all that (8 bytes, little-endian). Function libraries
+//! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
+//!
+//! The reader is synchronous (it runs on a blocking thread) and treats its input as
+//! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
+//! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
+//! panic. After an error the reader only repeats that it failed.
+
+mod input;
+mod lzf;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+
+use self::input::{CRC64, Capture, Input};
+use self::value::Format;
+pub use self::value::value_type;
+
+/// Why a stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("corrupt rdb: {0}")]
+    Corrupt(String),
+    #[error("rdb ends early, at offset {offset}")]
+    Truncated { offset: u64 },
+    #[error("unsupported rdb version {version} (magic {magic})")]
+    UnsupportedVersion { magic: String, version: u16 },
+    #[error("rdb holds a value of module {module}, which cannot be restored without it")]
+    ModuleNotSupported { module: String },
+    #[error("rdb checksum mismatch: the file says {expected:#018x}, its bytes give {actual:#018x}")]
+    Checksum { expected: u64, actual: u64 },
+    #[error("the rdb reader failed earlier")]
+    Failed,
+    #[error("cannot read the rdb: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The default of [`RdbReader::max_payload`].
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
+/// The longest key name or aux field accepted: Redis's own limit on strings.
+const MAX_NAME: usize = 512 * 1024 * 1024;
+
+/// Opcodes (`RDB_OPCODE_*` in Redis's `rdb.h`).
+mod opcode {
+    pub(super) const SLOT_INFO: u8 = 0xF4;
+    pub(super) const FUNCTION2: u8 = 0xF5;
+    pub(super) const FUNCTION_PRE_GA: u8 = 0xF6;
+    pub(super) const MODULE_AUX: u8 = 0xF7;
+    pub(super) const IDLE: u8 = 0xF8;
+    pub(super) const FREQ: u8 = 0xF9;
+    pub(super) const AUX: u8 = 0xFA;
+    pub(super) const RESIZEDB: u8 = 0xFB;
+    pub(super) const EXPIRETIME_MS: u8 = 0xFC;
+    pub(super) const EXPIRETIME: u8 = 0xFD;
+    pub(super) const SELECTDB: u8 = 0xFE;
+    pub(super) const EOF: u8 = 0xFF;
+}
+
+/// Module value opcodes, which let a module's data be walked without the module.
+mod module_opcode {
+    pub(super) const EOF: u64 = 0;
+    pub(super) const SINT: u64 = 1;
+    pub(super) const UINT: u64 = 2;
+    pub(super) const FLOAT: u64 = 3;
+    pub(super) const DOUBLE: u64 = 4;
+    pub(super) const STRING: u64 = 5;
+}
+
+/// A DUMP-format payload: what `DUMP` returns and `RESTORE` (or, for functions,
+/// `FUNCTION RESTORE`) takes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DumpPayload(Vec<u8>);
+
+impl DumpPayload {
+    /// Ends `body` (a value's type byte and encoding) with the version and checksum.
+    fn seal(mut body: Vec<u8>, version: u16) -> DumpPayload {
+        body.extend_from_slice(&version.to_le_bytes());
+        let checksum = CRC64.checksum(&body);
+        body.extend_from_slice(&checksum.to_le_bytes());
+        DumpPayload(body)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for DumpPayload {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "DumpPayload({} bytes)", self.0.len())
+    }
+}
+
+/// What the file says about a key besides its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHeader {
+    /// The logical database (from the last `SELECTDB`, 0 before any).
+    pub db: u64,
+    pub key: Vec<u8>,
+    /// Absolute expiration in Unix milliseconds (for `RESTORE ... ABSTTL`).
+    pub expire_at_ms: Option<i64>,
+    /// LRU idle time in seconds, when the server saved it (`RESTORE ... IDLETIME`).
+    pub idle_seconds: Option<u64>,
+    /// LFU frequency, when the server saved it (`RESTORE ... FREQ`).
+    pub frequency: Option<u8>,
+    /// The RDB value type: see [`value_type`].
+    pub value_type: u8,
+}
+
+/// One step through the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// Information about the server and the save, such as `redis-ver`.
+    Aux { key: Vec<u8>, value: Vec<u8> },
+    /// The keys that follow belong to this database.
+    SelectDb(u64),
+    /// A hint: how many keys (and keys with an expiration) the database has.
+    ResizeDb { keys: u64, expires: u64 },
+    /// A hint of cluster nodes: how many keys a slot has.
+    SlotInfo { slot: u64, keys: u64, expires: u64 },
+    Key { header: KeyHeader, payload: DumpPayload },
+    /// A key whose value is longer than [`RdbReader::max_payload`]; it was walked past.
+    BigKey { header: KeyHeader, value_len: u64 },
+    /// A function library: its code, and the payload `FUNCTION RESTORE` takes.
+    Function { code: Vec<u8>, payload: DumpPayload },
+    /// Module data not tied to a key, walked past.
+    ModuleAux { module: String },
+    /// The end of the file, its checksum verified (unless the file says it has none).
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Reading,
+    Ended,
+    Failed,
+}
+
+/// Walks an RDB stream item by item.
+pub struct RdbReader<R> {
+    input: Input<R>,
+    format: Format,
+    db: u64,
+    max_payload: usize,
+    state: State,
+}
+
+impl<R: Read> RdbReader<R> {
+    /// Reads the header: `REDIS` and a 4-digit version 9 to 12, or `VALKEY` and a 3-digit
+    /// version 80 (Valkey 9; earlier Valkey writes `REDIS` and its version 11).
+    pub fn new(reader: R) -> Result<RdbReader<R>, Error> {
+        let mut input = Input::new(reader);
+        let header: [u8; 9] = input.array()?;
+        let (magic, digits) = match &header {
+            [b'R', b'E', b'D', b'I', b'S', digits @ ..] => ("REDIS", &digits[..]),
+            [b'V', b'A', b'L', b'K', b'E', b'Y', digits @ ..] => ("VALKEY", &digits[..]),
+            _ => return Err(Error::Corrupt(format!("not an rdb file: it starts {:02x?}", &header[..]))),
+        };
+        let version = std::str::from_utf8(digits)
+            .ok()
+            .filter(|digits| digits.bytes().all(|digit| digit.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .ok_or_else(|| Error::Corrupt(format!("the rdb version is not a number: {digits:02x?}")))?;
+        let valkey = magic == "VALKEY";
+        let supported = if valkey { version == 80 } else { (9..=12).contains(&version) };
+        if !supported {
+            return Err(Error::UnsupportedVersion { magic: magic.to_owned(), version });
+        }
+        Ok(RdbReader {
+            input,
+            format: Format { version, valkey },
+            db: 0,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            state: State::Reading,
+        })
+    }
+
+    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`].
+    pub fn with_max_payload(mut self, max_payload: usize) -> RdbReader<R> {
+        self.max_payload = max_payload;
+        self
+    }
+
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The RDB version from the header, which payloads carry.
+    pub fn version(&self) -> u16 {
+        self.format.version
+    }
+
+    /// Whether the header said `VALKEY`.
+    pub fn is_valkey(&self) -> bool {
+        self.format.valkey
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.input.offset()
+    }
+
+    /// The next item; `None` after [`Item::End`]. An error is final: later calls return
+    /// [`Error::Failed`].
+    #[allow(clippy::should_implement_trait)] // fallible, and the reader is not a plain iterator
+    pub fn next(&mut self) -> Result<Option<Item>, Error> {
+        match self.state {
+            State::Ended => return Ok(None),
+            State::Failed => return Err(Error::Failed),
+            State::Reading => {}
+        }
+        match self.read_item() {
+            Ok(item) => {
+                if item == Item::End {
+                    self.state = State::Ended;
+                }
+                Ok(Some(item))
+            }
+            Err(error) => {
+                self.state = State::Failed;
+                Err(error)
+            }
+        }
+    }
+
+    fn read_item(&mut self) -> Result<Item, Error> {
+        let mut expire_at_ms = None;
+        let mut idle_seconds = None;
+        let mut frequency = None;
+        // Expiration, idle time and frequency come before the key they describe.
+        loop {
+            let kind = self.input.byte()?;
+            match kind {
+                opcode::EXPIRETIME_MS => expire_at_ms = Some(i64::from_le_bytes(self.input.array()?)),
+                opcode::EXPIRETIME => {
+                    let seconds = i32::from_le_bytes(self.input.array()?);
+                    expire_at_ms = Some(i64::from(seconds) * 1000);
+                }
+                opcode::IDLE => idle_seconds = Some(self.input.length()?),
+                opcode::FREQ => frequency = Some(self.input.byte()?),
+                opcode::EOF => return self.end(),
+                opcode::SELECTDB => {
+                    self.db = self.input.length()?;
+                    return Ok(Item::SelectDb(self.db));
+                }
+                opcode::RESIZEDB => {
+                    let keys = self.input.length()?;
+                    let expires = self.input.length()?;
+                    return Ok(Item::ResizeDb { keys, expires });
+                }
+                opcode::SLOT_INFO => {
+                    let slot = self.input.length()?;
+                    let keys = self.input.length()?;
+                    let expires = self.input.length()?;
+                    return Ok(Item::SlotInfo { slot, keys, expires });
+                }
+                opcode::AUX => {
+                    let key = self.input.string(MAX_NAME, "aux field name")?;
+                    let value = self.input.string(MAX_NAME, "aux field value")?;
+                    return Ok(Item::Aux { key, value });
+                }
+                opcode::MODULE_AUX => return self.module_aux(),
+                opcode::FUNCTION2 => return self.function(),
+                opcode::FUNCTION_PRE_GA => {
+                    return Err(self.input.corrupt("functions of the redis 7.0 release candidates are not supported"));
+                }
+                value_type::MODULE_PRE_GA | value_type::MODULE_2 => return Err(self.module_value()),
+                value_type if self.format.knows(value_type) => {
+                    let header = KeyHeader {
+                        db: self.db,
+                        key: self.input.string(MAX_NAME, "key name")?,
+                        expire_at_ms,
+                        idle_seconds,
+                        frequency,
+                        value_type,
+                    };
+                    return self.key(header);
+                }
+                other => return Err(self.input.corrupt(format!("unknown value type or opcode {other:#04x}"))),
+            }
+        }
+    }
+
+    /// Walks the value after `header`, capturing it as a payload.
+    fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
+        let mut capture = Capture::new(self.max_payload);
+        capture.push_type(header.value_type);
+        self.input.capture = Some(capture);
+        let walked = value::walk(&mut self.input, header.value_type);
+        let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
+        walked?;
+        if capture.overflowed() {
+            return Ok(Item::BigKey { header, value_len: capture.total - 1 });
+        }
+        Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
+    }
+
+    /// A function library: its code as a string, which `FUNCTION DUMP` gives behind the
+    /// same opcode.
+    fn function(&mut self) -> Result<Item, Error> {
+        let mut capture = Capture::new(MAX_NAME);
+        capture.push_type(opcode::FUNCTION2);
+        self.input.capture = Some(capture);
+        let code = self.input.string(MAX_NAME, "function library");
+        let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
+        let code = code?;
+        Ok(Item::Function { code, payload: DumpPayload::seal(capture.bytes, self.format.version) })
+    }
+
+    /// A module's value cannot be restored without the module: the error names it.
+    fn module_value(&mut self) -> Error {
+        match self.input.length() {
+            Ok(id) => Error::ModuleNotSupported { module: value::module_name(id) },
+            Err(error) => error,
+        }
+    }
+
+    /// Module aux data: the module id, the `when` (behind a UINT opcode), then module
+    /// opcodes until their EOF.
+    fn module_aux(&mut self) -> Result<Item, Error> {
+        let module = value::module_name(self.input.length()?);
+        if self.input.length()? != module_opcode::UINT {
+            return Err(self.input.corrupt(format!("module {module} aux data without its 'when'")));
+        }
+        self.input.length()?;
+        loop {
+            match self.input.length()? {
+                module_opcode::EOF => return Ok(Item::ModuleAux { module }),
+                module_opcode::SINT | module_opcode::UINT => {
+                    self.input.length()?;
+                }
+                module_opcode::FLOAT => self.input.skip(4)?,
+                module_opcode::DOUBLE => self.input.skip(8)?,
+                module_opcode::STRING => self.input.skip_string()?,
+                other => return Err(self.input.corrupt(format!("unknown module opcode {other} in {module} aux data"))),
+            }
+        }
+    }
+
+    /// After the EOF opcode: the CRC-64 of everything before it, or zero when the server
+    /// saved without one (`rdbchecksum no`).
+    fn end(&mut self) -> Result<Item, Error> {
+        let actual = self.input.checksum();
+        let expected = u64::from_le_bytes(self.input.array()?);
+        if expected != 0 && expected != actual {
+            return Err(Error::Checksum { expected, actual });
+        }
+        Ok(Item::End)
+    }
+}
