@@ -170,7 +170,9 @@ impl<R: Read> Input<R> {
     pub(super) fn length(&mut self) -> Result<u64, Error> {
         match self.length_or_encoding()? {
             Length::Plain(length) => Ok(length),
-            Length::Encoded(kind) => Err(self.corrupt(format!("string encoding {kind} where a length belongs"))),
+            Length::Encoded(kind) => {
+                Err(self.corrupt(format!("string encoding {kind} where a length belongs")))
+            }
         }
     }
 
@@ -202,7 +204,9 @@ impl<R: Read> Input<R> {
                 let compressed = self.length()?;
                 let uncompressed = self.length()?;
                 if uncompressed > limit as u64 {
-                    return Err(self.corrupt(format!("{what} of {uncompressed} bytes is over the limit of {limit}")));
+                    return Err(
+                        self.corrupt(format!("{what} of {uncompressed} bytes is over the limit of {limit}"))
+                    );
                 }
                 let input = self.bytes(compressed, limit, what)?;
                 lzf::decompress(&input, uncompressed as usize).map_err(|problem| self.corrupt(problem))

@@ -124,20 +124,41 @@ pub struct KeyHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// Information about the server and the save, such as `redis-ver`.
-    Aux { key: Vec<u8>, value: Vec<u8> },
+    Aux {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// The keys that follow belong to this database.
     SelectDb(u64),
     /// A hint: how many keys (and keys with an expiration) the database has.
-    ResizeDb { keys: u64, expires: u64 },
+    ResizeDb {
+        keys: u64,
+        expires: u64,
+    },
     /// A hint of cluster nodes: how many keys a slot has.
-    SlotInfo { slot: u64, keys: u64, expires: u64 },
-    Key { header: KeyHeader, payload: DumpPayload },
+    SlotInfo {
+        slot: u64,
+        keys: u64,
+        expires: u64,
+    },
+    Key {
+        header: KeyHeader,
+        payload: DumpPayload,
+    },
     /// A key whose value is longer than [`RdbReader::max_payload`]; it was walked past.
-    BigKey { header: KeyHeader, value_len: u64 },
+    BigKey {
+        header: KeyHeader,
+        value_len: u64,
+    },
     /// A function library: its code, and the payload `FUNCTION RESTORE` takes.
-    Function { code: Vec<u8>, payload: DumpPayload },
+    Function {
+        code: Vec<u8>,
+        payload: DumpPayload,
+    },
     /// Module data not tied to a key, walked past.
-    ModuleAux { module: String },
+    ModuleAux {
+        module: String,
+    },
     /// The end of the file, its checksum verified (unless the file says it has none).
     End,
 }
@@ -275,7 +296,9 @@ impl<R: Read> RdbReader<R> {
                 opcode::MODULE_AUX => return self.module_aux(),
                 opcode::FUNCTION2 => return self.function(),
                 opcode::FUNCTION_PRE_GA => {
-                    return Err(self.input.corrupt("functions of the redis 7.0 release candidates are not supported"));
+                    return Err(self
+                        .input
+                        .corrupt("functions of the redis 7.0 release candidates are not supported"));
                 }
                 value_type::MODULE_PRE_GA | value_type::MODULE_2 => return Err(self.module_value()),
                 value_type if self.format.knows(value_type) => {
@@ -289,7 +312,9 @@ impl<R: Read> RdbReader<R> {
                     };
                     return self.key(header);
                 }
-                other => return Err(self.input.corrupt(format!("unknown value type or opcode {other:#04x}"))),
+                other => {
+                    return Err(self.input.corrupt(format!("unknown value type or opcode {other:#04x}")));
+                }
             }
         }
     }
@@ -345,7 +370,11 @@ impl<R: Read> RdbReader<R> {
                 module_opcode::FLOAT => self.input.skip(4)?,
                 module_opcode::DOUBLE => self.input.skip(8)?,
                 module_opcode::STRING => self.input.skip_string()?,
-                other => return Err(self.input.corrupt(format!("unknown module opcode {other} in {module} aux data"))),
+                other => {
+                    return Err(self
+                        .input
+                        .corrupt(format!("unknown module opcode {other} in {module} aux data")));
+                }
             }
         }
     }

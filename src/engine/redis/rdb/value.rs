@@ -69,8 +69,16 @@ impl Format {
 pub(super) fn walk<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<(), Error> {
     match value_type {
         // A string, or one blob: ziplist, listpack, intset or zipmap.
-        STRING | HASH_ZIPMAP | LIST_ZIPLIST | SET_INTSET | ZSET_ZIPLIST | HASH_ZIPLIST | HASH_LISTPACK
-        | ZSET_LISTPACK | SET_LISTPACK | HASH_LISTPACK_EX_PRE_GA => input.skip_string(),
+        STRING
+        | HASH_ZIPMAP
+        | LIST_ZIPLIST
+        | SET_INTSET
+        | ZSET_ZIPLIST
+        | HASH_ZIPLIST
+        | HASH_LISTPACK
+        | ZSET_LISTPACK
+        | SET_LISTPACK
+        | HASH_LISTPACK_EX_PRE_GA => input.skip_string(),
         LIST | SET | LIST_QUICKLIST => strings(input, 1),
         HASH => strings(input, 2),
         ZSET => {
