@@ -198,6 +198,26 @@ pub(super) fn module_name(id: u64) -> String {
 }
 
 #[cfg(test)]
+pub(super) mod tests_support {
+    /// The id of a module type named "MyModType", encoding version 3.
+    pub(in super::super) const MODULE_ID: u64 = {
+        const NAME: &[u8; 9] = b"MyModType";
+        const CHARSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut id = 0u64;
+        let mut index = 0;
+        while index < 9 {
+            let mut code = 0;
+            while CHARSET[code] != NAME[index] {
+                code += 1;
+            }
+            id = id << 6 | code as u64;
+            index += 1;
+        }
+        id << 10 | 3
+    };
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -258,11 +278,8 @@ mod tests {
 
     #[test]
     fn names_modules_from_their_ids() {
-        // "MyModType" with encoding version 3, the way modules build their ids.
-        const CHARSET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let id = b"MyModType"
-            .iter()
-            .fold(0u64, |id, &c| id << 6 | CHARSET.iter().position(|&x| x == c).unwrap() as u64);
-        assert_eq!(module_name(id << 10 | 3), "MyModType");
+        assert_eq!(module_name(tests_support::MODULE_ID), "MyModType");
+        assert_eq!(module_name(0), "AAAAAAAAA");
+        assert_eq!(module_name(u64::MAX), "_________");
     }
 }
