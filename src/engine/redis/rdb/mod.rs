@@ -324,7 +324,7 @@ impl<R: Read> RdbReader<R> {
         let mut capture = Capture::new(self.max_payload);
         capture.push_type(header.value_type);
         self.input.capture = Some(capture);
-        let walked = value::walk(&mut self.input, header.value_type);
+        let walked = value::walk(&mut self.input, self.format, header.value_type);
         let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
         walked?;
         if capture.overflowed() {
@@ -508,7 +508,7 @@ mod unit_tests {
 
     #[test]
     fn refuses_unknown_types_and_old_functions() {
-        for body in [&b"\x08\x01k\x00"[..], b"\x1a\x01k\x00", b"\x16\x01k\x00", b"\xf6\x00", b"\xf3\x00"] {
+        for body in [&b"\x08\x01k\x00"[..], b"\x1a\x01k\x00", b"\x18\x01k\x00", b"\xf6\x00", b"\xf3\x00"] {
             let error = items(&file(b"REDIS0011", body), DEFAULT_MAX_PAYLOAD).unwrap_err();
             assert!(matches!(error, Error::Corrupt(_)), "{body:02x?}: {error}");
         }

@@ -37,6 +37,9 @@ pub mod value_type {
     pub const HASH_LISTPACK_EX_PRE_GA: u8 = 23;
     pub const HASH_METADATA: u8 = 24;
     pub const HASH_LISTPACK_EX: u8 = 25;
+    /// Valkey 9's hash with field expiration (RDB 80), where Redis has
+    /// [`HASH_METADATA_PRE_GA`].
+    pub const VALKEY_HASH_2: u8 = 22;
 }
 
 use value_type::*;
@@ -57,6 +60,7 @@ impl Format {
     pub(super) fn knows(self, value_type: u8) -> bool {
         match value_type {
             STRING..=ZSET_2 | HASH_ZIPMAP..=STREAM_LISTPACKS_3 => true,
+            VALKEY_HASH_2 if self.valkey => true,
             HASH_METADATA_PRE_GA..=HASH_LISTPACK_EX => {
                 !self.valkey && self.version >= FIELD_EXPIRATION_VERSION
             }
@@ -66,8 +70,16 @@ impl Format {
 }
 
 /// Walks one value of `value_type` (known to the format; modules are refused earlier).
-pub(super) fn walk<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<(), Error> {
+pub(super) fn walk<R: Read>(input: &mut Input<R>, format: Format, value_type: u8) -> Result<(), Error> {
     match value_type {
+        VALKEY_HASH_2 if format.valkey => {
+            for _ in 0..input.length()? {
+                input.skip_string()?; // field
+                input.skip_string()?; // value
+                input.skip(8)?; // expiration in ms, or -1
+            }
+            Ok(())
+        }
         // A string, or one blob: ziplist, listpack, intset or zipmap.
         STRING
         | HASH_ZIPMAP
@@ -223,11 +235,17 @@ mod tests {
 
     /// Walks `bytes` as a value of `value_type`; it must end exactly at their end.
     fn check(value_type: u8, bytes: &[u8]) {
+        check_in(REDIS_7_4, value_type, bytes);
+    }
+
+    const REDIS_7_4: Format = Format { version: 12, valkey: false };
+
+    fn check_in(format: Format, value_type: u8, bytes: &[u8]) {
         let mut input = Input::new(bytes);
-        walk(&mut input, value_type).unwrap_or_else(|error| panic!("type {value_type}: {error}"));
+        walk(&mut input, format, value_type).unwrap_or_else(|error| panic!("type {value_type}: {error}"));
         assert_eq!(input.offset(), bytes.len() as u64, "type {value_type} did not end at the end");
         let truncated = &bytes[..bytes.len() - 1];
-        let error = walk(&mut Input::new(truncated), value_type).unwrap_err();
+        let error = walk(&mut Input::new(truncated), format, value_type).unwrap_err();
         assert!(matches!(error, Error::Truncated { .. }), "type {value_type} truncated: {error}");
     }
 
@@ -242,6 +260,8 @@ mod tests {
         check(HASH_LISTPACK_EX, b"\x00\x00\x00\x00\x00\x00\x00\x00\x02lp");
         check(HASH_METADATA, b"12345678\x01\x05\x01f\x01v");
         check(HASH_METADATA_PRE_GA, b"\x02\x00\x01f\x01v\x41\x00\x01g\x01w");
+        let valkey_9 = Format { version: 80, valkey: true };
+        check_in(valkey_9, VALKEY_HASH_2, b"\x01\x01f\x01v\xff\xff\xff\xff\xff\xff\xff\xff");
     }
 
     #[test]
@@ -262,7 +282,7 @@ mod tests {
 
     #[test]
     fn refuses_unknown_quicklist_containers() {
-        let error = walk(&mut Input::new(&b"\x01\x03\x01x"[..]), LIST_QUICKLIST_2).unwrap_err();
+        let error = walk(&mut Input::new(&b"\x01\x03\x01x"[..]), REDIS_7_4, LIST_QUICKLIST_2).unwrap_err();
         assert!(matches!(error, Error::Corrupt(_)), "{error}");
     }
 
@@ -271,7 +291,8 @@ mod tests {
         let redis = |version| Format { version, valkey: false };
         assert!(redis(12).knows(HASH_LISTPACK_EX));
         assert!(!redis(11).knows(HASH_METADATA_PRE_GA));
-        assert!(!Format { version: 80, valkey: true }.knows(HASH_METADATA_PRE_GA));
+        assert!(Format { version: 80, valkey: true }.knows(VALKEY_HASH_2));
+        assert!(!Format { version: 80, valkey: true }.knows(HASH_LISTPACK_EX));
         assert!(redis(9).knows(STREAM_LISTPACKS_3));
         assert!(!redis(12).knows(MODULE_2) && !redis(12).knows(8) && !redis(12).knows(26));
     }
