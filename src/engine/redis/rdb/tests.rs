@@ -28,6 +28,11 @@ struct Server {
 
 impl Server {
     fn start(binary: &Path) -> Server {
+        Server::start_with(binary, &[])
+    }
+
+    /// Starts a server with `args` after the test defaults.
+    fn start_with(binary: &Path, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let spawned = Command::new(binary)
@@ -37,6 +42,7 @@ impl Server {
             .arg(dir.path())
             .arg("--logfile")
             .arg(dir.path().join("server.log"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -423,4 +429,65 @@ fn cut_and_changed_files_fail(rdb: &[u8]) {
         let result = outcome(&changed);
         assert!(result.is_err(), "changing byte {position} of {} went unnoticed", rdb.len());
     }
+}
+
+/// Payloads of every key in `rdb` must equal `DUMP` on `client`'s server; returns the
+/// items.
+fn check_dumps(rdb: &[u8], client: &mut Client) -> Vec<Item> {
+    let items = read_all(rdb);
+    for item in &items {
+        if let Item::Key { header, payload } = item {
+            client.run(&["SELECT", &header.db.to_string()]);
+            let dumped = client.bulk(&[b"DUMP", &header.key]);
+            assert!(payload.as_bytes() == dumped, "{:?}: the payload differs from DUMP", header.key);
+        }
+    }
+    items
+}
+
+#[test]
+fn reads_frequencies_and_files_saved_without_compression_or_checksum() {
+    let server = Server::start_with(Path::new("redis-server"), &["--rdbchecksum", "no"]);
+    let mut client = server.client();
+    client.run(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    client.run(&["CONFIG", "SET", "rdbcompression", "no"]);
+    client.run(&["SET", "compressible", &"abc".repeat(2000)]);
+    for _ in 0..100 {
+        client.run(&["GET", "compressible"]);
+    }
+    let rdb = server.save(&mut client);
+    assert_eq!(rdb[rdb.len() - 8..], [0; 8], "saved with a checksum");
+    let items = check_dumps(&rdb, &mut client);
+    let frequencies: Vec<_> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Key { header, .. } => Some(header.frequency),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(frequencies[..], [Some(frequency)] if frequency > 0), "{frequencies:?}");
+}
+
+#[test]
+fn reads_valkey_cluster_files_with_slot_info() {
+    let server = Server::start_with(&valkey_server(), &["--cluster-enabled", "yes"]);
+    let mut client = server.client();
+    client.run(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        let info = client.bulk(&[b"CLUSTER", b"INFO"]);
+        if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster is not ok after {READY_DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.run(&["SET", "a", "1"]);
+    client.run(&["SET", "b", "2", "EX", "1000"]);
+    let rdb = server.save(&mut client);
+    let items = check_dumps(&rdb, &mut client);
+    let slot_infos =
+        items.iter().filter(|item| matches!(item, Item::Aux { key, .. } if key == b"slot-info")).count();
+    let keys = items.iter().filter(|item| matches!(item, Item::Key { .. })).count();
+    assert_eq!((slot_infos, keys), (2, 2), "{items:?}");
 }
