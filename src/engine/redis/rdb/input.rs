@@ -18,35 +18,25 @@ const CHUNK: usize = 64 * 1024;
 /// Where the bytes of the value being walked go.
 #[derive(Debug)]
 pub(super) struct Capture {
-    /// The payload so far; emptied once it outgrows `limit`.
+    /// The payload so far.
     pub(super) bytes: Vec<u8>,
-    /// Every byte of the value, kept or not.
-    pub(super) total: u64,
     limit: usize,
 }
 
 impl Capture {
     pub(super) fn new(limit: usize) -> Capture {
-        Capture { bytes: Vec::new(), total: 0, limit }
+        Capture { bytes: Vec::new(), limit }
     }
 
-    /// Whether the value is longer than the limit (its bytes were dropped).
+    /// Whether the value is longer than the limit: reading stops with
+    /// [`Error::TooBig`] at the read that passed it (kept, so it can be replayed).
     pub(super) fn overflowed(&self) -> bool {
-        self.total > self.limit as u64
+        self.bytes.len() > self.limit
     }
 
     /// Starts the payload with the type byte, which was read before the capture began.
     pub(super) fn push_type(&mut self, value_type: u8) {
-        self.push(&[value_type]);
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.total += bytes.len() as u64;
-        if self.overflowed() {
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.extend_from_slice(bytes);
-        }
+        self.bytes.push(value_type);
     }
 }
 
@@ -70,11 +60,14 @@ pub(super) struct Input<R> {
     offset: u64,
     /// Set while a value is walked: every byte read also goes into the payload.
     pub(super) capture: Option<Capture>,
+    /// Bytes already read (counted and checksummed) to be read again before the stream.
+    replay: Vec<u8>,
+    replayed: usize,
 }
 
 impl<R: Read> Input<R> {
     pub(super) fn new(reader: R) -> Input<R> {
-        Input { reader, digest: CRC64.digest(), offset: 0, capture: None }
+        Input { reader, digest: CRC64.digest(), offset: 0, capture: None, replay: Vec::new(), replayed: 0 }
     }
 
     /// Bytes read so far.
@@ -91,8 +84,24 @@ impl<R: Read> Input<R> {
         Error::Corrupt(format!("{problem} at offset {}", self.offset))
     }
 
+    /// Makes the next reads give `bytes` again before going on with the stream.
+    pub(super) fn replay(&mut self, bytes: Vec<u8>) {
+        self.replay = bytes;
+        self.replayed = 0;
+    }
+
     /// Fills `buffer` exactly; the end of the stream here is truncation.
     pub(super) fn fill(&mut self, buffer: &mut [u8]) -> Result<(), Error> {
+        let replayed = (self.replay.len() - self.replayed).min(buffer.len());
+        if replayed > 0 {
+            buffer[..replayed].copy_from_slice(&self.replay[self.replayed..self.replayed + replayed]);
+            self.replayed += replayed;
+            if self.replayed == self.replay.len() {
+                self.replay = Vec::new();
+                self.replayed = 0;
+            }
+        }
+        let buffer = &mut buffer[replayed..];
         let mut filled = 0;
         while filled < buffer.len() {
             match self.reader.read(&mut buffer[filled..]) {
@@ -105,7 +114,10 @@ impl<R: Read> Input<R> {
         self.offset += buffer.len() as u64;
         self.digest.update(buffer);
         if let Some(capture) = &mut self.capture {
-            capture.push(buffer);
+            capture.bytes.extend_from_slice(buffer);
+            if capture.overflowed() {
+                return Err(Error::TooBig { limit: capture.limit });
+            }
         }
         Ok(())
     }
@@ -274,14 +286,21 @@ mod tests {
     }
 
     #[test]
-    fn the_capture_keeps_bytes_up_to_its_limit() {
-        let mut input = input(b"\x03abc\x03def");
-        input.capture = Some(Capture::new(4));
+    fn the_capture_stops_at_its_limit_and_can_be_replayed() {
+        let mut input = input(b"\x03abc\x03def\x01g");
+        input.capture = Some(Capture::new(5));
         input.skip_string().unwrap();
-        assert_eq!(input.capture.as_ref().unwrap().bytes, b"\x03abc");
-        input.skip_string().unwrap();
-        let capture = input.capture.unwrap();
+        assert!(matches!(input.skip_string(), Err(Error::TooBig { limit: 5 })));
+        let capture = input.capture.take().unwrap();
         assert!(capture.overflowed());
-        assert_eq!((capture.bytes.len(), capture.total), (0, 8));
+        assert_eq!(capture.bytes, b"\x03abc\x03def", "the read that passed the limit is kept");
+        input.replay(capture.bytes);
+        let checksum = input.checksum();
+        assert_eq!(input.string(10, "string").unwrap(), b"abc");
+        assert_eq!(input.string(10, "string").unwrap(), b"def");
+        assert_eq!(input.offset(), 8, "replayed bytes are counted once");
+        assert_eq!(input.checksum(), checksum, "replayed bytes are checksummed once");
+        assert_eq!(input.string(10, "string").unwrap(), b"g");
+        assert_eq!(input.checksum(), CRC64.checksum(b"\x03abc\x03def\x01g"));
     }
 }

@@ -11,6 +11,7 @@
 //! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
 //! panic. After an error the reader only repeats that it failed.
 
+mod elements;
 mod input;
 mod lzf;
 mod value;
@@ -20,6 +21,8 @@ mod tests;
 
 use std::io::Read;
 
+use self::elements::Decoder;
+pub use self::elements::Elements;
 use self::input::{CRC64, Capture, Input};
 use self::value::Format;
 pub use self::value::value_type;
@@ -35,6 +38,8 @@ pub enum Error {
     UnsupportedVersion { magic: String, version: u16 },
     #[error("rdb holds a value of module {module}, which cannot be restored without it")]
     ModuleNotSupported { module: String },
+    #[error("a value is longer than the payload limit of {limit} bytes")]
+    TooBig { limit: usize },
     #[error("rdb checksum mismatch: the file says {expected:#018x}, its bytes give {actual:#018x}")]
     Checksum { expected: u64, actual: u64 },
     #[error("the rdb reader failed earlier")]
@@ -121,7 +126,7 @@ pub struct KeyHeader {
 }
 
 /// One step through the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// Information about the server and the save, such as `redis-ver`.
     Aux {
@@ -145,8 +150,17 @@ pub enum Item {
         header: KeyHeader,
         payload: DumpPayload,
     },
-    /// A key whose value is longer than [`RdbReader::max_payload`]; it was walked past.
+    /// A key whose value is longer than [`RdbReader::max_payload`] and whose elements
+    /// are decoded (plain lists, sets, sorted sets and hashes, and quicklists): batches
+    /// of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
     BigKey {
+        header: KeyHeader,
+    },
+    Elements(Elements),
+    BigKeyEnd,
+    /// A key whose value is longer than [`RdbReader::max_payload`] and of a type whose
+    /// elements are not decoded: it was walked past.
+    SkippedKey {
         header: KeyHeader,
         value_len: u64,
     },
@@ -163,9 +177,11 @@ pub enum Item {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum State {
     Reading,
+    /// In the middle of a big key's elements.
+    Decoding(Decoder),
     Ended,
     Failed,
 }
@@ -238,12 +254,20 @@ impl<R: Read> RdbReader<R> {
     /// [`Error::Failed`].
     #[allow(clippy::should_implement_trait)] // fallible, and the reader is not a plain iterator
     pub fn next(&mut self) -> Result<Option<Item>, Error> {
-        match self.state {
+        let read = match &mut self.state {
             State::Ended => return Ok(None),
             State::Failed => return Err(Error::Failed),
-            State::Reading => {}
-        }
-        match self.read_item() {
+            State::Reading => self.read_item(),
+            State::Decoding(decoder) => match decoder.next_batch(&mut self.input) {
+                Ok(Some(elements)) => Ok(Item::Elements(elements)),
+                Ok(None) => {
+                    self.state = State::Reading;
+                    Ok(Item::BigKeyEnd)
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match read {
             Ok(item) => {
                 if item == Item::End {
                     self.state = State::Ended;
@@ -326,11 +350,27 @@ impl<R: Read> RdbReader<R> {
         self.input.capture = Some(capture);
         let walked = value::walk(&mut self.input, self.format, header.value_type);
         let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
-        walked?;
-        if capture.overflowed() {
-            return Ok(Item::BigKey { header, value_len: capture.total - 1 });
+        match walked {
+            Ok(()) => {
+                Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
+            }
+            Err(Error::TooBig { .. }) => self.big_key(header, capture.bytes),
+            Err(error) => Err(error),
         }
-        Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
+    }
+
+    /// Goes back to the start of a value found too big (`read`, its bytes so far, are
+    /// read again) and decodes its elements, or walks past it.
+    fn big_key(&mut self, header: KeyHeader, mut read: Vec<u8>) -> Result<Item, Error> {
+        let start = self.input.offset() - read.len() as u64 + 1;
+        read.remove(0); // the type byte
+        self.input.replay(read);
+        if let Some(decoder) = Decoder::start(&mut self.input, header.value_type)? {
+            self.state = State::Decoding(decoder);
+            return Ok(Item::BigKey { header });
+        }
+        value::walk(&mut self.input, self.format, header.value_type)?;
+        Ok(Item::SkippedKey { header, value_len: self.input.offset() - start })
     }
 
     /// A function library: its code as a string, which `FUNCTION DUMP` gives behind the
@@ -525,12 +565,27 @@ mod unit_tests {
     }
 
     #[test]
-    fn a_value_over_the_limit_is_a_big_key_and_reading_goes_on() {
-        let body = b"\x00\x03big\x0a0123456789\x00\x05small\x02ok";
+    fn a_value_over_the_limit_is_skipped_or_decoded_and_reading_goes_on() {
+        let body = b"\x00\x03big\x0a0123456789\x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
         let items = items(&file(b"REDIS0010", body), 11).unwrap();
-        assert_eq!(items[0], Item::BigKey { header: header(b"big", value_type::STRING), value_len: 11 });
-        assert!(matches!(&items[1], Item::Key { header, .. } if header.key == b"small"));
-        assert_eq!(items[2], Item::End);
+        let list = vec![b"first".to_vec(), b"second".to_vec()];
+        assert_eq!(
+            items[..5],
+            [
+                Item::SkippedKey { header: header(b"big", value_type::STRING), value_len: 11 },
+                Item::BigKey { header: header(b"list", value_type::LIST) },
+                Item::Elements(Elements::List(list)),
+                Item::BigKeyEnd,
+                Item::Key {
+                    header: header(b"small", value_type::STRING),
+                    payload: DumpPayload::seal(b"\x00\x02ok".to_vec(), 10)
+                },
+            ]
+        );
+        assert_eq!(items[5..], [Item::End]);
+        // A limit below the type byte still works: every value is big.
+        let items = self::items(&file(b"REDIS0010", body), 0).unwrap();
+        assert!(matches!(&items[4], Item::SkippedKey { header, value_len: 3 } if header.key == b"small"));
     }
 
     #[test]
