@@ -26,6 +26,9 @@ pub enum Error {
     /// The server answered something the protocol does not allow.
     #[error("{0}")]
     Protocol(String),
+    /// The data holds values of a module the target does not have.
+    #[error("{0}")]
+    ModuleNotSupported(String),
     /// The target server cannot read data this new.
     #[error("{0}")]
     TargetTooOld(String),
@@ -42,6 +45,7 @@ impl Error {
             Error::AuthFailed(_) => (Code::PermissionDenied, reason::AUTH_FAILED),
             Error::Corrupt(_) => (Code::DataLoss, reason::SOURCE_CORRUPT),
             Error::Protocol(_) => (Code::Internal, reason::SOURCE_CORRUPT),
+            Error::ModuleNotSupported(_) => (Code::FailedPrecondition, reason::MODULE_NOT_SUPPORTED),
             Error::TargetTooOld(_) => (Code::FailedPrecondition, reason::TARGET_TOO_OLD),
             Error::Unsupported(_) => (Code::FailedPrecondition, reason::ENGINE_NOT_SUPPORTED),
         }
@@ -88,6 +92,18 @@ impl std::fmt::Debug for Snapshot {
 /// Reports the phase of a snapshot as it advances (`connecting`, `snapshotting`, ...).
 pub type PhaseSink<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
 
+/// Reports a load's progress: bytes of the data file read, items loaded, items in all.
+pub type ProgressSink<'a> = &'a (dyn Fn(u64, u64, u64) + Send + Sync);
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// Keys (rows, ...) loaded.
+    pub items: u64,
+    /// Function libraries loaded.
+    pub functions: u64,
+}
+
 /// A database engine.
 #[async_trait]
 pub trait Engine: Send + Sync {
@@ -97,6 +113,17 @@ pub trait Engine: Send + Sync {
     /// Starts a snapshot of the server at `uri`, returning once the data starts flowing.
     /// Cancel-safe: dropping the future or the returned body closes the connection.
     async fn snapshot(&self, uri: &ConnectionUri, phase: PhaseSink<'_>) -> Result<Snapshot, Error>;
+
+    /// Replaces the data of the server at `uri` with the data file at `data` (the
+    /// engine's native format, decompressed). The file is checked whole before the target
+    /// is touched: a file that cannot be loaded fails with the target unchanged.
+    async fn load(
+        &self,
+        uri: &ConnectionUri,
+        data: &std::path::Path,
+        phase: PhaseSink<'_>,
+        progress: ProgressSink<'_>,
+    ) -> Result<Loaded, Error>;
 }
 
 /// The engine for a kind; engines whose issue is still open say so.

@@ -36,6 +36,8 @@ enum Pending {
     Select(u64),
     Flush,
     Restore(Vec<u8>),
+    /// Any other command, named for messages (`RPUSH of key 'k'`).
+    Command(String),
 }
 
 impl Loader {
@@ -67,14 +69,30 @@ impl Loader {
         expire_at_ms: Option<i64>,
         payload: &[u8],
     ) -> Result<(), Error> {
+        self.select(db).await?;
+        let ttl = expire_at_ms.unwrap_or(0).max(0).to_string();
+        let command: [&[u8]; 6] = [b"RESTORE", key, ttl.as_bytes(), payload, b"REPLACE", b"ABSTTL"];
+        self.queue(&command, Pending::Restore(key[..key.len().min(KEY_IN_MESSAGE)].to_vec())).await
+    }
+
+    /// Sends any other command to logical database `db`; `what` names it in messages.
+    pub(crate) async fn command(&mut self, db: u64, args: &[&[u8]], what: String) -> Result<(), Error> {
+        self.select(db).await?;
+        self.queue(args, Pending::Command(what)).await
+    }
+
+    /// Counts a key loaded by commands other than RESTORE (a big key's batches).
+    pub(crate) fn count_key(&mut self) {
+        self.restored += 1;
+    }
+
+    async fn select(&mut self, db: u64) -> Result<(), Error> {
         if self.selected != Some(db) {
             let db_text = db.to_string();
             self.queue(&[b"SELECT", db_text.as_bytes()], Pending::Select(db)).await?;
             self.selected = Some(db);
         }
-        let ttl = expire_at_ms.unwrap_or(0).max(0).to_string();
-        let command: [&[u8]; 6] = [b"RESTORE", key, ttl.as_bytes(), payload, b"REPLACE", b"ABSTTL"];
-        self.queue(&command, Pending::Restore(key[..key.len().min(KEY_IN_MESSAGE)].to_vec())).await
+        Ok(())
     }
 
     /// Sends what is buffered and waits for every reply; returns the number of keys
@@ -131,6 +149,10 @@ impl Loader {
                 Ok(())
             }
             (Pending::Select(_) | Pending::Flush, Reply::Status(_)) => Ok(()),
+            (Pending::Command(_), Reply::Status(_) | Reply::Integer(_)) => Ok(()),
+            (Pending::Command(what), Reply::Error(message)) => {
+                Err(refusal(self.connection.label(), &what, &message))
+            }
             (Pending::Restore(key), Reply::Error(message)) => {
                 Err(restore_refused(self.connection.label(), &key, &message))
             }

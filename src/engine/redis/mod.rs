@@ -17,15 +17,13 @@
 
 mod connection;
 mod info;
-#[allow(dead_code)] // wired to RestoreBackup and ImportDatabase by the restore feature
 mod loader;
 pub mod rdb;
 mod rdb_stream;
 mod replication;
+mod restore;
 mod target;
 mod tls;
-#[allow(dead_code)] // wired to RestoreBackup and ImportDatabase by the restore feature
-mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +41,7 @@ use self::rdb_stream::{MAGIC_LEN, RdbStream};
 use self::replication::Framing;
 use self::target::Target;
 use crate::domain::{ConnectionUri, EngineKind};
-use crate::engine::{Engine, Error, PhaseSink, Snapshot};
+use crate::engine::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 
 /// Snapshots Redis (and servers that speak its replication protocol, such as Valkey).
 #[derive(Debug, Clone)]
@@ -115,6 +113,18 @@ impl Engine for RedisEngine {
             details,
             body: Box::pin(body),
         })
+    }
+
+    /// Phases: `verifying` (the whole file is read once), `connecting`, `loading`.
+    async fn load(
+        &self,
+        uri: &ConnectionUri,
+        data: &std::path::Path,
+        phase: PhaseSink<'_>,
+        progress: ProgressSink<'_>,
+    ) -> Result<Loaded, Error> {
+        let target = Target::from_uri(uri)?;
+        restore::load(&target, self.connect_timeout, self.idle_timeout, data, phase, progress).await
     }
 }
 

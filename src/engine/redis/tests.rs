@@ -519,19 +519,42 @@ async fn the_loader_names_the_key_a_target_refuses() {
 }
 
 #[tokio::test]
-async fn a_real_snapshot_verifies_whole_and_a_cut_one_does_not() {
-    let server = RedisServer::start(DISK).await;
-    load_every_type(&mut server.client("").await).await;
-    let (snapshot, _) = snapshot(&server.uri("")).await;
+async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_untouched() {
+    let source = RedisServer::start(DISK).await;
+    let mut source_client = source.client("").await;
+    load_every_type(&mut source_client).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
     let data = read_body(&mut snapshot.unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dump.rdb");
-    std::fs::write(&path, &data).unwrap();
-    let mut progress = 0;
-    let verified = super::verify::verify_rdb_file(&path, &mut |done| progress = done).unwrap();
-    assert_eq!(verified.bytes, data.len() as u64);
-    assert!(verified.checksummed && progress > 0);
 
-    std::fs::write(&path, &data[..data.len() - 100]).unwrap();
-    assert!(matches!(super::verify::verify_rdb_file(&path, &mut |_| {}), Err(Error::Corrupt(_))));
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+    run_text(&mut target_client, &["SET", "stale", "before"]).await;
+    let before = digest(&mut target_client).await;
+
+    // Damaged: cut short, then one byte changed. Either way the target keeps its data.
+    for damaged in [data[..data.len() - 100].to_vec(), {
+        let mut changed = data.clone();
+        let middle = changed.len() / 2;
+        changed[middle] ^= 0x01;
+        changed
+    }] {
+        std::fs::write(&path, &damaged).unwrap();
+        let result = RedisEngine::default().load(&target.uri(""), &path, &|_| {}, &|_, _, _| {}).await;
+        assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
+        assert_eq!(digest(&mut target_client).await, before, "the target is untouched");
+    }
+
+    std::fs::write(&path, &data).unwrap();
+    let phases = Mutex::new(Vec::new());
+    let record = |phase: &'static str| phases.lock().unwrap().push(phase);
+    let last = Mutex::new((0, 0, 0));
+    let report = |bytes, items, total| *last.lock().unwrap() = (bytes, items, total);
+    let loaded = RedisEngine::default().load(&target.uri(""), &path, &record, &report).await.unwrap();
+    assert_eq!(digest(&mut target_client).await, digest(&mut source_client).await);
+    assert_eq!(phases.into_inner().unwrap(), ["verifying", "connecting", "loading"]);
+    let (bytes, items, total) = last.into_inner().unwrap();
+    assert_eq!((items, total), (loaded.items, loaded.items));
+    assert!(bytes > 0 && bytes <= data.len() as u64);
 }

@@ -1,0 +1,193 @@
+//! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
+//! file that cannot be loaded whole never touches the target), then `FLUSHALL` and every
+//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`) for
+//! keys too big for one payload, `FUNCTION RESTORE` for function libraries.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::connection::Connection;
+use super::loader::{DEFAULT_WINDOW, Loader};
+use super::rdb::{self, Elements, Item, KeyHeader, RdbReader};
+use super::target::Target;
+use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
+
+/// Items read ahead of the loader, at most.
+const READ_AHEAD: usize = 256;
+/// The file is read through this buffer.
+const FILE_BUFFER: usize = 1 << 20;
+
+/// What the dry run found.
+struct Survey {
+    keys: u64,
+    functions: u64,
+}
+
+/// Loads the RDB file at `path` into the server at `target`, replacing its data.
+pub(crate) async fn load(
+    target: &Target,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    path: &Path,
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    phase("verifying");
+    let survey = survey(path.to_owned()).await?;
+    progress(0, 0, survey.keys);
+
+    phase("connecting");
+    let connection = Connection::open(target, connect_timeout, idle_timeout).await?;
+    let mut loader = Loader::new(connection, DEFAULT_WINDOW);
+    phase("loading");
+    loader.flush_all().await?;
+    if survey.functions > 0 {
+        loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
+    }
+
+    let (sender, mut items) = mpsc::channel(READ_AHEAD);
+    let reading = tokio::task::spawn_blocking({
+        let path = path.to_owned();
+        move || read_items(&path, &sender)
+    });
+    let mut big_key: Option<KeyHeader> = None;
+    let mut offset = 0;
+    while let Some((item, read_to)) = items.recv().await {
+        offset = read_to;
+        match item {
+            Item::Key { header, payload } => {
+                loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
+            }
+            Item::Function { payload, .. } => {
+                let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", payload.as_bytes(), b"REPLACE"];
+                loader.command(0, &args, "FUNCTION RESTORE".to_owned()).await?;
+            }
+            Item::BigKey { header } => {
+                loader.command(header.db, &[b"DEL", &header.key], describe("DEL", &header.key)).await?;
+                big_key = Some(header);
+            }
+            Item::Elements(elements) => {
+                let header =
+                    big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
+                send_elements(&mut loader, header, elements).await?;
+            }
+            Item::BigKeyEnd => {
+                let header =
+                    big_key.take().ok_or_else(|| Error::Corrupt("a key end outside a key".to_owned()))?;
+                if let Some(expire_at_ms) = header.expire_at_ms {
+                    let at = expire_at_ms.to_string();
+                    let args: [&[u8]; 3] = [b"PEXPIREAT", &header.key, at.as_bytes()];
+                    loader.command(header.db, &args, describe("PEXPIREAT", &header.key)).await?;
+                }
+                loader.count_key();
+            }
+            _ => {}
+        }
+        progress(offset, loader.restored(), survey.keys);
+    }
+    // The reader ends its channel when it is done or failed; its result says which.
+    match reading.await {
+        Ok(result) => result?,
+        Err(join_error) => return Err(Error::Unsupported(format!("the rdb reader stopped: {join_error}"))),
+    }
+    let items = loader.finish().await?;
+    progress(offset, items, survey.keys);
+    Ok(Loaded { items, functions: survey.functions })
+}
+
+// Reads the whole file once without loading anything: counts keys and functions, and
+// fails on anything the load would fail on (damage, module types, oversized values of
+// types that cannot be sent in batches).
+async fn survey(path: PathBuf) -> Result<Survey, Error> {
+    let surveyed = tokio::task::spawn_blocking(move || {
+        let mut reader = open(&path)?;
+        let mut survey = Survey { keys: 0, functions: 0 };
+        while let Some(item) = reader.next().map_err(from_rdb)? {
+            match item {
+                Item::Key { .. } | Item::BigKey { .. } => survey.keys += 1,
+                Item::Function { .. } => survey.functions += 1,
+                Item::SkippedKey { header, value_len } => {
+                    return Err(Error::Unsupported(format!(
+                        "key '{}' holds {value_len} bytes of a type that cannot be loaded in parts",
+                        String::from_utf8_lossy(&header.key[..header.key.len().min(64)])
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(survey)
+    })
+    .await;
+    surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
+}
+
+fn read_items(path: &Path, sender: &mpsc::Sender<(Item, u64)>) -> Result<(), Error> {
+    let mut reader = open(path)?;
+    while let Some(item) = reader.next().map_err(from_rdb)? {
+        if sender.blocking_send((item, reader.offset())).is_err() {
+            return Ok(()); // the loader stopped; its error is the one that counts
+        }
+    }
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<RdbReader<BufReader<File>>, Error> {
+    let file = File::open(path).map_err(|error| {
+        Error::Unsupported(format!("cannot open the spooled rdb {}: {error}", path.display()))
+    })?;
+    RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file)).map_err(from_rdb)
+}
+
+fn from_rdb(error: rdb::Error) -> Error {
+    match error {
+        rdb::Error::ModuleNotSupported { module } => Error::ModuleNotSupported(format!(
+            "the data holds values of module '{module}', which the target cannot load without it"
+        )),
+        rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the spooled rdb: {error}")),
+        other => Error::Corrupt(other.to_string()),
+    }
+}
+
+fn describe(command: &str, key: &[u8]) -> String {
+    format!("{command} of key '{}'", String::from_utf8_lossy(&key[..key.len().min(64)]))
+}
+
+async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elements) -> Result<(), Error> {
+    let key = header.key.as_slice();
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    let command: &[u8] = match elements {
+        Elements::List(values) => {
+            args.extend(values);
+            b"RPUSH"
+        }
+        Elements::Set(members) => {
+            args.extend(members);
+            b"SADD"
+        }
+        Elements::SortedSet(members) => {
+            for (member, score) in members {
+                args.push(score.to_string().into_bytes());
+                args.push(member);
+            }
+            b"ZADD"
+        }
+        Elements::Hash(pairs) => {
+            for (field, value) in pairs {
+                args.push(field);
+                args.push(value);
+            }
+            b"HSET"
+        }
+    };
+    if args.is_empty() {
+        return Ok(());
+    }
+    let mut full: Vec<&[u8]> = vec![command, key];
+    full.extend(args.iter().map(Vec::as_slice));
+    let what = describe(&String::from_utf8_lossy(command), key);
+    loader.command(header.db, &full, what).await
+}
