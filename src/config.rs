@@ -31,6 +31,8 @@ pub struct Config {
     pub log_level: String,
     /// How long shutdown waits for running operations.
     pub shutdown_timeout: Duration,
+    /// Where restores stage decompressed data; `None` means `<data_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             shutdown_timeout: Duration::from_secs(30),
+            spool_dir: None,
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `shutdown_timeout`, e.g. `30s`, `2m`.
     pub shutdown_timeout: Option<String>,
+    /// `spool_dir`.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Everything wrong with a configuration.
@@ -119,6 +124,7 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_LOG_FORMAT" => overrides.log_format = Some(value),
             "CELLAR_LOG_LEVEL" => overrides.log_level = Some(value),
             "CELLAR_SHUTDOWN_TIMEOUT" => overrides.shutdown_timeout = Some(value),
+            "CELLAR_SPOOL_DIR" => overrides.spool_dir = Some(PathBuf::from(value)),
             _ => {}
         }
     }
@@ -168,6 +174,13 @@ fn apply(
             Err(error) => {
                 problems.push(format!("{}: '{level}' is not a log filter: {error}", name("log_level")))
             }
+        }
+    }
+    if let Some(spool_dir) = overrides.spool_dir {
+        if spool_dir.as_os_str().is_empty() {
+            problems.push(format!("{}: must not be empty", name("spool_dir")));
+        } else {
+            config.spool_dir = Some(spool_dir);
         }
     }
     if let Some(timeout) = overrides.shutdown_timeout {

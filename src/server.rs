@@ -26,6 +26,8 @@ pub struct Settings {
     pub max_concurrent_backups: usize,
     /// How long shutdown waits for running operations to clean up.
     pub shutdown_timeout: Duration,
+    /// Where restores stage decompressed data; `None` means `<data_dir>/spool`.
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -50,7 +52,12 @@ pub async fn run(
     }
 
     let backups_dir = data_dir.join("backups");
-    let cellar = Cellar::new(store, manager.clone(), backups_dir.clone());
+    let spool_dir = match &settings.spool_dir {
+        Some(dir) => absolute(dir)?,
+        None => data_dir.join("spool"),
+    };
+    sweep_spool(&spool_dir);
+    let cellar = Cellar::new(store, manager.clone(), backups_dir.clone(), spool_dir);
     let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
     // This process is the only one using the local root, so every partial file is stale.
     if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {
@@ -90,6 +97,18 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+// Spool files left by a stop in the middle of a restore are of no use any more.
+fn sweep_spool(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("spool-")
+            && let Err(error) = std::fs::remove_file(entry.path())
+        {
+            tracing::warn!(%error, file = %entry.path().display(), "cannot remove a stale spool file");
+        }
+    }
 }
 
 fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {

@@ -45,6 +45,9 @@ struct ServeArgs {
     /// How long shutdown waits for running operations, e.g. `30s` or `2m`.
     #[arg(long, value_name = "DURATION")]
     shutdown_timeout: Option<String>,
+    /// Where restores stage decompressed data (default: `<data dir>/spool`).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -63,6 +66,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         log_format: args.log_format,
         log_level: args.log_level,
         shutdown_timeout: args.shutdown_timeout,
+        spool_dir: args.spool_dir,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -96,6 +100,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         max_concurrent_backups: config.max_concurrent_backups as usize,
         shutdown_timeout: config.shutdown_timeout,
+        spool_dir: config.spool_dir.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -4,10 +4,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     backup_patch_from_pb, backup_to_pb, create_backup_from_pb, list_query, operation_to_pb,
-    request_id_from_pb, require_id, total_size,
+    request_id_from_pb, require_id, restore_backup_from_pb, total_size,
 };
 use super::pb::cellar::v1 as pb;
-use super::status::{invalid_argument, to_status, unimplemented};
+use super::status::{invalid_argument, to_status};
 use crate::domain::list::schemas;
 use crate::domain::{BackupId, Invalid};
 use crate::service::Cellar;
@@ -88,8 +88,11 @@ impl pb::backup_service_server::BackupService for BackupHandler {
 
     async fn restore_backup(
         &self,
-        _request: Request<pb::RestoreBackupRequest>,
+        request: Request<pb::RestoreBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        Err(unimplemented("RestoreBackup"))
+        let restore =
+            restore_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let operation = self.cellar.restore_backup(restore).await.map_err(to_status)?;
+        Ok(Response::new(operation_to_pb(&operation)))
     }
 }

@@ -8,10 +8,12 @@ mod backup;
 mod delete;
 mod failure;
 mod manifest;
+mod restore;
 
 pub use backup::BackupJob;
 pub use delete::DeleteBackupJob;
 pub use manifest::Manifest;
+pub use restore::RestoreJob;
 
 /// The object key of a backup's data: `<database>/<backup>/dump.<format><ext>`.
 pub fn data_key(backup: &crate::domain::Backup) -> String {

@@ -214,6 +214,16 @@ impl Manager {
         self.inner.lock().busy.get(&database_id).copied()
     }
 
+    /// A queued or running restore reading `backup_id`, if any.
+    pub fn reading_backup(&self, backup_id: crate::domain::BackupId) -> Option<OperationId> {
+        let state = self.inner.lock();
+        state.live.iter().find_map(|(id, live)| {
+            let operation = live.sender.borrow();
+            let reads = operation.kind == OperationKind::Restore && operation.backup_id == Some(backup_id);
+            (reads && !operation.is_done()).then_some(*id)
+        })
+    }
+
     /// The operation's latest state (live progress for a running one).
     pub async fn get(&self, id: OperationId) -> Result<Operation, Error> {
         if let Some(operation) = self.live_state(id) {

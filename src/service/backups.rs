@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use super::{BackupPatch, Cellar, CreateBackup, Error};
+use super::{BackupPatch, Cellar, CreateBackup, Error, RestoreBackup};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupState, Destination, DestinationId, EngineKind,
     Operation, OperationKind, reason,
 };
 use crate::engine;
-use crate::jobs::{BackupJob, DeleteBackupJob};
+use crate::jobs::{BackupJob, DeleteBackupJob, RestoreJob};
 use crate::operations::Submission;
 use crate::storage::{self, Storage};
 
@@ -111,6 +111,12 @@ impl Cellar {
                 message: format!("backup {id} is still being created; cancel its operation first"),
             });
         }
+        if let Some(operation) = self.manager.reading_backup(id) {
+            return Err(Error::FailedPrecondition {
+                reason: "BACKUP_IN_USE",
+                message: format!("backup {id} is being restored by {}", operation.resource_name()),
+            });
+        }
         let destination = self.store.get_destination(backup.destination_id).await?;
         let storage = open_storage(&destination)?;
         let previous_state = backup.state;
@@ -134,6 +140,59 @@ impl Cellar {
                 Err(error.into())
             }
         }
+    }
+
+    /// Starts loading a backup into a database (its own, or another of the same
+    /// engine), replacing that database's data; returns the operation.
+    pub async fn restore_backup(&self, request: RestoreBackup) -> Result<Operation, Error> {
+        if let Some(existing) = self.existing_operation(OperationKind::Restore, &request.request_id).await? {
+            return Ok(existing);
+        }
+        let backup = self.store.get_backup(request.backup_id).await?;
+        if backup.state != BackupState::Ready {
+            return Err(Error::FailedPrecondition {
+                reason: "BACKUP_NOT_READY",
+                message: format!("backup {} is {}, not ready", backup.id, backup.state),
+            });
+        }
+        let Some(target_id) = request.target_database_id.or(backup.database_id) else {
+            return Err(crate::domain::Invalid::field(
+                "target_database_id",
+                "is required: the backup is not filed under a database",
+            )
+            .into());
+        };
+        let target = self.store.get_database(target_id).await?;
+        if target.engine != backup.engine {
+            return Err(Error::FailedPrecondition {
+                reason: "ENGINE_MISMATCH",
+                message: format!(
+                    "backup {} holds {} data and database {} is {}",
+                    backup.id, backup.engine, target.id, target.engine
+                ),
+            });
+        }
+        let engine =
+            engine::for_kind(target.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let destination = self.store.get_destination(backup.destination_id).await?;
+        let storage = open_storage(&destination)?;
+        let job = RestoreJob::new(
+            storage,
+            engine,
+            backup.clone(),
+            target.clone(),
+            request.target_database_name,
+            self.spool_dir.clone(),
+        );
+        let submission = Submission {
+            kind: OperationKind::Restore,
+            database_id: Some(target.id),
+            backup: Some(backup),
+            insert_backup: false,
+            request_id: request.request_id,
+            job: Arc::new(job),
+        };
+        Ok(self.manager.submit(submission).await?)
     }
 
     async fn existing_operation(

@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub use error::Error;
 pub use requests::{
     BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, NewDatabase, NewDestination, PolicyPatch,
+    RestoreBackup,
 };
 
 use crate::metadata::Store;
@@ -27,13 +28,14 @@ pub struct Cellar {
     store: Arc<dyn Store>,
     manager: Manager,
     backups_dir: PathBuf,
+    spool_dir: PathBuf,
 }
 
 impl Cellar {
     /// The core over a catalog and a manager; `backups_dir` is where the built-in
-    /// `local` destination points.
-    pub fn new(store: Arc<dyn Store>, manager: Manager, backups_dir: PathBuf) -> Self {
-        Cellar { store, manager, backups_dir }
+    /// `local` destination points, `spool_dir` where restores stage data.
+    pub fn new(store: Arc<dyn Store>, manager: Manager, backups_dir: PathBuf, spool_dir: PathBuf) -> Self {
+        Cellar { store, manager, backups_dir, spool_dir }
     }
 
     /// The operations manager (operations RPCs go straight to it).

@@ -1,8 +1,8 @@
 //! The validated requests the core takes (built by the transports).
 
 use crate::domain::{
-    BackupName, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId, EngineKind, Labels,
-    ResourceName, RetentionPolicy, Secret, Timestamp,
+    BackupId, BackupName, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId, EngineKind,
+    Labels, ResourceName, RetentionPolicy, Secret, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -135,4 +135,17 @@ pub struct BackupPatch {
     pub expire_time: Option<Option<Timestamp>>,
     /// New labels (replacing all).
     pub labels: Option<Labels>,
+}
+
+/// A restore of a backup into a database.
+#[derive(Debug, Clone)]
+pub struct RestoreBackup {
+    /// The backup to load.
+    pub backup_id: BackupId,
+    /// The database whose data it replaces; default: the backup's own.
+    pub target_database_id: Option<DatabaseId>,
+    /// The logical database to load into, where the engine has them.
+    pub target_database_name: String,
+    /// Idempotency key.
+    pub request_id: Option<String>,
 }

@@ -10,3 +10,4 @@ mod listing;
 mod operations;
 mod process;
 mod reflection;
+mod restore;

@@ -222,8 +222,9 @@ async fn rpcs_whose_features_have_not_landed_are_unimplemented() {
     let database = server.register(redis_database("later", "redis://127.0.0.1:1")).await;
     let id = unknown_id();
 
+    // RestoreBackup has landed: an unknown backup is NOT_FOUND, not UNIMPLEMENTED.
     let request = pb::RestoreBackupRequest { backup_id: id.clone(), ..Default::default() };
-    assert_code(server.backups().restore_backup(request).await, Code::Unimplemented);
+    assert_code(server.backups().restore_backup(request).await, Code::NotFound);
     let request = pb::ImportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };
     assert_code(server.imports().import_database(request).await, Code::Unimplemented);
     let request = pb::ImportBackupRequest::default();

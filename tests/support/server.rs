@@ -297,6 +297,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         data_dir: data_dir.to_owned(),
         max_concurrent_backups: options.max_concurrent_backups,
         shutdown_timeout: options.shutdown_timeout,
+        spool_dir: None,
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;

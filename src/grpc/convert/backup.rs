@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::domain::{Backup, BackupId, BackupName, BackupOrigin, BackupState, DatabaseId, DestinationId};
-use crate::service::{BackupPatch, CreateBackup};
+use crate::service::{BackupPatch, CreateBackup, RestoreBackup};
 
 const UPDATABLE: &[&str] = &["name", "expire_time", "labels"];
 
@@ -139,4 +139,20 @@ fn optional_name(name: &str, invalid: &mut Invalid) -> Option<BackupName> {
         return None;
     }
     BackupName::parse(name).map_err(|problem| invalid.add("name", problem)).ok()
+}
+
+/// A RestoreBackup request, validated.
+pub(crate) fn restore_backup_from_pb(request: pb::RestoreBackupRequest) -> Result<RestoreBackup, Invalid> {
+    let mut invalid = Invalid::default();
+    let backup_id = parse_id("backup_id", &request.backup_id, BackupId::parse, &mut invalid);
+    let target_database_id =
+        parse_optional_id("target_database_id", &request.target_database_id, DatabaseId::parse, &mut invalid);
+    let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
+    let Some(backup_id) = backup_id else { return Err(invalid) };
+    invalid.into_result(|| RestoreBackup {
+        backup_id,
+        target_database_id,
+        target_database_name: request.target_database_name.trim().to_owned(),
+        request_id,
+    })
 }

@@ -1,0 +1,130 @@
+//! RestoreBackup against real redis-servers: a backup loads into another server (or its
+//! own) with the same DEBUG DIGEST, TTLs and function libraries; a damaged backup fails
+//! with SOURCE_CORRUPT and leaves the target exactly as it was.
+
+use crate::support::{
+    OperationExt, RedisOptions, RedisServer, TestServer, assert_code, backup_of, blocking, pb,
+};
+
+/// A source with every type, a TTL and a function library, and a READY backup of it.
+async fn backed_up_source(server: &TestServer, compression: pb::Compression) -> (RedisServer, pb::Backup) {
+    let name = format!("restore-source-{}", compression.as_str_name().to_ascii_lowercase().replace('_', "-"));
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        source.load_every_type();
+        source.call(&[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=cellarlib\nredis.register_function('answer', function() return 42 end)",
+        ]);
+        source
+    });
+    let database = server.register_redis(&name, &source).await;
+    let created = server
+        .start_backup(pb::CreateBackupRequest { compression: compression as i32, ..backup_of(&database.id) })
+        .await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    (source, done.response_backup().expect("the backup").clone())
+}
+
+async fn restore(server: &TestServer, backup: &pb::Backup, target_database_id: &str) -> pb::Operation {
+    let request = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_id: target_database_id.to_owned(),
+        ..Default::default()
+    };
+    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+    assert_eq!(started.meta().kind, pb::OperationKind::Restore as i32);
+    server.wait_done(&started.name).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_another_server_with_the_same_digest_ttls_and_functions() {
+    let server = TestServer::start().await;
+    for compression in [pb::Compression::Zstd, pb::Compression::Gzip, pb::Compression::None] {
+        let (source, backup) = backed_up_source(&server, compression).await;
+        let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+        blocking(|| target.call(&["SET", "stale", "replaced by the restore"]));
+        let target_database = server
+            .register_redis(
+                &format!(
+                    "restore-target-{}",
+                    compression.as_str_name().to_ascii_lowercase().replace('_', "-")
+                ),
+                &target,
+            )
+            .await;
+
+        let done = restore(&server, &backup, &target_database.id).await;
+        assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+        assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()), "{compression:?}");
+        assert_eq!(blocking(|| target.key_count()), blocking(|| source.key_count()));
+        let ttl = blocking(|| target.call(&["TTL", "with-ttl"])).text();
+        let ttl: i64 = ttl.parse().unwrap_or_else(|_| panic!("TTL answered {ttl}"));
+        assert!((86_398..=86_400).contains(&ttl), "the TTL survives within a second or two: {ttl}");
+        assert_eq!(
+            blocking(|| target.call(&["FCALL", "answer", "0"])).text(),
+            "42",
+            "the function library is restored"
+        );
+
+        let Some(pb::operation::Result::Response(pb::OperationResponse {
+            result: Some(pb::operation_response::Result::Restore(result)),
+        })) = &done.result
+        else {
+            panic!("a restore answers with a RestoreResult: {done:?}");
+        };
+        assert_eq!(result.backup_id, backup.id);
+        assert_eq!(result.database_id, target_database.id);
+        assert_eq!(result.items_loaded as u64, blocking(|| source.key_count()));
+        assert_eq!(done.meta().progress.as_ref().unwrap().items_done, result.items_loaded);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_its_own_database_by_default() {
+    let server = TestServer::start().await;
+    let (source, backup) = backed_up_source(&server, pb::Compression::Zstd).await;
+    let digest = blocking(|| source.digest());
+    blocking(|| source.call(&["FLUSHALL"]));
+    blocking(|| source.call(&["SET", "written", "after the backup"]));
+    let done = restore(&server, &backup, "").await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| source.digest()), digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_fails_as_corrupt_and_the_target_keeps_its_data() {
+    let server = TestServer::start().await;
+    let (_source, backup) = backed_up_source(&server, pb::Compression::None).await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    blocking(|| target.call(&["SET", "precious", "must survive"]));
+    let before = blocking(|| target.digest());
+    let target_database = server.register_redis("damaged-target", &target).await;
+
+    // One byte changed in the stored object: its SHA-256 no longer matches the catalog.
+    let object = server.local_backups_dir().join(&backup.object_key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&object, &bytes).unwrap();
+
+    let done = restore(&server, &backup, &target_database.id).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    assert_eq!(done.error().unwrap().reason, "SOURCE_CORRUPT", "{done:?}");
+    assert_eq!(blocking(|| target.digest()), before, "the target is untouched");
+    let spool = server.data_dir().join("spool");
+    let left: Vec<_> =
+        std::fs::read_dir(&spool).map(|entries| entries.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the spool file is removed: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_requests_are_checked() {
+    let server = TestServer::start().await;
+    let request = pb::RestoreBackupRequest::default();
+    assert_code(server.backups().restore_backup(request).await, tonic::Code::InvalidArgument);
+    let request = pb::RestoreBackupRequest { backup_id: "not-an-id".into(), ..Default::default() };
+    assert_code(server.backups().restore_backup(request).await, tonic::Code::InvalidArgument);
+}
