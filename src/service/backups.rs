@@ -163,6 +163,13 @@ impl Cellar {
             .into());
         };
         let target = self.store.get_database(target_id).await?;
+        if target.engine == crate::domain::EngineKind::Redis && !request.target_database_name.is_empty() {
+            return Err(crate::domain::Invalid::field(
+                "target_database_name",
+                "must be empty for Redis: a Redis backup restores every logical database it holds",
+            )
+            .into());
+        }
         if target.engine != backup.engine {
             return Err(Error::FailedPrecondition {
                 reason: "ENGINE_MISMATCH",

@@ -89,6 +89,12 @@ async fn a_backup_restores_into_its_own_database_by_default() {
     let digest = blocking(|| source.digest());
     blocking(|| source.call(&["FLUSHALL"]));
     blocking(|| source.call(&["SET", "written", "after the backup"]));
+    let named = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_name: "db1".into(),
+        ..Default::default()
+    };
+    assert_code(server.backups().restore_backup(named).await, tonic::Code::InvalidArgument);
     let done = restore(&server, &backup, "").await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     assert_eq!(blocking(|| source.digest()), digest);
