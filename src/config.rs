@@ -33,6 +33,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Where restores stage decompressed data; `None` means `<data_dir>/spool`.
     pub spool_dir: Option<PathBuf>,
+    /// Absolute directories `file://` import sources may be under; empty: none allowed.
+    pub file_roots: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             shutdown_timeout: Duration::from_secs(30),
             spool_dir: None,
+            file_roots: Vec::new(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Overrides {
     pub shutdown_timeout: Option<String>,
     /// `spool_dir`.
     pub spool_dir: Option<PathBuf>,
+    /// `file_roots` (the environment separates them with `:`).
+    pub file_roots: Option<Vec<PathBuf>>,
 }
 
 /// Everything wrong with a configuration.
@@ -125,6 +130,9 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_LOG_LEVEL" => overrides.log_level = Some(value),
             "CELLAR_SHUTDOWN_TIMEOUT" => overrides.shutdown_timeout = Some(value),
             "CELLAR_SPOOL_DIR" => overrides.spool_dir = Some(PathBuf::from(value)),
+            "CELLAR_FILE_ROOTS" => {
+                overrides.file_roots = Some(std::env::split_paths(&value).collect());
+            }
             _ => {}
         }
     }
@@ -181,6 +189,15 @@ fn apply(
             problems.push(format!("{}: must not be empty", name("spool_dir")));
         } else {
             config.spool_dir = Some(spool_dir);
+        }
+    }
+    if let Some(roots) = overrides.file_roots {
+        let relative: Vec<String> =
+            roots.iter().filter(|root| !root.is_absolute()).map(|root| root.display().to_string()).collect();
+        if relative.is_empty() {
+            config.file_roots = roots;
+        } else {
+            problems.push(format!("{}: roots must be absolute: {}", name("file_roots"), relative.join(", ")));
         }
     }
     if let Some(timeout) = overrides.shutdown_timeout {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metadata::{SqliteStore, Store};
 use crate::operations::Manager;
-use crate::service::Cellar;
+use crate::service::{Cellar, Places};
 use crate::storage::local::LocalStorage;
 
 /// What the server needs from the configuration.
@@ -28,6 +28,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Where restores stage decompressed data; `None` means `<data_dir>/spool`.
     pub spool_dir: Option<PathBuf>,
+    /// Directories `file://` import sources may be under.
+    pub file_roots: Vec<PathBuf>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -57,7 +59,9 @@ pub async fn run(
         None => data_dir.join("spool"),
     };
     sweep_spool(&spool_dir);
-    let cellar = Cellar::new(store, manager.clone(), backups_dir.clone(), spool_dir);
+    let places =
+        Places { backups_dir: backups_dir.clone(), spool_dir, file_roots: settings.file_roots.clone() };
+    let cellar = Cellar::new(store, manager.clone(), places);
     let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
     // This process is the only one using the local root, so every partial file is stale.
     if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {

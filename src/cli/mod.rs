@@ -48,6 +48,9 @@ struct ServeArgs {
     /// Where restores stage decompressed data (default: `<data dir>/spool`).
     #[arg(long, value_name = "DIR")]
     spool_dir: Option<PathBuf>,
+    /// A directory `file://` import sources may be under (repeat for several).
+    #[arg(long = "file-root", value_name = "DIR")]
+    file_roots: Vec<PathBuf>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -67,6 +70,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         log_level: args.log_level,
         shutdown_timeout: args.shutdown_timeout,
         spool_dir: args.spool_dir,
+        file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -101,6 +105,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         max_concurrent_backups: config.max_concurrent_backups as usize,
         shutdown_timeout: config.shutdown_timeout,
         spool_dir: config.spool_dir.clone(),
+        file_roots: config.file_roots.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -114,13 +114,14 @@ pub trait Engine: Send + Sync {
     /// Cancel-safe: dropping the future or the returned body closes the connection.
     async fn snapshot(&self, uri: &ConnectionUri, phase: PhaseSink<'_>) -> Result<Snapshot, Error>;
 
-    /// Replaces the data of the server at `uri` with the data file at `data` (the
-    /// engine's native format, decompressed). The file is checked whole before the target
-    /// is touched: a file that cannot be loaded fails with the target unchanged.
+    /// Replaces the data of the server at `uri` with the data files at `data`, loaded in
+    /// order (the engine's native format, decompressed). Every file is checked whole
+    /// before the target is touched: data that cannot be loaded fails with the target
+    /// unchanged.
     async fn load(
         &self,
         uri: &ConnectionUri,
-        data: &std::path::Path,
+        data: &[std::path::PathBuf],
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error>;

@@ -71,8 +71,8 @@ pub async fn routes(
             cellar: cellar.clone(),
         }))
         .add_service(BackupServiceServer::new(backup::BackupHandler { cellar: cellar.clone() }))
-        .add_service(OperationServiceServer::new(operation::OperationHandler { cellar }))
-        .add_service(ImportServiceServer::new(transfer::ImportHandler))
+        .add_service(OperationServiceServer::new(operation::OperationHandler { cellar: cellar.clone() }))
+        .add_service(ImportServiceServer::new(transfer::ImportHandler { cellar }))
         .add_service(ExportServiceServer::new(transfer::ExportHandler));
     Ok((routes, health))
 }

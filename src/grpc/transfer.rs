@@ -1,24 +1,32 @@
-//! ImportService and ExportService: their features have not landed yet, so every RPC
-//! answers UNIMPLEMENTED (the honest answer, with a stable reason).
+//! ImportService and ExportService. ImportDatabase works for Redis targets; the RPCs
+//! whose features have not landed yet answer UNIMPLEMENTED (the honest answer, with a
+//! stable reason).
 
 use std::pin::Pin;
 
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::convert::{import_database_from_pb, operation_to_pb};
 use super::pb::cellar::v1 as pb;
-use super::status::unimplemented;
+use super::status::{invalid_argument, to_status, unimplemented};
+use crate::service::Cellar;
 
 /// Serves `cellar.v1.ImportService`.
-pub(crate) struct ImportHandler;
+pub(crate) struct ImportHandler {
+    pub(crate) cellar: Cellar,
+}
 
 #[tonic::async_trait]
 impl pb::import_service_server::ImportService for ImportHandler {
     async fn import_database(
         &self,
-        _request: Request<pb::ImportDatabaseRequest>,
+        request: Request<pb::ImportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        Err(unimplemented("ImportDatabase"))
+        let import =
+            import_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let operation = self.cellar.import_database(import).await.map_err(to_status)?;
+        Ok(Response::new(operation_to_pb(&operation)))
     }
 
     async fn import_backup(

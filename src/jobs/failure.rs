@@ -1,6 +1,7 @@
 //! Turning the errors of engines, storage and the pipeline into operation failures.
 
 use crate::domain::{Code, Failure, reason};
+use crate::pipeline::unpack;
 use crate::{engine, metadata, pipeline, storage};
 
 /// The failure for an engine error.
@@ -51,6 +52,27 @@ pub(super) fn from_pipeline(error: &pipeline::Error) -> Failure {
         }
         pipeline::Error::Storage(storage_error) => from_storage(storage_error),
         other => internal(other),
+    }
+}
+
+/// The failure for reading back stored or imported data: damage is `SOURCE_CORRUPT`; a
+/// read error carries the engine's error when a live source broke.
+pub(super) fn from_unpack(error: &unpack::Error) -> Failure {
+    match error {
+        unpack::Error::Corrupt(message) => {
+            Failure::new(Code::DataLoss, reason::SOURCE_CORRUPT, message.clone())
+        }
+        unpack::Error::Source(io) => {
+            match io.get_ref().and_then(|inner| inner.downcast_ref::<engine::Error>()) {
+                Some(engine_error) => from_engine(engine_error),
+                None => Failure::new(
+                    Code::Unavailable,
+                    reason::SOURCE_UNREACHABLE,
+                    format!("reading the source failed: {io}"),
+                ),
+            }
+        }
+        unpack::Error::Spool(_) => internal(error),
     }
 }
 

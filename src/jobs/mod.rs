@@ -7,11 +7,13 @@
 mod backup;
 mod delete;
 mod failure;
+mod import;
 mod manifest;
 mod restore;
 
 pub use backup::BackupJob;
 pub use delete::DeleteBackupJob;
+pub use import::{ImportJob, ImportSource};
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
 

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 use super::failure;
-use crate::domain::{Backup, Code, Database, Failure, OperationResult, RestoreResult, reason};
+use crate::domain::{Backup, Database, Failure, OperationResult, RestoreResult};
 use crate::engine::Engine;
 use crate::operations::{Job, JobContext};
-use crate::pipeline::unpack::{self, SpoolFile, unpack};
+use crate::pipeline::unpack::{SpoolFile, unpack};
 use crate::storage::Storage;
 
 /// Loads one backup into one database, replacing its data.
@@ -52,7 +52,7 @@ impl RestoreJob {
         let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
         let unpacked = unpack(object.body, Some(&self.backup.sha256), &mut spool, &mut on_progress)
             .await
-            .map_err(|error| from_unpack(&error))?;
+            .map_err(|error| failure::from_unpack(&error))?;
         ctx.set_done(unpacked.logical_bytes, 0);
 
         let items_total = AtomicU64::new(0);
@@ -65,7 +65,7 @@ impl RestoreJob {
         };
         let loaded = self
             .engine
-            .load(&self.target.connection_uri, spool.path(), &phase, &progress)
+            .load(&self.target.connection_uri, &[spool.path().to_owned()], &phase, &progress)
             .await
             .map_err(|error| failure::from_engine(&error))?;
         ctx.set_done(unpacked.logical_bytes, loaded.items);
@@ -76,20 +76,6 @@ impl RestoreJob {
             bytes: unpacked.logical_bytes,
             items: loaded.items,
         })
-    }
-}
-
-fn from_unpack(error: &unpack::Error) -> Failure {
-    match error {
-        unpack::Error::Corrupt(message) => {
-            Failure::new(Code::DataLoss, reason::SOURCE_CORRUPT, message.clone())
-        }
-        unpack::Error::Source(io) => Failure::new(
-            Code::Unavailable,
-            reason::STORAGE_FAILED,
-            format!("reading the backup failed: {io}"),
-        ),
-        unpack::Error::Spool(_) => failure::internal(error),
     }
 }
 

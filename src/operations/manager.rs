@@ -408,6 +408,8 @@ impl Manager {
                 }
             }
         };
+        // Progress is published at a throttled rate: the job's last figures go out now.
+        context.flush();
         let shutting_down = self.inner.lock().shutting_down;
         let outcome = match outcome {
             Err(failure) if failure.code == Code::Cancelled && shutting_down => Err(shutdown_failure()),

@@ -189,7 +189,7 @@ impl Cellar {
             backup.clone(),
             target.clone(),
             request.target_database_name,
-            self.spool_dir.clone(),
+            self.places.spool_dir.clone(),
         );
         let submission = Submission {
             kind: OperationKind::Restore,
@@ -202,7 +202,7 @@ impl Cellar {
         Ok(self.manager.submit(submission).await?)
     }
 
-    async fn existing_operation(
+    pub(super) async fn existing_operation(
         &self,
         kind: OperationKind,
         request_id: &Option<String>,

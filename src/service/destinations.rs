@@ -13,7 +13,7 @@ impl Cellar {
         if let Some(local) = self.store.find_destination_by_name(LOCAL_DESTINATION).await? {
             return Ok(local);
         }
-        let uri = url::Url::from_directory_path(&self.backups_dir)
+        let uri = url::Url::from_directory_path(&self.places.backups_dir)
             .map_err(|()| Error::Internal("the backups directory is not an absolute path".to_owned()))?;
         let new = NewDestination {
             name: ResourceName::parse(LOCAL_DESTINATION).map_err(Error::Internal)?,

@@ -43,6 +43,9 @@ pub enum Error {
         /// The operation holding it.
         operation_id: OperationId,
     },
+    /// The request reaches for something this server does not allow.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The feature is not available yet.
     #[error("{0}")]
     Unimplemented(String),

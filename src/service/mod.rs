@@ -8,6 +8,7 @@ mod backups;
 mod databases;
 mod destinations;
 mod error;
+mod imports;
 mod requests;
 
 use std::path::PathBuf;
@@ -15,8 +16,8 @@ use std::sync::Arc;
 
 pub use error::Error;
 pub use requests::{
-    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, NewDatabase, NewDestination, PolicyPatch,
-    RestoreBackup,
+    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, ImportDatabase, NewDatabase, NewDestination,
+    PolicyPatch, RestoreBackup,
 };
 
 use crate::metadata::Store;
@@ -27,15 +28,24 @@ use crate::operations::Manager;
 pub struct Cellar {
     store: Arc<dyn Store>,
     manager: Manager,
-    backups_dir: PathBuf,
-    spool_dir: PathBuf,
+    places: Places,
+}
+
+/// The local directories the core works with.
+#[derive(Debug, Clone)]
+pub struct Places {
+    /// Where the built-in `local` destination points.
+    pub backups_dir: PathBuf,
+    /// Where restores and imports stage data.
+    pub spool_dir: PathBuf,
+    /// Directories `file://` import sources may be under.
+    pub file_roots: Vec<PathBuf>,
 }
 
 impl Cellar {
-    /// The core over a catalog and a manager; `backups_dir` is where the built-in
-    /// `local` destination points, `spool_dir` where restores stage data.
-    pub fn new(store: Arc<dyn Store>, manager: Manager, backups_dir: PathBuf, spool_dir: PathBuf) -> Self {
-        Cellar { store, manager, backups_dir, spool_dir }
+    /// The core over a catalog, a manager and its local directories.
+    pub fn new(store: Arc<dyn Store>, manager: Manager, places: Places) -> Self {
+        Cellar { store, manager, places }
     }
 
     /// The operations manager (operations RPCs go straight to it).

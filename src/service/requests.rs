@@ -149,3 +149,16 @@ pub struct RestoreBackup {
     /// Idempotency key.
     pub request_id: Option<String>,
 }
+
+/// An import into a registered database, replacing its data.
+#[derive(Debug, Clone)]
+pub struct ImportDatabase {
+    /// The database whose data is replaced.
+    pub database_id: DatabaseId,
+    /// Source locations, loaded in order (`file://` for now).
+    pub source_uris: Vec<url::Url>,
+    /// Or a live server to snapshot.
+    pub source_connection_uri: Option<ConnectionUri>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}

@@ -6,6 +6,7 @@ mod backups;
 mod catalog;
 mod faults;
 mod grpcurl;
+mod import;
 mod listing;
 mod operations;
 mod process;

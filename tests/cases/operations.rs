@@ -225,8 +225,9 @@ async fn rpcs_whose_features_have_not_landed_are_unimplemented() {
     // RestoreBackup has landed: an unknown backup is NOT_FOUND, not UNIMPLEMENTED.
     let request = pb::RestoreBackupRequest { backup_id: id.clone(), ..Default::default() };
     assert_code(server.backups().restore_backup(request).await, Code::NotFound);
+    // ImportDatabase has landed: a request without a source is INVALID_ARGUMENT.
     let request = pb::ImportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };
-    assert_code(server.imports().import_database(request).await, Code::Unimplemented);
+    assert_code(server.imports().import_database(request).await, Code::InvalidArgument);
     let request = pb::ImportBackupRequest::default();
     assert_code(server.imports().import_backup(request).await, Code::Unimplemented);
     let request = pb::ExportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };

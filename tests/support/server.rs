@@ -298,6 +298,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         max_concurrent_backups: options.max_concurrent_backups,
         shutdown_timeout: options.shutdown_timeout,
         spool_dir: None,
+        file_roots: vec![std::env::temp_dir()],
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;

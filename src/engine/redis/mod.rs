@@ -119,7 +119,7 @@ impl Engine for RedisEngine {
     async fn load(
         &self,
         uri: &ConnectionUri,
-        data: &std::path::Path,
+        data: &[std::path::PathBuf],
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {

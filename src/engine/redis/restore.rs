@@ -27,28 +27,50 @@ struct Survey {
     functions: u64,
 }
 
-/// Loads the RDB file at `path` into the server at `target`, replacing its data.
+/// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
+/// data: every file is read whole first, then the server is flushed once.
 pub(crate) async fn load(
     target: &Target,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    path: &Path,
+    paths: &[PathBuf],
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
 ) -> Result<Loaded, Error> {
     phase("verifying");
-    let survey = survey(path.to_owned()).await?;
-    progress(0, 0, survey.keys);
+    let mut keys = 0;
+    let mut functions = 0;
+    for path in paths {
+        let survey = survey(path.clone()).await?;
+        keys += survey.keys;
+        functions += survey.functions;
+    }
+    progress(0, 0, keys);
 
     phase("connecting");
     let connection = Connection::open(target, connect_timeout, idle_timeout).await?;
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
-    if survey.functions > 0 {
+    if functions > 0 {
         loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
     }
+    let mut bytes_before = 0;
+    for path in paths {
+        let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
+        bytes_before += load_file(&mut loader, path, &report).await?;
+    }
+    let items = loader.finish().await?;
+    progress(bytes_before, items, keys);
+    Ok(Loaded { items, functions })
+}
 
+// Sends one file's keys through the loader; returns the bytes read.
+async fn load_file(
+    loader: &mut Loader,
+    path: &Path,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<u64, Error> {
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let reading = tokio::task::spawn_blocking({
         let path = path.to_owned();
@@ -73,7 +95,7 @@ pub(crate) async fn load(
             Item::Elements(elements) => {
                 let header =
                     big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
-                send_elements(&mut loader, header, elements).await?;
+                send_elements(loader, header, elements).await?;
             }
             Item::BigKeyEnd => {
                 let header =
@@ -87,16 +109,14 @@ pub(crate) async fn load(
             }
             _ => {}
         }
-        progress(offset, loader.restored(), survey.keys);
+        progress(offset, loader.restored());
     }
     // The reader ends its channel when it is done or failed; its result says which.
     match reading.await {
         Ok(result) => result?,
         Err(join_error) => return Err(Error::Unsupported(format!("the rdb reader stopped: {join_error}"))),
     }
-    let items = loader.finish().await?;
-    progress(offset, items, survey.keys);
-    Ok(Loaded { items, functions: survey.functions })
+    Ok(offset)
 }
 
 // Reads the whole file once without loading anything: counts keys and functions, and

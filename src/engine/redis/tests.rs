@@ -541,7 +541,9 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
         changed
     }] {
         std::fs::write(&path, &damaged).unwrap();
-        let result = RedisEngine::default().load(&target.uri(""), &path, &|_| {}, &|_, _, _| {}).await;
+        let result = RedisEngine::default()
+            .load(&target.uri(""), std::slice::from_ref(&path), &|_| {}, &|_, _, _| {})
+            .await;
         assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
         assert_eq!(digest(&mut target_client).await, before, "the target is untouched");
     }
@@ -551,7 +553,10 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
     let record = |phase: &'static str| phases.lock().unwrap().push(phase);
     let last = Mutex::new((0, 0, 0));
     let report = |bytes, items, total| *last.lock().unwrap() = (bytes, items, total);
-    let loaded = RedisEngine::default().load(&target.uri(""), &path, &record, &report).await.unwrap();
+    let loaded = RedisEngine::default()
+        .load(&target.uri(""), std::slice::from_ref(&path), &record, &report)
+        .await
+        .unwrap();
     assert_eq!(digest(&mut target_client).await, digest(&mut source_client).await);
     assert_eq!(phases.into_inner().unwrap(), ["verifying", "connecting", "loading"]);
     let (bytes, items, total) = last.into_inner().unwrap();
