@@ -182,7 +182,7 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 (take(at + 1, length)?.to_vec(), 1 + length)
             }
             0xc0..=0xdf => {
-                let raw = [*take(at + 1, 1)?.first().unwrap_or(&0), encoding & 0x1f];
+                let raw = [take(at + 1, 1)?[0], encoding & 0x1f];
                 (signed(&raw, 13).to_string().into_bytes(), 2)
             }
             0xe0..=0xef => {

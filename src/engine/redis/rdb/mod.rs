@@ -601,6 +601,9 @@ mod unit_tests {
         assert!(matches!(items(huge_key, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
         assert!(matches!(items(large_key, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 18 })));
         assert!(matches!(items(huge_list, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 23 })));
+        // A key name claiming to decompress to 500 MiB from three bytes.
+        let lzf_bomb = b"REDIS0010\x00\xc3\x03\x80\x1f\x40\x00\x00\x00\x00a\xe0";
+        assert!(matches!(items(lzf_bomb, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
         assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 

@@ -405,10 +405,13 @@ fn valkey_server() -> PathBuf {
     })
 }
 
-/// Reads `rdb` to the end or the first error; panics propagate.
+/// Reads `rdb` to the end or the first error, once with payloads and once with every
+/// value over 300 bytes decoded or walked past; panics propagate.
 fn outcome(rdb: &[u8]) -> Result<(), Error> {
-    let mut reader = RdbReader::new(rdb)?;
-    while reader.next()?.is_some() {}
+    for max_payload in [super::DEFAULT_MAX_PAYLOAD, 300] {
+        let mut reader = RdbReader::new(rdb)?.with_max_payload(max_payload);
+        while reader.next()?.is_some() {}
+    }
     Ok(())
 }
 
