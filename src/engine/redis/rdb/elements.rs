@@ -1,6 +1,7 @@
 //! Element decoding for keys too big for one payload: plain lists, sets, sorted sets and
-//! hashes, and quicklists, come out in batches a later step can send as `RPUSH`,
-//! `SADD`, `ZADD` and `HSET`. Other types are only walked past.
+//! hashes, and lists as quicklists (of listpacks, or of the ziplists before Redis 7) or
+//! as one ziplist, come out in batches a later step can send as `RPUSH`, `SADD`, `ZADD`
+//! and `HSET`. Other types are only walked past.
 
 use std::io::Read;
 
@@ -39,9 +40,9 @@ impl Elements {
 pub(super) enum Decoder {
     /// A count, then that many elements of `value_type`.
     Plain { value_type: u8, left: u64 },
-    /// Quicklist nodes (listpacks or single plain elements); `pending` holds what the
-    /// current node has not given yet.
-    Quicklist { nodes_left: u64, pending: std::vec::IntoIter<Vec<u8>> },
+    /// Quicklist nodes (listpacks or single plain elements, or, when `ziplists`, ziplists
+    /// without a container mark); `pending` holds what the current node has not given yet.
+    Quicklist { nodes_left: u64, ziplists: bool, pending: std::vec::IntoIter<Vec<u8>> },
 }
 
 impl Decoder {
@@ -52,9 +53,17 @@ impl Decoder {
             LIST | SET | ZSET | ZSET_2 | HASH => {
                 Ok(Some(Decoder::Plain { value_type, left: input.length()? }))
             }
-            LIST_QUICKLIST_2 => {
-                Ok(Some(Decoder::Quicklist { nodes_left: input.length()?, pending: Vec::new().into_iter() }))
-            }
+            LIST_QUICKLIST_2 | LIST_QUICKLIST => Ok(Some(Decoder::Quicklist {
+                nodes_left: input.length()?,
+                ziplists: value_type == LIST_QUICKLIST,
+                pending: Vec::new().into_iter(),
+            })),
+            // One ziplist: a quicklist of one node.
+            LIST_ZIPLIST => Ok(Some(Decoder::Quicklist {
+                nodes_left: 1,
+                ziplists: true,
+                pending: Vec::new().into_iter(),
+            })),
             _ => Ok(None),
         }
     }
@@ -99,7 +108,7 @@ impl Decoder {
                 }
                 Ok(Some(size))
             }
-            Decoder::Quicklist { nodes_left, pending } => {
+            Decoder::Quicklist { nodes_left, ziplists, pending } => {
                 let element = loop {
                     if let Some(element) = pending.next() {
                         break element;
@@ -108,7 +117,7 @@ impl Decoder {
                         return Ok(None);
                     }
                     *nodes_left -= 1;
-                    *pending = quicklist_node(input)?.into_iter();
+                    *pending = quicklist_node(input, *ziplists)?.into_iter();
                 };
                 let size = element.len();
                 match batch {
@@ -121,10 +130,14 @@ impl Decoder {
     }
 }
 
-/// A quicklist node's elements: one plain element, or a listpack of them.
-fn quicklist_node<R: Read>(input: &mut Input<R>) -> Result<Vec<Vec<u8>>, Error> {
+/// A quicklist node's elements: one plain element, or a listpack of them; or a ziplist.
+fn quicklist_node<R: Read>(input: &mut Input<R>, ziplists: bool) -> Result<Vec<Vec<u8>>, Error> {
     const PLAIN: u64 = 1;
     const PACKED: u64 = 2;
+    if ziplists {
+        let node = input.string(MAX_ELEMENT, "ziplist")?;
+        return ziplist(&node).map_err(|problem| input.corrupt(problem));
+    }
     let container = input.length()?;
     let node = input.string(MAX_ELEMENT, "quicklist node")?;
     match container {
@@ -217,6 +230,71 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
+/// The elements of a ziplist, integers as their decimal text.
+pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let header = bytes.get(..10).ok_or("ziplist shorter than its header")?;
+    let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if total != bytes.len() {
+        return Err(format!("ziplist says {total} bytes, has {}", bytes.len()));
+    }
+    let take =
+        |from: usize, count: usize| bytes.get(from..from + count).ok_or("ziplist entry runs past its end");
+    let mut elements = Vec::new();
+    let mut at = 10;
+    loop {
+        // The previous entry's length: one byte, or 0xfe and four.
+        match *bytes.get(at).ok_or("ziplist without its end mark")? {
+            0xff => {
+                return if at + 1 == bytes.len() {
+                    Ok(elements)
+                } else {
+                    Err("bytes after the ziplist end".into())
+                };
+            }
+            0xfe => at += 5,
+            _ => at += 1,
+        }
+        let encoding = take(at, 1)?[0];
+        let (element, size) = match encoding >> 6 {
+            0b00 => {
+                let length = usize::from(encoding & 0x3f);
+                (take(at + 1, length)?.to_vec(), 1 + length)
+            }
+            0b01 => {
+                let length = usize::from(encoding & 0x3f) << 8 | usize::from(take(at + 1, 1)?[0]);
+                (take(at + 2, length)?.to_vec(), 2 + length)
+            }
+            0b10 if encoding == 0x80 => {
+                let raw = take(at + 1, 4)?;
+                let length = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+                (take(at + 5, length)?.to_vec(), 5 + length)
+            }
+            0b10 => return Err(format!("unknown ziplist encoding {encoding:#04x}")),
+            _ => {
+                let width = match encoding {
+                    0xfe => 1,
+                    0xc0 => 2,
+                    0xf0 => 3,
+                    0xd0 => 4,
+                    0xe0 => 8,
+                    0xf1..=0xfd => {
+                        elements.push((i64::from(encoding & 0x0f) - 1).to_string().into_bytes());
+                        at += 1;
+                        continue;
+                    }
+                    other => return Err(format!("unknown ziplist encoding {other:#04x}")),
+                };
+                let raw = take(at + 1, width)?;
+                let value = raw.iter().rev().fold(0i64, |value, &byte| value << 8 | i64::from(byte));
+                let bits = 64 - 8 * width as u32;
+                (((value << bits) >> bits).to_string().into_bytes(), 1 + width)
+            }
+        };
+        elements.push(element);
+        at += size;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +327,46 @@ mod tests {
         let elements = listpack(&listpack_of(&entries)).unwrap();
         let expected: [&[u8]; 9] = [b"5", b"abc", b"-1", b"16", b"hi", b"z", b"-32768", b"8388607", b"-1"];
         assert_eq!(elements, expected);
+    }
+
+    /// A ziplist of `entries`, each an encoding and its data, with one-byte prevlens.
+    fn ziplist_of(entries: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut previous = 0;
+        for entry in entries {
+            body.push(previous);
+            body.extend_from_slice(entry);
+            previous = entry.len() as u8 + 1;
+        }
+        let total = (10 + body.len() + 1) as u32;
+        [&total.to_le_bytes()[..], &[0; 4], &(entries.len() as u16).to_le_bytes(), &body, &[0xff]].concat()
+    }
+
+    #[test]
+    fn decodes_every_ziplist_encoding() {
+        let entries: [&[u8]; 9] = [
+            b"\x03abc",
+            b"\x40\x02hi",
+            b"\x80\x00\x00\x00\x01z",
+            b"\xfe\xff",
+            b"\xc0\x00\x80",
+            b"\xf0\xff\xff\x7f",
+            b"\xd0\x01\x00\x00\x00",
+            b"\xe0\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xfd",
+        ];
+        let elements = ziplist(&ziplist_of(&entries)).unwrap();
+        let expected: [&[u8]; 9] = [b"abc", b"hi", b"z", b"-1", b"-32768", b"8388607", b"1", b"-1", b"12"];
+        assert_eq!(elements, expected);
+        let mut wide_prevlen = ziplist_of(&[b"\x01a"]);
+        wide_prevlen.splice(10..11, [0xfe, 0, 0, 0, 0]);
+        wide_prevlen[0] += 4;
+        assert_eq!(ziplist(&wide_prevlen).unwrap(), [b"a"]);
+        for broken in
+            [&b""[..], &ziplist_of(&[b"\x85ab"]), &ziplist_of(&[b"\x05ab"]), &ziplist_of(&[b"\xc5"])]
+        {
+            assert!(ziplist(broken).is_err(), "{broken:02x?}");
+        }
     }
 
     #[test]
@@ -309,6 +427,11 @@ mod tests {
         quicklist.extend_from_slice(&packed);
         let expected = Elements::List(vec![b"plain".to_vec(), b"a".to_vec(), b"7".to_vec()]);
         assert_eq!(decode_all(LIST_QUICKLIST_2, &quicklist), [expected]);
+        let node = ziplist_of(&[b"\x01a", b"\xf2"]);
+        let quicklist = [&[0x01, node.len() as u8][..], &node].concat();
+        let expected = Elements::List(vec![b"a".to_vec(), b"1".to_vec()]);
+        assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), [expected.clone()]);
+        assert_eq!(decode_all(LIST_ZIPLIST, &quicklist[1..]), [expected]);
         assert!(Decoder::start(&mut Input::new(&b"\x00"[..]), STRING).unwrap().is_none());
     }
 }
