@@ -430,7 +430,7 @@ mod tests {
         let node = ziplist_of(&[b"\x01a", b"\xf2"]);
         let quicklist = [&[0x01, node.len() as u8][..], &node].concat();
         let expected = Elements::List(vec![b"a".to_vec(), b"1".to_vec()]);
-        assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), [expected.clone()]);
+        assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), std::slice::from_ref(&expected));
         assert_eq!(decode_all(LIST_ZIPLIST, &quicklist[1..]), [expected]);
         assert!(Decoder::start(&mut Input::new(&b"\x00"[..]), STRING).unwrap().is_none());
     }
