@@ -6,6 +6,11 @@
 //! little-endian) and the CRC-64 of all that (8 bytes, little-endian). Function libraries
 //! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
 //!
+//! A value longer than [`RdbReader::max_payload`] is not kept whole: lists, sets,
+//! sorted sets and hashes in their plain or quicklist encodings come out as batches of
+//! elements ([`Item::BigKey`], [`Item::Elements`]..., [`Item::BigKeyEnd`]); other types
+//! are walked past ([`Item::SkippedKey`]).
+//!
 //! The reader is synchronous (it runs on a blocking thread) and treats its input as
 //! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
 //! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
@@ -32,16 +37,20 @@ pub use self::value::value_type;
 pub enum Error {
     #[error("corrupt rdb: {0}")]
     Corrupt(String),
+    /// The stream ended inside an item (for a transfer, it broke off).
     #[error("rdb ends early, at offset {offset}")]
     Truncated { offset: u64 },
     #[error("unsupported rdb version {version} (magic {magic})")]
     UnsupportedVersion { magic: String, version: u16 },
     #[error("rdb holds a value of module {module}, which cannot be restored without it")]
     ModuleNotSupported { module: String },
+    /// A function library longer than the longest string Redis allows. (Keys over
+    /// [`RdbReader::max_payload`] are items, not errors.)
     #[error("a value is longer than the payload limit of {limit} bytes")]
     TooBig { limit: usize },
     #[error("rdb checksum mismatch: the file says {expected:#018x}, its bytes give {actual:#018x}")]
     Checksum { expected: u64, actual: u64 },
+    /// `next` was called again after an error.
     #[error("the rdb reader failed earlier")]
     Failed,
     #[error("cannot read the rdb: {0}")]
@@ -146,6 +155,7 @@ pub enum Item {
         keys: u64,
         expires: u64,
     },
+    /// A key and its value as a DUMP payload.
     Key {
         header: KeyHeader,
         payload: DumpPayload,
@@ -225,7 +235,9 @@ impl<R: Read> RdbReader<R> {
         })
     }
 
-    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`].
+    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`]
+    /// and its elements, or [`Item::SkippedKey`]. Up to 64 KiB more may be held while
+    /// a value is found too long.
     pub fn with_max_payload(mut self, max_payload: usize) -> RdbReader<R> {
         self.max_payload = max_payload;
         self
