@@ -3,7 +3,7 @@
 //! rebuilds the same data (`DEBUG DIGEST`). Then the same file, cut short or with bytes
 //! changed, always ends in an error and never in a panic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -582,4 +582,71 @@ fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
     let streams = [value_type::STREAM_LISTPACKS_2, value_type::STREAM_LISTPACKS_3];
     assert_eq!(skipped_types.len(), 2, "{skipped_types:?}");
     assert!(skipped_types.iter().any(|value_type| streams.contains(value_type)), "{skipped_types:?}");
+}
+
+/// A file saved by redis-server 6.2.14 (RDB 9: ziplists, a quicklist of LZF-compressed
+/// ziplists, the first stream type), and what `DUMP` gave there for each key.
+const REDIS_6_2_RDB: &[u8] = include_bytes!("fixtures/redis-6.2.rdb");
+const REDIS_6_2_DUMPS: &str = include_str!("fixtures/redis-6.2.dumps");
+
+#[test]
+fn payloads_match_what_redis_6_2_dumped() {
+    let expected: BTreeMap<(u64, Vec<u8>), Vec<u8>> = REDIS_6_2_DUMPS
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [db, key, dump] = fields[..] else { panic!("fixture line {line:?}") };
+            ((db.parse().unwrap(), hex::decode(key).unwrap()), hex::decode(dump).unwrap())
+        })
+        .collect();
+    let mut found = BTreeMap::new();
+    let mut types = BTreeSet::new();
+    for item in read_all(REDIS_6_2_RDB) {
+        if let Item::Key { header, payload } = item {
+            types.insert(header.value_type);
+            found.insert((header.db, header.key), payload.into_bytes());
+        }
+    }
+    assert_eq!(found.len(), 15);
+    assert!(found == expected, "the payloads differ from redis 6.2's DUMP");
+    use value_type::*;
+    let expected_types =
+        [STRING, SET, HASH, ZSET_2, SET_INTSET, ZSET_ZIPLIST, HASH_ZIPLIST, LIST_QUICKLIST, STREAM_LISTPACKS];
+    assert_eq!(types, BTreeSet::from(expected_types));
+    cut_and_changed_files_fail(REDIS_6_2_RDB);
+}
+
+#[test]
+fn big_keys_of_redis_6_2_decode_to_their_elements() {
+    let mut reader = RdbReader::new(REDIS_6_2_RDB).unwrap().with_max_payload(300);
+    let mut big = BTreeMap::new();
+    let mut current = None;
+    while let Some(item) = reader.next().unwrap() {
+        match item {
+            Item::BigKey { header } => current = Some((String::from_utf8(header.key).unwrap(), Vec::new())),
+            Item::Elements(elements) => {
+                current.as_mut().expect("elements outside a big key").1.push(elements)
+            }
+            Item::BigKeyEnd => {
+                let (key, batches) = current.take().expect("the end of no big key");
+                big.insert(key, batches);
+            }
+            _ => {}
+        }
+    }
+    let list: Vec<Vec<u8>> = (0..600).map(|index| format!("element {index}").into_bytes()).collect();
+    assert_eq!(big["list:large"], [Elements::List(list)]);
+    let Elements::SortedSet(members) = &big["zset:large"][0] else { panic!("{:?}", big["zset:large"]) };
+    let members: BTreeMap<_, _> = members.iter().map(|(member, score)| (member.clone(), *score)).collect();
+    let expected: BTreeMap<_, _> =
+        (0..200).map(|index| (format!("member {index}").into_bytes(), f64::from(index) + 0.25)).collect();
+    assert_eq!(members, expected);
+    let Elements::Hash(fields) = &big["hash:large"][0] else { panic!("{:?}", big["hash:large"]) };
+    let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+    let expected: BTreeMap<_, _> = (0..600)
+        .map(|index| (format!("field {index}").into_bytes(), format!("value {index}").into_bytes()))
+        .collect();
+    assert_eq!(fields, expected);
+    assert_eq!(big.len(), 3, "{:?}", big.keys());
 }
