@@ -1,12 +1,13 @@
 //! Element decoding for keys too big for one payload: plain lists, sets, sorted sets and
 //! hashes, and lists as quicklists (of listpacks, or of the ziplists before Redis 7) or
 //! as one ziplist, come out in batches a later step can send as `RPUSH`, `SADD`, `ZADD`
-//! and `HSET`. Other types are only walked past.
+//! and `HSET`; uncompressed strings come out in pieces for `APPEND`. Other types (and
+//! LZF-compressed strings) are only walked past.
 
 use std::io::Read;
 
 use super::Error;
-use super::input::Input;
+use super::input::{Input, Length};
 use super::value::value_type::*;
 
 /// The longest single element accepted: Redis's own limit on strings.
@@ -16,6 +17,9 @@ const MAX_ELEMENT: usize = 512 * 1024 * 1024;
 const BATCH_ELEMENTS: usize = 1024;
 const BATCH_BYTES: usize = 1024 * 1024;
 
+/// A string is read this much at a time.
+const PIECE: u64 = 64 * 1024;
+
 /// A batch of a big key's elements, in the order the file holds them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Elements {
@@ -23,6 +27,8 @@ pub enum Elements {
     Set(Vec<Vec<u8>>),
     SortedSet(Vec<(Vec<u8>, f64)>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The next piece of a string.
+    String(Vec<u8>),
 }
 
 impl Elements {
@@ -31,6 +37,8 @@ impl Elements {
             Elements::List(elements) | Elements::Set(elements) => elements.len(),
             Elements::SortedSet(elements) => elements.len(),
             Elements::Hash(elements) => elements.len(),
+            // A piece ends by its size alone.
+            Elements::String(piece) => usize::from(!piece.is_empty()),
         }
     }
 }
@@ -43,29 +51,44 @@ pub(super) enum Decoder {
     /// Quicklist nodes (listpacks or single plain elements, or, when `ziplists`, ziplists
     /// without a container mark); `pending` holds what the current node has not given yet.
     Quicklist { nodes_left: u64, ziplists: bool, pending: std::vec::IntoIter<Vec<u8>> },
+    /// The bytes of an uncompressed string.
+    String { left: u64 },
+}
+
+/// How decoding a big value starts.
+#[derive(Debug)]
+pub(super) enum Start {
+    Decoding(Decoder),
+    /// Not decoded, and nothing read yet.
+    NotDecoded,
+    /// Not decoded, and read to its end: an integer or a compressed string.
+    WalkedPast,
 }
 
 impl Decoder {
-    /// Starts decoding a value of `value_type` (its type byte already read), or `None`
-    /// when its elements are not decoded.
-    pub(super) fn start<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<Option<Decoder>, Error> {
-        match value_type {
-            LIST | SET | ZSET | ZSET_2 | HASH => {
-                Ok(Some(Decoder::Plain { value_type, left: input.length()? }))
-            }
-            LIST_QUICKLIST_2 | LIST_QUICKLIST => Ok(Some(Decoder::Quicklist {
+    /// Starts decoding a value of `value_type` (its type byte already read).
+    pub(super) fn start<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<Start, Error> {
+        let decoder = match value_type {
+            LIST | SET | ZSET | ZSET_2 | HASH => Decoder::Plain { value_type, left: input.length()? },
+            LIST_QUICKLIST_2 | LIST_QUICKLIST => Decoder::Quicklist {
                 nodes_left: input.length()?,
                 ziplists: value_type == LIST_QUICKLIST,
                 pending: Vec::new().into_iter(),
-            })),
+            },
             // One ziplist: a quicklist of one node.
-            LIST_ZIPLIST => Ok(Some(Decoder::Quicklist {
-                nodes_left: 1,
-                ziplists: true,
-                pending: Vec::new().into_iter(),
-            })),
-            _ => Ok(None),
-        }
+            LIST_ZIPLIST => {
+                Decoder::Quicklist { nodes_left: 1, ziplists: true, pending: Vec::new().into_iter() }
+            }
+            STRING => match input.length_or_encoding()? {
+                Length::Plain(left) => Decoder::String { left },
+                Length::Encoded(kind) => {
+                    input.skip_encoded(kind)?;
+                    return Ok(Start::WalkedPast);
+                }
+            },
+            _ => return Ok(Start::NotDecoded),
+        };
+        Ok(Start::Decoding(decoder))
     }
 
     /// The next batch, or `None` once the value has been read to its end.
@@ -75,6 +98,7 @@ impl Decoder {
             Decoder::Plain { value_type: SET, .. } => Elements::Set(Vec::new()),
             Decoder::Plain { value_type: ZSET | ZSET_2, .. } => Elements::SortedSet(Vec::new()),
             Decoder::Plain { value_type: HASH, .. } => Elements::Hash(Vec::new()),
+            Decoder::String { .. } => Elements::String(Vec::new()),
             _ => Elements::List(Vec::new()),
         };
         while batch.len() < BATCH_ELEMENTS && bytes < BATCH_BYTES {
@@ -104,6 +128,17 @@ impl Decoder {
                         return Ok(Some(size));
                     }
                     (_, Elements::List(elements) | Elements::Set(elements)) => elements.push(element),
+                    _ => return Err(input.corrupt("mismatched element batch")),
+                }
+                Ok(Some(size))
+            }
+            Decoder::String { left: 0 } => Ok(None),
+            Decoder::String { left } => {
+                let size = (*left).min(PIECE) as usize;
+                *left -= size as u64;
+                let piece = input.bytes(size as u64, PIECE as usize, "string piece")?;
+                match batch {
+                    Elements::String(bytes) => bytes.extend_from_slice(&piece),
                     _ => return Err(input.corrupt("mismatched element batch")),
                 }
                 Ok(Some(size))
@@ -386,7 +421,9 @@ mod tests {
 
     fn decode_all(value_type: u8, bytes: &[u8]) -> Vec<Elements> {
         let mut input = Input::new(bytes);
-        let mut decoder = Decoder::start(&mut input, value_type).unwrap().unwrap();
+        let Start::Decoding(mut decoder) = Decoder::start(&mut input, value_type).unwrap() else {
+            panic!("type {value_type} is not decoded")
+        };
         let mut batches = Vec::new();
         while let Some(batch) = decoder.next_batch(&mut input).unwrap() {
             batches.push(batch);
@@ -419,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn decodes_uncompressed_strings_in_pieces() {
+        let mut string = vec![0x80, 0x00, 0x20, 0x00, 0x00]; // 2 MiB
+        string.extend((0..2 * 1024 * 1024).map(|index| index as u8));
+        let pieces: Vec<Vec<u8>> = decode_all(STRING, &string)
+            .into_iter()
+            .map(|batch| match batch {
+                Elements::String(piece) => piece,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [1024 * 1024, 1024 * 1024]);
+        assert_eq!(pieces.concat(), string[5..]);
+        for compressed in [&b"\xc3\x05\x0a\x00a\xe0\x00\x00"[..], b"\xc0\x07"] {
+            let mut input = Input::new(compressed);
+            assert!(matches!(Decoder::start(&mut input, STRING), Ok(Start::WalkedPast)));
+            assert_eq!(input.offset(), compressed.len() as u64);
+        }
+    }
+
+    #[test]
     fn decodes_quicklist_nodes() {
         let packed = listpack_of(&[b"\x81a", b"\x07"]);
         let mut quicklist = vec![0x02, 0x01, 0x05];
@@ -432,6 +489,6 @@ mod tests {
         let expected = Elements::List(vec![b"a".to_vec(), b"1".to_vec()]);
         assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), std::slice::from_ref(&expected));
         assert_eq!(decode_all(LIST_ZIPLIST, &quicklist[1..]), [expected]);
-        assert!(Decoder::start(&mut Input::new(&b"\x00"[..]), STRING).unwrap().is_none());
+        assert!(matches!(Decoder::start(&mut Input::new(&b""[..]), SET_LISTPACK), Ok(Start::NotDecoded)));
     }
 }

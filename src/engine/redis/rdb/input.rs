@@ -201,15 +201,22 @@ impl<R: Read> Input<R> {
     pub(super) fn skip_string(&mut self) -> Result<(), Error> {
         match self.length_or_encoding()? {
             Length::Plain(length) => self.skip(length),
-            Length::Encoded(ENCODED_INT8) => self.skip(1),
-            Length::Encoded(ENCODED_INT16) => self.skip(2),
-            Length::Encoded(ENCODED_INT32) => self.skip(4),
-            Length::Encoded(ENCODED_LZF) => {
+            Length::Encoded(kind) => self.skip_encoded(kind),
+        }
+    }
+
+    /// Walks past the rest of a specially encoded string, its mark already read.
+    pub(super) fn skip_encoded(&mut self, kind: u8) -> Result<(), Error> {
+        match kind {
+            ENCODED_INT8 => self.skip(1),
+            ENCODED_INT16 => self.skip(2),
+            ENCODED_INT32 => self.skip(4),
+            ENCODED_LZF => {
                 let compressed = self.length()?;
                 let _uncompressed = self.length()?;
                 self.skip(compressed)
             }
-            Length::Encoded(kind) => Err(self.corrupt(format!("unknown string encoding {kind}"))),
+            kind => Err(self.corrupt(format!("unknown string encoding {kind}"))),
         }
     }
 

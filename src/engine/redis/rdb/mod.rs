@@ -7,9 +7,10 @@
 //! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
 //!
 //! A value longer than [`RdbReader::max_payload`] is not kept whole: lists, sets,
-//! sorted sets and hashes in their plain or quicklist encodings come out as batches of
-//! elements ([`Item::BigKey`], [`Item::Elements`]..., [`Item::BigKeyEnd`]); other types
-//! are walked past ([`Item::SkippedKey`]).
+//! sorted sets and hashes in their plain or quicklist encodings, and uncompressed
+//! strings, come out as batches of elements or pieces ([`Item::BigKey`],
+//! [`Item::Elements`]..., [`Item::BigKeyEnd`]); other types, and compressed strings, are
+//! walked past ([`Item::SkippedKey`]).
 //!
 //! The reader is synchronous (it runs on a blocking thread) and treats its input as
 //! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
@@ -26,8 +27,8 @@ mod tests;
 
 use std::io::Read;
 
-use self::elements::Decoder;
 pub use self::elements::Elements;
+use self::elements::{Decoder, Start};
 use self::input::{CRC64, Capture, Input};
 use self::value::Format;
 pub use self::value::value_type;
@@ -161,8 +162,8 @@ pub enum Item {
         payload: DumpPayload,
     },
     /// A key whose value is longer than [`RdbReader::max_payload`] and whose elements
-    /// are decoded (plain lists, sets, sorted sets and hashes, and quicklists): batches
-    /// of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
+    /// are decoded (plain lists, sets, sorted sets and hashes, quicklists, uncompressed
+    /// strings): batches of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
     BigKey {
         header: KeyHeader,
     },
@@ -377,11 +378,14 @@ impl<R: Read> RdbReader<R> {
         let start = self.input.offset() - read.len() as u64 + 1;
         read.remove(0); // the type byte
         self.input.replay(read);
-        if let Some(decoder) = Decoder::start(&mut self.input, header.value_type)? {
-            self.state = State::Decoding(decoder);
-            return Ok(Item::BigKey { header });
+        match Decoder::start(&mut self.input, header.value_type)? {
+            Start::Decoding(decoder) => {
+                self.state = State::Decoding(decoder);
+                return Ok(Item::BigKey { header });
+            }
+            Start::NotDecoded => value::walk(&mut self.input, self.format, header.value_type)?,
+            Start::WalkedPast => {}
         }
-        value::walk(&mut self.input, self.format, header.value_type)?;
         Ok(Item::SkippedKey { header, value_len: self.input.offset() - start })
     }
 
@@ -578,13 +582,17 @@ mod unit_tests {
 
     #[test]
     fn a_value_over_the_limit_is_skipped_or_decoded_and_reading_goes_on() {
-        let body = b"\x00\x03big\x0a0123456789\x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
+        let body = b"\x00\x03lzf\xc3\x0d\x14\x08abcdefghi\xe0\x02\x08\x00\x03big\x0a0123456789\
+            \x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
         let items = items(&file(b"REDIS0010", body), 11).unwrap();
         let list = vec![b"first".to_vec(), b"second".to_vec()];
         assert_eq!(
-            items[..5],
+            items[..8],
             [
-                Item::SkippedKey { header: header(b"big", value_type::STRING), value_len: 11 },
+                Item::SkippedKey { header: header(b"lzf", value_type::STRING), value_len: 16 },
+                Item::BigKey { header: header(b"big", value_type::STRING) },
+                Item::Elements(Elements::String(b"0123456789".to_vec())),
+                Item::BigKeyEnd,
                 Item::BigKey { header: header(b"list", value_type::LIST) },
                 Item::Elements(Elements::List(list)),
                 Item::BigKeyEnd,
@@ -594,10 +602,14 @@ mod unit_tests {
                 },
             ]
         );
-        assert_eq!(items[5..], [Item::End]);
+        assert_eq!(items[8..], [Item::End]);
         // A limit below the type byte still works: every value is big.
         let items = self::items(&file(b"REDIS0010", body), 0).unwrap();
-        assert!(matches!(&items[4], Item::SkippedKey { header, value_len: 3 } if header.key == b"small"));
+        let small = [
+            Item::BigKey { header: header(b"small", value_type::STRING) },
+            Item::Elements(Elements::String(b"ok".to_vec())),
+        ];
+        assert_eq!(items[items.len() - 4..items.len() - 2], small);
     }
 
     #[test]
