@@ -1,11 +1,13 @@
 //! Element decoding for keys too big for one payload: plain lists, sets, sorted sets and
-//! hashes, and quicklists, come out in batches a later step can send as `RPUSH`,
-//! `SADD`, `ZADD` and `HSET`. Other types are only walked past.
+//! hashes, and lists as quicklists (of listpacks, or of the ziplists before Redis 7) or
+//! as one ziplist, come out in batches a later step can send as `RPUSH`, `SADD`, `ZADD`
+//! and `HSET`; uncompressed strings come out in pieces for `APPEND`. Other types (and
+//! LZF-compressed strings) are only walked past.
 
 use std::io::Read;
 
 use super::Error;
-use super::input::Input;
+use super::input::{Input, Length};
 use super::value::value_type::*;
 
 /// The longest single element accepted: Redis's own limit on strings.
@@ -15,6 +17,9 @@ const MAX_ELEMENT: usize = 512 * 1024 * 1024;
 const BATCH_ELEMENTS: usize = 1024;
 const BATCH_BYTES: usize = 1024 * 1024;
 
+/// A string is read this much at a time.
+const PIECE: u64 = 64 * 1024;
+
 /// A batch of a big key's elements, in the order the file holds them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Elements {
@@ -22,6 +27,8 @@ pub enum Elements {
     Set(Vec<Vec<u8>>),
     SortedSet(Vec<(Vec<u8>, f64)>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The next piece of a string.
+    String(Vec<u8>),
 }
 
 impl Elements {
@@ -30,6 +37,8 @@ impl Elements {
             Elements::List(elements) | Elements::Set(elements) => elements.len(),
             Elements::SortedSet(elements) => elements.len(),
             Elements::Hash(elements) => elements.len(),
+            // A piece ends by its size alone.
+            Elements::String(piece) => usize::from(!piece.is_empty()),
         }
     }
 }
@@ -39,24 +48,47 @@ impl Elements {
 pub(super) enum Decoder {
     /// A count, then that many elements of `value_type`.
     Plain { value_type: u8, left: u64 },
-    /// Quicklist nodes (listpacks or single plain elements); `pending` holds what the
-    /// current node has not given yet.
-    Quicklist { nodes_left: u64, pending: std::vec::IntoIter<Vec<u8>> },
+    /// Quicklist nodes (listpacks or single plain elements, or, when `ziplists`, ziplists
+    /// without a container mark); `pending` holds what the current node has not given yet.
+    Quicklist { nodes_left: u64, ziplists: bool, pending: std::vec::IntoIter<Vec<u8>> },
+    /// The bytes of an uncompressed string.
+    String { left: u64 },
+}
+
+/// How decoding a big value starts.
+#[derive(Debug)]
+pub(super) enum Start {
+    Decoding(Decoder),
+    /// Not decoded, and nothing read yet.
+    NotDecoded,
+    /// Not decoded, and read to its end: an integer or a compressed string.
+    WalkedPast,
 }
 
 impl Decoder {
-    /// Starts decoding a value of `value_type` (its type byte already read), or `None`
-    /// when its elements are not decoded.
-    pub(super) fn start<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<Option<Decoder>, Error> {
-        match value_type {
-            LIST | SET | ZSET | ZSET_2 | HASH => {
-                Ok(Some(Decoder::Plain { value_type, left: input.length()? }))
+    /// Starts decoding a value of `value_type` (its type byte already read).
+    pub(super) fn start<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<Start, Error> {
+        let decoder = match value_type {
+            LIST | SET | ZSET | ZSET_2 | HASH => Decoder::Plain { value_type, left: input.length()? },
+            LIST_QUICKLIST_2 | LIST_QUICKLIST => Decoder::Quicklist {
+                nodes_left: input.length()?,
+                ziplists: value_type == LIST_QUICKLIST,
+                pending: Vec::new().into_iter(),
+            },
+            // One ziplist: a quicklist of one node.
+            LIST_ZIPLIST => {
+                Decoder::Quicklist { nodes_left: 1, ziplists: true, pending: Vec::new().into_iter() }
             }
-            LIST_QUICKLIST_2 => {
-                Ok(Some(Decoder::Quicklist { nodes_left: input.length()?, pending: Vec::new().into_iter() }))
-            }
-            _ => Ok(None),
-        }
+            STRING => match input.length_or_encoding()? {
+                Length::Plain(left) => Decoder::String { left },
+                Length::Encoded(kind) => {
+                    input.skip_encoded(kind)?;
+                    return Ok(Start::WalkedPast);
+                }
+            },
+            _ => return Ok(Start::NotDecoded),
+        };
+        Ok(Start::Decoding(decoder))
     }
 
     /// The next batch, or `None` once the value has been read to its end.
@@ -66,6 +98,7 @@ impl Decoder {
             Decoder::Plain { value_type: SET, .. } => Elements::Set(Vec::new()),
             Decoder::Plain { value_type: ZSET | ZSET_2, .. } => Elements::SortedSet(Vec::new()),
             Decoder::Plain { value_type: HASH, .. } => Elements::Hash(Vec::new()),
+            Decoder::String { .. } => Elements::String(Vec::new()),
             _ => Elements::List(Vec::new()),
         };
         while batch.len() < BATCH_ELEMENTS && bytes < BATCH_BYTES {
@@ -99,7 +132,18 @@ impl Decoder {
                 }
                 Ok(Some(size))
             }
-            Decoder::Quicklist { nodes_left, pending } => {
+            Decoder::String { left: 0 } => Ok(None),
+            Decoder::String { left } => {
+                let size = (*left).min(PIECE) as usize;
+                *left -= size as u64;
+                let piece = input.bytes(size as u64, PIECE as usize, "string piece")?;
+                match batch {
+                    Elements::String(bytes) => bytes.extend_from_slice(&piece),
+                    _ => return Err(input.corrupt("mismatched element batch")),
+                }
+                Ok(Some(size))
+            }
+            Decoder::Quicklist { nodes_left, ziplists, pending } => {
                 let element = loop {
                     if let Some(element) = pending.next() {
                         break element;
@@ -108,7 +152,7 @@ impl Decoder {
                         return Ok(None);
                     }
                     *nodes_left -= 1;
-                    *pending = quicklist_node(input)?.into_iter();
+                    *pending = quicklist_node(input, *ziplists)?.into_iter();
                 };
                 let size = element.len();
                 match batch {
@@ -121,10 +165,14 @@ impl Decoder {
     }
 }
 
-/// A quicklist node's elements: one plain element, or a listpack of them.
-fn quicklist_node<R: Read>(input: &mut Input<R>) -> Result<Vec<Vec<u8>>, Error> {
+/// A quicklist node's elements: one plain element, or a listpack of them; or a ziplist.
+fn quicklist_node<R: Read>(input: &mut Input<R>, ziplists: bool) -> Result<Vec<Vec<u8>>, Error> {
     const PLAIN: u64 = 1;
     const PACKED: u64 = 2;
+    if ziplists {
+        let node = input.string(MAX_ELEMENT, "ziplist")?;
+        return ziplist(&node).map_err(|problem| input.corrupt(problem));
+    }
     let container = input.length()?;
     let node = input.string(MAX_ELEMENT, "quicklist node")?;
     match container {
@@ -182,7 +230,7 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 (take(at + 1, length)?.to_vec(), 1 + length)
             }
             0xc0..=0xdf => {
-                let raw = [*take(at + 1, 1)?.first().unwrap_or(&0), encoding & 0x1f];
+                let raw = [take(at + 1, 1)?[0], encoding & 0x1f];
                 (signed(&raw, 13).to_string().into_bytes(), 2)
             }
             0xe0..=0xef => {
@@ -214,6 +262,71 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         };
         elements.push(element);
         at += size + backlen;
+    }
+}
+
+/// The elements of a ziplist, integers as their decimal text.
+pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let header = bytes.get(..10).ok_or("ziplist shorter than its header")?;
+    let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if total != bytes.len() {
+        return Err(format!("ziplist says {total} bytes, has {}", bytes.len()));
+    }
+    let take =
+        |from: usize, count: usize| bytes.get(from..from + count).ok_or("ziplist entry runs past its end");
+    let mut elements = Vec::new();
+    let mut at = 10;
+    loop {
+        // The previous entry's length: one byte, or 0xfe and four.
+        match *bytes.get(at).ok_or("ziplist without its end mark")? {
+            0xff => {
+                return if at + 1 == bytes.len() {
+                    Ok(elements)
+                } else {
+                    Err("bytes after the ziplist end".into())
+                };
+            }
+            0xfe => at += 5,
+            _ => at += 1,
+        }
+        let encoding = take(at, 1)?[0];
+        let (element, size) = match encoding >> 6 {
+            0b00 => {
+                let length = usize::from(encoding & 0x3f);
+                (take(at + 1, length)?.to_vec(), 1 + length)
+            }
+            0b01 => {
+                let length = usize::from(encoding & 0x3f) << 8 | usize::from(take(at + 1, 1)?[0]);
+                (take(at + 2, length)?.to_vec(), 2 + length)
+            }
+            0b10 if encoding == 0x80 => {
+                let raw = take(at + 1, 4)?;
+                let length = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+                (take(at + 5, length)?.to_vec(), 5 + length)
+            }
+            0b10 => return Err(format!("unknown ziplist encoding {encoding:#04x}")),
+            _ => {
+                let width = match encoding {
+                    0xfe => 1,
+                    0xc0 => 2,
+                    0xf0 => 3,
+                    0xd0 => 4,
+                    0xe0 => 8,
+                    0xf1..=0xfd => {
+                        elements.push((i64::from(encoding & 0x0f) - 1).to_string().into_bytes());
+                        at += 1;
+                        continue;
+                    }
+                    other => return Err(format!("unknown ziplist encoding {other:#04x}")),
+                };
+                let raw = take(at + 1, width)?;
+                let value = raw.iter().rev().fold(0i64, |value, &byte| value << 8 | i64::from(byte));
+                let bits = 64 - 8 * width as u32;
+                (((value << bits) >> bits).to_string().into_bytes(), 1 + width)
+            }
+        };
+        elements.push(element);
+        at += size;
     }
 }
 
@@ -251,6 +364,46 @@ mod tests {
         assert_eq!(elements, expected);
     }
 
+    /// A ziplist of `entries`, each an encoding and its data, with one-byte prevlens.
+    fn ziplist_of(entries: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut previous = 0;
+        for entry in entries {
+            body.push(previous);
+            body.extend_from_slice(entry);
+            previous = entry.len() as u8 + 1;
+        }
+        let total = (10 + body.len() + 1) as u32;
+        [&total.to_le_bytes()[..], &[0; 4], &(entries.len() as u16).to_le_bytes(), &body, &[0xff]].concat()
+    }
+
+    #[test]
+    fn decodes_every_ziplist_encoding() {
+        let entries: [&[u8]; 9] = [
+            b"\x03abc",
+            b"\x40\x02hi",
+            b"\x80\x00\x00\x00\x01z",
+            b"\xfe\xff",
+            b"\xc0\x00\x80",
+            b"\xf0\xff\xff\x7f",
+            b"\xd0\x01\x00\x00\x00",
+            b"\xe0\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xfd",
+        ];
+        let elements = ziplist(&ziplist_of(&entries)).unwrap();
+        let expected: [&[u8]; 9] = [b"abc", b"hi", b"z", b"-1", b"-32768", b"8388607", b"1", b"-1", b"12"];
+        assert_eq!(elements, expected);
+        let mut wide_prevlen = ziplist_of(&[b"\x01a"]);
+        wide_prevlen.splice(10..11, [0xfe, 0, 0, 0, 0]);
+        wide_prevlen[0] += 4;
+        assert_eq!(ziplist(&wide_prevlen).unwrap(), [b"a"]);
+        for broken in
+            [&b""[..], &ziplist_of(&[b"\x85ab"]), &ziplist_of(&[b"\x05ab"]), &ziplist_of(&[b"\xc5"])]
+        {
+            assert!(ziplist(broken).is_err(), "{broken:02x?}");
+        }
+    }
+
     #[test]
     fn refuses_broken_listpacks() {
         let good = listpack_of(&[b"\x83abc"]);
@@ -268,7 +421,9 @@ mod tests {
 
     fn decode_all(value_type: u8, bytes: &[u8]) -> Vec<Elements> {
         let mut input = Input::new(bytes);
-        let mut decoder = Decoder::start(&mut input, value_type).unwrap().unwrap();
+        let Start::Decoding(mut decoder) = Decoder::start(&mut input, value_type).unwrap() else {
+            panic!("type {value_type} is not decoded")
+        };
         let mut batches = Vec::new();
         while let Some(batch) = decoder.next_batch(&mut input).unwrap() {
             batches.push(batch);
@@ -301,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn decodes_uncompressed_strings_in_pieces() {
+        let mut string = vec![0x80, 0x00, 0x20, 0x00, 0x00]; // 2 MiB
+        string.extend((0..2 * 1024 * 1024).map(|index| index as u8));
+        let pieces: Vec<Vec<u8>> = decode_all(STRING, &string)
+            .into_iter()
+            .map(|batch| match batch {
+                Elements::String(piece) => piece,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [1024 * 1024, 1024 * 1024]);
+        assert_eq!(pieces.concat(), string[5..]);
+        for compressed in [&b"\xc3\x05\x0a\x00a\xe0\x00\x00"[..], b"\xc0\x07"] {
+            let mut input = Input::new(compressed);
+            assert!(matches!(Decoder::start(&mut input, STRING), Ok(Start::WalkedPast)));
+            assert_eq!(input.offset(), compressed.len() as u64);
+        }
+    }
+
+    #[test]
     fn decodes_quicklist_nodes() {
         let packed = listpack_of(&[b"\x81a", b"\x07"]);
         let mut quicklist = vec![0x02, 0x01, 0x05];
@@ -309,6 +484,11 @@ mod tests {
         quicklist.extend_from_slice(&packed);
         let expected = Elements::List(vec![b"plain".to_vec(), b"a".to_vec(), b"7".to_vec()]);
         assert_eq!(decode_all(LIST_QUICKLIST_2, &quicklist), [expected]);
-        assert!(Decoder::start(&mut Input::new(&b"\x00"[..]), STRING).unwrap().is_none());
+        let node = ziplist_of(&[b"\x01a", b"\xf2"]);
+        let quicklist = [&[0x01, node.len() as u8][..], &node].concat();
+        let expected = Elements::List(vec![b"a".to_vec(), b"1".to_vec()]);
+        assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), std::slice::from_ref(&expected));
+        assert_eq!(decode_all(LIST_ZIPLIST, &quicklist[1..]), [expected]);
+        assert!(matches!(Decoder::start(&mut Input::new(&b""[..]), SET_LISTPACK), Ok(Start::NotDecoded)));
     }
 }

