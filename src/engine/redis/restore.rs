@@ -1,7 +1,7 @@
 //! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
 //! file that cannot be loaded whole never touches the target), then `FLUSHALL` and every
-//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`) for
-//! keys too big for one payload, `FUNCTION RESTORE` for function libraries.
+//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`,
+//! `APPEND`) for keys too big for one payload, `FUNCTION RESTORE` for function libraries.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -194,6 +194,10 @@ async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elemen
                 args.push(member);
             }
             b"ZADD"
+        }
+        Elements::String(piece) => {
+            args.push(piece);
+            b"APPEND"
         }
         Elements::Hash(pairs) => {
             for (field, value) in pairs {
