@@ -48,12 +48,17 @@ use crate::engine::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 pub struct RedisEngine {
     connect_timeout: Duration,
     idle_timeout: Duration,
+    max_payload: usize,
 }
 
 impl Default for RedisEngine {
     /// Ten seconds to connect; a minute of silence from the server fails the snapshot.
     fn default() -> Self {
-        RedisEngine { connect_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(60) }
+        RedisEngine {
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_payload: rdb::DEFAULT_MAX_PAYLOAD,
+        }
     }
 }
 
@@ -61,6 +66,12 @@ impl RedisEngine {
     /// How long connecting (TCP and TLS) may take.
     pub fn with_connect_timeout(self, connect_timeout: Duration) -> Self {
         RedisEngine { connect_timeout, ..self }
+    }
+
+    /// The largest value loaded with one `RESTORE`; bigger lists, sets, sorted sets,
+    /// hashes and strings are sent in batches of elements, so memory stays bounded.
+    pub fn with_max_payload(self, max_payload: usize) -> Self {
+        RedisEngine { max_payload, ..self }
     }
 
     /// How long the server may send nothing while we wait for it: a reply, the start of
@@ -124,7 +135,12 @@ impl Engine for RedisEngine {
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {
         let target = Target::from_uri(uri)?;
-        restore::load(&target, self.connect_timeout, self.idle_timeout, data, phase, progress).await
+        let limits = restore::Limits {
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            max_payload: self.max_payload,
+        };
+        restore::load(&target, limits, data, phase, progress).await
     }
 }
 

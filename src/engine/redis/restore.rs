@@ -21,6 +21,17 @@ const READ_AHEAD: usize = 256;
 /// The file is read through this buffer.
 const FILE_BUFFER: usize = 1 << 20;
 
+/// The engine's settings a load uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long connecting may take.
+    pub(crate) connect_timeout: Duration,
+    /// How long the target may stay silent.
+    pub(crate) idle_timeout: Duration,
+    /// The largest value sent as one RESTORE.
+    pub(crate) max_payload: usize,
+}
+
 /// What the dry run found.
 struct Survey {
     keys: u64,
@@ -31,8 +42,7 @@ struct Survey {
 /// data: every file is read whole first, then the server is flushed once.
 pub(crate) async fn load(
     target: &Target,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
+    limits: Limits,
     paths: &[PathBuf],
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
@@ -41,14 +51,14 @@ pub(crate) async fn load(
     let mut keys = 0;
     let mut functions = 0;
     for path in paths {
-        let survey = survey(path.clone()).await?;
+        let survey = survey(path.clone(), limits.max_payload).await?;
         keys += survey.keys;
         functions += survey.functions;
     }
     progress(0, 0, keys);
 
     phase("connecting");
-    let connection = Connection::open(target, connect_timeout, idle_timeout).await?;
+    let connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
@@ -58,7 +68,7 @@ pub(crate) async fn load(
     let mut bytes_before = 0;
     for path in paths {
         let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
-        bytes_before += load_file(&mut loader, path, &report).await?;
+        bytes_before += load_file(&mut loader, path, limits.max_payload, &report).await?;
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
@@ -69,12 +79,13 @@ pub(crate) async fn load(
 async fn load_file(
     loader: &mut Loader,
     path: &Path,
+    max_payload: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let reading = tokio::task::spawn_blocking({
         let path = path.to_owned();
-        move || read_items(&path, &sender)
+        move || read_items(&path, max_payload, &sender)
     });
     let mut big_key: Option<KeyHeader> = None;
     let mut offset = 0;
@@ -122,9 +133,9 @@ async fn load_file(
 // Reads the whole file once without loading anything: counts keys and functions, and
 // fails on anything the load would fail on (damage, module types, oversized values of
 // types that cannot be sent in batches).
-async fn survey(path: PathBuf) -> Result<Survey, Error> {
+async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
-        let mut reader = open(&path)?;
+        let mut reader = open(&path, max_payload)?;
         let mut survey = Survey { keys: 0, functions: 0 };
         while let Some(item) = reader.next().map_err(from_rdb)? {
             match item {
@@ -145,8 +156,8 @@ async fn survey(path: PathBuf) -> Result<Survey, Error> {
     surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
 }
 
-fn read_items(path: &Path, sender: &mpsc::Sender<(Item, u64)>) -> Result<(), Error> {
-    let mut reader = open(path)?;
+fn read_items(path: &Path, max_payload: usize, sender: &mpsc::Sender<(Item, u64)>) -> Result<(), Error> {
+    let mut reader = open(path, max_payload)?;
     while let Some(item) = reader.next().map_err(from_rdb)? {
         if sender.blocking_send((item, reader.offset())).is_err() {
             return Ok(()); // the loader stopped; its error is the one that counts
@@ -155,11 +166,13 @@ fn read_items(path: &Path, sender: &mpsc::Sender<(Item, u64)>) -> Result<(), Err
     Ok(())
 }
 
-fn open(path: &Path) -> Result<RdbReader<BufReader<File>>, Error> {
+fn open(path: &Path, max_payload: usize) -> Result<RdbReader<BufReader<File>>, Error> {
     let file = File::open(path).map_err(|error| {
         Error::Unsupported(format!("cannot open the spooled rdb {}: {error}", path.display()))
     })?;
-    RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file)).map_err(from_rdb)
+    Ok(RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file))
+        .map_err(from_rdb)?
+        .with_max_payload(max_payload))
 }
 
 fn from_rdb(error: rdb::Error) -> Error {

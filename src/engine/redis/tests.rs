@@ -563,3 +563,41 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
     assert_eq!((items, total), (loaded.items, loaded.items));
     assert!(bytes > 0 && bytes <= data.len() as u64);
 }
+
+#[tokio::test]
+async fn keys_over_the_payload_limit_load_in_element_batches_with_the_same_data() {
+    let source = RedisServer::start(&["--rdbcompression", "no"]).await;
+    let mut client = source.client("").await;
+    let members: Vec<String> = (0..1000).map(|index| format!("member-{index}")).collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let scored: Vec<String> =
+        (0..1000).flat_map(|index| [format!("{}.5", index), format!("m{index}")]).collect();
+    let scored: Vec<&str> = scored.iter().map(String::as_str).collect();
+    let hashed: Vec<String> =
+        (0..1000).flat_map(|index| [format!("f{index}"), format!("v{index}")]).collect();
+    let hashed: Vec<&str> = hashed.iter().map(String::as_str).collect();
+    run_text(&mut client, &[&["RPUSH", "big-list"], &members[..]].concat()).await;
+    run_text(&mut client, &[&["SADD", "big-set"], &members[..]].concat()).await;
+    run_text(&mut client, &[&["ZADD", "big-zset"], &scored[..]].concat()).await;
+    run_text(&mut client, &[&["HSET", "big-hash"], &hashed[..]].concat()).await;
+    run_text(&mut client, &["SET", "big-string", &"abcdefghij".repeat(5000), "EX", "3600"]).await;
+    run_text(&mut client, &["SET", "small", "fits in one payload"]).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
+    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dump.rdb");
+    std::fs::write(&path, &data).unwrap();
+
+    // A tiny limit: every big value goes in batches of elements, with its TTL after.
+    let engine = RedisEngine::default().with_max_payload(300);
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+    let loaded =
+        engine.load(&target.uri(""), std::slice::from_ref(&path), &|_| {}, &|_, _, _| {}).await.unwrap();
+    assert_eq!(loaded.items, 6);
+    assert_eq!(digest(&mut target_client).await, digest(&mut client).await);
+    let Reply::Integer(ttl) = run_text(&mut target_client, &["TTL", "big-string"]).await else {
+        panic!("TTL")
+    };
+    assert!((3590..=3600).contains(&ttl), "the expiry follows the batches: {ttl}");
+}
