@@ -58,6 +58,9 @@ pub mod reason {
     pub const DATABASE_BUSY: &str = "DATABASE_BUSY";
     /// The database server could not be reached or the connection broke.
     pub const SOURCE_UNREACHABLE: &str = "SOURCE_UNREACHABLE";
+    /// The database a restore or import loads into could not be reached, or its
+    /// connection broke.
+    pub const TARGET_UNREACHABLE: &str = "TARGET_UNREACHABLE";
     /// The database server refused the credentials.
     pub const AUTH_FAILED: &str = "AUTH_FAILED";
     /// The data read is not what it claims to be (bad magic, checksum mismatch, truncated).

@@ -10,6 +10,17 @@ pub(super) fn from_engine(error: &engine::Error) -> Failure {
     Failure::new(code, reason, error.to_string())
 }
 
+/// The failure for an engine error while loading into a target database: the target,
+/// not a source, is what could not be reached.
+pub(super) fn from_load(error: &engine::Error) -> Failure {
+    match error {
+        engine::Error::Unreachable(message) => {
+            Failure::new(Code::Unavailable, reason::TARGET_UNREACHABLE, message.clone())
+        }
+        other => from_engine(other),
+    }
+}
+
 /// The failure for a storage error.
 pub(super) fn from_storage(error: &storage::Error) -> Failure {
     let code = match error {

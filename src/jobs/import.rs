@@ -83,7 +83,7 @@ impl ImportJob {
             .engine
             .load(&self.target.connection_uri, &paths, &phase, &progress)
             .await
-            .map_err(|error| failure::from_engine(&error))?;
+            .map_err(|error| failure::from_load(&error))?;
         ctx.set_done(bytes, loaded.items);
         Ok(ImportResult {
             database_id: Some(self.target.id),

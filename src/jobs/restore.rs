@@ -67,7 +67,7 @@ impl RestoreJob {
             .engine
             .load(&self.target.connection_uri, &[spool.path().to_owned()], &phase, &progress)
             .await
-            .map_err(|error| failure::from_engine(&error))?;
+            .map_err(|error| failure::from_load(&error))?;
         ctx.set_done(unpacked.logical_bytes, loaded.items);
         Ok(RestoreResult {
             backup_id: Some(self.backup.id),

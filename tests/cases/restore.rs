@@ -134,3 +134,37 @@ async fn restore_requests_are_checked() {
     let request = pb::RestoreBackupRequest { backup_id: "not-an-id".into(), ..Default::default() };
     assert_code(server.backups().restore_backup(request).await, tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_lost_mid_load_fails_the_restore_as_unreachable() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        source.call(&["DEBUG", "POPULATE", "200000", "key", "16"]);
+        source
+    });
+    let database = server.register_redis("lost-target-source", &source).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let backup = server.wait_done(&created.name).await.response_backup().expect("the backup").clone();
+    let mut target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let target_database = server.register_redis("lost-target", &target).await;
+
+    let request = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_id: target_database.id.clone(),
+        ..Default::default()
+    };
+    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+    server
+        .wait_for(&started.name, "the load to start", |operation| operation.meta().phase == "loading")
+        .await;
+    // Hold the target's writes so the load cannot finish, then lose the server.
+    blocking(|| target.call(&["CLIENT", "PAUSE", "20000", "WRITE"]));
+    blocking(|| target.kill());
+
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    let error = done.error().expect("an error");
+    assert_eq!(error.reason, "TARGET_UNREACHABLE", "{error:?}");
+    assert!(error.message.contains("127.0.0.1"), "the message names the server: {error:?}");
+}
