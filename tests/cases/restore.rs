@@ -168,3 +168,47 @@ async fn a_target_lost_mid_load_fails_the_restore_as_unreachable() {
     assert_eq!(error.reason, "TARGET_UNREACHABLE", "{error:?}");
     assert!(error.message.contains("127.0.0.1"), "the message names the server: {error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_databases_and_odd_keys_restore_and_keys_expired_since_stay_gone() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        let mut client = source.client();
+        for db in 0..16 {
+            client.ok(&["SELECT", &db.to_string()]);
+            client.ok(&["SET", &format!("in-db-{db}"), &db.to_string()]);
+        }
+        client.ok(&["SELECT", "0"]);
+        let odd: [(&[u8], &[u8]); 3] =
+            [(b"key\r\nwith\x00bytes", b"value\r\n\x00"), (b"", b"empty key"), (b"empty value", b"")];
+        for (key, value) in odd {
+            client.ok_bytes(&[b"SET", key, value]);
+        }
+        client.ok(&["SET", "expires-soon", "v", "PX", "1500"]);
+        source
+    });
+    let database = server.register_redis("odd-keys-source", &source).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let backup = server.wait_done(&created.name).await.response_backup().expect("the backup").clone();
+
+    // Let the short-lived key expire after the backup took it.
+    crate::support::poll("expires-soon to expire", crate::support::PATIENCE, || async {
+        (blocking(|| source.call(&["EXISTS", "expires-soon"])).text() == "0").then_some(())
+    })
+    .await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let target_database = server.register_redis("odd-keys-target", &target).await;
+    let done = restore(&server, &backup, &target_database.id).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.call(&["EXISTS", "expires-soon"])).text(), "0", "expired keys stay gone");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    for db in [1, 7, 15] {
+        let value = blocking(|| {
+            let mut client = target.client();
+            client.ok(&["SELECT", &db.to_string()]);
+            client.ok(&["GET", &format!("in-db-{db}")]).text()
+        });
+        assert_eq!(value, db.to_string());
+    }
+}

@@ -368,7 +368,7 @@ impl RespClient {
         }
     }
 
-    fn ok_bytes(&mut self, args: &[&[u8]]) -> Reply {
+    pub(crate) fn ok_bytes(&mut self, args: &[&[u8]]) -> Reply {
         match self.call_bytes(args) {
             Ok(Reply::Error(error)) => panic!("redis refused a command: {error}"),
             Ok(reply) => reply,
