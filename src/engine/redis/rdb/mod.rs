@@ -23,6 +23,8 @@ mod lzf;
 mod value;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Read;
