@@ -8,7 +8,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::connection::Connection;
 use super::loader::{DEFAULT_WINDOW, Loader};
@@ -18,6 +20,9 @@ use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
 
 /// Items read ahead of the loader, at most.
 const READ_AHEAD: usize = 256;
+/// Bytes of items read ahead of the loader, at most (one bigger item may pass alone), so
+/// that memory stays bounded whatever the values' sizes.
+const BYTES_AHEAD: usize = 32 << 20;
 /// The file is read through this buffer.
 const FILE_BUFFER: usize = 1 << 20;
 
@@ -83,13 +88,17 @@ async fn load_file(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
+    let budget = Arc::new(Semaphore::new(BYTES_AHEAD));
     let reading = tokio::task::spawn_blocking({
         let path = path.to_owned();
-        move || read_items(&path, max_payload, &sender)
+        let budget = budget.clone();
+        let runtime = tokio::runtime::Handle::current();
+        move || read_items(&path, max_payload, &sender, &runtime, &budget)
     });
     let mut big_key: Option<KeyHeader> = None;
     let mut offset = 0;
-    while let Some((item, read_to)) = items.recv().await {
+    // Each item carries its share of the read-ahead budget, given back once it is sent.
+    while let Some((item, read_to, _budget_share)) = items.recv().await {
         offset = read_to;
         match item {
             Item::Key { header, payload } => {
@@ -156,14 +165,43 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
 }
 
-fn read_items(path: &Path, max_payload: usize, sender: &mpsc::Sender<(Item, u64)>) -> Result<(), Error> {
+type ReadItem = (Item, u64, OwnedSemaphorePermit);
+
+fn read_items(
+    path: &Path,
+    max_payload: usize,
+    sender: &mpsc::Sender<ReadItem>,
+    runtime: &tokio::runtime::Handle,
+    budget: &Arc<Semaphore>,
+) -> Result<(), Error> {
     let mut reader = open(path, max_payload)?;
     while let Some(item) = reader.next().map_err(from_rdb)? {
-        if sender.blocking_send((item, reader.offset())).is_err() {
+        let share = item_size(&item).clamp(1, BYTES_AHEAD) as u32;
+        let Ok(permit) = runtime.block_on(budget.clone().acquire_many_owned(share)) else {
+            return Ok(()); // the budget is closed only when the loader is gone
+        };
+        if sender.blocking_send((item, reader.offset(), permit)).is_err() {
             return Ok(()); // the loader stopped; its error is the one that counts
         }
     }
     Ok(())
+}
+
+// Roughly the memory an item holds.
+fn item_size(item: &Item) -> usize {
+    match item {
+        Item::Key { header, payload } => header.key.len() + payload.as_bytes().len(),
+        Item::Function { code, payload } => code.len() + payload.as_bytes().len(),
+        Item::Elements(Elements::List(values) | Elements::Set(values)) => values.iter().map(Vec::len).sum(),
+        Item::Elements(Elements::SortedSet(members)) => {
+            members.iter().map(|(member, _)| member.len() + 8).sum()
+        }
+        Item::Elements(Elements::Hash(pairs)) => {
+            pairs.iter().map(|(field, value)| field.len() + value.len()).sum()
+        }
+        Item::Elements(Elements::String(piece)) => piece.len(),
+        _ => 64,
+    }
 }
 
 fn open(path: &Path, max_payload: usize) -> Result<RdbReader<BufReader<File>>, Error> {
