@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::connection::Connection;
+use super::connection::{Connection, Reply};
+use super::info::ServerFacts;
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::rdb::{self, Elements, Item, KeyHeader, RdbReader};
 use super::target::Target;
@@ -41,6 +42,8 @@ pub(crate) struct Limits {
 struct Survey {
     keys: u64,
     functions: u64,
+    /// The file's RDB version.
+    version: u16,
 }
 
 /// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
@@ -55,15 +58,19 @@ pub(crate) async fn load(
     phase("verifying");
     let mut keys = 0;
     let mut functions = 0;
+    let mut newest = 0;
     for path in paths {
         let survey = survey(path.clone(), limits.max_payload).await?;
         keys += survey.keys;
         functions += survey.functions;
+        newest = newest.max(survey.version);
     }
     progress(0, 0, keys);
 
     phase("connecting");
     let connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
+    let mut connection = connection;
+    check_target_reads(&mut connection, newest).await?;
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
@@ -145,7 +152,7 @@ async fn load_file(
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
         let mut reader = open(&path, max_payload)?;
-        let mut survey = Survey { keys: 0, functions: 0 };
+        let mut survey = Survey { keys: 0, functions: 0, version: reader.version() };
         while let Some(item) = reader.next().map_err(from_rdb)? {
             match item {
                 Item::Key { .. } | Item::BigKey { .. } => survey.keys += 1,
@@ -166,6 +173,50 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
 }
 
 type ReadItem = (Item, u64, OwnedSemaphorePermit);
+
+// Refuses, before anything is flushed, a Redis target older than the data's format: it
+// would refuse the first RESTORE after its data was already gone. Servers that are not
+// Redis (Valkey and others) are left to answer for themselves.
+async fn check_target_reads(connection: &mut Connection, rdb_version: u16) -> Result<(), Error> {
+    let info = match connection.command(&[b"INFO", b"server"]).await? {
+        Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
+        _ => return Ok(()), // a server that hides INFO answers RESTORE for itself
+    };
+    if info.flavour.is_some() {
+        return Ok(());
+    }
+    let (Some(required), Some(version)) = (oldest_redis_reading(rdb_version), info.version) else {
+        return Ok(());
+    };
+    match redis_release(&version) {
+        Some(release) if release < required => Err(Error::TargetTooOld(format!(
+            "redis at {} is {version}; the data is rdb version {rdb_version}, which needs redis {}.{} or newer",
+            connection.label(),
+            required.0,
+            required.1
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The oldest Redis release that reads RDB `version`; `None` when any release does or
+/// the version is not Redis's (Valkey's 80).
+fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
+    match version {
+        9 => Some((6, 0)),
+        10 => Some((7, 0)),
+        11 => Some((7, 2)),
+        12 => Some((7, 4)),
+        80 => Some((u32::MAX, 0)),
+        _ => None,
+    }
+}
+
+/// `7.0.15` → `(7, 0)`.
+fn redis_release(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
 
 fn read_items(
     path: &Path,
@@ -265,4 +316,20 @@ async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elemen
     full.extend(args.iter().map(Vec::as_slice));
     let what = describe(&String::from_utf8_lossy(command), key);
     loader.command(header.db, &full, what).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_redis_reads_which_rdb() {
+        assert_eq!(redis_release("7.0.15"), Some((7, 0)));
+        assert_eq!(redis_release("garbage"), None);
+        let reads = |release: &str, rdb: u16| {
+            oldest_redis_reading(rdb).is_none_or(|required| redis_release(release).unwrap() >= required)
+        };
+        assert!(reads("7.0.15", 10) && reads("7.0.15", 9) && reads("7.4.1", 12) && reads("6.2.14", 9));
+        assert!(!reads("6.2.14", 10) && !reads("7.0.15", 11) && !reads("7.2.4", 12) && !reads("7.4.0", 80));
+    }
 }

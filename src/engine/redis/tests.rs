@@ -601,3 +601,31 @@ async fn keys_over_the_payload_limit_load_in_element_batches_with_the_same_data(
     };
     assert!((3590..=3600).contains(&ttl), "the expiry follows the batches: {ttl}");
 }
+
+#[tokio::test]
+async fn a_target_too_old_for_the_data_is_refused_before_anything_is_flushed() {
+    // An (empty) RDB in Valkey 9's format, which no Redis release reads.
+    let mut rdb = b"VALKEY080".to_vec();
+    rdb.push(0xff);
+    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&rdb);
+    rdb.extend_from_slice(&crc.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("valkey.rdb");
+    std::fs::write(&path, &rdb).unwrap();
+
+    let target = RedisServer::start(&[]).await;
+    let mut client = target.client("").await;
+    run_text(&mut client, &["SET", "kept", "yes"]).await;
+    let result = RedisEngine::default()
+        .load(&target.uri(""), std::slice::from_ref(&path), &|_| {}, &|_, _, _| {})
+        .await;
+    assert!(
+        matches!(&result, Err(Error::TargetTooOld(message)) if message.contains("rdb version 80")),
+        "{result:?}"
+    );
+    assert_eq!(
+        run_text(&mut client, &["GET", "kept"]).await,
+        Reply::Bulk(Some("yes".into())),
+        "nothing was flushed"
+    );
+}
