@@ -238,6 +238,14 @@ impl Manager {
         for operation in &mut page.items {
             if let Some(current) = self.live_state(operation.id) {
                 *operation = current;
+            } else if !operation.is_done() {
+                // It finished between the read of the page and now: its final state is
+                // in the catalog (written before it left the live set).
+                match self.inner.store.get_operation(operation.id).await {
+                    Ok(current) => *operation = current,
+                    Err(metadata::Error::NotFound { .. }) => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
         Ok(page)
