@@ -280,35 +280,7 @@ fn describe(command: &str, key: &[u8]) -> String {
 
 async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elements) -> Result<(), Error> {
     let key = header.key.as_slice();
-    let mut args: Vec<Vec<u8>> = Vec::new();
-    let command: &[u8] = match elements {
-        Elements::List(values) => {
-            args.extend(values);
-            b"RPUSH"
-        }
-        Elements::Set(members) => {
-            args.extend(members);
-            b"SADD"
-        }
-        Elements::SortedSet(members) => {
-            for (member, score) in members {
-                args.push(score.to_string().into_bytes());
-                args.push(member);
-            }
-            b"ZADD"
-        }
-        Elements::String(piece) => {
-            args.push(piece);
-            b"APPEND"
-        }
-        Elements::Hash(pairs) => {
-            for (field, value) in pairs {
-                args.push(field);
-                args.push(value);
-            }
-            b"HSET"
-        }
-    };
+    let (command, args) = elements.into_command();
     if args.is_empty() {
         return Ok(());
     }

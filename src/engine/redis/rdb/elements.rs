@@ -32,6 +32,26 @@ pub enum Elements {
 }
 
 impl Elements {
+    /// The command that adds this batch to its key, and the arguments after the key:
+    /// `RPUSH`, `SADD`, `ZADD` (score, member), `HSET` (field, value) or `APPEND`.
+    pub fn into_command(self) -> (&'static [u8], Vec<Vec<u8>>) {
+        match self {
+            Elements::List(values) => (b"RPUSH", values),
+            Elements::Set(members) => (b"SADD", members),
+            Elements::SortedSet(members) => {
+                let args = members
+                    .into_iter()
+                    .flat_map(|(member, score)| [score.to_string().into_bytes(), member])
+                    .collect();
+                (b"ZADD", args)
+            }
+            Elements::Hash(pairs) => {
+                (b"HSET", pairs.into_iter().flat_map(|(field, value)| [field, value]).collect())
+            }
+            Elements::String(piece) => (b"APPEND", vec![piece]),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Elements::List(elements) | Elements::Set(elements) => elements.len(),

@@ -539,35 +539,7 @@ fn big_keys_come_out_as_elements_that_rebuild_the_same_values() {
             }
             Item::Elements(elements) => {
                 let header = big.as_ref().expect("elements outside a big key");
-                let mut command: Vec<Vec<u8>> = Vec::new();
-                let verb: &[u8] = match elements {
-                    Elements::List(elements) => {
-                        command.extend(elements);
-                        b"RPUSH"
-                    }
-                    Elements::Set(elements) => {
-                        command.extend(elements);
-                        b"SADD"
-                    }
-                    Elements::SortedSet(elements) => {
-                        for (member, score) in elements {
-                            command.push(score.to_string().into_bytes());
-                            command.push(member);
-                        }
-                        b"ZADD"
-                    }
-                    Elements::Hash(elements) => {
-                        for (field, value) in elements {
-                            command.push(field);
-                            command.push(value);
-                        }
-                        b"HSET"
-                    }
-                    Elements::String(piece) => {
-                        command.push(piece);
-                        b"APPEND"
-                    }
-                };
+                let (verb, command) = elements.into_command();
                 let mut args: Vec<&[u8]> = vec![verb, &header.key];
                 args.extend(command.iter().map(Vec::as_slice));
                 rebuilt.run_bytes(&args);
