@@ -35,6 +35,8 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Absolute directories `file://` import sources may be under; empty: none allowed.
     pub file_roots: Vec<PathBuf>,
+    /// How Redis restores and imports load the target.
+    pub redis_load: crate::engine::redis::LoadMethod,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             spool_dir: None,
             file_roots: Vec::new(),
+            redis_load: crate::engine::redis::LoadMethod::Auto,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Overrides {
     pub spool_dir: Option<PathBuf>,
     /// `file_roots` (the environment separates them with `:`).
     pub file_roots: Option<Vec<PathBuf>>,
+    /// `redis_load`: `auto`, `restore` or `replication`.
+    pub redis_load: Option<String>,
 }
 
 /// Everything wrong with a configuration.
@@ -130,6 +135,7 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_LOG_LEVEL" => overrides.log_level = Some(value),
             "CELLAR_SHUTDOWN_TIMEOUT" => overrides.shutdown_timeout = Some(value),
             "CELLAR_SPOOL_DIR" => overrides.spool_dir = Some(PathBuf::from(value)),
+            "CELLAR_REDIS_LOAD" => overrides.redis_load = Some(value),
             "CELLAR_FILE_ROOTS" => {
                 overrides.file_roots = Some(std::env::split_paths(&value).collect());
             }
@@ -174,6 +180,13 @@ fn apply(
             "text" => config.log_format = LogFormat::Text,
             "json" => config.log_format = LogFormat::Json,
             _ => problems.push(format!("{}: '{format}' is not text or json", name("log_format"))),
+        }
+    }
+    if let Some(method) = overrides.redis_load {
+        match crate::engine::redis::LoadMethod::parse(method.trim()) {
+            Some(method) => config.redis_load = method,
+            None => problems
+                .push(format!("{}: '{method}' is not auto, restore or replication", name("redis_load"))),
         }
     }
     if let Some(level) = overrides.log_level {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub spool_dir: Option<PathBuf>,
     /// Directories `file://` import sources may be under.
     pub file_roots: Vec<PathBuf>,
+    /// How engines load data.
+    pub engines: crate::engine::Settings,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -61,7 +63,7 @@ pub async fn run(
     sweep_spool(&spool_dir);
     let places =
         Places { backups_dir: backups_dir.clone(), spool_dir, file_roots: settings.file_roots.clone() };
-    let cellar = Cellar::new(store, manager.clone(), places);
+    let cellar = Cellar::new(store, manager.clone(), places).with_engine_settings(settings.engines);
     let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
     // This process is the only one using the local root, so every partial file is stale.
     if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {

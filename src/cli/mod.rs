@@ -51,6 +51,10 @@ struct ServeArgs {
     /// A directory `file://` import sources may be under (repeat for several).
     #[arg(long = "file-root", value_name = "DIR")]
     file_roots: Vec<PathBuf>,
+    /// How Redis targets are loaded: `auto` (by replication where the target takes it,
+    /// else RESTORE commands), `restore` or `replication`.
+    #[arg(long, value_name = "METHOD")]
+    redis_load: Option<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -71,6 +75,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         shutdown_timeout: args.shutdown_timeout,
         spool_dir: args.spool_dir,
         file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
+        redis_load: args.redis_load,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -106,6 +111,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         shutdown_timeout: config.shutdown_timeout,
         spool_dir: config.spool_dir.clone(),
         file_roots: config.file_roots.clone(),
+        engines: crate::engine::Settings { redis_load: config.redis_load },
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

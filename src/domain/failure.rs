@@ -85,6 +85,9 @@ pub mod reason {
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
     /// An unexpected internal error; the server log has the details.
     pub const INTERNAL: &str = "INTERNAL";
+    /// A warning: a Redis target was not loaded by replication (it could not take it),
+    /// but with `RESTORE` commands.
+    pub const REPLICATION_DECLINED: &str = "REPLICATION_DECLINED";
 }
 
 /// A failure of an operation (or a warning attached to one).

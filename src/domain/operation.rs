@@ -53,6 +53,10 @@ pub struct RestoreResult {
     pub bytes: u64,
     /// Items (keys, rows) loaded.
     pub items: u64,
+    /// How the data went in, where the engine has several ways (Redis: `replication`
+    /// or `restore`).
+    #[serde(default)]
+    pub load_method: String,
 }
 
 /// What an import did.
@@ -68,6 +72,10 @@ pub struct ImportResult {
     pub bytes: u64,
     /// Items (keys, rows) loaded.
     pub items: u64,
+    /// How the data went in, where the engine has several ways (Redis: `replication`
+    /// or `restore`).
+    #[serde(default)]
+    pub load_method: String,
 }
 
 /// What an export did.

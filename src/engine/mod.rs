@@ -96,12 +96,25 @@ pub type PhaseSink<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
 pub type ProgressSink<'a> = &'a (dyn Fn(u64, u64, u64) + Send + Sync);
 
 /// What a load did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// Keys (rows, ...) loaded.
     pub items: u64,
     /// Function libraries loaded.
     pub functions: u64,
+    /// How the data went in: for Redis, `replication` or `restore`.
+    pub method: &'static str,
+    /// Problems that did not stop the load, or choices the caller should know of.
+    pub warnings: Vec<Warning>,
+}
+
+/// Something a load reports without failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// A stable reason (`crate::domain::reason`).
+    pub reason: &'static str,
+    /// What happened, for people; never holds a secret.
+    pub message: String,
 }
 
 /// A database engine.
@@ -127,10 +140,19 @@ pub trait Engine: Send + Sync {
     ) -> Result<Loaded, Error>;
 }
 
+/// Server-wide engine settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// How Redis targets are loaded.
+    pub redis_load: redis::LoadMethod,
+}
+
 /// The engine for a kind; engines whose issue is still open say so.
-pub fn for_kind(kind: EngineKind) -> Result<std::sync::Arc<dyn Engine>, Error> {
+pub fn for_kind(kind: EngineKind, settings: Settings) -> Result<std::sync::Arc<dyn Engine>, Error> {
     match kind {
-        EngineKind::Redis => Ok(std::sync::Arc::new(redis::RedisEngine::default())),
+        EngineKind::Redis => {
+            Ok(std::sync::Arc::new(redis::RedisEngine::default().with_load_method(settings.redis_load)))
+        }
         other => Err(Error::Unsupported(format!("backups of {other} databases are not supported yet"))),
     }
 }

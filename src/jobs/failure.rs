@@ -21,6 +21,13 @@ pub(super) fn from_load(error: &engine::Error) -> Failure {
     }
 }
 
+/// Attaches an engine's warnings to the operation, with code OK.
+pub(super) fn warn_all(ctx: &crate::operations::JobContext, warnings: &[engine::Warning]) {
+    for warning in warnings {
+        ctx.warn(Failure::new(Code::Ok, warning.reason, warning.message.clone()));
+    }
+}
+
 /// The failure for a storage error.
 pub(super) fn from_storage(error: &storage::Error) -> Failure {
     let code = match error {

@@ -85,12 +85,14 @@ impl ImportJob {
             .await
             .map_err(|error| failure::from_load(&error))?;
         ctx.set_done(bytes, loaded.items);
+        failure::warn_all(ctx, &loaded.warnings);
         Ok(ImportResult {
             database_id: Some(self.target.id),
             backup_id: None,
             source_uris,
             bytes,
             items: loaded.items,
+            load_method: loaded.method.to_owned(),
         })
     }
 

@@ -69,12 +69,14 @@ impl RestoreJob {
             .await
             .map_err(|error| failure::from_load(&error))?;
         ctx.set_done(unpacked.logical_bytes, loaded.items);
+        failure::warn_all(ctx, &loaded.warnings);
         Ok(RestoreResult {
             backup_id: Some(self.backup.id),
             database_id: Some(self.target.id),
             database_name: self.database_name.clone(),
             bytes: unpacked.logical_bytes,
             items: loaded.items,
+            load_method: loaded.method.to_owned(),
         })
     }
 }

@@ -8,7 +8,6 @@ use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupState, Destination, DestinationId, EngineKind,
     Operation, OperationKind, reason,
 };
-use crate::engine;
 use crate::jobs::{BackupJob, DeleteBackupJob, RestoreJob};
 use crate::operations::Submission;
 use crate::storage::{self, Storage};
@@ -20,8 +19,7 @@ impl Cellar {
             return Ok(existing);
         }
         let database = self.store.get_database(request.database_id).await?;
-        let engine =
-            engine::for_kind(database.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let engine = self.engine(database.engine)?;
         let destination_id = request.destination_id.or(database.backup_policy.destination_id);
         let destination = self.resolve_destination(destination_id).await?;
         let storage = open_storage(&destination)?;
@@ -179,8 +177,7 @@ impl Cellar {
                 ),
             });
         }
-        let engine =
-            engine::for_kind(target.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let engine = self.engine(target.engine)?;
         let destination = self.store.get_destination(backup.destination_id).await?;
         let storage = open_storage(&destination)?;
         let job = RestoreJob::new(

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::{Cellar, Error, ImportDatabase};
 use crate::domain::{Database, Invalid, Operation, OperationKind};
-use crate::engine;
 use crate::jobs::{ImportJob, ImportSource};
 use crate::operations::Submission;
 
@@ -19,8 +18,7 @@ impl Cellar {
             return Ok(existing);
         }
         let target = self.store.get_database(request.database_id).await?;
-        let engine =
-            engine::for_kind(target.engine).map_err(|error| Error::Unimplemented(error.to_string()))?;
+        let engine = self.engine(target.engine)?;
         let source = match request.source_connection_uri {
             Some(uri) => {
                 Database::check_engine_matches_uri(target.engine, &uri).map_err(|_| {

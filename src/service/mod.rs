@@ -20,6 +20,8 @@ pub use requests::{
     PolicyPatch, RestoreBackup,
 };
 
+use crate::domain::EngineKind;
+use crate::engine;
 use crate::metadata::Store;
 use crate::operations::Manager;
 
@@ -29,6 +31,7 @@ pub struct Cellar {
     store: Arc<dyn Store>,
     manager: Manager,
     places: Places,
+    engines: engine::Settings,
 }
 
 /// The local directories the core works with.
@@ -45,7 +48,18 @@ pub struct Places {
 impl Cellar {
     /// The core over a catalog, a manager and its local directories.
     pub fn new(store: Arc<dyn Store>, manager: Manager, places: Places) -> Self {
-        Cellar { store, manager, places }
+        Cellar { store, manager, places, engines: engine::Settings::default() }
+    }
+
+    /// The same core with these engine settings.
+    pub fn with_engine_settings(self, engines: engine::Settings) -> Self {
+        Cellar { engines, ..self }
+    }
+
+    /// The engine for `kind`, with the server's settings; UNIMPLEMENTED for engines not
+    /// supported yet.
+    fn engine(&self, kind: EngineKind) -> Result<Arc<dyn engine::Engine>, Error> {
+        engine::for_kind(kind, self.engines).map_err(|error| Error::Unimplemented(error.to_string()))
     }
 
     /// The operations manager (operations RPCs go straight to it).

@@ -2,8 +2,10 @@
 //! own) with the same DEBUG DIGEST, TTLs and function libraries; a damaged backup fails
 //! with SOURCE_CORRUPT and leaves the target exactly as it was.
 
+use cellar::engine::redis::LoadMethod;
+
 use crate::support::{
-    OperationExt, RedisOptions, RedisServer, TestServer, assert_code, backup_of, blocking, pb,
+    OperationExt, RedisOptions, RedisServer, ServerOptions, TestServer, assert_code, backup_of, blocking, pb,
 };
 
 /// A source with every type, a TTL and a function library, and a READY backup of it.
@@ -40,12 +42,31 @@ async fn restore(server: &TestServer, backup: &pb::Backup, target_database_id: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_restores_into_another_server_with_the_same_digest_ttls_and_functions() {
-    let server = TestServer::start().await;
+async fn a_backup_restores_by_replication_with_the_same_digest_ttls_and_functions() {
+    restores_faithfully(LoadMethod::Auto, "replication").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_with_restore_commands_with_the_same_digest_ttls_and_functions() {
+    restores_faithfully(LoadMethod::Restore, "restore").await;
+}
+
+/// Backs up a source with every type in each compression and restores it into another
+/// server (holding a key and a function library of its own) with `method`.
+async fn restores_faithfully(method: LoadMethod, expected_method: &str) {
+    let server =
+        TestServer::start_with(ServerOptions { redis_load: method, ..ServerOptions::default() }).await;
     for compression in [pb::Compression::Zstd, pb::Compression::Gzip, pb::Compression::None] {
         let (source, backup) = backed_up_source(&server, compression).await;
         let target = blocking(|| RedisServer::start(RedisOptions::disk()));
         blocking(|| target.call(&["SET", "stale", "replaced by the restore"]));
+        blocking(|| {
+            target.call(&[
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=stalelib\nredis.register_function('stale', function() return 1 end)",
+            ])
+        });
         let target_database = server
             .register_redis(
                 &format!(
@@ -68,6 +89,9 @@ async fn a_backup_restores_into_another_server_with_the_same_digest_ttls_and_fun
             "42",
             "the function library is restored"
         );
+        let stale =
+            format!("{:?}", blocking(|| target.call(&["FUNCTION", "LIST", "LIBRARYNAME", "stalelib"])));
+        assert_eq!(stale, "Array(Some([]))", "the target's own libraries are replaced");
 
         let Some(pb::operation::Result::Response(pb::OperationResponse {
             result: Some(pb::operation_response::Result::Restore(result)),
@@ -79,6 +103,10 @@ async fn a_backup_restores_into_another_server_with_the_same_digest_ttls_and_fun
         assert_eq!(result.database_id, target_database.id);
         assert_eq!(result.items_loaded as u64, blocking(|| source.key_count()));
         assert_eq!(done.meta().progress.as_ref().unwrap().items_done, result.items_loaded);
+        assert_eq!(result.load_method, expected_method, "{done:?}");
+        assert!(done.meta().warnings.is_empty(), "{done:?}");
+        let replication = blocking(|| target.call(&["INFO", "replication"])).text();
+        assert!(replication.contains("role:master"), "the target is a master again: {replication}");
     }
 }
 
@@ -137,7 +165,8 @@ async fn restore_requests_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_lost_mid_load_fails_the_restore_as_unreachable() {
-    let server = TestServer::start().await;
+    let restore_commands = ServerOptions { redis_load: LoadMethod::Restore, ..ServerOptions::default() };
+    let server = TestServer::start_with(restore_commands).await;
     let source = blocking(|| {
         let source = RedisServer::start(RedisOptions::diskless());
         source.call(&["DEBUG", "POPULATE", "200000", "key", "16"]);

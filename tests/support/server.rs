@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cellar::engine::redis::LoadMethod;
 use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
 use cellar::grpc::pb::cellar::v1::database_service_client::DatabaseServiceClient;
 use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationServiceClient;
@@ -27,11 +28,17 @@ pub(crate) struct ServerOptions {
     pub(crate) max_concurrent_backups: usize,
     /// `Settings::shutdown_timeout`.
     pub(crate) shutdown_timeout: Duration,
+    /// How Redis targets are loaded.
+    pub(crate) redis_load: LoadMethod,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_concurrent_backups: 4, shutdown_timeout: Duration::from_secs(15) }
+        ServerOptions {
+            max_concurrent_backups: 4,
+            shutdown_timeout: Duration::from_secs(15),
+            redis_load: LoadMethod::Auto,
+        }
     }
 }
 
@@ -299,6 +306,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         shutdown_timeout: options.shutdown_timeout,
         spool_dir: None,
         file_roots: vec![std::env::temp_dir()],
+        engines: cellar::engine::Settings { redis_load: options.redis_load },
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;

@@ -1,6 +1,7 @@
 //! A connection to a Redis server: TCP or TLS with timeouts, `AUTH`, and the few RESP2
 //! commands and replies a snapshot needs.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +48,8 @@ pub(crate) struct Connection {
     label: String,
     /// How long a read may wait for the server's next bytes.
     read_timeout: Duration,
+    /// Our end of the TCP connection, when known: an address the server can reach us at.
+    local_addr: Option<SocketAddr>,
 }
 
 impl Connection {
@@ -57,7 +60,7 @@ impl Connection {
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<Connection, Error> {
-        let stream = tokio::time::timeout(connect_timeout, connect(target))
+        let (stream, local_addr) = tokio::time::timeout(connect_timeout, connect(target))
             .await
             .map_err(|_| {
                 Error::Unreachable(format!(
@@ -70,6 +73,7 @@ impl Connection {
                 Error::Unreachable(format!("cannot connect to redis at {}: {reason}", target.label))
             })?;
         let mut connection = Connection::new(stream, target.label.clone(), read_timeout);
+        connection.local_addr = Some(local_addr);
         if let Some(credentials) = &target.credentials {
             connection.authenticate(credentials).await?;
         }
@@ -78,7 +82,18 @@ impl Connection {
 
     /// Wraps an open stream.
     pub(crate) fn new(stream: Box<dyn Transport>, label: String, read_timeout: Duration) -> Connection {
-        Connection { stream, buffer: BytesMut::with_capacity(READ_CHUNK), label, read_timeout }
+        Connection {
+            stream,
+            buffer: BytesMut::with_capacity(READ_CHUNK),
+            label,
+            read_timeout,
+            local_addr: None,
+        }
+    }
+
+    /// Our end of the connection, for a connection opened with [`Connection::open`].
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
     }
 
     /// `host:port`, for messages.
@@ -205,15 +220,19 @@ impl Connection {
     }
 }
 
-/// Opens TCP, then TLS when asked; the error says what failed.
-async fn connect(target: &Target) -> Result<Box<dyn Transport>, String> {
+/// Opens TCP, then TLS when asked; returns the stream and our end's address. The error
+/// says what failed.
+async fn connect(target: &Target) -> Result<(Box<dyn Transport>, SocketAddr), String> {
     let tcp =
         TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|error| error.to_string())?;
     // Commands are small and answered one at a time: do not wait to fill packets.
     tcp.set_nodelay(true).map_err(|error| error.to_string())?;
+    let local_addr = tcp.local_addr().map_err(|error| error.to_string())?;
     match target.tls {
-        None => Ok(Box::new(tcp)),
-        Some(verification) => Ok(Box::new(tls::handshake(tcp, &target.host, verification).await?)),
+        None => Ok((Box::new(tcp), local_addr)),
+        Some(verification) => {
+            Ok((Box::new(tls::handshake(tcp, &target.host, verification).await?), local_addr))
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 mod connection;
 mod info;
 mod loader;
+mod master;
 pub mod rdb;
 mod rdb_stream;
 mod replication;
@@ -49,7 +50,10 @@ pub struct RedisEngine {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_payload: usize,
+    load_method: LoadMethod,
 }
+
+pub use self::restore::LoadMethod;
 
 impl Default for RedisEngine {
     /// Ten seconds to connect; a minute of silence from the server fails the snapshot.
@@ -58,6 +62,7 @@ impl Default for RedisEngine {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_payload: rdb::DEFAULT_MAX_PAYLOAD,
+            load_method: LoadMethod::Auto,
         }
     }
 }
@@ -72,6 +77,12 @@ impl RedisEngine {
     /// hashes and strings are sent in batches of elements, so memory stays bounded.
     pub fn with_max_payload(self, max_payload: usize) -> Self {
         RedisEngine { max_payload, ..self }
+    }
+
+    /// How loads go in: by replication where the target takes it (the default), always
+    /// as `RESTORE` commands, or only by replication.
+    pub fn with_load_method(self, load_method: LoadMethod) -> Self {
+        RedisEngine { load_method, ..self }
     }
 
     /// How long the server may send nothing while we wait for it: a reply, the start of
@@ -126,7 +137,9 @@ impl Engine for RedisEngine {
         })
     }
 
-    /// Phases: `verifying` (the whole file is read once), `connecting`, `loading`.
+    /// Phases: `verifying` (the whole file is read once), `connecting`, then
+    /// `replicating` (the target loads the file as our replica) or `loading` (keys sent
+    /// as commands after a flush).
     async fn load(
         &self,
         uri: &ConnectionUri,
@@ -140,7 +153,7 @@ impl Engine for RedisEngine {
             idle_timeout: self.idle_timeout,
             max_payload: self.max_payload,
         };
-        restore::load(&target, limits, data, phase, progress).await
+        restore::load(&target, limits, self.load_method, data, phase, progress).await
     }
 }
 
@@ -257,7 +270,7 @@ mod unit_tests {
 
     #[test]
     fn redis_is_registered() {
-        let engine = crate::engine::for_kind(EngineKind::Redis).unwrap();
+        let engine = crate::engine::for_kind(EngineKind::Redis, crate::engine::Settings::default()).unwrap();
         assert_eq!(engine.kind(), EngineKind::Redis);
     }
 }

@@ -15,9 +15,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::connection::{Connection, Reply};
 use super::info::ServerFacts;
 use super::loader::{DEFAULT_WINDOW, Loader};
+use super::master::{self, Attempt};
 use super::rdb::{self, Elements, Item, KeyHeader, RdbReader};
 use super::target::Target;
-use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
+use crate::domain::reason;
+use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
 
 /// Items read ahead of the loader, at most.
 const READ_AHEAD: usize = 256;
@@ -38,19 +40,28 @@ pub(crate) struct Limits {
     pub(crate) max_payload: usize,
 }
 
+/// Keys already expired in the file, remembered for deleting after a replication load,
+/// at most; past that, the target's own expiry cycle removes them.
+const MAX_EXPIRED: usize = 65_536;
+
 /// What the dry run found.
 struct Survey {
     keys: u64,
     functions: u64,
     /// The file's RDB version.
     version: u16,
+    /// Keys whose expiry time had passed when the file was read: `(db, key)`.
+    expired: Vec<(u64, Vec<u8>)>,
 }
 
 /// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
-/// data: every file is read whole first, then the server is flushed once.
+/// data: every file is read whole first. A single file goes by replication when `method`
+/// allows and the target takes it; otherwise the server is flushed once and every key
+/// sent as commands.
 pub(crate) async fn load(
     target: &Target,
     limits: Limits,
+    method: LoadMethod,
     paths: &[PathBuf],
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
@@ -59,18 +70,42 @@ pub(crate) async fn load(
     let mut keys = 0;
     let mut functions = 0;
     let mut newest = 0;
+    let mut expired = Vec::new();
     for path in paths {
         let survey = survey(path.clone(), limits.max_payload).await?;
         keys += survey.keys;
         functions += survey.functions;
         newest = newest.max(survey.version);
+        expired.extend(survey.expired);
     }
     progress(0, 0, keys);
 
     phase("connecting");
-    let connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
-    let mut connection = connection;
+    let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     check_target_reads(&mut connection, newest).await?;
+    let mut warnings = Vec::new();
+    if let ([path], LoadMethod::Auto | LoadMethod::Replication) = (paths, method) {
+        phase("replicating");
+        let report = |sent: u64| progress(sent, 0, keys);
+        match master::load(&mut connection, target, limits, path, newest, &report).await? {
+            Attempt::Loaded => {
+                let bytes = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
+                delete_expired(connection, expired).await?;
+                progress(bytes, keys, keys);
+                return Ok(Loaded { items: keys, functions, method: "replication", warnings });
+            }
+            Attempt::Declined(why) if method == LoadMethod::Replication => {
+                return Err(Error::Unsupported(format!("cannot load by replication: {why}")));
+            }
+            Attempt::Declined(why) => {
+                tracing::info!(redis = connection.label(), %why, "loading with RESTORE commands instead of replication");
+                warnings.push(Warning {
+                    reason: reason::REPLICATION_DECLINED,
+                    message: format!("loaded with RESTORE commands, not by replication: {why}"),
+                });
+            }
+        }
+    }
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
@@ -84,7 +119,43 @@ pub(crate) async fn load(
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
-    Ok(Loaded { items, functions })
+    Ok(Loaded { items, functions, method: "restore", warnings })
+}
+
+/// How a Redis target is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMethod {
+    /// By replication where it applies (one file, a target that takes it), else `RESTORE`.
+    #[default]
+    Auto,
+    /// Always `RESTORE` commands.
+    Restore,
+    /// Only by replication: fails when the target cannot take it.
+    Replication,
+}
+
+impl LoadMethod {
+    /// Reads `auto`, `restore` or `replication`.
+    pub fn parse(text: &str) -> Option<LoadMethod> {
+        match text {
+            "auto" => Some(LoadMethod::Auto),
+            "restore" => Some(LoadMethod::Restore),
+            "replication" => Some(LoadMethod::Replication),
+            _ => None,
+        }
+    }
+}
+
+// Deletes keys that were loaded although already expired (a replica keeps them).
+async fn delete_expired(connection: Connection, expired: Vec<(u64, Vec<u8>)>) -> Result<(), Error> {
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let mut loader = Loader::new(connection, DEFAULT_WINDOW);
+    for (db, key) in expired {
+        loader.command(db, &[b"DEL", &key], describe("DEL", &key)).await?;
+    }
+    loader.finish().await.map(drop)
 }
 
 // Sends one file's keys through the loader; returns the bytes read.
@@ -152,10 +223,20 @@ async fn load_file(
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
         let mut reader = open(&path, max_payload)?;
-        let mut survey = Survey { keys: 0, functions: 0, version: reader.version() };
+        let mut survey = Survey { keys: 0, functions: 0, version: reader.version(), expired: Vec::new() };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
         while let Some(item) = reader.next().map_err(from_rdb)? {
             match item {
-                Item::Key { .. } | Item::BigKey { .. } => survey.keys += 1,
+                Item::Key { header, .. } | Item::BigKey { header } => {
+                    survey.keys += 1;
+                    if header.expire_at_ms.is_some_and(|at| at <= now_ms)
+                        && survey.expired.len() < MAX_EXPIRED
+                    {
+                        survey.expired.push((header.db, header.key));
+                    }
+                }
                 Item::Function { .. } => survey.functions += 1,
                 Item::SkippedKey { header, value_len } => {
                     return Err(Error::Unsupported(format!(
@@ -201,7 +282,7 @@ async fn check_target_reads(connection: &mut Connection, rdb_version: u16) -> Re
 
 /// The oldest Redis release that reads RDB `version`; `None` when any release does or
 /// the version is not Redis's (Valkey's 80).
-fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
+pub(super) fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
     match version {
         9 => Some((6, 0)),
         10 => Some((7, 0)),
@@ -213,7 +294,7 @@ fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
 }
 
 /// `7.0.15` → `(7, 0)`.
-fn redis_release(version: &str) -> Option<(u32, u32)> {
+pub(super) fn redis_release(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }

@@ -11,7 +11,7 @@ use crate::engine::Error;
 const DEFAULT_PORT: u16 = 6379;
 
 /// A Redis server to connect to, read from a connection URI.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Target {
     /// The host to resolve or the IP address to connect to (IPv6 without brackets).
     pub(crate) host: String,

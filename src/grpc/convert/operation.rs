@@ -69,6 +69,7 @@ fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
             database_name: restore.database_name.clone(),
             bytes_read: restore.bytes as i64,
             items_loaded: restore.items as i64,
+            load_method: restore.load_method.clone(),
             ..Default::default()
         }),
         OperationResult::Import(import) => Response::ImportResult(pb::ImportResult {
@@ -77,6 +78,7 @@ fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
             source_uris: import.source_uris.clone(),
             bytes_read: import.bytes as i64,
             items_loaded: import.items as i64,
+            load_method: import.load_method.clone(),
             ..Default::default()
         }),
         OperationResult::Export(export) => Response::ExportResult(pb::ExportResult {

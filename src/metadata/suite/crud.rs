@@ -288,6 +288,7 @@ pub(crate) async fn operations(store: &dyn Store) {
             database_name: "orders".to_owned(),
             bytes: 1 << 40,
             items: 3,
+            load_method: "replication".to_owned(),
         }),
         OperationResult::Import(ImportResult {
             database_id: None,
@@ -295,6 +296,7 @@ pub(crate) async fn operations(store: &dyn Store) {
             source_uris: vec!["s3://b/one.rdb".to_owned(), "ftp://u:****@h/two.rdb".to_owned()],
             bytes: 5,
             items: 0,
+            load_method: String::new(),
         }),
         OperationResult::Export(ExportResult {
             database_id,

@@ -1,0 +1,469 @@
+//! Loading a verified RDB file by being the target's master for one full sync, so that
+//! the target loads it with its own RDB loader, as fast as it loads at start.
+//!
+//! The target is given a one-time `masterauth` and `repl-diskless-load swapdb` (its old
+//! data stays until the new data is loaded whole), then told `REPLICAOF` a listener of
+//! ours on the address our control connection comes from. The replica that connects must
+//! authenticate with the one-time password; it gets `+FULLRESYNC` and the file as a
+//! `$<length>` transfer. Once the target reports its link up (the load is done), it is
+//! told `REPLICAOF NO ONE` and every setting is put back. Keys already expired in the file
+//! (a replica keeps them, waiting for its master's deletes) are deleted then.
+//!
+//! A replica that cannot load what it receives may stop the whole server: only a file
+//! read whole and checked beforehand (CRC64, every value's type), in an RDB version the
+//! target's release is known to read, is ever sent; never a live stream.
+//!
+//! Anything the target refuses before it starts loading (a replica already, a cluster
+//! node, `CONFIG` or `REPLICAOF` refused, our address unreachable from it) declines the
+//! path with the target as it was, and the caller falls back to `RESTORE` commands. If
+//! the job is dropped midway, a background task puts the target back.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use super::connection::{Connection, Reply, Transport, describe};
+use super::info::ServerFacts;
+use super::restore::{Limits, oldest_redis_reading, redis_release};
+use super::target::Target;
+use crate::engine::Error;
+
+/// How often the target is asked whether its load is done.
+const POLL: Duration = Duration::from_millis(50);
+/// The file is sent in chunks of this size.
+const CHUNK: usize = 1 << 20;
+/// Settings changed on the target for the sync, and put back afterwards.
+const BORROWED: [&str; 3] = ["masterauth", "masteruser", "repl-diskless-load"];
+
+/// What an attempt came to.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// The target loaded the file.
+    Loaded,
+    /// The path could not run; the target is as it was. Says why.
+    Declined(String),
+}
+
+/// Has the target at `control` load the RDB file at `path` as our replica. `progress`
+/// gets the bytes sent. Errors only once the target may have started loading.
+pub(crate) async fn load(
+    control: &mut Connection,
+    target: &Target,
+    limits: Limits,
+    path: &Path,
+    rdb_version: u16,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Attempt, Error> {
+    if let Some(why) = unsuitable(control, target, rdb_version).await? {
+        return Ok(Attempt::Declined(why));
+    }
+    let Some(local) = control.local_addr() else {
+        return Ok(Attempt::Declined("our address as the target sees it is unknown".to_owned()));
+    };
+    let listener = match TcpListener::bind(SocketAddr::new(local.ip(), 0)).await {
+        Ok(listener) => listener,
+        Err(error) => return Ok(Attempt::Declined(format!("cannot listen on {}: {error}", local.ip()))),
+    };
+    let address = listener.local_addr().map_err(|error| Error::Unsupported(error.to_string()))?;
+    let password = one_time_password();
+
+    let mut lease = match Lease::take(control, target, limits, &password).await? {
+        Ok(lease) => lease,
+        Err(why) => return Ok(Attempt::Declined(why)),
+    };
+    let host = address.ip().to_string();
+    let port = address.port().to_string();
+    match control.command(&[b"REPLICAOF", host.as_bytes(), port.as_bytes()]).await? {
+        Reply::Status(_) => lease.replicating = true,
+        other => {
+            lease.give_back(control).await?;
+            return Ok(Attempt::Declined(format!("the target refused REPLICAOF: {}", shown(&other))));
+        }
+    }
+
+    // The replica's connection stays open until it is told to stop replicating.
+    let outcome = replicate(control, &listener, &password, limits, path, progress).await?;
+    lease.give_back(control).await?;
+    match outcome {
+        Served::Loaded(_link) => Ok(Attempt::Loaded),
+        Served::NotReached => Ok(Attempt::Declined(format!(
+            "the target did not connect to {address} within {} s",
+            limits.connect_timeout.as_secs_f64()
+        ))),
+        Served::Dropped => Ok(Attempt::Declined(
+            "the target dropped the replication link before its load finished (its data was kept)".to_owned(),
+        )),
+    }
+}
+
+/// Why the target cannot take this path, if it cannot.
+async fn unsuitable(
+    control: &mut Connection,
+    target: &Target,
+    rdb_version: u16,
+) -> Result<Option<String>, Error> {
+    if target.tls.is_some() {
+        return Ok(Some("the target is reached over TLS".to_owned()));
+    }
+    let info = match control.command(&[b"INFO", b"all"]).await? {
+        Reply::Bulk(Some(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => return Ok(Some(format!("the target answered INFO with {}", shown(&other)))),
+    };
+    if field(&info, "role") != Some("master") {
+        return Ok(Some("the target is a replica".to_owned()));
+    }
+    if field(&info, "cluster_enabled") == Some("1") {
+        return Ok(Some("the target is a cluster node".to_owned()));
+    }
+    if field(&info, "loading") == Some("1") {
+        return Ok(Some("the target is loading data".to_owned()));
+    }
+    let facts = ServerFacts::parse(&info);
+    if !reads(&facts, rdb_version) {
+        let server = facts.flavour.or(facts.version.map(|v| format!("redis {v}"))).unwrap_or_default();
+        return Ok(Some(format!("{server} is not known to read rdb version {rdb_version}")));
+    }
+    Ok(None)
+}
+
+/// Whether a server is known to read RDB `version`: a replica that cannot read what it
+/// is sent may stop, so unknown means no.
+fn reads(facts: &ServerFacts, version: u16) -> bool {
+    match &facts.flavour {
+        None => {
+            let release = facts.version.as_deref().and_then(redis_release);
+            match (release, oldest_redis_reading(version)) {
+                (Some(release), Some(required)) => release >= required,
+                (Some(release), None) => version <= 9 && release >= (6, 0),
+                (None, _) => false,
+            }
+        }
+        Some(flavour) => {
+            let major = flavour
+                .strip_prefix("valkey ")
+                .and_then(|version| version.split('.').next())
+                .and_then(|major| major.parse::<u32>().ok());
+            match major {
+                Some(major) if major >= 7 => version <= 11 || (version == 80 && major >= 9),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// `value` of the `name:value` line of an `INFO` text.
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim_end)
+}
+
+/// How serving the replica ended.
+enum Served {
+    /// The target loaded the file; the replica's connection, still open.
+    Loaded(Box<dyn Transport>),
+    /// Nobody authenticated and asked for a sync in time.
+    NotReached,
+    /// The replica hung up before its link came up: its load failed.
+    Dropped,
+}
+
+/// Accepts the target's replica connection, sends it the file, and waits until the
+/// target says the link is up (its load is done).
+async fn replicate(
+    control: &mut Connection,
+    listener: &TcpListener,
+    password: &str,
+    limits: Limits,
+    path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Served, Error> {
+    let deadline = Instant::now() + limits.connect_timeout;
+    let mut replica = loop {
+        let accepted = tokio::time::timeout_at(deadline.into(), listener.accept()).await;
+        let Ok(accepted) = accepted else { return Ok(Served::NotReached) };
+        let (socket, peer) =
+            accepted.map_err(|error| Error::Unreachable(format!("accepting failed: {error}")))?;
+        let _ = socket.set_nodelay(true);
+        let mut replica = Connection::new(Box::new(socket), peer.to_string(), limits.idle_timeout);
+        match handshake(&mut replica, password).await {
+            Ok(true) => break replica,
+            Ok(false) => continue,
+            Err(error) => tracing::debug!(peer = %peer, %error, "replica handshake failed"),
+        }
+    };
+
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
+    let size = file.metadata().await.map_err(|error| Error::Unsupported(error.to_string()))?.len();
+    replica.write_all(format!("${size}\r\n").as_bytes()).await?;
+    let mut chunk = vec![0; CHUNK];
+    let mut sent = 0;
+    loop {
+        let read = file
+            .read(&mut chunk)
+            .await
+            .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))?;
+        if read == 0 {
+            break;
+        }
+        replica.write_all(&chunk[..read]).await?;
+        sent += read as u64;
+        progress(sent);
+    }
+
+    // The replica now only sends `REPLCONF ACK`s, read and dropped; its hanging up means
+    // its load failed.
+    let (mut stream, _) = replica.into_parts();
+    let mut sink = [0; 512];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut sink) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    return Ok(Served::Dropped);
+                }
+            }
+            () = tokio::time::sleep(POLL) => {
+                match control.command(&[b"INFO", b"replication"]).await? {
+                    Reply::Bulk(Some(text)) if field(&String::from_utf8_lossy(&text), "master_link_status") == Some("up") => {
+                        return Ok(Served::Loaded(stream));
+                    }
+                    Reply::Bulk(Some(_)) => {}
+                    other => return Err(Error::Protocol(format!(
+                        "redis at {} answered INFO with {}", control.label(), describe(&other)
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// Plays the master's side of the handshake until the replica asks for a sync; `true`
+/// once it did and `+FULLRESYNC` was sent, `false` for a client that did not
+/// authenticate (it is dropped).
+async fn handshake(replica: &mut Connection, password: &str) -> Result<bool, Error> {
+    let mut authenticated = false;
+    loop {
+        let Reply::Array(Some(parts)) = replica.read_reply().await? else { return Ok(false) };
+        let args: Vec<&[u8]> = parts
+            .iter()
+            .filter_map(|part| match part {
+                Reply::Bulk(Some(bytes)) => Some(bytes.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let Some(command) = args.first().map(|name| name.to_ascii_uppercase()) else { return Ok(false) };
+        match command.as_slice() {
+            b"PING" => replica.write_all(b"+PONG\r\n").await?,
+            b"AUTH" => {
+                authenticated = args.last().is_some_and(|given| same(given, password.as_bytes()));
+                if !authenticated {
+                    replica.write_all(b"-WRONGPASS invalid password\r\n").await?;
+                    return Ok(false);
+                }
+                replica.write_all(b"+OK\r\n").await?;
+            }
+            _ if !authenticated => {
+                replica.write_all(b"-NOAUTH Authentication required.\r\n").await?;
+                return Ok(false);
+            }
+            b"REPLCONF" => replica.write_all(b"+OK\r\n").await?,
+            b"PSYNC" | b"SYNC" => {
+                if command == b"PSYNC" {
+                    let answer = format!("+FULLRESYNC {} 0\r\n", replication_id());
+                    replica.write_all(answer.as_bytes()).await?;
+                }
+                return Ok(true);
+            }
+            _ => replica.write_all(b"-ERR not a master for that\r\n").await?,
+        }
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
+fn one_time_password() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh 40-hex-digit replication id.
+fn replication_id() -> String {
+    one_time_password()[..40].to_owned()
+}
+
+fn shown(reply: &Reply) -> String {
+    match reply {
+        Reply::Error(message) => message.clone(),
+        other => describe(other).to_owned(),
+    }
+}
+
+/// The target's settings while it is our replica, with what to put back. Dropped without
+/// [`Lease::give_back`] (the job was cancelled), it puts them back from a background task
+/// over a new connection.
+struct Lease {
+    target: Target,
+    limits: Limits,
+    /// The values the borrowed settings had; never logged (`masterauth` is a secret).
+    saved: Vec<(&'static str, Vec<u8>)>,
+    /// Whether `REPLICAOF` was accepted.
+    replicating: bool,
+    given_back: bool,
+}
+
+impl Lease {
+    /// Reads the settings to borrow and sets them; `Ok(Err(why))` when the target refused
+    /// (whatever was set already is put back).
+    async fn take(
+        control: &mut Connection,
+        target: &Target,
+        limits: Limits,
+        password: &str,
+    ) -> Result<Result<Lease, String>, Error> {
+        let mut lease = Lease {
+            target: target.clone(),
+            limits,
+            saved: Vec::new(),
+            replicating: false,
+            given_back: false,
+        };
+        let mut values = Vec::new();
+        for name in BORROWED {
+            match control.command(&[b"CONFIG", b"GET", name.as_bytes()]).await? {
+                Reply::Array(Some(pair)) => match pair.as_slice() {
+                    [_, Reply::Bulk(Some(value))] => values.push((name, value.to_vec())),
+                    [] => {} // a setting this release does not have
+                    _ => return Ok(Err(format!("the target answered CONFIG GET {name} oddly"))),
+                },
+                other => {
+                    lease.given_back = true;
+                    return Ok(Err(format!("the target refused CONFIG GET: {}", shown(&other))));
+                }
+            }
+        }
+        let wanted = |name: &str| -> &[u8] {
+            match name {
+                "masterauth" => password.as_bytes(),
+                "repl-diskless-load" => b"swapdb",
+                _ => b"",
+            }
+        };
+        for (name, value) in values {
+            let reply = control.command(&[b"CONFIG", b"SET", name.as_bytes(), wanted(name)]).await?;
+            if !matches!(reply, Reply::Status(_)) {
+                lease.give_back(control).await?;
+                return Ok(Err(format!("the target refused CONFIG SET {name}: {}", shown(&reply))));
+            }
+            lease.saved.push((name, value));
+        }
+        if !lease.saved.iter().any(|(name, _)| *name == "repl-diskless-load") {
+            lease.give_back(control).await?;
+            return Ok(Err("the target cannot load a sync in place (repl-diskless-load swapdb)".to_owned()));
+        }
+        Ok(Ok(lease))
+    }
+
+    /// Ends replication and puts every setting back. On failure, the settings are put
+    /// back in the background over a new connection when the lease is dropped.
+    async fn give_back(&mut self, control: &mut Connection) -> Result<(), Error> {
+        restore_settings(control, self.replicating, &self.saved).await?;
+        self.given_back = true;
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.given_back {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (target, limits, replicating) = (self.target.clone(), self.limits, self.replicating);
+        let saved = std::mem::take(&mut self.saved);
+        runtime.spawn(async move {
+            let put_back = async {
+                let mut control = Connection::open(&target, limits.connect_timeout, limits.idle_timeout).await?;
+                restore_settings(&mut control, replicating, &saved).await
+            };
+            if let Err(error) = put_back.await {
+                tracing::warn!(redis = %target.label, %error, "could not end replication on a cancelled load");
+            }
+        });
+    }
+}
+
+/// `REPLICAOF NO ONE` (when `replicating`), then the saved settings.
+async fn restore_settings(
+    control: &mut Connection,
+    replicating: bool,
+    saved: &[(&'static str, Vec<u8>)],
+) -> Result<(), Error> {
+    if replicating {
+        let reply = control.command(&[b"REPLICAOF", b"NO", b"ONE"]).await?;
+        if !matches!(reply, Reply::Status(_)) {
+            return Err(Error::Protocol(format!(
+                "redis at {} refused REPLICAOF NO ONE: {}",
+                control.label(),
+                shown(&reply)
+            )));
+        }
+    }
+    for (name, value) in saved {
+        let reply = control.command(&[b"CONFIG", b"SET", name.as_bytes(), value]).await?;
+        if !matches!(reply, Reply::Status(_)) {
+            // The message is the server's own and names no value.
+            tracing::warn!(redis = control.label(), setting = name, reply = %shown(&reply), "setting not put back");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(version: &str, flavour: Option<&str>) -> ServerFacts {
+        ServerFacts {
+            version: Some(version.into()),
+            flavour: flavour.map(Into::into),
+            ..ServerFacts::default()
+        }
+    }
+
+    #[test]
+    fn sends_only_what_the_target_is_known_to_read() {
+        assert!(reads(&facts("7.0.15", None), 10));
+        assert!(reads(&facts("7.0.15", None), 9));
+        assert!(!reads(&facts("7.0.15", None), 11));
+        assert!(!reads(&facts("6.2.14", None), 10));
+        assert!(reads(&facts("7.4.1", None), 12));
+        assert!(!reads(&facts("7.4.1", None), 80));
+        assert!(reads(&facts("7.2.4", Some("valkey 8.0.1")), 11));
+        assert!(!reads(&facts("7.2.4", Some("valkey 8.0.1")), 80));
+        assert!(reads(&facts("7.2.4", Some("valkey 9.1.2")), 80));
+        assert!(!reads(&facts("7.2.4", Some("keydb 6.3.4")), 9));
+        assert!(!reads(&facts("7.0.15", None), 13));
+    }
+
+    #[test]
+    fn reads_info_fields() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_link_status:up\r\n";
+        assert_eq!(field(info, "role"), Some("master"));
+        assert_eq!(field(info, "master_link_status"), Some("up"));
+        assert_eq!(field(info, "master"), None);
+    }
+
+    #[test]
+    fn compares_passwords_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abd", b"abc"));
+        assert!(!same(b"ab", b"abc"));
+        assert_eq!(replication_id().len(), 40);
+        assert_ne!(one_time_password(), one_time_password());
+    }
+}
