@@ -11,4 +11,5 @@ mod listing;
 mod operations;
 mod process;
 mod reflection;
+mod replication_load;
 mod restore;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use cellar::grpc::pb::cellar::v1 as pb;
 pub(crate) use process::ProcessServer;
-pub(crate) use redis::{RedisOptions, RedisServer};
+pub(crate) use redis::{RedisOptions, RedisServer, Reply};
 pub(crate) use server::{ServerOptions, TestServer};
 use tonic::Code;
 use tonic_types::StatusExt;

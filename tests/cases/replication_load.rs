@@ -1,0 +1,213 @@
+//! Restores by replication against real redis-servers: the target's settings are put
+//! back, a target that refuses the path is loaded with RESTORE commands instead (or the
+//! restore fails when replication was required), and a cancelled or lost load leaves the
+//! target as it was or fails with a clear reason.
+
+use cellar::engine::redis::LoadMethod;
+
+use crate::support::{
+    OperationExt, PATIENCE, RedisOptions, RedisServer, ServerOptions, TestServer, assert_no_secret,
+    backup_of, blocking, pb, poll,
+};
+
+/// A source with `keys` keys of `size`-byte values, and a READY backup of it.
+async fn backed_up(server: &TestServer, name: &str, keys: u32, size: u32) -> (RedisServer, pb::Backup) {
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        source.load_every_type();
+        source.call(&["DEBUG", "POPULATE", &keys.to_string(), "bulk", &size.to_string()]);
+        source
+    });
+    let database = server.register_redis(name, &source).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let done = server.wait_done(&created.name).await;
+    (source, done.response_backup().expect("the backup").clone())
+}
+
+async fn start_restore(server: &TestServer, backup: &pb::Backup, target_database_id: &str) -> pb::Operation {
+    let request = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_id: target_database_id.to_owned(),
+        ..Default::default()
+    };
+    server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner()
+}
+
+fn restore_result(done: &pb::Operation) -> &pb::RestoreResult {
+    match &done.result {
+        Some(pb::operation::Result::Response(pb::OperationResponse {
+            result: Some(pb::operation_response::Result::Restore(result)),
+        })) => result,
+        _ => panic!("a restore answers with a RestoreResult: {done:?}"),
+    }
+}
+
+fn config(redis: &RedisServer, name: &str) -> String {
+    let mut client = redis.client();
+    let reply = client.ok(&["CONFIG", "GET", name]);
+    match reply {
+        crate::support::Reply::Array(Some(pair)) if pair.len() == 2 => pair[1].text(),
+        other => panic!("CONFIG GET {name} answered {other:?}"),
+    }
+}
+
+fn replication_info(redis: &RedisServer) -> String {
+    redis.call(&["INFO", "replication"]).text()
+}
+
+const OWN_MASTERAUTH: &str = "the-target's-own-masterauth";
+
+/// A target holding data and a `masterauth` of its own.
+fn prepared_target() -> RedisServer {
+    let target = RedisServer::start(RedisOptions::disk());
+    target.call(&["SET", "precious", "the target's own data"]);
+    target.call(&["CONFIG", "SET", "masterauth", OWN_MASTERAUTH]);
+    target
+}
+
+fn assert_put_back(target: &RedisServer) {
+    assert!(replication_info(target).contains("role:master"), "a master again: {}", replication_info(target));
+    assert_eq!(config(target, "masterauth"), OWN_MASTERAUTH, "masterauth is put back");
+    assert_eq!(config(target, "repl-diskless-load"), "disabled", "repl-diskless-load is put back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_restore_puts_the_targets_settings_back() {
+    let server = TestServer::start().await;
+    let (source, backup) = backed_up(&server, "settings-source", 1000, 32).await;
+    let target = blocking(prepared_target);
+    let target_database = server.register_redis("settings-target", &target).await;
+
+    let started = start_restore(&server, &backup, &target_database.id).await;
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(restore_result(&done).load_method, "replication");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    blocking(|| assert_put_back(&target));
+    assert_no_secret(OWN_MASTERAUTH, &done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_refuses_replicaof_is_loaded_with_restore_commands_and_says_why() {
+    let server = TestServer::start().await;
+    let (source, backup) = backed_up(&server, "refusing-source", 1000, 32).await;
+    let target = blocking(|| {
+        let target = prepared_target();
+        target.call(&[
+            "ACL",
+            "SETUSER",
+            "loader",
+            "on",
+            ">loader-password",
+            "~*",
+            "&*",
+            "+@all",
+            "-replicaof",
+        ]);
+        target
+    });
+    let uri = format!("redis://loader:loader-password@127.0.0.1:{}", target.port());
+    let target_database = server.register(crate::support::redis_database("refusing-target", &uri)).await;
+
+    let started = start_restore(&server, &backup, &target_database.id).await;
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(restore_result(&done).load_method, "restore");
+    let warnings = &done.meta().warnings;
+    assert_eq!(warnings.len(), 1, "{done:?}");
+    assert_eq!(warnings[0].reason, "REPLICATION_DECLINED");
+    assert_eq!(warnings[0].code, 0);
+    assert!(warnings[0].message.contains("REPLICAOF"), "the warning says why: {:?}", warnings[0]);
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    blocking(|| assert_put_back(&target));
+    assert_no_secret("loader-password", &done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_replication_fails_on_a_target_that_refuses_it_and_leaves_it_untouched() {
+    let options = ServerOptions { redis_load: LoadMethod::Replication, ..ServerOptions::default() };
+    let server = TestServer::start_with(options).await;
+    let (_source, backup) = backed_up(&server, "required-source", 100, 16).await;
+    let target = blocking(|| {
+        let target = prepared_target();
+        target.call(&[
+            "ACL",
+            "SETUSER",
+            "loader",
+            "on",
+            ">loader-password",
+            "~*",
+            "&*",
+            "+@all",
+            "-replicaof",
+        ]);
+        target
+    });
+    let before = blocking(|| target.digest());
+    let uri = format!("redis://loader:loader-password@127.0.0.1:{}", target.port());
+    let target_database = server.register(crate::support::redis_database("required-target", &uri)).await;
+
+    let started = start_restore(&server, &backup, &target_database.id).await;
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    let error = done.error().expect("an error");
+    assert_eq!(error.code, tonic::Code::FailedPrecondition as i32, "{error:?}");
+    assert!(error.message.contains("cannot load by replication"), "{error:?}");
+    assert_eq!(blocking(|| target.digest()), before, "the target is untouched");
+    blocking(|| assert_put_back(&target));
+}
+
+/// Makes the target load slowly (`key-load-delay` microseconds per key), and starts a
+/// restore of `backup` into it; returns once the target is loading.
+async fn slow_restore(server: &TestServer, backup: &pb::Backup, target: &RedisServer) -> pb::Operation {
+    blocking(|| target.call(&["CONFIG", "SET", "key-load-delay", "100"]));
+    let target_database = server.register_redis("slow-target", target).await;
+    let started = start_restore(server, backup, &target_database.id).await;
+    poll("the target to start loading", PATIENCE, || async {
+        blocking(|| replication_info(target).contains("master_sync_in_progress:1")).then_some(())
+    })
+    .await;
+    started
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_replication_restore_leaves_the_targets_data_and_settings() {
+    let server = TestServer::start().await;
+    let (_source, backup) = backed_up(&server, "cancel-source", 200_000, 16).await;
+    let target = blocking(prepared_target);
+    let before = blocking(|| target.digest());
+
+    let started = slow_restore(&server, &backup, &target).await;
+    assert_eq!(server.operation(&started.name).await.meta().phase, "replicating");
+    let request = pb::CancelOperationRequest { name: started.name.clone() };
+    server.operations().cancel_operation(request).await.expect("CancelOperation");
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Cancelled, "{done:?}");
+
+    // The target is put back from the background: wait for it, then compare.
+    poll("the target to be a master again", PATIENCE, || async {
+        blocking(|| replication_info(&target).contains("role:master")).then_some(())
+    })
+    .await;
+    poll("the target's settings to be put back", PATIENCE, || async {
+        blocking(|| config(&target, "masterauth") == OWN_MASTERAUTH).then_some(())
+    })
+    .await;
+    blocking(|| assert_put_back(&target));
+    assert_eq!(blocking(|| target.digest()), before, "the old data was kept (swapdb)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_lost_mid_replication_fails_the_restore_as_unreachable() {
+    let server = TestServer::start().await;
+    let (_source, backup) = backed_up(&server, "lost-source", 200_000, 16).await;
+    let mut target = blocking(prepared_target);
+
+    let started = slow_restore(&server, &backup, &target).await;
+    blocking(|| target.kill());
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    let error = done.error().expect("an error");
+    assert_eq!(error.reason, "TARGET_UNREACHABLE", "{error:?}");
+    assert!(error.message.contains("127.0.0.1"), "the message names the server: {error:?}");
+}
