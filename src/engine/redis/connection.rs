@@ -284,13 +284,37 @@ pub(crate) fn describe(reply: &Reply) -> &'static str {
 pub(crate) fn encode_command(args: &[&[u8]]) -> Vec<u8> {
     let size = args.iter().map(|arg| arg.len() + 16).sum::<usize>() + 16;
     let mut encoded = Vec::with_capacity(size);
-    encoded.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for arg in args {
-        encoded.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        encoded.extend_from_slice(arg);
-        encoded.extend_from_slice(b"\r\n");
-    }
+    encode_command_into(&mut encoded, args);
     encoded
+}
+
+/// Appends a command, encoded as [`encode_command`] does, to `out`.
+pub(crate) fn encode_command_into(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.push(b'*');
+    push_decimal(out, args.len());
+    out.extend_from_slice(b"\r\n");
+    for arg in args {
+        out.push(b'$');
+        push_decimal(out, arg.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends `number` in decimal digits.
+fn push_decimal(out: &mut Vec<u8>, mut number: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Parses one reply from the front of `input`: the reply and the bytes it took, or

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::connection::{Connection, Reply, describe, encode_command, refusal};
+use super::connection::{Connection, Reply, describe, encode_command_into, refusal};
 use crate::engine::Error;
 
 /// Commands in flight at most, by default.
@@ -111,7 +111,7 @@ impl Loader {
     }
 
     async fn queue(&mut self, command: &[&[u8]], pending: Pending) -> Result<(), Error> {
-        self.outgoing.extend_from_slice(&encode_command(command));
+        encode_command_into(&mut self.outgoing, command);
         self.pending.push_back(pending);
         if self.outgoing.len() >= SEND_BUFFER || self.pending.len() >= self.window {
             self.send_buffered().await?;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use crc::{CRC_64_REDIS, Crc, Digest, Table};
+use super::crc64::{CRC64, Digest};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -26,9 +26,6 @@ const OPCODE_EOF: u8 = 0xff;
 const HOLD_BACK: usize = TRAILER_LEN + MARK_LEN;
 /// How much one read from the server may bring.
 const BUFFER_SIZE: usize = 512 * 1024;
-
-/// Redis's CRC-64/Jones, sixteen bytes at a time.
-static CRC64: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_REDIS);
 
 /// Reads the RDB version from the first [`MAGIC_LEN`] bytes (`REDIS0011` is 11).
 pub(crate) fn parse_magic(head: &[u8]) -> Result<u32, String> {
@@ -63,7 +60,7 @@ pub(crate) struct RdbStream<R> {
     /// Bytes received from the source so far (for a mark transfer, the mark included).
     received: u64,
     /// The CRC64 of all bytes released, which are never the trailer.
-    digest: Digest<'static, u64, Table<16>>,
+    digest: Digest,
     /// The last byte summed: the RDB end opcode once everything is in.
     last_summed: Option<u8>,
     /// The trailer, gathered as it arrives (length framing) or at the mark.

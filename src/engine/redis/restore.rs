@@ -21,8 +21,12 @@ use super::target::Target;
 use crate::domain::reason;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
 
-/// Items read ahead of the loader, at most.
-const READ_AHEAD: usize = 256;
+/// Batches read ahead of the loader, at most.
+const READ_AHEAD: usize = 16;
+/// Items are handed to the loader in batches of this many items or bytes, whichever
+/// comes first, so that threads meet once a batch rather than once a key.
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
 /// Bytes of items read ahead of the loader, at most (one bigger item may pass alone), so
 /// that memory stays bounded whatever the values' sizes.
 const BYTES_AHEAD: usize = 32 << 20;
@@ -67,6 +71,7 @@ pub(crate) async fn load(
     progress: ProgressSink<'_>,
 ) -> Result<Loaded, Error> {
     phase("verifying");
+    let started = std::time::Instant::now();
     let mut keys = 0;
     let mut functions = 0;
     let mut newest = 0;
@@ -79,6 +84,7 @@ pub(crate) async fn load(
         expired.extend(survey.expired);
     }
     progress(0, 0, keys);
+    let verified = started.elapsed();
 
     phase("connecting");
     let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
@@ -92,6 +98,7 @@ pub(crate) async fn load(
                 let bytes = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
                 delete_expired(connection, expired).await?;
                 progress(bytes, keys, keys);
+                log_done("replication", keys, verified, started.elapsed());
                 return Ok(Loaded { items: keys, functions, method: "replication", warnings });
             }
             Attempt::Declined(why) if method == LoadMethod::Replication => {
@@ -119,7 +126,18 @@ pub(crate) async fn load(
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
+    log_done("restore", items, verified, started.elapsed());
     Ok(Loaded { items, functions, method: "restore", warnings })
+}
+
+fn log_done(method: &str, keys: u64, verified: Duration, total: Duration) {
+    tracing::info!(
+        method,
+        keys,
+        verify_s = verified.as_secs_f64(),
+        load_s = (total - verified).as_secs_f64(),
+        "redis load done"
+    );
 }
 
 /// How a Redis target is loaded.
@@ -175,37 +193,11 @@ async fn load_file(
     });
     let mut big_key: Option<KeyHeader> = None;
     let mut offset = 0;
-    // Each item carries its share of the read-ahead budget, given back once it is sent.
-    while let Some((item, read_to, _budget_share)) = items.recv().await {
-        offset = read_to;
-        match item {
-            Item::Key { header, payload } => {
-                loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
-            }
-            Item::Function { payload, .. } => {
-                let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", payload.as_bytes(), b"REPLACE"];
-                loader.command(0, &args, "FUNCTION RESTORE".to_owned()).await?;
-            }
-            Item::BigKey { header } => {
-                loader.command(header.db, &[b"DEL", &header.key], describe("DEL", &header.key)).await?;
-                big_key = Some(header);
-            }
-            Item::Elements(elements) => {
-                let header =
-                    big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
-                send_elements(loader, header, elements).await?;
-            }
-            Item::BigKeyEnd => {
-                let header =
-                    big_key.take().ok_or_else(|| Error::Corrupt("a key end outside a key".to_owned()))?;
-                if let Some(expire_at_ms) = header.expire_at_ms {
-                    let at = expire_at_ms.to_string();
-                    let args: [&[u8]; 3] = [b"PEXPIREAT", &header.key, at.as_bytes()];
-                    loader.command(header.db, &args, describe("PEXPIREAT", &header.key)).await?;
-                }
-                loader.count_key();
-            }
-            _ => {}
+    // Each batch carries its share of the read-ahead budget, given back once it is sent.
+    while let Some((batch, _budget_share)) = items.recv().await {
+        for (item, read_to) in batch {
+            offset = read_to;
+            send_item(loader, item, &mut big_key).await?;
         }
         progress(offset, loader.restored());
     }
@@ -215,6 +207,41 @@ async fn load_file(
         Err(join_error) => return Err(Error::Unsupported(format!("the rdb reader stopped: {join_error}"))),
     }
     Ok(offset)
+}
+
+// Sends one item of the file through the loader; `big_key` is the big key whose
+// elements are being sent, if any.
+async fn send_item(loader: &mut Loader, item: Item, big_key: &mut Option<KeyHeader>) -> Result<(), Error> {
+    match item {
+        Item::Key { header, payload } => {
+            loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
+        }
+        Item::Function { payload, .. } => {
+            let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", payload.as_bytes(), b"REPLACE"];
+            loader.command(0, &args, "FUNCTION RESTORE".to_owned()).await?;
+        }
+        Item::BigKey { header } => {
+            loader.command(header.db, &[b"DEL", &header.key], describe("DEL", &header.key)).await?;
+            *big_key = Some(header);
+        }
+        Item::Elements(elements) => {
+            let header =
+                big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
+            send_elements(loader, header, elements).await?;
+        }
+        Item::BigKeyEnd => {
+            let header =
+                big_key.take().ok_or_else(|| Error::Corrupt("a key end outside a key".to_owned()))?;
+            if let Some(expire_at_ms) = header.expire_at_ms {
+                let at = expire_at_ms.to_string();
+                let args: [&[u8]; 3] = [b"PEXPIREAT", &header.key, at.as_bytes()];
+                loader.command(header.db, &args, describe("PEXPIREAT", &header.key)).await?;
+            }
+            loader.count_key();
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 // Reads the whole file once without loading anything: counts keys and functions, and
@@ -253,7 +280,8 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
 }
 
-type ReadItem = (Item, u64, OwnedSemaphorePermit);
+/// Items with the file offset after each, and their share of the read-ahead budget.
+type ReadBatch = (Vec<(Item, u64)>, OwnedSemaphorePermit);
 
 // Refuses, before anything is flushed, a Redis target older than the data's format: it
 // would refuse the first RESTORE after its data was already gone. Servers that are not
@@ -302,21 +330,38 @@ pub(super) fn redis_release(version: &str) -> Option<(u32, u32)> {
 fn read_items(
     path: &Path,
     max_payload: usize,
-    sender: &mpsc::Sender<ReadItem>,
+    sender: &mpsc::Sender<ReadBatch>,
     runtime: &tokio::runtime::Handle,
     budget: &Arc<Semaphore>,
 ) -> Result<(), Error> {
     let mut reader = open(path, max_payload)?;
-    while let Some(item) = reader.next().map_err(from_rdb)? {
-        let share = item_size(&item).clamp(1, BYTES_AHEAD) as u32;
+    let mut batch = Vec::with_capacity(BATCH_ITEMS);
+    let mut batch_bytes = 0;
+    loop {
+        let item = reader.next().map_err(from_rdb)?;
+        let end = item.is_none();
+        if let Some(item) = item {
+            batch_bytes += item_size(&item);
+            batch.push((item, reader.offset()));
+        }
+        if batch.is_empty() || (!end && batch.len() < BATCH_ITEMS && batch_bytes < BATCH_BYTES) {
+            if end {
+                return Ok(());
+            }
+            continue;
+        }
+        let share = batch_bytes.clamp(1, BYTES_AHEAD) as u32;
         let Ok(permit) = runtime.block_on(budget.clone().acquire_many_owned(share)) else {
             return Ok(()); // the budget is closed only when the loader is gone
         };
-        if sender.blocking_send((item, reader.offset(), permit)).is_err() {
+        if sender.blocking_send((std::mem::take(&mut batch), permit)).is_err() {
             return Ok(()); // the loader stopped; its error is the one that counts
         }
+        batch_bytes = 0;
+        if end {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 // Roughly the memory an item holds.

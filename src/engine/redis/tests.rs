@@ -497,7 +497,7 @@ async fn the_loader_names_the_key_a_target_refuses() {
     // A payload from the future: RDB version 255, with a correct checksum.
     let mut future = payload[..payload.len() - 10].to_vec();
     future.extend_from_slice(&255u16.to_le_bytes());
-    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&future);
+    let crc = super::crc64::CRC64.checksum(&future);
     future.extend_from_slice(&crc.to_le_bytes());
     let mut loader = super::loader::Loader::new(target.client("").await, 4);
     loader.restore(0, b"from-the-future", None, &future).await.unwrap();
@@ -510,7 +510,7 @@ async fn the_loader_names_the_key_a_target_refuses() {
     // A payload whose checksum is right but whose body is not a value.
     let mut garbage = vec![0u8, 0xC3, 0xFF, 0xFF];
     garbage.extend_from_slice(&payload[payload.len() - 10..payload.len() - 8]);
-    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&garbage);
+    let crc = super::crc64::CRC64.checksum(&garbage);
     garbage.extend_from_slice(&crc.to_le_bytes());
     let mut loader = super::loader::Loader::new(target.client("").await, 4);
     loader.restore(0, b"garbage", None, &garbage).await.unwrap();
@@ -558,7 +558,8 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
         .await
         .unwrap();
     assert_eq!(digest(&mut target_client).await, digest(&mut source_client).await);
-    assert_eq!(phases.into_inner().unwrap(), ["verifying", "connecting", "loading"]);
+    assert_eq!(phases.into_inner().unwrap(), ["verifying", "connecting", "replicating"]);
+    assert_eq!(loaded.method, "replication");
     let (bytes, items, total) = last.into_inner().unwrap();
     assert_eq!((items, total), (loaded.items, loaded.items));
     assert!(bytes > 0 && bytes <= data.len() as u64);
@@ -607,7 +608,7 @@ async fn a_target_too_old_for_the_data_is_refused_before_anything_is_flushed() {
     // An (empty) RDB in Valkey 9's format, which no Redis release reads.
     let mut rdb = b"VALKEY080".to_vec();
     rdb.push(0xff);
-    let crc = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS).checksum(&rdb);
+    let crc = super::crc64::CRC64.checksum(&rdb);
     rdb.extend_from_slice(&crc.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("valkey.rdb");
