@@ -51,6 +51,10 @@ struct ServeArgs {
     /// A directory `file://` import sources may be under (repeat for several).
     #[arg(long = "file-root", value_name = "DIR")]
     file_roots: Vec<PathBuf>,
+    /// A host http(s) import sources may reach even at an internal address (loopback,
+    /// private, link-local), as `name`, `name:port`, `IP` or `IP:port` (repeat for several).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -71,6 +75,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         shutdown_timeout: args.shutdown_timeout,
         spool_dir: args.spool_dir,
         file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
+        allow_hosts: (!args.allow_hosts.is_empty()).then_some(args.allow_hosts),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -106,6 +111,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         shutdown_timeout: config.shutdown_timeout,
         spool_dir: config.spool_dir.clone(),
         file_roots: config.file_roots.clone(),
+        allow_hosts: config.allow_hosts.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -12,6 +12,7 @@ use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationService
 use cellar::grpc::pb::cellar::v1::export_service_client::ExportServiceClient;
 use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
 use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
+use cellar::net::AllowedHost;
 use cellar::server::Settings;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -27,11 +28,18 @@ pub(crate) struct ServerOptions {
     pub(crate) max_concurrent_backups: usize,
     /// `Settings::shutdown_timeout`.
     pub(crate) shutdown_timeout: Duration,
+    /// `Settings::allow_hosts`: by default 127.0.0.1 (every port), where the harness's
+    /// HTTP servers listen.
+    pub(crate) allow_hosts: Vec<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_concurrent_backups: 4, shutdown_timeout: Duration::from_secs(15) }
+        ServerOptions {
+            max_concurrent_backups: 4,
+            shutdown_timeout: Duration::from_secs(15),
+            allow_hosts: vec!["127.0.0.1".to_owned()],
+        }
     }
 }
 
@@ -299,6 +307,11 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         shutdown_timeout: options.shutdown_timeout,
         spool_dir: None,
         file_roots: vec![std::env::temp_dir()],
+        allow_hosts: options
+            .allow_hosts
+            .iter()
+            .map(|host| AllowedHost::parse(host).expect("a valid allowed host"))
+            .collect(),
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;
