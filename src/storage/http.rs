@@ -63,9 +63,7 @@ impl HttpClient {
             .read_timeout(READ_TIMEOUT)
             .user_agent(concat!("cellar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| {
-                Error::Unsupported(format!("http (the client cannot start: {})", describe(&error)))
-            })?;
+            .map_err(|error| Error::Setup(format!("the http client: {}", describe(&error))))?;
         Ok(HttpClient { client, policy })
     }
 

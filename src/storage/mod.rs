@@ -59,6 +59,9 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
+    /// A backend could not be set up (an HTTP client whose TLS cannot start).
+    #[error("cannot set up {0}")]
+    Setup(String),
     /// The URL policy refuses the URL, or a redirect from it.
     #[error(transparent)]
     Refused(#[from] crate::net::Error),

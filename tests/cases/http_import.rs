@@ -204,6 +204,7 @@ async fn a_server_error_is_retried() {
 
     let done = import(&server, &database.id, &[http.url("/flaky/dump.rdb")]).await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(http.flaky_hits("dump.rdb"), 2, "one 500, then the file");
     assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
 }
 
@@ -284,4 +285,31 @@ async fn without_an_allow_list_loopback_is_refused() {
         ..Default::default()
     };
     crate::support::assert_invalid(server.imports().import_database(invalid).await, "source_uris[1]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_streams_from_an_offset_and_reports_sizes() {
+    use cellar::net::{AllowedHost, UrlPolicy};
+    use cellar::storage::http::HttpClient;
+    use tokio::io::AsyncReadExt;
+
+    let http = HttpServer::start().await;
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(http.dir().join("blob"), &content).unwrap();
+    let client = HttpClient::new(UrlPolicy::new(vec![AllowedHost::parse("127.0.0.1").unwrap()])).unwrap();
+    let url = url::Url::parse(&http.file_url("blob")).unwrap();
+
+    assert_eq!(client.head(&url).await.expect("HEAD").size, Some(100_000));
+    for offset in [0u64, 1, 65_536, 99_999, 100_000] {
+        let mut reader = client.open(&url, offset).await.expect("GET");
+        assert_eq!(reader.size, Some(100_000), "offset {offset}: the whole size, whatever the offset");
+        let mut read = Vec::new();
+        reader.body.read_to_end(&mut read).await.expect("read the body");
+        assert_eq!(read, content[offset as usize..], "offset {offset}");
+    }
+    let missing = url::Url::parse(&http.file_url("absent")).unwrap();
+    match client.head(&missing).await {
+        Err(cellar::storage::Error::NotFound { key }) => assert!(key.ends_with("/files/absent"), "{key}"),
+        other => panic!("expected not found, got {other:?}"),
+    }
 }

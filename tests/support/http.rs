@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 pub(crate) struct HttpServer {
     addr: SocketAddr,
     dir: TempDir,
+    shared: Arc<Shared>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
@@ -60,12 +61,13 @@ impl HttpServer {
             authorization,
             flaky_hits: Mutex::new(HashMap::new()),
         });
+        let served = shared.clone();
         let accepting = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) ends every connection.
             let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let shared = shared.clone();
+                let shared = served.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let shared = shared.clone();
@@ -78,7 +80,7 @@ impl HttpServer {
                 while connections.try_join_next().is_some() {}
             }
         });
-        HttpServer { addr, dir, accepting }
+        HttpServer { addr, dir, shared, accepting }
     }
 
     /// The directory served under `/files/` and `/flaky/`.
@@ -99,6 +101,11 @@ impl HttpServer {
     /// The URL of a served file.
     pub(crate) fn file_url(&self, name: &str) -> String {
         self.url(&format!("/files/{name}"))
+    }
+
+    /// How many requests `/flaky/<name>` has had.
+    pub(crate) fn flaky_hits(&self, name: &str) -> u32 {
+        self.shared.flaky_hits.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 
     /// The port it listens on.
