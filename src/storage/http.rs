@@ -124,7 +124,8 @@ impl HttpClient {
         let shown = redact_uri(url.as_str());
         let (bare, credentials) = split_credentials(url);
         let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let mut request = self.client.request(method.clone(), bare.clone());
             if let Some((user, password)) = &credentials {
                 request = request.basic_auth(user, Some(password));
@@ -132,7 +133,6 @@ impl HttpClient {
             if offset > 0 {
                 request = request.header(RANGE, format!("bytes={offset}-"));
             }
-            let last = attempt == ATTEMPTS;
             let failure = match request.send().await {
                 Ok(response) => match classify(&shown, response) {
                     Outcome::Success(response) => return Ok(response),
@@ -156,14 +156,14 @@ impl HttpClient {
                     error
                 }
             };
-            if last {
+            if attempt == ATTEMPTS {
                 return Err(failure);
             }
             tracing::debug!(url = %shown, attempt, error = %failure, "retrying an http request");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
+            attempt += 1;
         }
-        unreachable!("the last attempt returns")
     }
 }
 
