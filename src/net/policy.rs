@@ -210,15 +210,27 @@ fn url_host(host: &Host<&str>) -> String {
 }
 
 /// The kind of internal address `ip` is, or `None` for an address on the public
-/// internet. IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+/// internet. IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) IPv6
+/// addresses are judged as the IPv4 address they carry.
 pub fn internal_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(ip) => internal_kind_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(mapped) => internal_kind_v4(mapped),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped().or_else(|| nat64_embedded(ip)) {
+            Some(embedded) => internal_kind_v4(embedded),
             None => internal_kind_v6(ip),
         },
     }
+}
+
+// The IPv4 address inside the well-known NAT64 prefix 64:ff9b::/96.
+fn nat64_embedded(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let segments = ip.segments();
+    if segments[..6] != [0x64, 0xff9b, 0, 0, 0, 0] {
+        return None;
+    }
+    let [a, b] = segments[6].to_be_bytes();
+    let [c, d] = segments[7].to_be_bytes();
+    Some(Ipv4Addr::new(a, b, c, d))
 }
 
 fn internal_kind_v4(ip: Ipv4Addr) -> Option<&'static str> {
@@ -291,6 +303,9 @@ mod tests {
             ("255.255.255.255", Some("broadcast or multicast")),
             ("::ffff:127.0.0.1", Some("loopback")),
             ("::ffff:10.0.0.1", Some("private")),
+            ("64:ff9b::7f00:1", Some("loopback")),
+            ("64:ff9b::a9fe:a9fe", Some("cloud metadata")),
+            ("64:ff9b::808:808", None),
             ("8.8.8.8", None),
             ("172.32.0.1", None),
             ("172.15.255.255", None),

@@ -307,6 +307,22 @@ async fn the_reader_streams_from_an_offset_and_reports_sizes() {
         reader.body.read_to_end(&mut read).await.expect("read the body");
         assert_eq!(read, content[offset as usize..], "offset {offset}");
     }
+    // Five redirects are followed; a sixth is one too many.
+    let mut chained = http.file_url("blob");
+    for hops in 1..=6 {
+        let query: String =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("to", &chained).finish();
+        chained = http.url(&format!("/redirect?{query}"));
+        let result = client.head(&url::Url::parse(&chained).unwrap()).await;
+        match (hops, result) {
+            (..=5, Ok(head)) => assert_eq!(head.size, Some(100_000)),
+            (6, Err(error @ cellar::storage::Error::Unreachable { .. })) => {
+                assert!(error.to_string().contains("redirect"), "{error}")
+            }
+            (hops, other) => panic!("{hops} redirects: unexpected {other:?}"),
+        }
+    }
+
     let missing = url::Url::parse(&http.file_url("absent")).unwrap();
     match client.head(&missing).await {
         Err(cellar::storage::Error::NotFound { key }) => assert!(key.ends_with("/files/absent"), "{key}"),
