@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::net::AllowedHost;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -37,6 +39,9 @@ pub struct Config {
     pub file_roots: Vec<PathBuf>,
     /// How Redis restores and imports load the target.
     pub redis_load: crate::engine::redis::LoadMethod,
+    /// Hosts http(s) import sources may reach even at internal addresses (loopback,
+    /// private, link-local); empty: public addresses only.
+    pub allow_hosts: Vec<AllowedHost>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             spool_dir: None,
             file_roots: Vec::new(),
             redis_load: crate::engine::redis::LoadMethod::Auto,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -78,6 +84,10 @@ pub struct Overrides {
     pub file_roots: Option<Vec<PathBuf>>,
     /// `redis_load`: `auto`, `restore` or `replication`.
     pub redis_load: Option<String>,
+    /// `allow_hosts`: a list, or one string of comma-separated hosts (as the
+    /// environment gives them).
+    #[serde(default, deserialize_with = "list_or_text")]
+    pub allow_hosts: Option<Vec<String>>,
 }
 
 /// Everything wrong with a configuration.
@@ -139,6 +149,7 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_FILE_ROOTS" => {
                 overrides.file_roots = Some(std::env::split_paths(&value).collect());
             }
+            "CELLAR_ALLOW_HOSTS" => overrides.allow_hosts = Some(split_list(&value)),
             _ => {}
         }
     }
@@ -213,6 +224,16 @@ fn apply(
             problems.push(format!("{}: roots must be absolute: {}", name("file_roots"), relative.join(", ")));
         }
     }
+    if let Some(hosts) = overrides.allow_hosts {
+        let (parsed, bad): (Vec<_>, Vec<_>) =
+            hosts.iter().map(|host| AllowedHost::parse(host)).partition(Result::is_ok);
+        if bad.is_empty() {
+            config.allow_hosts = parsed.into_iter().filter_map(Result::ok).collect();
+        } else {
+            let problems_found: Vec<String> = bad.into_iter().filter_map(Result::err).collect();
+            problems.push(format!("{}: {}", name("allow_hosts"), problems_found.join("; ")));
+        }
+    }
     if let Some(timeout) = overrides.shutdown_timeout {
         match parse_duration(&timeout) {
             Some(timeout) => config.shutdown_timeout = timeout,
@@ -237,6 +258,26 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => Some(Duration::from_secs(number.checked_mul(3600)?)),
         _ => None,
     }
+}
+
+// `a, b,c` -> `["a", "b", "c"]`, empty items dropped.
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+}
+
+// TOML files may write `allow_hosts = ["a", "b"]` or `allow_hosts = "a, b"`.
+fn list_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    let value: Option<ListOrText> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.map(|value| match value {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => split_list(&text),
+    }))
 }
 
 // TOML files may write `max_concurrent_backups = 8` or `"8"`.
@@ -307,6 +348,31 @@ mod tests {
         ] {
             assert!(text.contains(fragment), "missing {fragment} in {text}");
         }
+    }
+
+    #[test]
+    fn allow_hosts_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = |config: &Config| config.allow_hosts.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let file = dir.path().join("list.toml");
+        std::fs::write(&file, "allow_hosts = [\"files.internal\", \"127.0.0.1:8080\"]\n").unwrap();
+        let config = load(Some(&file), env(&[]), Overrides::default()).unwrap();
+        assert_eq!(hosts(&config), ["files.internal", "127.0.0.1:8080"]);
+        std::fs::write(&file, "allow_hosts = \"a.internal, [::1]:9000\"\n").unwrap();
+        let config = load(Some(&file), env(&[]), Overrides::default()).unwrap();
+        assert_eq!(hosts(&config), ["a.internal", "[::1]:9000"]);
+        let config =
+            load(Some(&file), env(&[("CELLAR_ALLOW_HOSTS", "env.internal ,10.0.0.5")]), Overrides::default())
+                .unwrap();
+        assert_eq!(hosts(&config), ["env.internal", "10.0.0.5"]);
+        let flags = Overrides { allow_hosts: Some(vec!["flag.internal".into()]), ..Overrides::default() };
+        let config = load(Some(&file), env(&[("CELLAR_ALLOW_HOSTS", "env.internal")]), flags).unwrap();
+        assert_eq!(hosts(&config), ["flag.internal"]);
+        let error = load(None, env(&[("CELLAR_ALLOW_HOSTS", "ok.internal,u@bad,x/y")]), Overrides::default())
+            .unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert!(error.problems[0].starts_with("CELLAR_ALLOW_HOSTS: 'u@bad'"), "{error}");
+        assert!(error.problems[0].contains("'x/y'"), "{error}");
     }
 
     #[test]

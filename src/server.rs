@@ -13,6 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::metadata::{SqliteStore, Store};
+use crate::net::AllowedHost;
 use crate::operations::Manager;
 use crate::service::{Cellar, Places};
 use crate::storage::local::LocalStorage;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub file_roots: Vec<PathBuf>,
     /// How engines load data.
     pub engines: crate::engine::Settings,
+    /// Hosts http(s) import sources may reach even at internal addresses.
+    pub allow_hosts: Vec<AllowedHost>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -61,9 +64,15 @@ pub async fn run(
         None => data_dir.join("spool"),
     };
     sweep_spool(&spool_dir);
-    let places =
-        Places { backups_dir: backups_dir.clone(), spool_dir, file_roots: settings.file_roots.clone() };
-    let cellar = Cellar::new(store, manager.clone(), places).with_engine_settings(settings.engines);
+    let places = Places {
+        backups_dir: backups_dir.clone(),
+        spool_dir,
+        file_roots: settings.file_roots.clone(),
+        allow_hosts: settings.allow_hosts.clone(),
+    };
+    let cellar = Cellar::new(store, manager.clone(), places)
+        .context("cannot start the http client")?
+        .with_engine_settings(settings.engines);
     let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
     // This process is the only one using the local root, so every partial file is stale.
     if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {

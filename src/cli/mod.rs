@@ -55,6 +55,10 @@ struct ServeArgs {
     /// else RESTORE commands), `restore` or `replication`.
     #[arg(long, value_name = "METHOD")]
     redis_load: Option<String>,
+    /// A host http(s) import sources may reach even at an internal address (loopback,
+    /// private, link-local), as `name`, `name:port`, `IP` or `IP:port` (repeat for several).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -76,6 +80,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         spool_dir: args.spool_dir,
         file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
         redis_load: args.redis_load,
+        allow_hosts: (!args.allow_hosts.is_empty()).then_some(args.allow_hosts),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -112,6 +117,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         spool_dir: config.spool_dir.clone(),
         file_roots: config.file_roots.clone(),
         engines: crate::engine::Settings { redis_load: config.redis_load },
+        allow_hosts: config.allow_hosts.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -63,6 +63,14 @@ pub mod reason {
     pub const TARGET_UNREACHABLE: &str = "TARGET_UNREACHABLE";
     /// The database server refused the credentials.
     pub const AUTH_FAILED: &str = "AUTH_FAILED";
+    /// A `file://` source lies outside the allowed file roots.
+    pub const SOURCE_NOT_ALLOWED: &str = "SOURCE_NOT_ALLOWED";
+    /// An import source (a file or URL) does not exist.
+    pub const SOURCE_NOT_FOUND: &str = "SOURCE_NOT_FOUND";
+    /// The storage or server holding the data refused the credentials (HTTP 401, 403).
+    pub const STORAGE_DENIED: &str = "STORAGE_DENIED";
+    /// The URL's host is, or resolves to, an internal address not on the allow-list.
+    pub const URL_NOT_ALLOWED: &str = "URL_NOT_ALLOWED";
     /// The data read is not what it claims to be (bad magic, checksum mismatch, truncated).
     pub const SOURCE_CORRUPT: &str = "SOURCE_CORRUPT";
     /// The data uses a module type no engine can load.

@@ -47,8 +47,8 @@ pub(crate) fn to_status(error: Error) -> Status {
             details.set_retry_info(Some(BUSY_RETRY_DELAY));
             Status::with_error_details(Code::Aborted, error.to_string(), details)
         }
-        Error::PermissionDenied(message) => {
-            with_reason(Code::PermissionDenied, message, "SOURCE_NOT_ALLOWED", HashMap::new())
+        Error::PermissionDenied { reason, message } => {
+            with_reason(Code::PermissionDenied, message, reason, HashMap::new())
         }
         Error::Unimplemented(message) => {
             with_reason(Code::Unimplemented, message, "NOT_IMPLEMENTED", HashMap::new())

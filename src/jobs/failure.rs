@@ -38,10 +38,29 @@ pub(super) fn from_storage(error: &storage::Error) -> Failure {
                 error.to_string(),
             );
         }
+        storage::Error::Denied { .. } => {
+            return Failure::new(Code::PermissionDenied, reason::STORAGE_DENIED, error.to_string());
+        }
+        storage::Error::Refused(_) => {
+            return Failure::new(Code::PermissionDenied, reason::URL_NOT_ALLOWED, error.to_string());
+        }
         storage::Error::NotFound { .. } => Code::NotFound,
         _ => Code::Unavailable,
     };
     Failure::new(code, reason::STORAGE_FAILED, error.to_string())
+}
+
+/// The failure for an import source (a file or URL) that cannot be read: absent is
+/// `SOURCE_NOT_FOUND`, refused credentials `STORAGE_DENIED`, a URL the policy refuses
+/// `URL_NOT_ALLOWED`, anything else `SOURCE_UNREACHABLE`.
+pub(super) fn from_source(error: &storage::Error) -> Failure {
+    match error {
+        storage::Error::NotFound { .. } => {
+            Failure::new(Code::NotFound, reason::SOURCE_NOT_FOUND, error.to_string())
+        }
+        storage::Error::Denied { .. } | storage::Error::Refused(_) => from_storage(error),
+        _ => Failure::new(Code::Unavailable, reason::SOURCE_UNREACHABLE, error.to_string()),
+    }
 }
 
 /// The failure for a catalog error.
@@ -81,7 +100,11 @@ pub(super) fn from_unpack(error: &unpack::Error) -> Failure {
             Failure::new(Code::DataLoss, reason::SOURCE_CORRUPT, message.clone())
         }
         unpack::Error::Source(io) => {
-            match io.get_ref().and_then(|inner| inner.downcast_ref::<engine::Error>()) {
+            let inner = io.get_ref();
+            if let Some(storage_error) = inner.and_then(|inner| inner.downcast_ref::<storage::Error>()) {
+                return from_source(storage_error);
+            }
+            match inner.and_then(|inner| inner.downcast_ref::<engine::Error>()) {
                 Some(engine_error) => from_engine(engine_error),
                 None => Failure::new(
                     Code::Unavailable,

@@ -1,7 +1,7 @@
 //! Importing into a registered database: every source is spooled to local disk first
-//! (files decompressed as their content says, a live server snapshotted over its
-//! replication protocol), then the engine checks them all and loads them in order after
-//! one flush.
+//! (files, local or over http(s), decompressed as their content says; a live server
+//! snapshotted over its replication protocol), then the engine checks them all and loads
+//! them in order after one flush.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,15 +13,37 @@ use super::failure;
 use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, OperationResult, reason};
 use crate::engine::Engine;
 use crate::operations::{Job, JobContext};
-use crate::pipeline::unpack::{SpoolFile, unpack};
+use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
+use crate::storage::ObjectReader;
+use crate::storage::http::HttpClient;
 
 /// Where imported data comes from.
 #[derive(Debug, Clone)]
 pub enum ImportSource {
-    /// Files on this machine (already checked against the allowed roots), in load order.
-    Files(Vec<PathBuf>),
+    /// Files, in load order.
+    Files(Vec<SourceFile>),
     /// A live server of the target's engine.
     Live(ConnectionUri),
+}
+
+/// One file to import.
+#[derive(Debug, Clone)]
+pub enum SourceFile {
+    /// A file on this machine, already checked against the allowed roots.
+    Local(PathBuf),
+    /// An http(s) URL, already checked against the URL policy (and checked again when
+    /// it resolves and on every redirect). Its password shows redacted.
+    Http(ConnectionUri),
+}
+
+impl SourceFile {
+    /// The source as results show it: a password redacted.
+    pub fn shown(&self) -> String {
+        match self {
+            SourceFile::Local(path) => format!("file://{}", path.display()),
+            SourceFile::Http(url) => url.redacted(),
+        }
+    }
 }
 
 /// Replaces a database's data with imported data.
@@ -30,41 +52,48 @@ pub struct ImportJob {
     target: Database,
     source: ImportSource,
     spool_dir: PathBuf,
+    http: Arc<HttpClient>,
 }
 
 impl ImportJob {
-    /// A job loading `source` into `target`; `spool_dir` holds the data meanwhile.
-    pub fn new(engine: Arc<dyn Engine>, target: Database, source: ImportSource, spool_dir: PathBuf) -> Self {
-        ImportJob { engine, target, source, spool_dir }
+    /// A job loading `source` into `target`; `spool_dir` holds the data meanwhile, and
+    /// `http` fetches http(s) sources.
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        target: Database,
+        source: ImportSource,
+        spool_dir: PathBuf,
+        http: Arc<HttpClient>,
+    ) -> Self {
+        ImportJob { engine, target, source, spool_dir, http }
     }
 
     async fn import(&self, ctx: &JobContext) -> Result<ImportResult, Failure> {
         let mut spools = Vec::new();
         let mut bytes = 0;
         let source_uris = match &self.source {
-            ImportSource::Files(paths) => {
+            ImportSource::Files(files) => {
                 ctx.set_phase("reading");
-                for path in paths {
-                    let file = tokio::fs::File::open(path).await.map_err(|error| {
-                        Failure::new(
-                            Code::NotFound,
-                            reason::SOURCE_UNREACHABLE,
-                            format!("cannot open {}: {error}", path.display()),
-                        )
-                    })?;
-                    let (spool, read) = self.spool(file, ctx, bytes).await?;
-                    bytes += read;
+                let mut stored = 0;
+                for file in files {
+                    let reader = self.open(file).await?;
+                    if let Some(size) = reader.size {
+                        ctx.set_totals(stored + size, 0);
+                    }
+                    let (spool, unpacked) = self.spool(reader.body, ctx, stored).await?;
+                    stored += unpacked.stored_bytes;
+                    bytes += unpacked.logical_bytes;
                     spools.push(spool);
                 }
-                paths.iter().map(|path| format!("file://{}", path.display())).collect()
+                files.iter().map(SourceFile::shown).collect()
             }
             ImportSource::Live(uri) => {
                 let phase = |phase: &'static str| ctx.set_phase(phase);
                 let snapshot =
                     self.engine.snapshot(uri, &phase).await.map_err(|error| failure::from_engine(&error))?;
                 ctx.set_totals(snapshot.bytes_total.unwrap_or(0), snapshot.items_total.unwrap_or(0));
-                let (spool, read) = self.spool(snapshot.body, ctx, 0).await?;
-                bytes = read;
+                let (spool, unpacked) = self.spool(snapshot.body, ctx, 0).await?;
+                bytes = unpacked.logical_bytes;
                 spools.push(spool);
                 vec![uri.redacted()]
             }
@@ -96,20 +125,42 @@ impl ImportJob {
         })
     }
 
-    // Decompresses one source into a new spool file; returns it and the bytes written.
+    // Opens one file source; its size when known.
+    async fn open(&self, file: &SourceFile) -> Result<ObjectReader, Failure> {
+        match file {
+            SourceFile::Local(path) => {
+                let cannot_open = |error: std::io::Error| {
+                    let reason = match error.kind() {
+                        std::io::ErrorKind::NotFound => reason::SOURCE_NOT_FOUND,
+                        _ => reason::SOURCE_UNREACHABLE,
+                    };
+                    Failure::new(Code::NotFound, reason, format!("cannot open {}: {error}", path.display()))
+                };
+                let opened = tokio::fs::File::open(path).await.map_err(cannot_open)?;
+                let size = opened.metadata().await.ok().map(|metadata| metadata.len());
+                Ok(ObjectReader { size, body: Box::pin(opened) })
+            }
+            SourceFile::Http(url) => {
+                self.http.open(url.expose(), 0).await.map_err(|error| failure::from_source(&error))
+            }
+        }
+    }
+
+    // Decompresses one source into a new spool file; returns it and what was read and
+    // written. Progress counts stored bytes, after `bytes_before` of earlier sources.
     async fn spool(
         &self,
         source: impl tokio::io::AsyncRead + Unpin + Send,
         ctx: &JobContext,
         bytes_before: u64,
-    ) -> Result<(SpoolFile, u64), Failure> {
+    ) -> Result<(SpoolFile, Unpacked), Failure> {
         let mut spool =
             SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
         let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, 0);
         let unpacked = unpack(source, None, &mut spool, &mut on_progress)
             .await
             .map_err(|error| failure::from_unpack(&error))?;
-        Ok((spool, unpacked.logical_bytes))
+        Ok((spool, unpacked))
     }
 }
 

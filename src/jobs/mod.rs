@@ -13,7 +13,7 @@ mod restore;
 
 pub use backup::BackupJob;
 pub use delete::DeleteBackupJob;
-pub use import::{ImportJob, ImportSource};
+pub use import::{ImportJob, ImportSource, SourceFile};
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
 

@@ -44,8 +44,13 @@ pub enum Error {
         operation_id: OperationId,
     },
     /// The request reaches for something this server does not allow.
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("{message}")]
+    PermissionDenied {
+        /// A stable reason (`SOURCE_NOT_ALLOWED`, `URL_NOT_ALLOWED`).
+        reason: &'static str,
+        /// What was refused.
+        message: String,
+    },
     /// The feature is not available yet.
     #[error("{0}")]
     Unimplemented(String),

@@ -1,13 +1,20 @@
-//! Importing into registered databases: from files under the allowed roots, or from a
-//! live server of the same engine.
+//! Importing into registered databases: from files under the allowed roots, from
+//! http(s) URLs the URL policy allows, or from a live server of the same engine.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Cellar, Error, ImportDatabase};
-use crate::domain::{Database, Invalid, Operation, OperationKind};
-use crate::jobs::{ImportJob, ImportSource};
+use crate::domain::{ConnectionUri, Database, Invalid, Operation, OperationKind, reason};
+use crate::jobs::{ImportJob, ImportSource, SourceFile};
+use crate::net::{self, Reach};
 use crate::operations::Submission;
+
+/// How long the early DNS check of an http(s) source may take before the request is
+/// accepted anyway (the check at connect time still applies).
+const EARLY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Cellar {
     /// Starts replacing a database's data with imported data; returns the operation.
@@ -29,9 +36,10 @@ impl Cellar {
                 })?;
                 ImportSource::Live(uri)
             }
-            None => ImportSource::Files(self.allowed_files(&request.source_uris)?),
+            None => ImportSource::Files(self.import_files(&request.source_uris).await?),
         };
-        let job = ImportJob::new(engine, target.clone(), source, self.places.spool_dir.clone());
+        let job =
+            ImportJob::new(engine, target.clone(), source, self.places.spool_dir.clone(), self.http.clone());
         let submission = Submission {
             kind: OperationKind::ImportDatabase,
             database_id: Some(target.id),
@@ -43,35 +51,77 @@ impl Cellar {
         Ok(self.manager.submit(submission).await?)
     }
 
-    // The local paths of `file://` sources, each inside an allowed root once resolved
-    // (so `..` and links cannot leave it). Other schemes arrive with their storage.
-    fn allowed_files(&self, sources: &[url::Url]) -> Result<Vec<PathBuf>, Error> {
+    // Checks every source and says how to open it, in order: `file://` paths inside an
+    // allowed root once resolved (so `..` and links cannot leave it), and http(s) URLs
+    // the URL policy allows. Other schemes arrive with their storage.
+    async fn import_files(&self, sources: &[url::Url]) -> Result<Vec<SourceFile>, Error> {
         let mut invalid = Invalid::default();
-        let mut paths = Vec::new();
+        let mut files = Vec::new();
         for (index, source) in sources.iter().enumerate() {
             let field = format!("source_uris[{index}]");
-            if source.scheme() != "file" {
-                return Err(Error::Unimplemented(format!(
-                    "{field}: imports from {}:// sources are not supported yet; use file://",
-                    source.scheme()
-                )));
-            }
-            let Ok(path) = source.to_file_path() else {
-                invalid.add(field, "is not a local file path");
-                continue;
-            };
-            match std::fs::canonicalize(&path) {
-                Ok(resolved) if self.under_a_root(&resolved) => paths.push(resolved),
-                Ok(_) => {
-                    return Err(Error::PermissionDenied(format!(
-                        "{field}: {} is not under an allowed file root (see --file-root)",
-                        path.display()
+            match source.scheme() {
+                "file" => match self.allowed_file(&field, source)? {
+                    Ok(path) => files.push(SourceFile::Local(path)),
+                    Err(problem) => invalid.add(field, problem),
+                },
+                "http" | "https" => match self.allowed_url(&field, source).await? {
+                    Ok(url) => files.push(SourceFile::Http(url)),
+                    Err(problem) => invalid.add(field, problem),
+                },
+                other => {
+                    return Err(Error::Unimplemented(format!(
+                        "{field}: imports from {other}:// sources are not supported yet; use file://, http:// or https://"
                     )));
                 }
-                Err(error) => invalid.add(field, format!("cannot read {}: {error}", path.display())),
             }
         }
-        invalid.into_result(|| paths).map_err(Error::from)
+        invalid.into_result(|| files).map_err(Error::from)
+    }
+
+    // A `file://` source's resolved path; the inner error is a field problem.
+    fn allowed_file(&self, field: &str, source: &url::Url) -> Result<Result<PathBuf, String>, Error> {
+        let Ok(path) = source.to_file_path() else { return Ok(Err("is not a local file path".to_owned())) };
+        match std::fs::canonicalize(&path) {
+            Ok(resolved) if self.under_a_root(&resolved) => Ok(Ok(resolved)),
+            Ok(_) => Err(Error::PermissionDenied {
+                reason: reason::SOURCE_NOT_ALLOWED,
+                message: format!(
+                    "{field}: {} is not under an allowed file root (see --file-root)",
+                    path.display()
+                ),
+            }),
+            Err(error) => Ok(Err(format!("cannot read {}: {error}", path.display()))),
+        }
+    }
+
+    // An http(s) source the URL policy allows; the inner error is a field problem. IP
+    // literals and ports are checked here, and names resolved once for an early answer;
+    // the client checks again when it connects, which is what holds against DNS changes.
+    async fn allowed_url(
+        &self,
+        field: &str,
+        source: &url::Url,
+    ) -> Result<Result<ConnectionUri, String>, Error> {
+        let policy = self.http.policy();
+        let not_allowed = |refused: net::Error| Error::PermissionDenied {
+            reason: reason::URL_NOT_ALLOWED,
+            message: format!("{field}: {refused}"),
+        };
+        match policy.check_url(source) {
+            Ok(Reach::Anywhere) => {}
+            Ok(Reach::PublicOnly) => {
+                if let Some(url::Host::Domain(name)) = source.host() {
+                    let lookup = tokio::net::lookup_host((name, 0));
+                    if let Ok(Ok(addresses)) = tokio::time::timeout(EARLY_LOOKUP_TIMEOUT, lookup).await {
+                        let addresses: Vec<SocketAddr> = addresses.collect();
+                        policy.check_resolved(name, &addresses).map_err(not_allowed)?;
+                    }
+                }
+            }
+            Err(refused @ net::Error::NotAllowed { .. }) => return Err(not_allowed(refused)),
+            Err(net::Error::Invalid { problem, .. }) => return Ok(Err(problem)),
+        }
+        Ok(ConnectionUri::parse(source.as_str()))
     }
 
     fn under_a_root(&self, path: &Path) -> bool {

@@ -23,7 +23,9 @@ pub use requests::{
 use crate::domain::EngineKind;
 use crate::engine;
 use crate::metadata::Store;
+use crate::net::{AllowedHost, UrlPolicy};
 use crate::operations::Manager;
+use crate::storage::http::HttpClient;
 
 /// The service core: the catalog plus the operations manager.
 #[derive(Clone)]
@@ -31,10 +33,11 @@ pub struct Cellar {
     store: Arc<dyn Store>,
     manager: Manager,
     places: Places,
+    http: Arc<HttpClient>,
     engines: engine::Settings,
 }
 
-/// The local directories the core works with.
+/// The local places the core works with, and what imports may reach.
 #[derive(Debug, Clone)]
 pub struct Places {
     /// Where the built-in `local` destination points.
@@ -43,12 +46,20 @@ pub struct Places {
     pub spool_dir: PathBuf,
     /// Directories `file://` import sources may be under.
     pub file_roots: Vec<PathBuf>,
+    /// Hosts http(s) import sources may reach even at internal addresses.
+    pub allow_hosts: Vec<AllowedHost>,
 }
 
 impl Cellar {
-    /// The core over a catalog, a manager and its local directories.
-    pub fn new(store: Arc<dyn Store>, manager: Manager, places: Places) -> Self {
-        Cellar { store, manager, places, engines: engine::Settings::default() }
+    /// The core over a catalog, a manager and its places; fails only when the HTTP
+    /// client for http(s) imports cannot start.
+    pub fn new(
+        store: Arc<dyn Store>,
+        manager: Manager,
+        places: Places,
+    ) -> Result<Self, crate::storage::Error> {
+        let http = Arc::new(HttpClient::new(UrlPolicy::new(places.allow_hosts.clone()))?);
+        Ok(Cellar { store, manager, places, http, engines: engine::Settings::default() })
     }
 
     /// The same core with these engine settings.

@@ -212,7 +212,10 @@ impl Storage for LocalStorage {
         if offset > 0 {
             file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io_error)?;
         }
-        Ok(ObjectReader { size: metadata.len(), body: Box::pin(BufReader::with_capacity(BUFFER_SIZE, file)) })
+        Ok(ObjectReader {
+            size: Some(metadata.len()),
+            body: Box::pin(BufReader::with_capacity(BUFFER_SIZE, file)),
+        })
     }
 
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {

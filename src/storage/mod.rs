@@ -6,6 +6,7 @@
 //! aborted or dropped writer leaves nothing visible. Every implementation must pass the
 //! shared suite in `suite.rs`.
 
+pub mod http;
 pub mod local;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -42,6 +43,28 @@ pub enum Error {
     /// The destination URI is malformed; the message never repeats the URI.
     #[error("invalid destination uri: {0}")]
     InvalidDestination(String),
+    /// The server refused the credentials, or gave none access (HTTP 401, 403).
+    #[error("access to {key} was denied: {detail}")]
+    Denied {
+        /// The key or URL (redacted) asked for.
+        key: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The server could not be reached, kept failing, or broke off.
+    #[error("{key} is unreachable: {detail}")]
+    Unreachable {
+        /// The key or URL (redacted) asked for.
+        key: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A backend could not be set up (an HTTP client whose TLS cannot start).
+    #[error("cannot set up {0}")]
+    Setup(String),
+    /// The URL policy refuses the URL, or a redirect from it.
+    #[error(transparent)]
+    Refused(#[from] crate::net::Error),
     /// Reading or writing failed.
     #[error("storage i/o failed on {key}: {source}")]
     Io {
@@ -64,8 +87,9 @@ pub struct ObjectMeta {
 
 /// An object opened for reading.
 pub struct ObjectReader {
-    /// The object's full size (not counting the offset).
-    pub size: u64,
+    /// The object's full size (not counting the offset); `None` when the backend cannot
+    /// tell (an HTTP server that sends no length).
+    pub size: Option<u64>,
     /// The bytes from the requested offset on.
     pub body: Pin<Box<dyn AsyncRead + Send>>,
 }

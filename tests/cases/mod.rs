@@ -6,6 +6,7 @@ mod backups;
 mod catalog;
 mod faults;
 mod grpcurl;
+mod http_import;
 mod import;
 mod listing;
 mod operations;

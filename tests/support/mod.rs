@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod files;
+pub(crate) mod http;
 pub(crate) mod logs;
 pub(crate) mod process;
 pub(crate) mod redis;
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub(crate) use cellar::grpc::pb::cellar::v1 as pb;
+pub(crate) use http::HttpServer;
 pub(crate) use process::ProcessServer;
 pub(crate) use redis::{RedisOptions, RedisServer, Reply};
 pub(crate) use server::{ServerOptions, TestServer};

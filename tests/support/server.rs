@@ -13,6 +13,7 @@ use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationService
 use cellar::grpc::pb::cellar::v1::export_service_client::ExportServiceClient;
 use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
 use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
+use cellar::net::AllowedHost;
 use cellar::server::Settings;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -30,6 +31,9 @@ pub(crate) struct ServerOptions {
     pub(crate) shutdown_timeout: Duration,
     /// How Redis targets are loaded.
     pub(crate) redis_load: LoadMethod,
+    /// `Settings::allow_hosts`: by default 127.0.0.1 (every port), where the harness's
+    /// HTTP servers listen.
+    pub(crate) allow_hosts: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +42,7 @@ impl Default for ServerOptions {
             max_concurrent_backups: 4,
             shutdown_timeout: Duration::from_secs(15),
             redis_load: LoadMethod::Auto,
+            allow_hosts: vec!["127.0.0.1".to_owned()],
         }
     }
 }
@@ -307,6 +312,11 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         spool_dir: None,
         file_roots: vec![std::env::temp_dir()],
         engines: cellar::engine::Settings { redis_load: options.redis_load },
+        allow_hosts: options
+            .allow_hosts
+            .iter()
+            .map(|host| AllowedHost::parse(host).expect("a valid allowed host"))
+            .collect(),
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;

@@ -27,6 +27,9 @@ pub(crate) fn import_database_from_pb(request: pb::ImportDatabaseRequest) -> Res
     let mut source_uris = Vec::new();
     for (index, uri) in request.source_uris.iter().enumerate() {
         match url::Url::parse(uri.trim()) {
+            Ok(url) if is_http(&url) && url.host_str().is_none_or(str::is_empty) => {
+                invalid.add(format!("source_uris[{index}]"), "an http(s) URL needs a host")
+            }
             Ok(url) => source_uris.push(url),
             // The URI may hold a password: the message shows it redacted.
             Err(error) => invalid
@@ -48,6 +51,10 @@ pub(crate) fn import_database_from_pb(request: pb::ImportDatabaseRequest) -> Res
     invalid.into_result(|| ImportDatabase { database_id, source_uris, source_connection_uri, request_id })
 }
 
+fn is_http(url: &url::Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,7 +73,20 @@ mod tests {
         let bad = pb::ImportDatabaseRequest { source_uris: vec!["ftp//u:hunter2@h".into()], ..base.clone() };
         let error = import_database_from_pb(bad).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
-        let good = pb::ImportDatabaseRequest { source_uris: vec!["file:///tmp/a.rdb.zst".into()], ..base };
-        assert_eq!(import_database_from_pb(good).unwrap().source_uris.len(), 1);
+        let no_host = pb::ImportDatabaseRequest {
+            source_uris: vec!["file:///tmp/a.rdb".into(), "https://u:hunter2@/a.rdb".into()],
+            ..base.clone()
+        };
+        let error = import_database_from_pb(no_host).unwrap_err();
+        assert_eq!(error.violations[0].field, "source_uris[1]");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let good = pb::ImportDatabaseRequest {
+            source_uris: vec![
+                "file:///tmp/a.rdb.zst".into(),
+                "https://u:hunter2@files.example.com/b.rdb".into(),
+            ],
+            ..base
+        };
+        assert_eq!(import_database_from_pb(good).unwrap().source_uris.len(), 2);
     }
 }
