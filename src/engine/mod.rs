@@ -96,12 +96,15 @@ pub type PhaseSink<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
 pub type ProgressSink<'a> = &'a (dyn Fn(u64, u64, u64) + Send + Sync);
 
 /// What a load did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// Keys (rows, ...) loaded.
     pub items: u64,
     /// Function libraries loaded.
     pub functions: u64,
+    /// What the operation should tell about the load, lowercase sentences: e.g. that a
+    /// target older than the data got every key through commands instead of RESTORE.
+    pub warnings: Vec<String>,
 }
 
 /// A database engine.

@@ -21,6 +21,12 @@ pub(super) fn from_load(error: &engine::Error) -> Failure {
     }
 }
 
+/// The warnings a load reports, for the operation: all tell how a target older than the
+/// data was loaded (code OK: they are not tied to a failure).
+pub(super) fn load_warnings(loaded: &engine::Loaded) -> impl Iterator<Item = Failure> + '_ {
+    loaded.warnings.iter().map(|message| Failure::new(Code::Ok, reason::TARGET_TOO_OLD, message.clone()))
+}
+
 /// The failure for a storage error.
 pub(super) fn from_storage(error: &storage::Error) -> Failure {
     let code = match error {

@@ -84,6 +84,9 @@ impl ImportJob {
             .load(&self.target.connection_uri, &paths, &phase, &progress)
             .await
             .map_err(|error| failure::from_load(&error))?;
+        for warning in failure::load_warnings(&loaded) {
+            ctx.warn(warning);
+        }
         ctx.set_done(bytes, loaded.items);
         Ok(ImportResult {
             database_id: Some(self.target.id),

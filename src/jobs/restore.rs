@@ -68,6 +68,9 @@ impl RestoreJob {
             .load(&self.target.connection_uri, &[spool.path().to_owned()], &phase, &progress)
             .await
             .map_err(|error| failure::from_load(&error))?;
+        for warning in failure::load_warnings(&loaded) {
+            ctx.warn(warning);
+        }
         ctx.set_done(unpacked.logical_bytes, loaded.items);
         Ok(RestoreResult {
             backup_id: Some(self.backup.id),

@@ -149,7 +149,11 @@ impl Loader {
                 Ok(())
             }
             (Pending::Select(_) | Pending::Flush, Reply::Status(_)) => Ok(()),
-            (Pending::Command(_), Reply::Status(_) | Reply::Integer(_)) => Ok(()),
+            // XADD answers an id, XCLAIM and HPEXPIREAT arrays, FUNCTION LOAD a name.
+            (
+                Pending::Command(_),
+                Reply::Status(_) | Reply::Integer(_) | Reply::Bulk(_) | Reply::Array(_),
+            ) => Ok(()),
             (Pending::Command(what), Reply::Error(message)) => {
                 Err(refusal(self.connection.label(), &what, &message))
             }

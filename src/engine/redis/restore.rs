@@ -1,7 +1,15 @@
 //! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
 //! file that cannot be loaded whole never touches the target), then `FLUSHALL` and every
-//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`,
-//! `APPEND`) for keys too big for one payload, `FUNCTION RESTORE` for function libraries.
+//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`
+//! and `HPEXPIREAT`, `APPEND`, `XADD` and the stream group commands) for keys too big for
+//! one payload, `FUNCTION RESTORE` for function libraries.
+//!
+//! A Redis target older than the data's RDB version cannot read its payloads: then every
+//! key goes through the element commands and every library through `FUNCTION LOAD`
+//! (the file is read a second time, decoded, before the flush), and the load says so in
+//! its warnings. Data such a target cannot hold at all (streams before Redis 5.0,
+//! functions before 7.0, hash fields with their own TTL before 7.4) is refused with
+//! `TARGET_TOO_OLD` before anything is flushed.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -15,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::connection::{Connection, Reply};
 use super::info::ServerFacts;
 use super::loader::{DEFAULT_WINDOW, Loader};
-use super::rdb::{self, Elements, Item, KeyHeader, RdbReader};
+use super::rdb::{self, Dialect, Elements, Item, KeyHeader, RdbReader, value_type};
 use super::target::Target;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
 
@@ -39,11 +47,39 @@ pub(crate) struct Limits {
 }
 
 /// What the dry run found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Survey {
     keys: u64,
     functions: u64,
-    /// The file's RDB version.
+    /// The file's RDB version (the newest, over several files).
     version: u16,
+    /// Whether the data holds streams, and hashes whose fields have their own TTL.
+    streams: bool,
+    field_expiry: bool,
+}
+
+impl Survey {
+    fn add(self, other: Survey) -> Survey {
+        Survey {
+            keys: self.keys + other.keys,
+            functions: self.functions + other.functions,
+            version: self.version.max(other.version),
+            streams: self.streams || other.streams,
+            field_expiry: self.field_expiry || other.field_expiry,
+        }
+    }
+}
+
+/// How the keys are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// The reader's payload limit: 0 decodes every key.
+    max_payload: usize,
+    dialect: Dialect,
+    /// Functions as `FUNCTION LOAD` of their code, not `FUNCTION RESTORE`.
+    functions_as_code: bool,
+    /// What the operation should say about how the data was loaded.
+    warnings: Vec<String>,
 }
 
 /// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
@@ -56,44 +92,47 @@ pub(crate) async fn load(
     progress: ProgressSink<'_>,
 ) -> Result<Loaded, Error> {
     phase("verifying");
-    let mut keys = 0;
-    let mut functions = 0;
-    let mut newest = 0;
+    let mut survey = Survey::default();
     for path in paths {
-        let survey = survey(path.clone(), limits.max_payload).await?;
-        keys += survey.keys;
-        functions += survey.functions;
-        newest = newest.max(survey.version);
+        survey = survey.add(self::survey(path.clone(), limits.max_payload).await?);
     }
+    let keys = survey.keys;
     progress(0, 0, keys);
 
     phase("connecting");
-    let connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
-    let mut connection = connection;
-    check_target_reads(&mut connection, newest).await?;
+    let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
+    let plan = plan(&mut connection, &survey, limits.max_payload).await?;
+    if plan.max_payload == 0 && limits.max_payload != 0 {
+        // Decoded, the values are read otherwise: check that they decode whole first.
+        phase("verifying");
+        for path in paths {
+            self::survey(path.clone(), 0).await?;
+        }
+    }
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
-    if functions > 0 {
+    if survey.functions > 0 {
         loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
     }
     let mut bytes_before = 0;
     for path in paths {
         let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
-        bytes_before += load_file(&mut loader, path, limits.max_payload, &report).await?;
+        bytes_before += load_file(&mut loader, path, &plan, &report).await?;
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
-    Ok(Loaded { items, functions })
+    Ok(Loaded { items, functions: survey.functions, warnings: plan.warnings })
 }
 
 // Sends one file's keys through the loader; returns the bytes read.
 async fn load_file(
     loader: &mut Loader,
     path: &Path,
-    max_payload: usize,
+    plan: &Plan,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
+    let max_payload = plan.max_payload;
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let budget = Arc::new(Semaphore::new(BYTES_AHEAD));
     let reading = tokio::task::spawn_blocking({
@@ -111,6 +150,10 @@ async fn load_file(
             Item::Key { header, payload } => {
                 loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
             }
+            Item::Function { code, .. } if plan.functions_as_code => {
+                let args: [&[u8]; 4] = [b"FUNCTION", b"LOAD", b"REPLACE", &code];
+                loader.command(0, &args, "FUNCTION LOAD".to_owned()).await?;
+            }
             Item::Function { payload, .. } => {
                 let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", payload.as_bytes(), b"REPLACE"];
                 loader.command(0, &args, "FUNCTION RESTORE".to_owned()).await?;
@@ -122,7 +165,7 @@ async fn load_file(
             Item::Elements(elements) => {
                 let header =
                     big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
-                send_elements(loader, header, elements).await?;
+                send_elements(loader, header, elements, plan.dialect).await?;
             }
             Item::BigKeyEnd => {
                 let header =
@@ -146,23 +189,29 @@ async fn load_file(
     Ok(offset)
 }
 
-// Reads the whole file once without loading anything: counts keys and functions, and
-// fails on anything the load would fail on (damage, module types, oversized values of
-// types that cannot be sent in batches).
+// Reads the whole file once without loading anything: counts keys and functions, notes
+// what only some servers can hold, and fails on anything the load would fail on (damage,
+// module types). With `max_payload` 0 every value is decoded as the load will decode it.
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
         let mut reader = open(&path, max_payload)?;
-        let mut survey = Survey { keys: 0, functions: 0, version: reader.version() };
+        let mut survey = Survey { version: reader.version(), ..Survey::default() };
         while let Some(item) = reader.next().map_err(from_rdb)? {
             match item {
-                Item::Key { .. } | Item::BigKey { .. } => survey.keys += 1,
-                Item::Function { .. } => survey.functions += 1,
-                Item::SkippedKey { header, value_len } => {
-                    return Err(Error::Unsupported(format!(
-                        "key '{}' holds {value_len} bytes of a type that cannot be loaded in parts",
-                        String::from_utf8_lossy(&header.key[..header.key.len().min(64)])
-                    )));
+                Item::Key { header, .. } | Item::BigKey { header } => {
+                    survey.keys += 1;
+                    match header.value_type {
+                        value_type::STREAM_LISTPACKS
+                        | value_type::STREAM_LISTPACKS_2
+                        | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
+                        // Redis 7.4's four types, and Valkey 9's type 22.
+                        value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
+                            survey.field_expiry = true
+                        }
+                        _ => {}
+                    }
                 }
+                Item::Function { .. } => survey.functions += 1,
                 _ => {}
             }
         }
@@ -174,29 +223,73 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
 
 type ReadItem = (Item, u64, OwnedSemaphorePermit);
 
-// Refuses, before anything is flushed, a Redis target older than the data's format: it
-// would refuse the first RESTORE after its data was already gone. Servers that are not
-// Redis (Valkey and others) are left to answer for themselves.
-async fn check_target_reads(connection: &mut Connection, rdb_version: u16) -> Result<(), Error> {
+// Chooses how to load: payloads (RESTORE) when the target reads the data's format, or
+// commands when it is a Redis older than the data. Refuses, before anything is flushed,
+// data such a target cannot hold at all. Servers that are not Redis (Valkey and others)
+// are left to answer RESTORE for themselves.
+async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) -> Result<Plan, Error> {
+    let payloads =
+        Plan { max_payload, dialect: Dialect::NEWEST, functions_as_code: false, warnings: Vec::new() };
     let info = match connection.command(&[b"INFO", b"server"]).await? {
         Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
-        _ => return Ok(()), // a server that hides INFO answers RESTORE for itself
+        _ => return Ok(payloads), // a server that hides INFO answers RESTORE for itself
     };
     if info.flavour.is_some() {
-        return Ok(());
+        return Ok(payloads);
     }
-    let (Some(required), Some(version)) = (oldest_redis_reading(rdb_version), info.version) else {
-        return Ok(());
+    let (Some(required), Some(version)) = (oldest_redis_reading(survey.version), info.version) else {
+        return Ok(payloads);
     };
-    match redis_release(&version) {
-        Some(release) if release < required => Err(Error::TargetTooOld(format!(
-            "redis at {} is {version}; the data is rdb version {rdb_version}, which needs redis {}.{} or newer",
-            connection.label(),
-            required.0,
-            required.1
-        ))),
-        _ => Ok(()),
+    let Some(release) = redis_release(&version).filter(|release| *release < required) else {
+        return Ok(payloads);
+    };
+    let target = format!("redis at {} is {version}", connection.label());
+    let mut missing = Vec::new();
+    if survey.streams && release < (5, 0) {
+        missing.push("streams (redis 5.0 or newer)");
     }
+    if survey.functions > 0 && release < (7, 0) {
+        missing.push("function libraries (redis 7.0 or newer)");
+    }
+    if survey.field_expiry && release < (7, 4) {
+        missing.push("hash fields with their own ttl (redis 7.4 or newer)");
+    }
+    if !missing.is_empty() {
+        return Err(Error::TargetTooOld(format!(
+            "{target}, older than the data (rdb version {}), and cannot hold what it holds: {}",
+            survey.version,
+            missing.join(", ")
+        )));
+    }
+    let dialect = Dialect { stream_counters: release >= (7, 0), create_consumer: release >= (6, 2) };
+    let mut warnings = vec![format!(
+        "{target}, older than the data (rdb version {}, for redis {}.{} or newer): every key was loaded \
+         through commands instead of RESTORE, without its LRU/LFU information{}",
+        survey.version,
+        required.0,
+        required.1,
+        if survey.functions > 0 { ", and function libraries through FUNCTION LOAD" } else { "" }
+    )];
+    if survey.streams {
+        warnings.push(
+            "streams were rebuilt with XADD, XSETID, XGROUP and XCLAIM: consumers' seen and active \
+             times are those of the load, and pending entries deleted from their stream are not kept"
+                .to_owned(),
+        );
+        if !dialect.stream_counters {
+            warnings.push(format!(
+                "{target}: streams lost their entries-added and max-deleted-id counters and their \
+                 groups' entries-read (redis 7.0 or newer keeps them)"
+            ));
+        }
+        if !dialect.create_consumer {
+            warnings.push(format!(
+                "{target}: stream consumers without pending entries were not created (redis 6.2 or newer \
+                 creates them)"
+            ));
+        }
+    }
+    Ok(Plan { max_payload: 0, dialect, functions_as_code: true, warnings })
 }
 
 /// The oldest Redis release that reads RDB `version`; `None` when any release does or
@@ -243,14 +336,7 @@ fn item_size(item: &Item) -> usize {
     match item {
         Item::Key { header, payload } => header.key.len() + payload.as_bytes().len(),
         Item::Function { code, payload } => code.len() + payload.as_bytes().len(),
-        Item::Elements(Elements::List(values) | Elements::Set(values)) => values.iter().map(Vec::len).sum(),
-        Item::Elements(Elements::SortedSet(members)) => {
-            members.iter().map(|(member, _)| member.len() + 8).sum()
-        }
-        Item::Elements(Elements::Hash(pairs)) => {
-            pairs.iter().map(|(field, value)| field.len() + value.len()).sum()
-        }
-        Item::Elements(Elements::String(piece)) => piece.len(),
+        Item::Elements(elements) => elements.size(),
         _ => 64,
     }
 }
@@ -278,16 +364,18 @@ fn describe(command: &str, key: &[u8]) -> String {
     format!("{command} of key '{}'", String::from_utf8_lossy(&key[..key.len().min(64)]))
 }
 
-async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elements) -> Result<(), Error> {
-    let key = header.key.as_slice();
-    let (command, args) = elements.into_command();
-    if args.is_empty() {
-        return Ok(());
+async fn send_elements(
+    loader: &mut Loader,
+    header: &KeyHeader,
+    elements: Elements,
+    dialect: Dialect,
+) -> Result<(), Error> {
+    for command in elements.into_commands(&header.key, dialect) {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        let what = describe(&String::from_utf8_lossy(&command[0]), &header.key);
+        loader.command(header.db, &args, what).await?;
     }
-    let mut full: Vec<&[u8]> = vec![command, key];
-    full.extend(args.iter().map(Vec::as_slice));
-    let what = describe(&String::from_utf8_lossy(command), key);
-    loader.command(header.db, &full, what).await
+    Ok(())
 }
 
 #[cfg(test)]
