@@ -636,6 +636,17 @@ mod unit_tests {
         // A key name claiming to decompress to 500 MiB from three bytes.
         let lzf_bomb = b"REDIS0010\x00\xc3\x03\x80\x1f\x40\x00\x00\x00\x00a\xe0";
         assert!(matches!(items(lzf_bomb, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
+        // Decoded: a compressed string claiming 500 MiB, a stream claiming 2^40 nodes, a
+        // group claiming 2^40 pending entries, an intset claiming 2^40 bytes.
+        let decoded: [&[u8]; 4] = [
+            b"REDIS0010\x00\x01k\xc3\x81\x00\x00\x01\x00\x00\x00\x00\x00\x80\x1f\x40\x00\x00\x00\x00a",
+            b"REDIS0010\x0f\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00",
+            b"REDIS0010\x0f\x01k\x00\x00\x00\x00\x01\x01g\x00\x00\x81\x00\x00\x01\x00\x00\x00\x00\x00",
+            b"REDIS0010\x0b\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00\x02\x00",
+        ];
+        for rdb in decoded {
+            assert!(matches!(items(rdb, 0), Err(Error::Truncated { .. } | Error::Corrupt(_))), "{rdb:02x?}");
+        }
         assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 
