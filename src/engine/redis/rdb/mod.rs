@@ -28,7 +28,7 @@ mod value;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::io::Read;
 

