@@ -1,6 +1,8 @@
 //! RestoreBackup against real redis-servers: a backup loads into another server (or its
 //! own) with the same DEBUG DIGEST, TTLs and function libraries; a damaged backup fails
-//! with SOURCE_CORRUPT and leaves the target exactly as it was.
+//! with SOURCE_CORRUPT and leaves the target exactly as it was; a backup newer than its
+//! target (Valkey 9's, which sends RDB 11 to a replica) loads through commands, with a
+//! warning on the operation.
 
 use crate::support::{
     OperationExt, RedisOptions, RedisServer, TestServer, assert_code, backup_of, blocking, pb,
@@ -80,6 +82,34 @@ async fn a_backup_restores_into_another_server_with_the_same_digest_ttls_and_fun
         assert_eq!(result.items_loaded as u64, blocking(|| source.key_count()));
         assert_eq!(done.meta().progress.as_ref().unwrap().items_done, result.items_loaded);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_newer_than_its_target_loads_through_commands_with_a_warning() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::valkey());
+        source.load_every_type();
+        source
+    });
+    let database = server.register_redis("restore-valkey-source", &source).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    let backup = done.response_backup().expect("the backup").clone();
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let target_database = server.register_redis("restore-older-target", &target).await;
+
+    let done = restore(&server, &backup, &target_database.id).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    let warnings = &done.meta().warnings;
+    assert!(
+        warnings.iter().any(|warning| warning.reason == "TARGET_TOO_OLD"
+            && warning.code == 0
+            && warning.message.contains("older than the data")),
+        "{done:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

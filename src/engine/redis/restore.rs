@@ -224,9 +224,8 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
 type ReadItem = (Item, u64, OwnedSemaphorePermit);
 
 // Chooses how to load: payloads (RESTORE) when the target reads the data's format, or
-// commands when it is a Redis older than the data. Refuses, before anything is flushed,
-// data such a target cannot hold at all. Servers that are not Redis (Valkey and others)
-// are left to answer RESTORE for themselves.
+// commands when it is a Redis older than the data. Servers that are not Redis (Valkey and
+// others) are left to answer RESTORE for themselves.
 async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) -> Result<Plan, Error> {
     let payloads =
         Plan { max_payload, dialect: Dialect::NEWEST, functions_as_code: false, warnings: Vec::new() };
@@ -234,17 +233,32 @@ async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) 
         Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
         _ => return Ok(payloads), // a server that hides INFO answers RESTORE for itself
     };
-    if info.flavour.is_some() {
-        return Ok(payloads);
-    }
-    let (Some(required), Some(version)) = (oldest_redis_reading(survey.version), info.version) else {
-        return Ok(payloads);
-    };
-    let Some(release) = redis_release(&version).filter(|release| *release < required) else {
+    let (None, Some(version)) = (info.flavour, info.version) else {
         return Ok(payloads);
     };
     let target = format!("redis at {} is {version}", connection.label());
+    Ok(commands_plan(survey, &version, &target)?.unwrap_or(payloads))
+}
+
+/// The oldest Redis release the commands of the decoded path all work on (`HSET` of
+/// several fields).
+const OLDEST_FOR_COMMANDS: (u32, u32) = (4, 0);
+
+/// How Redis `version` (`target` names it in messages) loads the data: `None` when it
+/// reads the payloads, else every key through commands, with warnings saying so. Data
+/// such a target cannot hold at all is refused, naming what.
+fn commands_plan(survey: &Survey, version: &str, target: &str) -> Result<Option<Plan>, Error> {
+    let (Some(required), Some(release)) = (oldest_redis_reading(survey.version), redis_release(version))
+    else {
+        return Ok(None);
+    };
+    if release >= required {
+        return Ok(None);
+    }
     let mut missing = Vec::new();
+    if release < OLDEST_FOR_COMMANDS {
+        missing.push("anything (redis 4.0 or newer loads data through commands)");
+    }
     if survey.streams && release < (5, 0) {
         missing.push("streams (redis 5.0 or newer)");
     }
@@ -289,14 +303,14 @@ async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) 
             ));
         }
     }
-    Ok(Plan { max_payload: 0, dialect, functions_as_code: true, warnings })
+    Ok(Some(Plan { max_payload: 0, dialect, functions_as_code: true, warnings }))
 }
 
 /// The oldest Redis release that reads RDB `version`; `None` when any release does or
 /// the version is not Redis's (Valkey's 80).
 fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
     match version {
-        9 => Some((6, 0)),
+        9 => Some((5, 0)),
         10 => Some((7, 0)),
         11 => Some((7, 2)),
         12 => Some((7, 4)),
@@ -389,7 +403,64 @@ mod tests {
         let reads = |release: &str, rdb: u16| {
             oldest_redis_reading(rdb).is_none_or(|required| redis_release(release).unwrap() >= required)
         };
-        assert!(reads("7.0.15", 10) && reads("7.0.15", 9) && reads("7.4.1", 12) && reads("6.2.14", 9));
+        assert!(reads("7.0.15", 10) && reads("7.0.15", 9) && reads("7.4.1", 12) && reads("5.0.14", 9));
         assert!(!reads("6.2.14", 10) && !reads("7.0.15", 11) && !reads("7.2.4", 12) && !reads("7.4.0", 80));
+    }
+
+    fn survey(version: u16) -> Survey {
+        Survey { keys: 10, version, ..Survey::default() }
+    }
+
+    /// The plan for `version`, or the refusal's message.
+    fn check(survey: Survey, version: &str) -> Result<Option<Plan>, String> {
+        commands_plan(&survey, version, "redis at h:1 is old").map_err(|error| match error {
+            Error::TargetTooOld(message) => message,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_redis_that_reads_the_data_takes_payloads() {
+        assert_eq!(check(survey(10), "7.0.15"), Ok(None));
+        assert_eq!(check(Survey { streams: true, functions: 2, ..survey(11) }, "7.2.4"), Ok(None));
+        assert_eq!(check(survey(10), "not a version"), Ok(None));
+    }
+
+    #[test]
+    fn an_older_redis_takes_commands_in_its_dialect_and_is_told_why() {
+        let plan = check(survey(80), "7.0.15").unwrap().unwrap();
+        assert_eq!((plan.max_payload, plan.dialect, plan.functions_as_code), (0, Dialect::NEWEST, true));
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(plan.warnings[0].starts_with("redis at h:1 is old, older than the data (rdb version 80"));
+        let plan = check(Survey { streams: true, ..survey(10) }, "6.0.20").unwrap().unwrap();
+        assert_eq!(plan.dialect, Dialect { stream_counters: false, create_consumer: false });
+        let warnings = plan.warnings.join("\n");
+        assert!(
+            warnings.contains("entries-added") && warnings.contains("consumers without pending"),
+            "{warnings}"
+        );
+        let plan = check(Survey { streams: true, ..survey(10) }, "6.2.14").unwrap().unwrap();
+        assert_eq!(plan.dialect, Dialect { stream_counters: false, create_consumer: true });
+    }
+
+    #[test]
+    fn what_an_older_redis_cannot_hold_is_refused_by_name() {
+        let everything = Survey { streams: true, functions: 1, field_expiry: true, ..survey(12) };
+        let message = check(everything, "4.0.14").unwrap_err();
+        for what in ["streams (redis 5.0", "function libraries (redis 7.0", "hash fields with their own ttl"]
+        {
+            assert!(message.contains(what), "{message}");
+        }
+        assert!(!message.contains("anything"), "{message}");
+        assert!(
+            check(everything, "7.2.4")
+                .unwrap_err()
+                .ends_with("hash fields with their own ttl (redis 7.4 or newer)")
+        );
+        assert!(
+            check(survey(9), "3.2.12")
+                .unwrap_err()
+                .contains("redis 4.0 or newer loads data through commands")
+        );
     }
 }
