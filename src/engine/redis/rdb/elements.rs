@@ -29,6 +29,12 @@ pub(super) const BATCH_BYTES: usize = 1024 * 1024;
 /// A string is read (or decompressed) this much at a time.
 const PIECE: usize = 64 * 1024;
 
+/// A decoder of a compact encoding into its elements ([`super::packed`]).
+type BlobDecoder = fn(&[u8]) -> Result<Vec<Vec<u8>>, String>;
+
+/// A field and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// A hash field and its value, with the field's expiration (Unix ms) when it has one.
 pub type ExpiringField = (Vec<u8>, Vec<u8>, Option<i64>);
 
@@ -487,17 +493,13 @@ impl LzfString {
 }
 
 /// Reads a blob (a string holding a compact encoding) and decodes it with `decode`.
-fn blob<R: Read>(
-    input: &mut Input<R>,
-    what: &str,
-    decode: fn(&[u8]) -> Result<Vec<Vec<u8>>, String>,
-) -> Result<Vec<Vec<u8>>, Error> {
+fn blob<R: Read>(input: &mut Input<R>, what: &str, decode: BlobDecoder) -> Result<Vec<Vec<u8>>, Error> {
     let bytes = input.string(MAX_ELEMENT, what)?;
     decode(&bytes).map_err(|problem| input.corrupt(problem))
 }
 
 /// Elements taken two by two.
-fn pairs(elements: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn pairs(elements: Vec<Vec<u8>>) -> Result<Vec<Pair>, String> {
     if elements.len() % 2 != 0 {
         return Err(format!("{} elements do not make pairs", elements.len()));
     }
@@ -799,21 +801,21 @@ mod tests {
         let ttl = [&[0x8d][..], at.to_string().as_bytes()].concat(); // a 13-byte string entry
         let triples = listpack_of(&[b"\x87lasting", b"\x01", b"\x00", b"\x88fleeting", b"\x02", &ttl]);
         let with_minimum = [&at.to_le_bytes()[..], &string(&triples)].concat();
-        assert_eq!(decode_all(HASH_LISTPACK_EX, &with_minimum), [expected.clone()]);
-        assert_eq!(decode_all(HASH_LISTPACK_EX_PRE_GA, &string(&triples)), [expected.clone()]);
+        assert_eq!(decode_all(HASH_LISTPACK_EX, &with_minimum), std::slice::from_ref(&expected));
+        assert_eq!(decode_all(HASH_LISTPACK_EX_PRE_GA, &string(&triples)), std::slice::from_ref(&expected));
         // Redis 7.4's hash table: each TTL as its distance from the minimum, plus one.
         let metadata = [&at.to_le_bytes()[..], b"\x02\x00\x07lasting\x011\x01\x08fleeting\x012"].concat();
-        assert_eq!(decode_all(HASH_METADATA, &metadata), [expected.clone()]);
+        assert_eq!(decode_all(HASH_METADATA, &metadata), std::slice::from_ref(&expected));
         let mut pre_ga = b"\x02\x00\x07lasting\x011\x81".to_vec();
         pre_ga.extend_from_slice(&(at as u64).to_be_bytes());
         pre_ga.extend_from_slice(b"\x08fleeting\x012");
-        assert_eq!(decode_all(HASH_METADATA_PRE_GA, &pre_ga), [expected.clone()]);
+        assert_eq!(decode_all(HASH_METADATA_PRE_GA, &pre_ga), std::slice::from_ref(&expected));
         // Valkey 9: field, value, then the expiration in 8 bytes, -1 for none.
         let mut valkey = b"\x02\x07lasting\x011".to_vec();
         valkey.extend_from_slice(&(-1i64).to_le_bytes());
         valkey.extend_from_slice(b"\x08fleeting\x012");
         valkey.extend_from_slice(&at.to_le_bytes());
-        assert_eq!(decode_in(VALKEY, VALKEY_HASH_2, &valkey), [expected.clone()]);
+        assert_eq!(decode_in(VALKEY, VALKEY_HASH_2, &valkey), std::slice::from_ref(&expected));
 
         let Elements::HashWithExpiry(fields) = expected.clone() else { unreachable!() };
         let commands = Elements::HashWithExpiry(fields).into_commands(b"k", Dialect::NEWEST);

@@ -175,8 +175,7 @@ pub(super) fn zipmap(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             }
         }
     };
-    loop {
-        let Some(field_length) = length(&mut at)? else { break };
+    while let Some(field_length) = length(&mut at)? {
         let field = bytes.get(at..at.saturating_add(field_length)).ok_or("zipmap field runs past its end")?;
         at += field_length;
         let value_length = length(&mut at)?.ok_or("zipmap field without its value")?;
