@@ -237,7 +237,14 @@ async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) 
         return Ok(payloads);
     };
     let target = format!("redis at {} is {version}", connection.label());
-    Ok(commands_plan(survey, &version, &target)?.unwrap_or(payloads))
+    // Big keys go through commands even with payloads: in the target's dialect.
+    let dialect = redis_release(&version).map_or(Dialect::NEWEST, dialect_of);
+    Ok(commands_plan(survey, &version, &target)?.unwrap_or(Plan { dialect, ..payloads }))
+}
+
+/// The commands Redis `release` understands.
+fn dialect_of(release: (u32, u32)) -> Dialect {
+    Dialect { stream_counters: release >= (7, 0), create_consumer: release >= (6, 2) }
 }
 
 /// The oldest Redis release the commands of the decoded path all work on (`HSET` of
@@ -275,7 +282,7 @@ fn commands_plan(survey: &Survey, version: &str, target: &str) -> Result<Option<
             missing.join(", ")
         )));
     }
-    let dialect = Dialect { stream_counters: release >= (7, 0), create_consumer: release >= (6, 2) };
+    let dialect = dialect_of(release);
     let mut warnings = vec![format!(
         "{target}, older than the data (rdb version {}, for redis {}.{} or newer): every key was loaded \
          through commands instead of RESTORE, without its LRU/LFU information{}",

@@ -3,8 +3,8 @@
 //! for the pieces of a string, `XADD` and the stream's group commands), for keys too big
 //! for one payload or for targets that cannot read the file's format. Every type and
 //! encoding the reader knows decodes: plain values, quicklists, the compact blobs
-//! ([`super::packed`]), hashes with field expiration, LZF-compressed strings (streamed,
-//! keeping only the 8 KiB window references reach) and streams ([`super::stream`]).
+//! (`packed.rs`), hashes with field expiration, LZF-compressed strings (streamed,
+//! keeping only the 8 KiB window references reach) and streams (`stream.rs`).
 //!
 //! Batches are bounded: 1024 elements or 1 MiB, whichever comes first (a blob or a
 //! stream node is decoded whole, as the file holds it in one string).
@@ -29,7 +29,7 @@ pub(super) const BATCH_BYTES: usize = 1024 * 1024;
 /// A string is read (or decompressed) this much at a time.
 const PIECE: usize = 64 * 1024;
 
-/// A decoder of a compact encoding into its elements ([`super::packed`]).
+/// A decoder of a compact encoding into its elements (`packed.rs`).
 type BlobDecoder = fn(&[u8]) -> Result<Vec<Vec<u8>>, String>;
 
 /// A field and its value.

@@ -10,7 +10,7 @@
 //! A value longer than [`RdbReader::max_payload`] is not kept whole: it comes out
 //! decoded, as batches of elements or pieces ([`Item::BigKey`], [`Item::Elements`]...,
 //! [`Item::BigKeyEnd`]) that commands can rebuild. Every type and encoding the reader
-//! knows decodes (see [`elements`]), so [`RdbReader::decode_all`] can make every key come
+//! knows decodes (see `elements.rs`), so [`RdbReader::decode_all`] can make every key come
 //! out that way, for a target that cannot read the file's payloads.
 //!
 //! The reader is synchronous (it runs on a blocking thread) and treats its input as
@@ -18,7 +18,7 @@
 //! grows only as bytes arrive, and truncation or garbage end in an [`Error`], never a
 //! panic. After an error the reader only repeats that it failed.
 
-pub mod elements;
+mod elements;
 mod input;
 mod lzf;
 mod packed;
@@ -33,7 +33,7 @@ pub(super) mod tests;
 use std::io::Read;
 
 use self::elements::Decoder;
-pub use self::elements::{Command, Dialect, Elements};
+pub use self::elements::{Command, Dialect, Elements, ExpiringField};
 use self::input::{CRC64, Capture, Input};
 pub use self::stream::{PendingEntry, StreamEntry, StreamGroup, StreamId, StreamState};
 use self::value::Format;
