@@ -400,6 +400,14 @@ async fn send_elements(
 }
 
 #[cfg(test)]
+pub(super) mod tests_support {
+    /// `7.4.1` → `(7, 4)`; `(0, 0)` for what is not a version.
+    pub(in crate::engine::redis) fn release(version: &str) -> (u32, u32) {
+        super::redis_release(version).unwrap_or((0, 0))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
