@@ -300,6 +300,10 @@ fn node_entries(master: StreamId, elements: Vec<Vec<u8>>) -> Result<Vec<StreamEn
             }
         }
         let _count = next(elements)?;
+        if fields.is_empty() {
+            // XADD could not rebuild it, and no server writes one.
+            return Err(format!("stream entry {ms}-{seq} has no fields"));
+        }
         if flags & DELETED == 0 {
             entries.push(StreamEntry { id: StreamId { ms, seq }, fields });
         }
@@ -480,6 +484,8 @@ mod tests {
             vec![b"1".to_vec(), b"0".to_vec(), b"1".to_vec()],
             vec![b"1".to_vec(), b"0".to_vec(), b"0".to_vec(), b"1".to_vec()],
             vec![b"1".to_vec(), b"0".to_vec(), b"0".to_vec(), b"0".to_vec(), b"0".to_vec(), b"0".to_vec()],
+            // An entry without fields: flags, deltas, no fields, count.
+            [b"1", b"0", b"0", b"0", b"0", b"0", b"0", b"0", b"3"].map(|text| text.to_vec()).to_vec(),
             vec![b"x".to_vec()],
         ] {
             assert!(node_entries(master, elements.clone()).is_err(), "{elements:?}");
