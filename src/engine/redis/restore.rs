@@ -1,7 +1,16 @@
 //! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
-//! file that cannot be loaded whole never touches the target), then `FLUSHALL` and every
-//! key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`,
-//! `APPEND`) for keys too big for one payload, `FUNCTION RESTORE` for function libraries.
+//! file that cannot be loaded whole never touches the target), then, for one file and a
+//! target that takes it, a load by replication (`master.rs`); otherwise `FLUSHALL` and
+//! every key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`
+//! and `HPEXPIREAT`, `APPEND`, `XADD` and the stream group commands) for keys too big for
+//! one payload, `FUNCTION RESTORE` for function libraries.
+//!
+//! A Redis target older than the data's RDB version cannot read its payloads: then every
+//! key goes through the element commands and every library through `FUNCTION LOAD`
+//! (the file is read a second time, decoded, before the flush), and the load says so in
+//! its warnings. Data such a target cannot hold at all (streams before Redis 5.0,
+//! functions before 7.0, hash fields with their own TTL before 7.4) is refused with
+//! `TARGET_TOO_OLD` before anything is flushed.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -16,7 +25,7 @@ use super::connection::{Connection, Reply};
 use super::info::ServerFacts;
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt};
-use super::rdb::{self, Elements, Item, KeyHeader, RdbReader};
+use super::rdb::{self, Dialect, Elements, Item, KeyHeader, RdbReader, value_type};
 use super::target::Target;
 use crate::domain::reason;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
@@ -27,6 +36,9 @@ const READ_AHEAD: usize = 16;
 /// comes first, so that threads meet once a batch rather than once a key.
 const BATCH_ITEMS: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
+/// Keys already expired in the file, remembered for deleting after a replication load,
+/// at most; past that, the target's own expiry cycle removes them.
+const MAX_EXPIRED: usize = 65_536;
 /// Bytes of items read ahead of the loader, at most (one bigger item may pass alone), so
 /// that memory stays bounded whatever the values' sizes.
 const BYTES_AHEAD: usize = 32 << 20;
@@ -44,18 +56,44 @@ pub(crate) struct Limits {
     pub(crate) max_payload: usize,
 }
 
-/// Keys already expired in the file, remembered for deleting after a replication load,
-/// at most; past that, the target's own expiry cycle removes them.
-const MAX_EXPIRED: usize = 65_536;
-
 /// What the dry run found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Survey {
     keys: u64,
     functions: u64,
-    /// The file's RDB version.
+    /// The file's RDB version (the newest, over several files).
     version: u16,
+    /// Whether the data holds streams, and hashes whose fields have their own TTL.
+    streams: bool,
+    field_expiry: bool,
     /// Keys whose expiry time had passed when the file was read: `(db, key)`.
     expired: Vec<(u64, Vec<u8>)>,
+}
+
+impl Survey {
+    fn add(mut self, other: Survey) -> Survey {
+        self.expired.extend(other.expired);
+        Survey {
+            keys: self.keys + other.keys,
+            functions: self.functions + other.functions,
+            version: self.version.max(other.version),
+            streams: self.streams || other.streams,
+            field_expiry: self.field_expiry || other.field_expiry,
+            expired: self.expired,
+        }
+    }
+}
+
+/// How the keys are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// The reader's payload limit: 0 decodes every key.
+    max_payload: usize,
+    dialect: Dialect,
+    /// Functions as `FUNCTION LOAD` of their code, not `FUNCTION RESTORE`.
+    functions_as_code: bool,
+    /// What the operation should say about how the data was loaded.
+    warnings: Vec<String>,
 }
 
 /// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
@@ -72,34 +110,38 @@ pub(crate) async fn load(
 ) -> Result<Loaded, Error> {
     phase("verifying");
     let started = std::time::Instant::now();
-    let mut keys = 0;
-    let mut functions = 0;
-    let mut newest = 0;
-    let mut expired = Vec::new();
+    let mut survey = Survey::default();
     for path in paths {
-        let survey = survey(path.clone(), limits.max_payload).await?;
-        keys += survey.keys;
-        functions += survey.functions;
-        newest = newest.max(survey.version);
-        expired.extend(survey.expired);
+        survey = survey.add(self::survey(path.clone(), limits.max_payload).await?);
     }
+    let keys = survey.keys;
     progress(0, 0, keys);
     let verified = started.elapsed();
 
     phase("connecting");
     let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
-    check_target_reads(&mut connection, newest).await?;
-    let mut warnings = Vec::new();
-    if let ([path], LoadMethod::Auto | LoadMethod::Replication) = (paths, method) {
+    let plan = plan(&mut connection, &survey, limits.max_payload).await?;
+    let decoded = plan.max_payload == 0 && limits.max_payload != 0;
+    let mut warnings: Vec<Warning> = plan
+        .warnings
+        .iter()
+        .map(|message| Warning { reason: reason::TARGET_TOO_OLD, message: message.clone() })
+        .collect();
+    if let ([path], false, LoadMethod::Auto | LoadMethod::Replication) = (paths, decoded, method) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
-        match master::load(&mut connection, target, limits, path, newest, &report).await? {
+        match master::load(&mut connection, target, limits, path, survey.version, &report).await? {
             Attempt::Loaded => {
                 let bytes = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
-                delete_expired(connection, expired).await?;
+                delete_expired(connection, survey.expired).await?;
                 progress(bytes, keys, keys);
                 log_done("replication", keys, verified, started.elapsed());
-                return Ok(Loaded { items: keys, functions, method: "replication", warnings });
+                return Ok(Loaded {
+                    items: keys,
+                    functions: survey.functions,
+                    method: "replication",
+                    warnings,
+                });
             }
             Attempt::Declined(why) if method == LoadMethod::Replication => {
                 return Err(Error::Unsupported(format!("cannot load by replication: {why}")));
@@ -113,21 +155,28 @@ pub(crate) async fn load(
             }
         }
     }
+    if decoded {
+        // Decoded, the values are read otherwise: check that they decode whole first.
+        phase("verifying");
+        for path in paths {
+            self::survey(path.clone(), 0).await?;
+        }
+    }
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
     loader.flush_all().await?;
-    if functions > 0 {
+    if survey.functions > 0 {
         loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
     }
     let mut bytes_before = 0;
     for path in paths {
         let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
-        bytes_before += load_file(&mut loader, path, limits.max_payload, &report).await?;
+        bytes_before += load_file(&mut loader, path, &plan, &report).await?;
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
     log_done("restore", items, verified, started.elapsed());
-    Ok(Loaded { items, functions, method: "restore", warnings })
+    Ok(Loaded { items, functions: survey.functions, method: "restore", warnings })
 }
 
 fn log_done(method: &str, keys: u64, verified: Duration, total: Duration) {
@@ -180,9 +229,10 @@ async fn delete_expired(connection: Connection, expired: Vec<(u64, Vec<u8>)>) ->
 async fn load_file(
     loader: &mut Loader,
     path: &Path,
-    max_payload: usize,
+    plan: &Plan,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
+    let max_payload = plan.max_payload;
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let budget = Arc::new(Semaphore::new(BYTES_AHEAD));
     let reading = tokio::task::spawn_blocking({
@@ -197,7 +247,7 @@ async fn load_file(
     while let Some((batch, _budget_share)) = items.recv().await {
         for (item, read_to) in batch {
             offset = read_to;
-            send_item(loader, item, &mut big_key).await?;
+            send_item(loader, item, plan, &mut big_key).await?;
         }
         progress(offset, loader.restored());
     }
@@ -211,10 +261,19 @@ async fn load_file(
 
 // Sends one item of the file through the loader; `big_key` is the big key whose
 // elements are being sent, if any.
-async fn send_item(loader: &mut Loader, item: Item, big_key: &mut Option<KeyHeader>) -> Result<(), Error> {
+async fn send_item(
+    loader: &mut Loader,
+    item: Item,
+    plan: &Plan,
+    big_key: &mut Option<KeyHeader>,
+) -> Result<(), Error> {
     match item {
         Item::Key { header, payload } => {
             loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
+        }
+        Item::Function { code, .. } if plan.functions_as_code => {
+            let args: [&[u8]; 4] = [b"FUNCTION", b"LOAD", b"REPLACE", &code];
+            loader.command(0, &args, "FUNCTION LOAD".to_owned()).await?;
         }
         Item::Function { payload, .. } => {
             let args: [&[u8]; 4] = [b"FUNCTION", b"RESTORE", payload.as_bytes(), b"REPLACE"];
@@ -227,7 +286,7 @@ async fn send_item(loader: &mut Loader, item: Item, big_key: &mut Option<KeyHead
         Item::Elements(elements) => {
             let header =
                 big_key.as_ref().ok_or_else(|| Error::Corrupt("elements outside a key".to_owned()))?;
-            send_elements(loader, header, elements).await?;
+            send_elements(loader, header, elements, plan.dialect).await?;
         }
         Item::BigKeyEnd => {
             let header =
@@ -244,13 +303,13 @@ async fn send_item(loader: &mut Loader, item: Item, big_key: &mut Option<KeyHead
     Ok(())
 }
 
-// Reads the whole file once without loading anything: counts keys and functions, and
-// fails on anything the load would fail on (damage, module types, oversized values of
-// types that cannot be sent in batches).
+// Reads the whole file once without loading anything: counts keys and functions, notes
+// what only some servers can hold, and fails on anything the load would fail on (damage,
+// module types). With `max_payload` 0 every value is decoded as the load will decode it.
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
         let mut reader = open(&path, max_payload)?;
-        let mut survey = Survey { keys: 0, functions: 0, version: reader.version(), expired: Vec::new() };
+        let mut survey = Survey { version: reader.version(), ..Survey::default() };
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as i64);
@@ -261,16 +320,20 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
                     if header.expire_at_ms.is_some_and(|at| at <= now_ms)
                         && survey.expired.len() < MAX_EXPIRED
                     {
-                        survey.expired.push((header.db, header.key));
+                        survey.expired.push((header.db, header.key.clone()));
+                    }
+                    match header.value_type {
+                        value_type::STREAM_LISTPACKS
+                        | value_type::STREAM_LISTPACKS_2
+                        | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
+                        // Redis 7.4's four types, and Valkey 9's type 22.
+                        value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
+                            survey.field_expiry = true
+                        }
+                        _ => {}
                     }
                 }
                 Item::Function { .. } => survey.functions += 1,
-                Item::SkippedKey { header, value_len } => {
-                    return Err(Error::Unsupported(format!(
-                        "key '{}' holds {value_len} bytes of a type that cannot be loaded in parts",
-                        String::from_utf8_lossy(&header.key[..header.key.len().min(64)])
-                    )));
-                }
                 _ => {}
             }
         }
@@ -283,36 +346,101 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
 /// Items with the file offset after each, and their share of the read-ahead budget.
 type ReadBatch = (Vec<(Item, u64)>, OwnedSemaphorePermit);
 
-// Refuses, before anything is flushed, a Redis target older than the data's format: it
-// would refuse the first RESTORE after its data was already gone. Servers that are not
-// Redis (Valkey and others) are left to answer for themselves.
-async fn check_target_reads(connection: &mut Connection, rdb_version: u16) -> Result<(), Error> {
+// Chooses how to load: payloads (RESTORE) when the target reads the data's format, or
+// commands when it is a Redis older than the data. Servers that are not Redis (Valkey and
+// others) are left to answer RESTORE for themselves.
+async fn plan(connection: &mut Connection, survey: &Survey, max_payload: usize) -> Result<Plan, Error> {
+    let payloads =
+        Plan { max_payload, dialect: Dialect::NEWEST, functions_as_code: false, warnings: Vec::new() };
     let info = match connection.command(&[b"INFO", b"server"]).await? {
         Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
-        _ => return Ok(()), // a server that hides INFO answers RESTORE for itself
+        _ => return Ok(payloads), // a server that hides INFO answers RESTORE for itself
     };
-    if info.flavour.is_some() {
-        return Ok(());
-    }
-    let (Some(required), Some(version)) = (oldest_redis_reading(rdb_version), info.version) else {
-        return Ok(());
+    let (None, Some(version)) = (info.flavour, info.version) else {
+        return Ok(payloads);
     };
-    match redis_release(&version) {
-        Some(release) if release < required => Err(Error::TargetTooOld(format!(
-            "redis at {} is {version}; the data is rdb version {rdb_version}, which needs redis {}.{} or newer",
-            connection.label(),
-            required.0,
-            required.1
-        ))),
-        _ => Ok(()),
+    let target = format!("redis at {} is {version}", connection.label());
+    // Big keys go through commands even with payloads: in the target's dialect.
+    let dialect = redis_release(&version).map_or(Dialect::NEWEST, dialect_of);
+    Ok(commands_plan(survey, &version, &target)?.unwrap_or(Plan { dialect, ..payloads }))
+}
+
+/// The commands Redis `release` understands.
+fn dialect_of(release: (u32, u32)) -> Dialect {
+    Dialect { stream_counters: release >= (7, 0), create_consumer: release >= (6, 2) }
+}
+
+/// The oldest Redis release the commands of the decoded path all work on (`HSET` of
+/// several fields).
+const OLDEST_FOR_COMMANDS: (u32, u32) = (4, 0);
+
+/// How Redis `version` (`target` names it in messages) loads the data: `None` when it
+/// reads the payloads, else every key through commands, with warnings saying so. Data
+/// such a target cannot hold at all is refused, naming what.
+fn commands_plan(survey: &Survey, version: &str, target: &str) -> Result<Option<Plan>, Error> {
+    let (Some(required), Some(release)) = (oldest_redis_reading(survey.version), redis_release(version))
+    else {
+        return Ok(None);
+    };
+    if release >= required {
+        return Ok(None);
     }
+    let mut missing = Vec::new();
+    if release < OLDEST_FOR_COMMANDS {
+        missing.push("anything (redis 4.0 or newer loads data through commands)");
+    }
+    if survey.streams && release < (5, 0) {
+        missing.push("streams (redis 5.0 or newer)");
+    }
+    if survey.functions > 0 && release < (7, 0) {
+        missing.push("function libraries (redis 7.0 or newer)");
+    }
+    if survey.field_expiry && release < (7, 4) {
+        missing.push("hash fields with their own ttl (redis 7.4 or newer)");
+    }
+    if !missing.is_empty() {
+        return Err(Error::TargetTooOld(format!(
+            "{target}, older than the data (rdb version {}), and cannot hold what it holds: {}",
+            survey.version,
+            missing.join(", ")
+        )));
+    }
+    let dialect = dialect_of(release);
+    let mut warnings = vec![format!(
+        "{target}, older than the data (rdb version {}, for redis {}.{} or newer): every key was loaded \
+         through commands instead of RESTORE, without its LRU/LFU information{}",
+        survey.version,
+        required.0,
+        required.1,
+        if survey.functions > 0 { ", and function libraries through FUNCTION LOAD" } else { "" }
+    )];
+    if survey.streams {
+        warnings.push(
+            "streams were rebuilt with XADD, XSETID, XGROUP and XCLAIM: consumers' seen and active \
+             times are those of the load, and pending entries deleted from their stream are not kept"
+                .to_owned(),
+        );
+        if !dialect.stream_counters {
+            warnings.push(format!(
+                "{target}: streams lost their entries-added and max-deleted-id counters and their \
+                 groups' entries-read (redis 7.0 or newer keeps them)"
+            ));
+        }
+        if !dialect.create_consumer {
+            warnings.push(format!(
+                "{target}: stream consumers without pending entries were not created (redis 6.2 or newer \
+                 creates them)"
+            ));
+        }
+    }
+    Ok(Some(Plan { max_payload: 0, dialect, functions_as_code: true, warnings }))
 }
 
 /// The oldest Redis release that reads RDB `version`; `None` when any release does or
 /// the version is not Redis's (Valkey's 80).
 pub(super) fn oldest_redis_reading(version: u16) -> Option<(u32, u32)> {
     match version {
-        9 => Some((6, 0)),
+        9 => Some((5, 0)),
         10 => Some((7, 0)),
         11 => Some((7, 2)),
         12 => Some((7, 4)),
@@ -369,14 +497,7 @@ fn item_size(item: &Item) -> usize {
     match item {
         Item::Key { header, payload } => header.key.len() + payload.as_bytes().len(),
         Item::Function { code, payload } => code.len() + payload.as_bytes().len(),
-        Item::Elements(Elements::List(values) | Elements::Set(values)) => values.iter().map(Vec::len).sum(),
-        Item::Elements(Elements::SortedSet(members)) => {
-            members.iter().map(|(member, _)| member.len() + 8).sum()
-        }
-        Item::Elements(Elements::Hash(pairs)) => {
-            pairs.iter().map(|(field, value)| field.len() + value.len()).sum()
-        }
-        Item::Elements(Elements::String(piece)) => piece.len(),
+        Item::Elements(elements) => elements.size(),
         _ => 64,
     }
 }
@@ -404,16 +525,26 @@ fn describe(command: &str, key: &[u8]) -> String {
     format!("{command} of key '{}'", String::from_utf8_lossy(&key[..key.len().min(64)]))
 }
 
-async fn send_elements(loader: &mut Loader, header: &KeyHeader, elements: Elements) -> Result<(), Error> {
-    let key = header.key.as_slice();
-    let (command, args) = elements.into_command();
-    if args.is_empty() {
-        return Ok(());
+async fn send_elements(
+    loader: &mut Loader,
+    header: &KeyHeader,
+    elements: Elements,
+    dialect: Dialect,
+) -> Result<(), Error> {
+    for command in elements.into_commands(&header.key, dialect) {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        let what = describe(&String::from_utf8_lossy(&command[0]), &header.key);
+        loader.command(header.db, &args, what).await?;
     }
-    let mut full: Vec<&[u8]> = vec![command, key];
-    full.extend(args.iter().map(Vec::as_slice));
-    let what = describe(&String::from_utf8_lossy(command), key);
-    loader.command(header.db, &full, what).await
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests_support {
+    /// `7.4.1` → `(7, 4)`; `(0, 0)` for what is not a version.
+    pub(in crate::engine::redis) fn release(version: &str) -> (u32, u32) {
+        super::redis_release(version).unwrap_or((0, 0))
+    }
 }
 
 #[cfg(test)]
@@ -427,7 +558,64 @@ mod tests {
         let reads = |release: &str, rdb: u16| {
             oldest_redis_reading(rdb).is_none_or(|required| redis_release(release).unwrap() >= required)
         };
-        assert!(reads("7.0.15", 10) && reads("7.0.15", 9) && reads("7.4.1", 12) && reads("6.2.14", 9));
+        assert!(reads("7.0.15", 10) && reads("7.0.15", 9) && reads("7.4.1", 12) && reads("5.0.14", 9));
         assert!(!reads("6.2.14", 10) && !reads("7.0.15", 11) && !reads("7.2.4", 12) && !reads("7.4.0", 80));
+    }
+
+    fn survey(version: u16) -> Survey {
+        Survey { keys: 10, version, ..Survey::default() }
+    }
+
+    /// The plan for `version`, or the refusal's message.
+    fn check(survey: Survey, version: &str) -> Result<Option<Plan>, String> {
+        commands_plan(&survey, version, "redis at h:1 is old").map_err(|error| match error {
+            Error::TargetTooOld(message) => message,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_redis_that_reads_the_data_takes_payloads() {
+        assert_eq!(check(survey(10), "7.0.15"), Ok(None));
+        assert_eq!(check(Survey { streams: true, functions: 2, ..survey(11) }, "7.2.4"), Ok(None));
+        assert_eq!(check(survey(10), "not a version"), Ok(None));
+    }
+
+    #[test]
+    fn an_older_redis_takes_commands_in_its_dialect_and_is_told_why() {
+        let plan = check(survey(80), "7.0.15").unwrap().unwrap();
+        assert_eq!((plan.max_payload, plan.dialect, plan.functions_as_code), (0, Dialect::NEWEST, true));
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(plan.warnings[0].starts_with("redis at h:1 is old, older than the data (rdb version 80"));
+        let plan = check(Survey { streams: true, ..survey(10) }, "6.0.20").unwrap().unwrap();
+        assert_eq!(plan.dialect, Dialect { stream_counters: false, create_consumer: false });
+        let warnings = plan.warnings.join("\n");
+        assert!(
+            warnings.contains("entries-added") && warnings.contains("consumers without pending"),
+            "{warnings}"
+        );
+        let plan = check(Survey { streams: true, ..survey(10) }, "6.2.14").unwrap().unwrap();
+        assert_eq!(plan.dialect, Dialect { stream_counters: false, create_consumer: true });
+    }
+
+    #[test]
+    fn what_an_older_redis_cannot_hold_is_refused_by_name() {
+        let everything = Survey { streams: true, functions: 1, field_expiry: true, ..survey(12) };
+        let message = check(everything.clone(), "4.0.14").unwrap_err();
+        for what in ["streams (redis 5.0", "function libraries (redis 7.0", "hash fields with their own ttl"]
+        {
+            assert!(message.contains(what), "{message}");
+        }
+        assert!(!message.contains("anything"), "{message}");
+        assert!(
+            check(everything, "7.2.4")
+                .unwrap_err()
+                .ends_with("hash fields with their own ttl (redis 7.4 or newer)")
+        );
+        assert!(
+            check(survey(9), "3.2.12")
+                .unwrap_err()
+                .contains("redis 4.0 or newer loads data through commands")
+        );
     }
 }

@@ -1,188 +1,589 @@
-//! Element decoding for keys too big for one payload: plain lists, sets, sorted sets and
-//! hashes, and lists as quicklists (of listpacks, or of the ziplists before Redis 7) or
-//! as one ziplist, come out in batches a later step can send as `RPUSH`, `SADD`, `ZADD`
-//! and `HSET`; uncompressed strings come out in pieces for `APPEND`. Other types (and
-//! LZF-compressed strings) are only walked past.
+//! Element decoding: a value comes out in batches a later step sends as commands
+//! (`RPUSH`, `SADD`, `ZADD`, `HSET` then `HPEXPIREAT` for fields with a TTL, `APPEND`
+//! for the pieces of a string, `XADD` and the stream's group commands), for keys too big
+//! for one payload or for targets that cannot read the file's format. Every type and
+//! encoding the reader knows decodes: plain values, quicklists, the compact blobs
+//! (`packed.rs`), hashes with field expiration, LZF-compressed strings (streamed,
+//! keeping only the 8 KiB window references reach) and streams (`stream.rs`).
+//!
+//! Batches are bounded: 1024 elements or 1 MiB, whichever comes first (a blob or a
+//! stream node is decoded whole, as the file holds it in one string).
 
 use std::io::Read;
 
 use super::Error;
-use super::input::{Input, Length};
+use super::input::{ENCODED_INT8, ENCODED_INT16, ENCODED_INT32, ENCODED_LZF, Input, Length};
+use super::lzf::{self, Decompressor};
+use super::packed::{intset, listpack, ziplist, zipmap};
+use super::stream::{PendingEntry, StreamDecoder, StreamEntry, StreamGroup, StreamState};
+use super::value::Format;
 use super::value::value_type::*;
 
 /// The longest single element accepted: Redis's own limit on strings.
-const MAX_ELEMENT: usize = 512 * 1024 * 1024;
+pub(super) const MAX_ELEMENT: usize = 512 * 1024 * 1024;
 
 /// A batch ends when it holds this many elements or bytes, whichever comes first.
-const BATCH_ELEMENTS: usize = 1024;
-const BATCH_BYTES: usize = 1024 * 1024;
+pub(super) const BATCH_ELEMENTS: usize = 1024;
+pub(super) const BATCH_BYTES: usize = 1024 * 1024;
 
-/// A string is read this much at a time.
-const PIECE: u64 = 64 * 1024;
+/// A string is read (or decompressed) this much at a time.
+const PIECE: usize = 64 * 1024;
 
-/// A batch of a big key's elements, in the order the file holds them.
+/// A decoder of a compact encoding into its elements (`packed.rs`).
+type BlobDecoder = fn(&[u8]) -> Result<Vec<Vec<u8>>, String>;
+
+/// A field and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// A hash field and its value, with the field's expiration (Unix ms) when it has one.
+pub type ExpiringField = (Vec<u8>, Vec<u8>, Option<i64>);
+
+/// A batch of a value's parts, in the order the file holds them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Elements {
     List(Vec<Vec<u8>>),
     Set(Vec<Vec<u8>>),
     SortedSet(Vec<(Vec<u8>, f64)>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Fields of a hash whose fields may expire (Redis 7.4, Valkey 9).
+    HashWithExpiry(Vec<ExpiringField>),
     /// The next piece of a string.
     String(Vec<u8>),
+    /// Entries of a stream, deleted ones left out.
+    StreamEntries(Vec<StreamEntry>),
+    /// A stream's counters, once, after its entries.
+    StreamState(StreamState),
+    /// A consumer group, after the stream's state.
+    StreamGroup(StreamGroup),
+    /// A consumer of `group`, before its pending entries.
+    StreamConsumer {
+        group: Vec<u8>,
+        name: Vec<u8>,
+    },
+    /// Pending entries of a consumer.
+    StreamClaims {
+        group: Vec<u8>,
+        consumer: Vec<u8>,
+        pending: Vec<PendingEntry>,
+    },
 }
+
+/// What the target server understands, where the commands differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// `XSETID ... ENTRIESADDED n MAXDELETEDID id` and `XGROUP CREATE ... ENTRIESREAD n`
+    /// (Redis 7.0).
+    pub stream_counters: bool,
+    /// `XGROUP CREATECONSUMER` (Redis 6.2); without it a consumer with no pending
+    /// entries cannot be created.
+    pub create_consumer: bool,
+}
+
+impl Dialect {
+    /// Redis 7.0 and later.
+    pub const NEWEST: Dialect = Dialect { stream_counters: true, create_consumer: true };
+}
+
+/// A command: its name, the key, the other arguments.
+pub type Command = Vec<Vec<u8>>;
 
 impl Elements {
-    /// The command that adds this batch to its key, and the arguments after the key:
-    /// `RPUSH`, `SADD`, `ZADD` (score, member), `HSET` (field, value) or `APPEND`.
-    pub fn into_command(self) -> (&'static [u8], Vec<Vec<u8>>) {
+    /// The commands that add this batch to `key` on a server that speaks `dialect`, in
+    /// order.
+    pub fn into_commands(self, key: &[u8], dialect: Dialect) -> Vec<Command> {
+        let command = |name: &[u8], args: Vec<Vec<u8>>| {
+            let mut command = vec![name.to_vec(), key.to_vec()];
+            command.extend(args);
+            command
+        };
+        let text = |value: &dyn std::fmt::Display| value.to_string().into_bytes();
         match self {
-            Elements::List(values) => (b"RPUSH", values),
-            Elements::Set(members) => (b"SADD", members),
+            Elements::List(values) => vec![command(b"RPUSH", values)],
+            Elements::Set(members) => vec![command(b"SADD", members)],
             Elements::SortedSet(members) => {
-                let args = members
-                    .into_iter()
-                    .flat_map(|(member, score)| [score.to_string().into_bytes(), member])
-                    .collect();
-                (b"ZADD", args)
+                let args = members.into_iter().flat_map(|(member, score)| [text(&score), member]).collect();
+                vec![command(b"ZADD", args)]
             }
             Elements::Hash(pairs) => {
-                (b"HSET", pairs.into_iter().flat_map(|(field, value)| [field, value]).collect())
+                vec![command(b"HSET", pairs.into_iter().flat_map(|(field, value)| [field, value]).collect())]
             }
-            Elements::String(piece) => (b"APPEND", vec![piece]),
+            Elements::HashWithExpiry(fields) => {
+                let mut expiring = Vec::new();
+                let mut args = Vec::with_capacity(fields.len() * 2);
+                for (field, value, expire_at_ms) in fields {
+                    if let Some(at) = expire_at_ms {
+                        expiring.push((field.clone(), at));
+                    }
+                    args.extend([field, value]);
+                }
+                let mut commands = vec![command(b"HSET", args)];
+                for (field, at) in expiring {
+                    commands.push(command(
+                        b"HPEXPIREAT",
+                        vec![text(&at), b"FIELDS".to_vec(), b"1".to_vec(), field],
+                    ));
+                }
+                commands
+            }
+            Elements::String(piece) => vec![command(b"APPEND", vec![piece])],
+            Elements::StreamEntries(entries) => entries
+                .into_iter()
+                .map(|entry| {
+                    let mut args = vec![text(&entry.id)];
+                    args.extend(entry.fields.into_iter().flat_map(|(field, value)| [field, value]));
+                    command(b"XADD", args)
+                })
+                .collect(),
+            Elements::StreamState(state) => {
+                let mut commands = Vec::new();
+                if state.length == 0 {
+                    // An empty stream exists only as what an XADD left when trimmed to
+                    // nothing (as Redis's own AOF rewrite does it); XSETID then sets its ids.
+                    let args = [&b"MAXLEN"[..], b"0", b"0-1", b"x", b"y"].map(<[u8]>::to_vec).to_vec();
+                    commands.push(command(b"XADD", args));
+                }
+                let mut args = vec![text(&state.last_id)];
+                if dialect.stream_counters
+                    && let (Some(added), Some(deleted)) = (state.entries_added, state.max_deleted_id)
+                {
+                    args.extend([
+                        b"ENTRIESADDED".to_vec(),
+                        text(&added),
+                        b"MAXDELETEDID".to_vec(),
+                        text(&deleted),
+                    ]);
+                }
+                commands.push(command(b"XSETID", args));
+                commands
+            }
+            Elements::StreamGroup(group) => {
+                let mut args =
+                    vec![b"CREATE".to_vec(), key.to_vec(), group.name, text(&group.last_delivered)];
+                if dialect.stream_counters
+                    && let Some(read) = group.entries_read
+                {
+                    args.extend([b"ENTRIESREAD".to_vec(), text(&read)]);
+                }
+                vec![[vec![b"XGROUP".to_vec()], args].concat()]
+            }
+            Elements::StreamConsumer { group, name } if dialect.create_consumer => {
+                vec![vec![b"XGROUP".to_vec(), b"CREATECONSUMER".to_vec(), key.to_vec(), group, name]]
+            }
+            // XCLAIM creates a consumer that has pending entries; one without is lost.
+            Elements::StreamConsumer { .. } => Vec::new(),
+            Elements::StreamClaims { group, consumer, pending } => pending
+                .into_iter()
+                .map(|entry| {
+                    // FORCE creates the entry in the group's pending list, JUSTID keeps
+                    // the delivery count as RETRYCOUNT sets it; an entry no longer in the
+                    // stream is dropped by the server (as when Redis loads its own AOF).
+                    let args = vec![
+                        group.clone(),
+                        consumer.clone(),
+                        b"0".to_vec(),
+                        text(&entry.id),
+                        b"TIME".to_vec(),
+                        text(&entry.delivery_time_ms),
+                        b"RETRYCOUNT".to_vec(),
+                        text(&entry.delivery_count),
+                        b"FORCE".to_vec(),
+                        b"JUSTID".to_vec(),
+                    ];
+                    command(b"XCLAIM", args)
+                })
+                .collect(),
         }
     }
 
-    fn len(&self) -> usize {
+    /// Roughly the memory the batch holds.
+    pub fn size(&self) -> usize {
         match self {
-            Elements::List(elements) | Elements::Set(elements) => elements.len(),
-            Elements::SortedSet(elements) => elements.len(),
-            Elements::Hash(elements) => elements.len(),
-            // A piece ends by its size alone.
-            Elements::String(piece) => usize::from(!piece.is_empty()),
+            Elements::List(values) | Elements::Set(values) => values.iter().map(Vec::len).sum(),
+            Elements::SortedSet(members) => members.iter().map(|(member, _)| member.len() + 8).sum(),
+            Elements::Hash(pairs) => pairs.iter().map(|(field, value)| field.len() + value.len()).sum(),
+            Elements::HashWithExpiry(fields) => {
+                fields.iter().map(|(field, value, _)| field.len() + value.len() + 8).sum()
+            }
+            Elements::String(piece) => piece.len(),
+            Elements::StreamEntries(entries) => entries.iter().map(StreamEntry::size).sum(),
+            Elements::StreamClaims { pending, .. } => pending.len() * 32,
+            Elements::StreamState(_) | Elements::StreamGroup(_) | Elements::StreamConsumer { .. } => 64,
         }
     }
 }
 
-/// Where a big key's decoding stands between batches.
+/// One decoded part of a value.
+#[derive(Debug)]
+pub(super) enum Element {
+    List(Vec<u8>),
+    Set(Vec<u8>),
+    Scored(Vec<u8>, f64),
+    Pair(Vec<u8>, Vec<u8>),
+    Field(ExpiringField),
+    Piece(Vec<u8>),
+}
+
+impl Element {
+    fn size(&self) -> usize {
+        match self {
+            Element::List(value) | Element::Set(value) | Element::Piece(value) => value.len(),
+            Element::Scored(member, _) => member.len() + 8,
+            Element::Pair(field, value) | Element::Field((field, value, _)) => field.len() + value.len(),
+        }
+    }
+
+    /// Adds the element to `batch` (started with it when `None`); an element of another
+    /// kind than the batch's is refused (one value gives one kind).
+    fn add_to(self, batch: &mut Option<Elements>) -> Result<(), &'static str> {
+        match (batch, self) {
+            (batch @ None, element) => {
+                *batch = Some(match element {
+                    Element::List(value) => Elements::List(vec![value]),
+                    Element::Set(value) => Elements::Set(vec![value]),
+                    Element::Scored(member, score) => Elements::SortedSet(vec![(member, score)]),
+                    Element::Pair(field, value) => Elements::Hash(vec![(field, value)]),
+                    Element::Field(field) => Elements::HashWithExpiry(vec![field]),
+                    Element::Piece(piece) => Elements::String(piece),
+                })
+            }
+            (Some(Elements::List(values)), Element::List(value)) => values.push(value),
+            (Some(Elements::Set(members)), Element::Set(member)) => members.push(member),
+            (Some(Elements::SortedSet(members)), Element::Scored(member, score)) => {
+                members.push((member, score))
+            }
+            (Some(Elements::Hash(pairs)), Element::Pair(field, value)) => pairs.push((field, value)),
+            (Some(Elements::HashWithExpiry(fields)), Element::Field(field)) => fields.push(field),
+            (Some(Elements::String(bytes)), Element::Piece(piece)) => bytes.extend_from_slice(&piece),
+            _ => return Err("mismatched element batch"),
+        }
+        Ok(())
+    }
+}
+
+/// How the elements of a plain encoding are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    List,
+    Set,
+    /// Member, then the score as text (the oldest sorted sets).
+    TextScores,
+    /// Member, then the score as a binary double.
+    BinaryScores,
+    Hash,
+    /// Redis 7.4: the field's TTL as a length (0 for none, else the expiration minus
+    /// `min_expire` plus one), field, value.
+    FieldsAfterDeltas {
+        min_expire: i64,
+    },
+    /// Redis 7.4's release candidates: the expiration itself as a length (0 for none).
+    FieldsAfterExpirations,
+    /// Valkey 9: field, value, expiration as 8 bytes (-1 for none).
+    FieldsBeforeExpirations,
+}
+
+/// Where a value's decoding stands between batches.
 #[derive(Debug)]
 pub(super) enum Decoder {
-    /// A count, then that many elements of `value_type`.
-    Plain { value_type: u8, left: u64 },
+    /// A count, then that many elements.
+    Plain {
+        layout: Layout,
+        left: u64,
+    },
     /// Quicklist nodes (listpacks or single plain elements, or, when `ziplists`, ziplists
     /// without a container mark); `pending` holds what the current node has not given yet.
-    Quicklist { nodes_left: u64, ziplists: bool, pending: std::vec::IntoIter<Vec<u8>> },
-    /// The bytes of an uncompressed string.
-    String { left: u64 },
+    Quicklist {
+        nodes_left: u64,
+        ziplists: bool,
+        pending: std::vec::IntoIter<Vec<u8>>,
+    },
+    /// The elements of one blob (or of an integer string), decoded whole.
+    Packed {
+        pending: std::vec::IntoIter<Element>,
+    },
+    /// The bytes of an uncompressed string; `started` once a piece (even empty) went out.
+    String {
+        left: u64,
+        started: bool,
+    },
+    /// An LZF-compressed string.
+    Lzf(Box<LzfString>),
+    Stream(Box<StreamDecoder>),
 }
 
-/// How decoding a big value starts.
+/// A compressed string being decompressed: its compressed bytes not read yet, those
+/// read and not used yet, and the decompressor with its window.
 #[derive(Debug)]
-pub(super) enum Start {
-    Decoding(Decoder),
-    /// Not decoded, and nothing read yet.
-    NotDecoded,
-    /// Not decoded, and read to its end: an integer or a compressed string.
-    WalkedPast,
+pub(super) struct LzfString {
+    compressed_left: u64,
+    unused: Vec<u8>,
+    decompressor: Decompressor,
+    started: bool,
 }
 
 impl Decoder {
-    /// Starts decoding a value of `value_type` (its type byte already read).
-    pub(super) fn start<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<Start, Error> {
-        let decoder = match value_type {
-            LIST | SET | ZSET | ZSET_2 | HASH => Decoder::Plain { value_type, left: input.length()? },
-            LIST_QUICKLIST_2 | LIST_QUICKLIST => Decoder::Quicklist {
+    /// Starts decoding a value of `value_type` (its type byte already read; modules are
+    /// refused earlier).
+    pub(super) fn start<R: Read>(
+        input: &mut Input<R>,
+        format: Format,
+        value_type: u8,
+    ) -> Result<Decoder, Error> {
+        let plain = |layout, input: &mut Input<R>| Ok(Decoder::Plain { layout, left: input.length()? });
+        let packed = |elements: Vec<Element>| Decoder::Packed { pending: elements.into_iter() };
+        match value_type {
+            VALKEY_HASH_2 if format.valkey => plain(Layout::FieldsBeforeExpirations, input),
+            LIST => plain(Layout::List, input),
+            SET => plain(Layout::Set, input),
+            ZSET => plain(Layout::TextScores, input),
+            ZSET_2 => plain(Layout::BinaryScores, input),
+            HASH => plain(Layout::Hash, input),
+            HASH_METADATA => {
+                let min_expire = i64::from_le_bytes(input.array()?);
+                plain(Layout::FieldsAfterDeltas { min_expire }, input)
+            }
+            HASH_METADATA_PRE_GA => plain(Layout::FieldsAfterExpirations, input),
+            LIST_QUICKLIST_2 | LIST_QUICKLIST => Ok(Decoder::Quicklist {
                 nodes_left: input.length()?,
                 ziplists: value_type == LIST_QUICKLIST,
                 pending: Vec::new().into_iter(),
-            },
+            }),
             // One ziplist: a quicklist of one node.
             LIST_ZIPLIST => {
-                Decoder::Quicklist { nodes_left: 1, ziplists: true, pending: Vec::new().into_iter() }
+                Ok(Decoder::Quicklist { nodes_left: 1, ziplists: true, pending: Vec::new().into_iter() })
+            }
+            SET_INTSET => Ok(packed(blob(input, "intset", intset)?.into_iter().map(Element::Set).collect())),
+            SET_LISTPACK => {
+                Ok(packed(blob(input, "listpack", listpack)?.into_iter().map(Element::Set).collect()))
+            }
+            ZSET_ZIPLIST | ZSET_LISTPACK => {
+                let elements = if value_type == ZSET_ZIPLIST {
+                    blob(input, "ziplist", ziplist)?
+                } else {
+                    blob(input, "listpack", listpack)?
+                };
+                let scored = pairs(elements).map_err(|problem| input.corrupt(problem))?;
+                let scored: Result<Vec<Element>, String> = scored
+                    .into_iter()
+                    .map(|(member, score)| Ok(Element::Scored(member, parse_score(&score)?)))
+                    .collect();
+                Ok(packed(scored.map_err(|problem| input.corrupt(problem))?))
+            }
+            HASH_ZIPLIST | HASH_LISTPACK | HASH_ZIPMAP => {
+                let elements = match value_type {
+                    HASH_ZIPLIST => blob(input, "ziplist", ziplist)?,
+                    HASH_LISTPACK => blob(input, "listpack", listpack)?,
+                    _ => blob(input, "zipmap", zipmap)?,
+                };
+                let pairs = pairs(elements).map_err(|problem| input.corrupt(problem))?;
+                Ok(packed(pairs.into_iter().map(|(field, value)| Element::Pair(field, value)).collect()))
+            }
+            HASH_LISTPACK_EX | HASH_LISTPACK_EX_PRE_GA => {
+                if value_type == HASH_LISTPACK_EX {
+                    input.skip(8)?; // the earliest field expiration, in ms
+                }
+                let elements = blob(input, "listpack", listpack)?;
+                let fields = expiring_triples(elements).map_err(|problem| input.corrupt(problem))?;
+                Ok(packed(fields.into_iter().map(Element::Field).collect()))
             }
             STRING => match input.length_or_encoding()? {
-                Length::Plain(left) => Decoder::String { left },
-                Length::Encoded(kind) => {
-                    input.skip_encoded(kind)?;
-                    return Ok(Start::WalkedPast);
+                Length::Plain(left) => Ok(Decoder::String { left, started: false }),
+                Length::Encoded(kind @ (ENCODED_INT8 | ENCODED_INT16 | ENCODED_INT32)) => {
+                    Ok(packed(vec![Element::Piece(input.encoded_integer(kind)?)]))
                 }
+                Length::Encoded(ENCODED_LZF) => {
+                    let compressed_left = input.length()?;
+                    let expected = input.length()?;
+                    if expected > MAX_ELEMENT as u64 {
+                        return Err(input.corrupt(format!("a string of {expected} bytes is over the limit")));
+                    }
+                    Ok(Decoder::Lzf(Box::new(LzfString {
+                        compressed_left,
+                        unused: Vec::new(),
+                        decompressor: Decompressor::new(expected),
+                        started: false,
+                    })))
+                }
+                Length::Encoded(kind) => Err(input.corrupt(format!("unknown string encoding {kind}"))),
             },
-            _ => return Ok(Start::NotDecoded),
-        };
-        Ok(Start::Decoding(decoder))
+            STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
+                Ok(Decoder::Stream(Box::new(StreamDecoder::start(input, value_type)?)))
+            }
+            other => Err(input.corrupt(format!("no decoder for value type {other}"))),
+        }
     }
 
     /// The next batch, or `None` once the value has been read to its end.
     pub(super) fn next_batch<R: Read>(&mut self, input: &mut Input<R>) -> Result<Option<Elements>, Error> {
-        let mut bytes = 0;
-        let mut batch = match self {
-            Decoder::Plain { value_type: SET, .. } => Elements::Set(Vec::new()),
-            Decoder::Plain { value_type: ZSET | ZSET_2, .. } => Elements::SortedSet(Vec::new()),
-            Decoder::Plain { value_type: HASH, .. } => Elements::Hash(Vec::new()),
-            Decoder::String { .. } => Elements::String(Vec::new()),
-            _ => Elements::List(Vec::new()),
-        };
-        while batch.len() < BATCH_ELEMENTS && bytes < BATCH_BYTES {
-            let Some(size) = self.one(input, &mut batch)? else { break };
-            bytes += size;
+        if let Decoder::Stream(stream) = self {
+            return stream.next_batch(input);
         }
-        Ok((batch.len() > 0).then_some(batch))
+        let mut batch = None;
+        let (mut count, mut bytes) = (0, 0);
+        while count < BATCH_ELEMENTS && bytes < BATCH_BYTES {
+            let Some(element) = self.one(input)? else { break };
+            count += 1;
+            bytes += element.size();
+            element.add_to(&mut batch).map_err(|problem| input.corrupt(problem))?;
+        }
+        Ok(batch)
     }
 
-    /// Adds one element to `batch`: its size, or `None` at the end of the value.
-    fn one<R: Read>(&mut self, input: &mut Input<R>, batch: &mut Elements) -> Result<Option<usize>, Error> {
+    /// The next element, or `None` at the end of the value.
+    fn one<R: Read>(&mut self, input: &mut Input<R>) -> Result<Option<Element>, Error> {
         match self {
             Decoder::Plain { left: 0, .. } => Ok(None),
-            Decoder::Plain { value_type, left } => {
+            Decoder::Plain { layout, left } => {
                 *left -= 1;
-                let element = input.string(MAX_ELEMENT, "element")?;
-                let size = element.len();
-                match (*value_type, batch) {
-                    (ZSET, Elements::SortedSet(elements)) => elements.push((element, text_score(input)?)),
-                    (ZSET_2, Elements::SortedSet(elements)) => {
-                        elements.push((element, f64::from_le_bytes(input.array()?)))
-                    }
-                    (HASH, Elements::Hash(elements)) => {
-                        let value = input.string(MAX_ELEMENT, "hash value")?;
-                        let size = size + value.len();
-                        elements.push((element, value));
-                        return Ok(Some(size));
-                    }
-                    (_, Elements::List(elements) | Elements::Set(elements)) => elements.push(element),
-                    _ => return Err(input.corrupt("mismatched element batch")),
-                }
-                Ok(Some(size))
+                plain_element(input, *layout).map(Some)
             }
-            Decoder::String { left: 0 } => Ok(None),
-            Decoder::String { left } => {
-                let size = (*left).min(PIECE) as usize;
-                *left -= size as u64;
-                let piece = input.bytes(size as u64, PIECE as usize, "string piece")?;
-                match batch {
-                    Elements::String(bytes) => bytes.extend_from_slice(&piece),
-                    _ => return Err(input.corrupt("mismatched element batch")),
-                }
-                Ok(Some(size))
+            Decoder::Packed { pending } => Ok(pending.next()),
+            Decoder::String { left: 0, started: true } => Ok(None),
+            Decoder::String { left, started } => {
+                // An empty string still gives one (empty) piece, so that its key exists.
+                *started = true;
+                let size = (*left).min(PIECE as u64);
+                *left -= size;
+                Ok(Some(Element::Piece(input.bytes(size, PIECE, "string piece")?)))
             }
-            Decoder::Quicklist { nodes_left, ziplists, pending } => {
-                let element = loop {
-                    if let Some(element) = pending.next() {
-                        break element;
-                    }
-                    if *nodes_left == 0 {
-                        return Ok(None);
-                    }
-                    *nodes_left -= 1;
-                    *pending = quicklist_node(input, *ziplists)?.into_iter();
-                };
-                let size = element.len();
-                match batch {
-                    Elements::List(elements) => elements.push(element),
-                    _ => return Err(input.corrupt("mismatched element batch")),
+            Decoder::Lzf(string) => string.next_piece(input).map(|piece| piece.map(Element::Piece)),
+            Decoder::Quicklist { nodes_left, ziplists, pending } => loop {
+                if let Some(element) = pending.next() {
+                    return Ok(Some(Element::List(element)));
                 }
-                Ok(Some(size))
-            }
+                if *nodes_left == 0 {
+                    return Ok(None);
+                }
+                *nodes_left -= 1;
+                *pending = quicklist_node(input, *ziplists)?.into_iter();
+            },
+            Decoder::Stream(_) => Err(input.corrupt("a stream decoded element by element")),
         }
     }
+}
+
+impl LzfString {
+    /// The next piece of the decompressed string, or `None` after the last.
+    fn next_piece<R: Read>(&mut self, input: &mut Input<R>) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            let used =
+                self.decompressor.decode(&self.unused, PIECE).map_err(|problem| input.corrupt(problem))?;
+            self.unused.drain(..used);
+            let read_whole = self.compressed_left == 0;
+            if self.decompressor.pending() >= PIECE || (read_whole && self.decompressor.pending() > 0) {
+                self.started = true;
+                return Ok(Some(self.decompressor.take()));
+            }
+            if read_whole {
+                if !self.unused.is_empty() {
+                    return Err(input.corrupt("lzf instruction runs past the compressed string"));
+                }
+                self.decompressor.finish().map_err(|problem| input.corrupt(problem))?;
+                // An empty string still gives one (empty) piece, so that its key exists.
+                let first = !self.started;
+                self.started = true;
+                return Ok(first.then(Vec::new));
+            }
+            // Enough for the longest instruction, or the rest.
+            let more = self.compressed_left.min((PIECE.max(lzf::LONGEST_INSTRUCTION)) as u64);
+            let bytes = input.bytes(more, PIECE, "compressed string")?;
+            self.compressed_left -= more;
+            self.unused.extend_from_slice(&bytes);
+        }
+    }
+}
+
+/// Reads a blob (a string holding a compact encoding) and decodes it with `decode`.
+fn blob<R: Read>(input: &mut Input<R>, what: &str, decode: BlobDecoder) -> Result<Vec<Vec<u8>>, Error> {
+    let bytes = input.string(MAX_ELEMENT, what)?;
+    decode(&bytes).map_err(|problem| input.corrupt(problem))
+}
+
+/// Elements taken two by two.
+fn pairs(elements: Vec<Vec<u8>>) -> Result<Vec<Pair>, String> {
+    if elements.len() % 2 != 0 {
+        return Err(format!("{} elements do not make pairs", elements.len()));
+    }
+    let mut elements = elements.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(first), Some(second)) = (elements.next(), elements.next()) {
+        pairs.push((first, second));
+    }
+    Ok(pairs)
+}
+
+/// Field, value and expiration (0 for none), three by three.
+fn expiring_triples(elements: Vec<Vec<u8>>) -> Result<Vec<ExpiringField>, String> {
+    if elements.len() % 3 != 0 {
+        return Err(format!("{} elements do not make fields, values and expirations", elements.len()));
+    }
+    let mut elements = elements.into_iter();
+    let mut fields = Vec::new();
+    while let (Some(field), Some(value), Some(expiration)) =
+        (elements.next(), elements.next(), elements.next())
+    {
+        let at = parse_integer(&expiration)?;
+        fields.push((field, value, (at != 0).then_some(at)));
+    }
+    Ok(fields)
+}
+
+pub(super) fn parse_integer(text: &[u8]) -> Result<i64, String> {
+    let parsed = std::str::from_utf8(text).ok().and_then(|text| text.parse().ok());
+    parsed.ok_or_else(|| {
+        format!("{:?} is not an integer", String::from_utf8_lossy(&text[..text.len().min(32)]))
+    })
+}
+
+/// A score stored as text (in ziplists and listpacks, or the oldest sorted sets).
+fn parse_score(text: &[u8]) -> Result<f64, String> {
+    let parsed = std::str::from_utf8(text).ok().and_then(|text| match text {
+        "inf" | "+inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        text => text.parse().ok(),
+    });
+    parsed.ok_or_else(|| {
+        format!("score {:?} is not a number", String::from_utf8_lossy(&text[..text.len().min(32)]))
+    })
+}
+
+/// One element of a plain encoding.
+fn plain_element<R: Read>(input: &mut Input<R>, layout: Layout) -> Result<Element, Error> {
+    let element = match layout {
+        Layout::List => Element::List(input.string(MAX_ELEMENT, "element")?),
+        Layout::Set => Element::Set(input.string(MAX_ELEMENT, "member")?),
+        Layout::TextScores => {
+            let member = input.string(MAX_ELEMENT, "member")?;
+            Element::Scored(member, text_score(input)?)
+        }
+        Layout::BinaryScores => {
+            let member = input.string(MAX_ELEMENT, "member")?;
+            Element::Scored(member, f64::from_le_bytes(input.array()?))
+        }
+        Layout::Hash => {
+            let field = input.string(MAX_ELEMENT, "field")?;
+            Element::Pair(field, input.string(MAX_ELEMENT, "hash value")?)
+        }
+        Layout::FieldsAfterDeltas { min_expire } => {
+            let ttl = input.length()?;
+            let field = input.string(MAX_ELEMENT, "field")?;
+            let value = input.string(MAX_ELEMENT, "hash value")?;
+            let at = (ttl != 0).then(|| min_expire.wrapping_add(ttl as i64).wrapping_sub(1));
+            Element::Field((field, value, at))
+        }
+        Layout::FieldsAfterExpirations => {
+            let at = input.length()?;
+            let field = input.string(MAX_ELEMENT, "field")?;
+            let value = input.string(MAX_ELEMENT, "hash value")?;
+            Element::Field((field, value, (at != 0).then_some(at as i64)))
+        }
+        Layout::FieldsBeforeExpirations => {
+            let field = input.string(MAX_ELEMENT, "field")?;
+            let value = input.string(MAX_ELEMENT, "hash value")?;
+            let at = i64::from_le_bytes(input.array()?);
+            Element::Field((field, value, (at != -1).then_some(at)))
+        }
+    };
+    Ok(element)
 }
 
 /// A quicklist node's elements: one plain element, or a listpack of them; or a ziplist.
@@ -190,14 +591,12 @@ fn quicklist_node<R: Read>(input: &mut Input<R>, ziplists: bool) -> Result<Vec<V
     const PLAIN: u64 = 1;
     const PACKED: u64 = 2;
     if ziplists {
-        let node = input.string(MAX_ELEMENT, "ziplist")?;
-        return ziplist(&node).map_err(|problem| input.corrupt(problem));
+        return blob(input, "ziplist", ziplist);
     }
     let container = input.length()?;
-    let node = input.string(MAX_ELEMENT, "quicklist node")?;
     match container {
-        PLAIN => Ok(vec![node]),
-        PACKED => listpack(&node).map_err(|problem| input.corrupt(problem)),
+        PLAIN => Ok(vec![input.string(MAX_ELEMENT, "quicklist node")?]),
+        PACKED => blob(input, "quicklist node", listpack),
         other => Err(input.corrupt(format!("unknown quicklist container {other}"))),
     }
 }
@@ -210,246 +609,48 @@ fn text_score<R: Read>(input: &mut Input<R>) -> Result<f64, Error> {
         255 => Ok(f64::NEG_INFINITY),
         length => {
             let text = input.bytes(u64::from(length), 255, "score")?;
-            let score = std::str::from_utf8(&text).ok().and_then(|text| text.parse().ok());
-            score.ok_or_else(|| {
-                input.corrupt(format!("score {:?} is not a number", String::from_utf8_lossy(&text)))
-            })
+            parse_score(&text).map_err(|problem| input.corrupt(problem))
         }
-    }
-}
-
-/// The elements of a listpack, integers as their decimal text.
-pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let header = bytes.get(..6).ok_or("listpack shorter than its header")?;
-    let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if total != bytes.len() {
-        return Err(format!("listpack says {total} bytes, has {}", bytes.len()));
-    }
-    let mut elements = Vec::new();
-    let mut at = 6;
-    loop {
-        let encoding = *bytes.get(at).ok_or("listpack without its end mark")?;
-        if encoding == 0xff {
-            return if at + 1 == bytes.len() {
-                Ok(elements)
-            } else {
-                Err("bytes after the listpack end".into())
-            };
-        }
-        let take = |from: usize, count: usize| {
-            bytes.get(from..from + count).ok_or("listpack entry runs past its end")
-        };
-        let signed = |raw: &[u8], bits: u32| {
-            let value = raw.iter().rev().fold(0i64, |value, &byte| value << 8 | i64::from(byte));
-            value << (64 - bits) >> (64 - bits)
-        };
-        let (element, size) = match encoding {
-            0x00..=0x7f => (i64::from(encoding).to_string().into_bytes(), 1),
-            0x80..=0xbf => {
-                let length = usize::from(encoding & 0x3f);
-                (take(at + 1, length)?.to_vec(), 1 + length)
-            }
-            0xc0..=0xdf => {
-                let raw = [take(at + 1, 1)?[0], encoding & 0x1f];
-                (signed(&raw, 13).to_string().into_bytes(), 2)
-            }
-            0xe0..=0xef => {
-                let length = usize::from(encoding & 0x0f) << 8 | usize::from(take(at + 1, 1)?[0]);
-                (take(at + 2, length)?.to_vec(), 2 + length)
-            }
-            0xf0 => {
-                let raw = take(at + 1, 4)?;
-                let length = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-                (take(at + 5, length)?.to_vec(), 5 + length)
-            }
-            0xf1..=0xf4 => {
-                let width = match encoding {
-                    0xf1 => 2,
-                    0xf2 => 3,
-                    0xf3 => 4,
-                    _ => 8,
-                };
-                (signed(take(at + 1, width)?, 8 * width as u32).to_string().into_bytes(), 1 + width)
-            }
-            other => return Err(format!("unknown listpack encoding {other:#04x}")),
-        };
-        let backlen = match size {
-            0..=127 => 1,
-            128..=16382 => 2,
-            16383..=2097150 => 3,
-            2097151..=268435454 => 4,
-            _ => 5,
-        };
-        elements.push(element);
-        at += size + backlen;
-    }
-}
-
-/// The elements of a ziplist, integers as their decimal text.
-pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let header = bytes.get(..10).ok_or("ziplist shorter than its header")?;
-    let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if total != bytes.len() {
-        return Err(format!("ziplist says {total} bytes, has {}", bytes.len()));
-    }
-    let take =
-        |from: usize, count: usize| bytes.get(from..from + count).ok_or("ziplist entry runs past its end");
-    let mut elements = Vec::new();
-    let mut at = 10;
-    loop {
-        // The previous entry's length: one byte, or 0xfe and four.
-        match *bytes.get(at).ok_or("ziplist without its end mark")? {
-            0xff => {
-                return if at + 1 == bytes.len() {
-                    Ok(elements)
-                } else {
-                    Err("bytes after the ziplist end".into())
-                };
-            }
-            0xfe => at += 5,
-            _ => at += 1,
-        }
-        let encoding = take(at, 1)?[0];
-        let (element, size) = match encoding >> 6 {
-            0b00 => {
-                let length = usize::from(encoding & 0x3f);
-                (take(at + 1, length)?.to_vec(), 1 + length)
-            }
-            0b01 => {
-                let length = usize::from(encoding & 0x3f) << 8 | usize::from(take(at + 1, 1)?[0]);
-                (take(at + 2, length)?.to_vec(), 2 + length)
-            }
-            0b10 if encoding == 0x80 => {
-                let raw = take(at + 1, 4)?;
-                let length = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-                (take(at + 5, length)?.to_vec(), 5 + length)
-            }
-            0b10 => return Err(format!("unknown ziplist encoding {encoding:#04x}")),
-            _ => {
-                let width = match encoding {
-                    0xfe => 1,
-                    0xc0 => 2,
-                    0xf0 => 3,
-                    0xd0 => 4,
-                    0xe0 => 8,
-                    0xf1..=0xfd => {
-                        elements.push((i64::from(encoding & 0x0f) - 1).to_string().into_bytes());
-                        at += 1;
-                        continue;
-                    }
-                    other => return Err(format!("unknown ziplist encoding {other:#04x}")),
-                };
-                let raw = take(at + 1, width)?;
-                let value = raw.iter().rev().fold(0i64, |value, &byte| value << 8 | i64::from(byte));
-                let bits = 64 - 8 * width as u32;
-                (((value << bits) >> bits).to_string().into_bytes(), 1 + width)
-            }
-        };
-        elements.push(element);
-        at += size;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::packed::tests::{listpack_of, ziplist_of};
+    use super::super::stream::StreamId;
     use super::*;
 
-    /// A listpack of `entries`, each an encoding and its data, with right backlens.
-    fn listpack_of(entries: &[&[u8]]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for entry in entries {
-            body.extend_from_slice(entry);
-            assert!(entry.len() < 128, "one-byte backlens only");
-            body.push(entry.len() as u8);
-        }
-        let total = (6 + body.len() + 1) as u32;
-        [&total.to_le_bytes()[..], &(entries.len() as u16).to_le_bytes(), &body, &[0xff]].concat()
-    }
+    const REDIS: Format = Format { version: 12, valkey: false };
+    const VALKEY: Format = Format { version: 80, valkey: true };
 
-    #[test]
-    fn decodes_every_listpack_encoding() {
-        let entries: [&[u8]; 9] = [
-            b"\x05",
-            b"\x83abc",
-            b"\xdf\xff",
-            b"\xc0\x10",
-            b"\xe0\x02hi",
-            b"\xf0\x01\x00\x00\x00z",
-            b"\xf1\x00\x80",
-            b"\xf2\xff\xff\x7f",
-            b"\xf4\xff\xff\xff\xff\xff\xff\xff\xff",
-        ];
-        let elements = listpack(&listpack_of(&entries)).unwrap();
-        let expected: [&[u8]; 9] = [b"5", b"abc", b"-1", b"16", b"hi", b"z", b"-32768", b"8388607", b"-1"];
-        assert_eq!(elements, expected);
-    }
-
-    /// A ziplist of `entries`, each an encoding and its data, with one-byte prevlens.
-    fn ziplist_of(entries: &[&[u8]]) -> Vec<u8> {
-        let mut body = Vec::new();
-        let mut previous = 0;
-        for entry in entries {
-            body.push(previous);
-            body.extend_from_slice(entry);
-            previous = entry.len() as u8 + 1;
-        }
-        let total = (10 + body.len() + 1) as u32;
-        [&total.to_le_bytes()[..], &[0; 4], &(entries.len() as u16).to_le_bytes(), &body, &[0xff]].concat()
-    }
-
-    #[test]
-    fn decodes_every_ziplist_encoding() {
-        let entries: [&[u8]; 9] = [
-            b"\x03abc",
-            b"\x40\x02hi",
-            b"\x80\x00\x00\x00\x01z",
-            b"\xfe\xff",
-            b"\xc0\x00\x80",
-            b"\xf0\xff\xff\x7f",
-            b"\xd0\x01\x00\x00\x00",
-            b"\xe0\xff\xff\xff\xff\xff\xff\xff\xff",
-            b"\xfd",
-        ];
-        let elements = ziplist(&ziplist_of(&entries)).unwrap();
-        let expected: [&[u8]; 9] = [b"abc", b"hi", b"z", b"-1", b"-32768", b"8388607", b"1", b"-1", b"12"];
-        assert_eq!(elements, expected);
-        let mut wide_prevlen = ziplist_of(&[b"\x01a"]);
-        wide_prevlen.splice(10..11, [0xfe, 0, 0, 0, 0]);
-        wide_prevlen[0] += 4;
-        assert_eq!(ziplist(&wide_prevlen).unwrap(), [b"a"]);
-        for broken in
-            [&b""[..], &ziplist_of(&[b"\x85ab"]), &ziplist_of(&[b"\x05ab"]), &ziplist_of(&[b"\xc5"])]
-        {
-            assert!(ziplist(broken).is_err(), "{broken:02x?}");
-        }
-    }
-
-    #[test]
-    fn refuses_broken_listpacks() {
-        let good = listpack_of(&[b"\x83abc"]);
-        let mut wrong_total = good.clone();
-        wrong_total[0] += 1;
-        let mut no_end = good.clone();
-        no_end.pop();
-        no_end[0] -= 1;
-        let mut long_string = good.clone();
-        long_string[6] = 0x8f;
-        for broken in [&b""[..], &wrong_total, &no_end, &long_string, &listpack_of(&[b"\xf5"])] {
-            assert!(listpack(broken).is_err(), "{broken:02x?}");
-        }
-    }
-
-    fn decode_all(value_type: u8, bytes: &[u8]) -> Vec<Elements> {
+    fn decode_in(format: Format, value_type: u8, bytes: &[u8]) -> Vec<Elements> {
         let mut input = Input::new(bytes);
-        let Start::Decoding(mut decoder) = Decoder::start(&mut input, value_type).unwrap() else {
-            panic!("type {value_type} is not decoded")
-        };
+        let mut decoder = Decoder::start(&mut input, format, value_type).unwrap();
         let mut batches = Vec::new();
         while let Some(batch) = decoder.next_batch(&mut input).unwrap() {
             batches.push(batch);
         }
-        assert_eq!(input.offset(), bytes.len() as u64);
+        assert_eq!(input.offset(), bytes.len() as u64, "type {value_type} did not end at the end");
         batches
+    }
+
+    fn decode_all(value_type: u8, bytes: &[u8]) -> Vec<Elements> {
+        decode_in(REDIS, value_type, bytes)
+    }
+
+    /// `bytes` as an RDB string (6-bit or 32-bit length).
+    fn string(bytes: &[u8]) -> Vec<u8> {
+        let mut encoded = if bytes.len() < 64 {
+            vec![bytes.len() as u8]
+        } else {
+            [&[0x80][..], &(bytes.len() as u32).to_be_bytes()].concat()
+        };
+        encoded.extend_from_slice(bytes);
+        encoded
+    }
+
+    fn strings(values: &[&[u8]]) -> Vec<Vec<u8>> {
+        values.iter().map(|value| value.to_vec()).collect()
     }
 
     #[test]
@@ -471,27 +672,75 @@ mod tests {
         for _ in 0..3000 {
             many.extend_from_slice(b"\x00");
         }
-        let sizes: Vec<_> = decode_all(SET, &many).iter().map(Elements::len).collect();
+        let sizes: Vec<_> = decode_all(SET, &many)
+            .iter()
+            .map(|batch| match batch {
+                Elements::Set(members) => members.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
         assert_eq!(sizes, [1024, 1024, 952]);
     }
 
-    #[test]
-    fn decodes_uncompressed_strings_in_pieces() {
-        let mut string = vec![0x80, 0x00, 0x20, 0x00, 0x00]; // 2 MiB
-        string.extend((0..2 * 1024 * 1024).map(|index| index as u8));
-        let pieces: Vec<Vec<u8>> = decode_all(STRING, &string)
+    fn pieces(batches: Vec<Elements>) -> Vec<Vec<u8>> {
+        batches
             .into_iter()
             .map(|batch| match batch {
                 Elements::String(piece) => piece,
                 other => panic!("{other:?}"),
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn decodes_strings_in_pieces_whatever_their_encoding() {
+        let mut string = vec![0x80, 0x00, 0x20, 0x00, 0x00]; // 2 MiB
+        string.extend((0..2 * 1024 * 1024).map(|index| index as u8));
+        let pieces = pieces(decode_all(STRING, &string));
         assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [1024 * 1024, 1024 * 1024]);
         assert_eq!(pieces.concat(), string[5..]);
-        for compressed in [&b"\xc3\x05\x0a\x00a\xe0\x00\x00"[..], b"\xc0\x07"] {
-            let mut input = Input::new(compressed);
-            assert!(matches!(Decoder::start(&mut input, STRING), Ok(Start::WalkedPast)));
-            assert_eq!(input.offset(), compressed.len() as u64);
+        assert_eq!(self::pieces(decode_all(STRING, b"\x00")), [b"".to_vec()], "an empty string is one piece");
+        assert_eq!(self::pieces(decode_all(STRING, b"\xc0\x07")), [b"7".to_vec()]);
+        assert_eq!(self::pieces(decode_all(STRING, b"\xc2\x00\x00\x00\x80")), [b"-2147483648".to_vec()]);
+        assert_eq!(self::pieces(decode_all(STRING, b"\xc3\x05\x0a\x00a\xe0\x00\x00")), [b"a".repeat(10)]);
+        assert_eq!(self::pieces(decode_all(STRING, b"\xc3\x00\x00")), [b"".to_vec()]);
+    }
+
+    #[test]
+    fn decodes_a_big_compressed_string_in_bounded_pieces() {
+        // 3 MiB of one byte: a literal, then references of 264 bytes at distance 1.
+        let length = 3 * 1024 * 1024;
+        let mut compressed = vec![0x00, b'z'];
+        let mut left = length - 1;
+        while left > 0 {
+            let run = left.min(264);
+            if run < 9 {
+                compressed.extend_from_slice(&[((run - 2) << 5) as u8, 0x00]);
+            } else {
+                compressed.extend_from_slice(&[0xe0, (run - 9) as u8, 0x00]);
+            }
+            left -= run;
+        }
+        let length_of = |value: usize| [&[0x80][..], &(value as u32).to_be_bytes()].concat();
+        let value = [&[0xc3][..], &length_of(compressed.len()), &length_of(length), &compressed].concat();
+        let batches = decode_all(STRING, &value);
+        assert_eq!(batches.len(), 3, "batches of 1 MiB");
+        assert!(batches.iter().all(|batch| batch.size() <= BATCH_BYTES + PIECE + 264));
+        assert!(pieces(batches).concat() == vec![b'z'; length]);
+        // A stream that gives less or more than it announced is refused.
+        for announced in [length - 1, length + 1] {
+            let value =
+                [&[0xc3][..], &length_of(compressed.len()), &length_of(announced), &compressed].concat();
+            let mut input = Input::new(&value[..]);
+            let mut decoder = Decoder::start(&mut input, REDIS, STRING).unwrap();
+            let error = loop {
+                match decoder.next_batch(&mut input) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("announced {announced}: no error"),
+                    Err(error) => break error,
+                }
+            };
+            assert!(matches!(error, Error::Corrupt(_)), "{error}");
         }
     }
 
@@ -509,6 +758,111 @@ mod tests {
         let expected = Elements::List(vec![b"a".to_vec(), b"1".to_vec()]);
         assert_eq!(decode_all(LIST_QUICKLIST, &quicklist), std::slice::from_ref(&expected));
         assert_eq!(decode_all(LIST_ZIPLIST, &quicklist[1..]), [expected]);
-        assert!(matches!(Decoder::start(&mut Input::new(&b""[..]), SET_LISTPACK), Ok(Start::NotDecoded)));
+    }
+
+    #[test]
+    fn decodes_the_compact_encodings() {
+        let intset =
+            [&2u32.to_le_bytes()[..], &2u32.to_le_bytes(), &(-5i16).to_le_bytes(), &7i16.to_le_bytes()]
+                .concat();
+        assert_eq!(decode_all(SET_INTSET, &string(&intset)), [Elements::Set(strings(&[b"-5", b"7"]))]);
+        let members = listpack_of(&[b"\x81a", b"\x05"]);
+        assert_eq!(decode_all(SET_LISTPACK, &string(&members)), [Elements::Set(strings(&[b"a", b"5"]))]);
+        let scored = [(b"a".to_vec(), 1.5), (b"b".to_vec(), 2.0), (b"c".to_vec(), f64::NEG_INFINITY)];
+        let zset = listpack_of(&[b"\x81a", b"\x831.5", b"\x81b", b"\x02", b"\x81c", b"\x84-inf"]);
+        assert_eq!(decode_all(ZSET_LISTPACK, &string(&zset)), [Elements::SortedSet(scored.to_vec())]);
+        let zset = ziplist_of(&[b"\x01a", b"\x031.5", b"\x01b", b"\xf3", b"\x01c", b"\x04-inf"]);
+        assert_eq!(decode_all(ZSET_ZIPLIST, &string(&zset)), [Elements::SortedSet(scored.to_vec())]);
+        let pairs = vec![(b"f".to_vec(), b"v".to_vec()), (b"n".to_vec(), b"1".to_vec())];
+        let hash = listpack_of(&[b"\x81f", b"\x81v", b"\x81n", b"\x01"]);
+        assert_eq!(decode_all(HASH_LISTPACK, &string(&hash)), [Elements::Hash(pairs.clone())]);
+        let hash = ziplist_of(&[b"\x01f", b"\x01v", b"\x01n", b"\xf2"]);
+        assert_eq!(decode_all(HASH_ZIPLIST, &string(&hash)), [Elements::Hash(pairs.clone())]);
+        let zipmap = b"\x02\x01f\x01\x00v\x01n\x01\x021xx\xff";
+        assert_eq!(decode_all(HASH_ZIPMAP, &string(zipmap)), [Elements::Hash(pairs)]);
+        // Odd element counts and scores that are not numbers are refused.
+        for (value_type, blob) in [
+            (HASH_LISTPACK, listpack_of(&[b"\x81f"])),
+            (ZSET_LISTPACK, listpack_of(&[b"\x81a", b"\x81x"])),
+            (SET_INTSET, vec![3, 0, 0, 0, 0, 0, 0, 0]),
+        ] {
+            let error = Decoder::start(&mut Input::new(&string(&blob)[..]), REDIS, value_type).unwrap_err();
+            assert!(matches!(error, Error::Corrupt(_)), "type {value_type}: {error}");
+        }
+    }
+
+    #[test]
+    fn decodes_hash_fields_with_their_expirations() {
+        let at = 1_900_000_000_000i64;
+        let expected = Elements::HashWithExpiry(vec![
+            (b"lasting".to_vec(), b"1".to_vec(), None),
+            (b"fleeting".to_vec(), b"2".to_vec(), Some(at)),
+        ]);
+        let ttl = [&[0x8d][..], at.to_string().as_bytes()].concat(); // a 13-byte string entry
+        let triples = listpack_of(&[b"\x87lasting", b"\x01", b"\x00", b"\x88fleeting", b"\x02", &ttl]);
+        let with_minimum = [&at.to_le_bytes()[..], &string(&triples)].concat();
+        assert_eq!(decode_all(HASH_LISTPACK_EX, &with_minimum), std::slice::from_ref(&expected));
+        assert_eq!(decode_all(HASH_LISTPACK_EX_PRE_GA, &string(&triples)), std::slice::from_ref(&expected));
+        // Redis 7.4's hash table: each TTL as its distance from the minimum, plus one.
+        let metadata = [&at.to_le_bytes()[..], b"\x02\x00\x07lasting\x011\x01\x08fleeting\x012"].concat();
+        assert_eq!(decode_all(HASH_METADATA, &metadata), std::slice::from_ref(&expected));
+        let mut pre_ga = b"\x02\x00\x07lasting\x011\x81".to_vec();
+        pre_ga.extend_from_slice(&(at as u64).to_be_bytes());
+        pre_ga.extend_from_slice(b"\x08fleeting\x012");
+        assert_eq!(decode_all(HASH_METADATA_PRE_GA, &pre_ga), std::slice::from_ref(&expected));
+        // Valkey 9: field, value, then the expiration in 8 bytes, -1 for none.
+        let mut valkey = b"\x02\x07lasting\x011".to_vec();
+        valkey.extend_from_slice(&(-1i64).to_le_bytes());
+        valkey.extend_from_slice(b"\x08fleeting\x012");
+        valkey.extend_from_slice(&at.to_le_bytes());
+        assert_eq!(decode_in(VALKEY, VALKEY_HASH_2, &valkey), std::slice::from_ref(&expected));
+
+        let Elements::HashWithExpiry(fields) = expected.clone() else { unreachable!() };
+        let commands = Elements::HashWithExpiry(fields).into_commands(b"k", Dialect::NEWEST);
+        let shown: Vec<String> = commands
+            .iter()
+            .map(|command| String::from_utf8_lossy(&command.join(&b' ')).into_owned())
+            .collect();
+        assert_eq!(shown, ["HSET k lasting 1 fleeting 2", &format!("HPEXPIREAT k {at} FIELDS 1 fleeting")]);
+    }
+
+    #[test]
+    fn commands_follow_the_dialect() {
+        let shown = |elements: Elements, dialect| -> Vec<String> {
+            elements
+                .into_commands(b"k", dialect)
+                .iter()
+                .map(|command| String::from_utf8_lossy(&command.join(&b' ')).into_owned())
+                .collect()
+        };
+        let old = Dialect { stream_counters: false, create_consumer: false };
+        let id = |ms, seq| StreamId { ms, seq };
+        let state = StreamState {
+            length: 0,
+            last_id: id(5, 1),
+            max_deleted_id: Some(id(5, 1)),
+            entries_added: Some(3),
+        };
+        assert_eq!(
+            shown(Elements::StreamState(state.clone()), Dialect::NEWEST),
+            ["XADD k MAXLEN 0 0-1 x y", "XSETID k 5-1 ENTRIESADDED 3 MAXDELETEDID 5-1"]
+        );
+        assert_eq!(shown(Elements::StreamState(StreamState { length: 2, ..state }), old), ["XSETID k 5-1"]);
+        let group = StreamGroup { name: b"g".to_vec(), last_delivered: id(5, 0), entries_read: Some(2) };
+        assert_eq!(
+            shown(Elements::StreamGroup(group.clone()), Dialect::NEWEST),
+            ["XGROUP CREATE k g 5-0 ENTRIESREAD 2"]
+        );
+        assert_eq!(shown(Elements::StreamGroup(group), old), ["XGROUP CREATE k g 5-0"]);
+        let consumer = || Elements::StreamConsumer { group: b"g".to_vec(), name: b"c".to_vec() };
+        assert_eq!(shown(consumer(), Dialect::NEWEST), ["XGROUP CREATECONSUMER k g c"]);
+        assert!(shown(consumer(), old).is_empty());
+        let pending = vec![PendingEntry { id: id(4, 2), delivery_time_ms: 1000, delivery_count: 3 }];
+        assert_eq!(
+            shown(Elements::StreamClaims { group: b"g".to_vec(), consumer: b"c".to_vec(), pending }, old),
+            ["XCLAIM k g c 0 4-2 TIME 1000 RETRYCOUNT 3 FORCE JUSTID"]
+        );
+        let scored = Elements::SortedSet(vec![(b"a".to_vec(), 0.1), (b"b".to_vec(), f64::INFINITY)]);
+        assert_eq!(shown(scored, old), ["ZADD k 0.1 a inf b"]);
     }
 }

@@ -47,10 +47,10 @@ pub(super) enum Length {
 }
 
 /// Special string encodings (the low 6 bits of a `0b11xxxxxx` length byte).
-const ENCODED_INT8: u8 = 0;
-const ENCODED_INT16: u8 = 1;
-const ENCODED_INT32: u8 = 2;
-const ENCODED_LZF: u8 = 3;
+pub(super) const ENCODED_INT8: u8 = 0;
+pub(super) const ENCODED_INT16: u8 = 1;
+pub(super) const ENCODED_INT32: u8 = 2;
+pub(super) const ENCODED_LZF: u8 = 3;
 
 pub(super) struct Input<R> {
     reader: R,
@@ -251,14 +251,26 @@ impl<R: Read> Input<R> {
         }
     }
 
+    /// The decimal text of an integer stored as a string, its mark (`kind`, one of the
+    /// `ENCODED_INT*`) already read.
+    pub(super) fn encoded_integer(&mut self, kind: u8) -> Result<Vec<u8>, Error> {
+        let value = match kind {
+            ENCODED_INT8 => i64::from(i8::from_le_bytes(self.array()?)),
+            ENCODED_INT16 => i64::from(i16::from_le_bytes(self.array()?)),
+            ENCODED_INT32 => i64::from(i32::from_le_bytes(self.array()?)),
+            kind => return Err(self.corrupt(format!("string encoding {kind} is not an integer"))),
+        };
+        Ok(value.to_string().into_bytes())
+    }
+
     /// Reads a string (a key name, an aux field) and decodes it: integers become their
     /// decimal text, LZF is decompressed. Longer than `limit` is an error.
     pub(super) fn string(&mut self, limit: usize, what: &str) -> Result<Vec<u8>, Error> {
         match self.length_or_encoding()? {
             Length::Plain(length) => self.bytes(length, limit, what),
-            Length::Encoded(ENCODED_INT8) => Ok(i8::from_le_bytes(self.array()?).to_string().into_bytes()),
-            Length::Encoded(ENCODED_INT16) => Ok(i16::from_le_bytes(self.array()?).to_string().into_bytes()),
-            Length::Encoded(ENCODED_INT32) => Ok(i32::from_le_bytes(self.array()?).to_string().into_bytes()),
+            Length::Encoded(kind @ (ENCODED_INT8 | ENCODED_INT16 | ENCODED_INT32)) => {
+                self.encoded_integer(kind)
+            }
             Length::Encoded(ENCODED_LZF) => {
                 let compressed = self.length()?;
                 let uncompressed = self.length()?;

@@ -4,13 +4,14 @@
 //!
 //! A DUMP payload is the value's type byte and encoding, then the RDB version (2 bytes,
 //! little-endian) and the CRC-64 of all that (8 bytes, little-endian). Function libraries
-//! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`.
+//! come out the way `FUNCTION DUMP` gives them, for `FUNCTION RESTORE`, with their code
+//! for `FUNCTION LOAD`.
 //!
-//! A value longer than [`RdbReader::max_payload`] is not kept whole: lists, sets,
-//! sorted sets and hashes in their plain or quicklist encodings, and uncompressed
-//! strings, come out as batches of elements or pieces ([`Item::BigKey`],
-//! [`Item::Elements`]..., [`Item::BigKeyEnd`]); other types, and compressed strings, are
-//! walked past ([`Item::SkippedKey`]).
+//! A value longer than [`RdbReader::max_payload`] is not kept whole: it comes out
+//! decoded, as batches of elements or pieces ([`Item::BigKey`], [`Item::Elements`]...,
+//! [`Item::BigKeyEnd`]) that commands can rebuild. Every type and encoding the reader
+//! knows decodes (see `elements.rs`), so [`RdbReader::decode_all`] can make every key come
+//! out that way, for a target that cannot read the file's payloads.
 //!
 //! The reader is synchronous (it runs on a blocking thread) and treats its input as
 //! hostile: lengths in the stream never size an allocation beyond a small chunk, memory
@@ -20,18 +21,21 @@
 mod elements;
 mod input;
 mod lzf;
+mod packed;
+mod stream;
 mod value;
 
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::io::Read;
 
-pub use self::elements::Elements;
-use self::elements::{Decoder, Start};
+use self::elements::Decoder;
+pub use self::elements::{Command, Dialect, Elements, ExpiringField};
 use self::input::{CRC64, Capture, Input};
+pub use self::stream::{PendingEntry, StreamEntry, StreamGroup, StreamId, StreamState};
 use self::value::Format;
 pub use self::value::value_type;
 
@@ -163,20 +167,14 @@ pub enum Item {
         header: KeyHeader,
         payload: DumpPayload,
     },
-    /// A key whose value is longer than [`RdbReader::max_payload`] and whose elements
-    /// are decoded (plain lists, sets, sorted sets and hashes, quicklists, uncompressed
-    /// strings): batches of [`Item::Elements`] follow, then [`Item::BigKeyEnd`].
+    /// A key whose value is longer than [`RdbReader::max_payload`] (or any key, with
+    /// [`RdbReader::decode_all`]): batches of [`Item::Elements`] follow, then
+    /// [`Item::BigKeyEnd`].
     BigKey {
         header: KeyHeader,
     },
     Elements(Elements),
     BigKeyEnd,
-    /// A key whose value is longer than [`RdbReader::max_payload`] and of a type whose
-    /// elements are not decoded: it was walked past.
-    SkippedKey {
-        header: KeyHeader,
-        value_len: u64,
-    },
     /// A function library: its code, and the payload `FUNCTION RESTORE` takes.
     Function {
         code: Vec<u8>,
@@ -239,11 +237,17 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`]
-    /// and its elements, or [`Item::SkippedKey`]. Up to 64 KiB more may be held while
-    /// a value is found too long.
+    /// and its elements. Up to 64 KiB more may be held while a value is found too long.
+    /// 0 is [`RdbReader::decode_all`].
     pub fn with_max_payload(mut self, max_payload: usize) -> RdbReader<R> {
         self.max_payload = max_payload;
         self
+    }
+
+    /// Makes every key come out decoded ([`Item::BigKey`], its elements, then
+    /// [`Item::BigKeyEnd`]), never as a payload.
+    pub fn decode_all(self) -> RdbReader<R> {
+        self.with_max_payload(0)
     }
 
     pub fn max_payload(&self) -> usize {
@@ -360,6 +364,10 @@ impl<R: Read> RdbReader<R> {
 
     /// Walks the value after `header`, capturing it as a payload.
     fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
+        if self.max_payload == 0 {
+            self.state = State::Decoding(Decoder::start(&mut self.input, self.format, header.value_type)?);
+            return Ok(Item::BigKey { header });
+        }
         let mut capture = Capture::new(self.max_payload);
         capture.push_type(header.value_type);
         self.input.capture = Some(capture);
@@ -375,20 +383,12 @@ impl<R: Read> RdbReader<R> {
     }
 
     /// Goes back to the start of a value found too big (`read`, its bytes so far, are
-    /// read again) and decodes its elements, or walks past it.
+    /// read again) and decodes its elements.
     fn big_key(&mut self, header: KeyHeader, mut read: Vec<u8>) -> Result<Item, Error> {
-        let start = self.input.offset() - read.len() as u64 + 1;
         read.remove(0); // the type byte
         self.input.replay(read);
-        match Decoder::start(&mut self.input, header.value_type)? {
-            Start::Decoding(decoder) => {
-                self.state = State::Decoding(decoder);
-                return Ok(Item::BigKey { header });
-            }
-            Start::NotDecoded => value::walk(&mut self.input, self.format, header.value_type)?,
-            Start::WalkedPast => {}
-        }
-        Ok(Item::SkippedKey { header, value_len: self.input.offset() - start })
+        self.state = State::Decoding(Decoder::start(&mut self.input, self.format, header.value_type)?);
+        Ok(Item::BigKey { header })
     }
 
     /// A function library: its code as a string, which `FUNCTION DUMP` gives behind the
@@ -583,15 +583,17 @@ mod unit_tests {
     }
 
     #[test]
-    fn a_value_over_the_limit_is_skipped_or_decoded_and_reading_goes_on() {
+    fn a_value_over_the_limit_is_decoded_and_reading_goes_on() {
         let body = b"\x00\x03lzf\xc3\x0d\x14\x08abcdefghi\xe0\x02\x08\x00\x03big\x0a0123456789\
             \x01\x04list\x02\x05first\x06second\x00\x05small\x02ok";
         let items = items(&file(b"REDIS0010", body), 11).unwrap();
         let list = vec![b"first".to_vec(), b"second".to_vec()];
         assert_eq!(
-            items[..8],
+            items[..10],
             [
-                Item::SkippedKey { header: header(b"lzf", value_type::STRING), value_len: 16 },
+                Item::BigKey { header: header(b"lzf", value_type::STRING) },
+                Item::Elements(Elements::String(b"abcdefghiabcdefghiab".to_vec())),
+                Item::BigKeyEnd,
                 Item::BigKey { header: header(b"big", value_type::STRING) },
                 Item::Elements(Elements::String(b"0123456789".to_vec())),
                 Item::BigKeyEnd,
@@ -604,14 +606,18 @@ mod unit_tests {
                 },
             ]
         );
-        assert_eq!(items[8..], [Item::End]);
-        // A limit below the type byte still works: every value is big.
-        let items = self::items(&file(b"REDIS0010", body), 0).unwrap();
-        let small = [
-            Item::BigKey { header: header(b"small", value_type::STRING) },
-            Item::Elements(Elements::String(b"ok".to_vec())),
-        ];
-        assert_eq!(items[items.len() - 4..items.len() - 2], small);
+        assert_eq!(items[10..], [Item::End]);
+        // A limit of 0 decodes every value, and so does a limit below the type byte.
+        for limit in [0, 1] {
+            let items = self::items(&file(b"REDIS0010", body), limit).unwrap();
+            let small = [
+                Item::BigKey { header: header(b"small", value_type::STRING) },
+                Item::Elements(Elements::String(b"ok".to_vec())),
+                Item::BigKeyEnd,
+            ];
+            assert_eq!(items[items.len() - 4..items.len() - 1], small);
+            assert!(!items.iter().any(|item| matches!(item, Item::Key { .. })));
+        }
     }
 
     #[test]
@@ -630,6 +636,17 @@ mod unit_tests {
         // A key name claiming to decompress to 500 MiB from three bytes.
         let lzf_bomb = b"REDIS0010\x00\xc3\x03\x80\x1f\x40\x00\x00\x00\x00a\xe0";
         assert!(matches!(items(lzf_bomb, DEFAULT_MAX_PAYLOAD), Err(Error::Corrupt(_))));
+        // Decoded: a compressed string claiming 500 MiB, a stream claiming 2^40 nodes, a
+        // group claiming 2^40 pending entries, an intset claiming 2^40 bytes.
+        let decoded: [&[u8]; 4] = [
+            b"REDIS0010\x00\x01k\xc3\x81\x00\x00\x01\x00\x00\x00\x00\x00\x80\x1f\x40\x00\x00\x00\x00a",
+            b"REDIS0010\x0f\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00",
+            b"REDIS0010\x0f\x01k\x00\x00\x00\x00\x01\x01g\x00\x00\x81\x00\x00\x01\x00\x00\x00\x00\x00",
+            b"REDIS0010\x0b\x01k\x81\x00\x00\x01\x00\x00\x00\x00\x00\x02\x00",
+        ];
+        for rdb in decoded {
+            assert!(matches!(items(rdb, 0), Err(Error::Truncated { .. } | Error::Corrupt(_))), "{rdb:02x?}");
+        }
         assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 

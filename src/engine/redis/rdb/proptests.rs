@@ -1,6 +1,8 @@
 //! Property tests of the reader against hostile input: whatever the bytes, reading ends
 //! (in an item stream or an error) without a panic, with progress on every step, and
-//! every byte change of a real file is caught.
+//! every byte change of a real file is caught; in each mode: payloads, big keys decoded,
+//! and every key decoded (which runs every decoder: compact blobs, field expirations,
+//! LZF streams, streams with their groups).
 
 use proptest::prelude::*;
 
@@ -33,6 +35,7 @@ proptest! {
         for header in [&b"REDIS0011"[..], b"REDIS0009", b"VALKEY080"] {
             let mut rdb = header.to_vec();
             rdb.extend_from_slice(&body);
+            let _ = read_through(&rdb, 0);
             let _ = read_through(&rdb, 64);
             let _ = read_through(&rdb, super::DEFAULT_MAX_PAYLOAD);
         }
@@ -41,7 +44,7 @@ proptest! {
     #[test]
     fn every_change_to_a_real_file_is_an_error(
         changes in proptest::collection::vec((0..REDIS_6_2_RDB.len(), 1..=255u8), 1..4),
-        max_payload in prop_oneof![Just(64usize), Just(super::DEFAULT_MAX_PAYLOAD)],
+        max_payload in prop_oneof![Just(0usize), Just(64), Just(super::DEFAULT_MAX_PAYLOAD)],
     ) {
         let mut rdb = REDIS_6_2_RDB.to_vec();
         for (index, flip) in changes {
@@ -54,6 +57,31 @@ proptest! {
     #[test]
     fn every_cut_of_a_real_file_is_an_error(length in 0..REDIS_6_2_RDB.len()) {
         prop_assert!(read_through(&REDIS_6_2_RDB[..length], super::DEFAULT_MAX_PAYLOAD).is_err());
+        prop_assert!(read_through(&REDIS_6_2_RDB[..length], 0).is_err());
+    }
+
+    /// A key of every value type, decoded, whose value is arbitrary bytes or a blob
+    /// (string) of arbitrary bytes, some starting like a listpack or intset.
+    #[test]
+    fn arbitrary_values_of_every_type_decode_or_fail(
+        value_type in 0..=25u8,
+        blob_head in prop_oneof![Just(None), Just(Some(0u8)), Just(Some(2u8))],
+        body in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        for header in [&b"REDIS0012"[..], b"VALKEY080"] {
+            let mut rdb = header.to_vec();
+            rdb.extend_from_slice(&[value_type, 0x01, b'k']);
+            if let Some(head) = blob_head {
+                // A string of the body's length, whose first bytes claim that total.
+                let total = (body.len() as u32 + 6).to_le_bytes();
+                rdb.extend_from_slice(&[0x80]);
+                rdb.extend_from_slice(&(body.len() as u32 + 6).to_be_bytes());
+                rdb.extend_from_slice(&total);
+                rdb.extend_from_slice(&[head, 0]);
+            }
+            rdb.extend_from_slice(&body);
+            let _ = read_through(&rdb, 0);
+        }
     }
 }
 
@@ -61,4 +89,5 @@ proptest! {
 fn the_real_file_reads_whole() {
     assert!(read_through(REDIS_6_2_RDB, super::DEFAULT_MAX_PAYLOAD).unwrap() > 0);
     assert!(read_through(REDIS_6_2_RDB, 64).unwrap() > 0);
+    assert!(read_through(REDIS_6_2_RDB, 0).unwrap() > 0);
 }
