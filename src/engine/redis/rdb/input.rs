@@ -21,9 +21,12 @@ pub(super) struct Capture {
     limit: usize,
 }
 
+/// A capture starts with room for this much, which most values fit in.
+const CAPTURE_START: usize = 512;
+
 impl Capture {
     pub(super) fn new(limit: usize) -> Capture {
-        Capture { bytes: Vec::new(), limit }
+        Capture { bytes: Vec::with_capacity(limit.saturating_add(1).min(CAPTURE_START)), limit }
     }
 
     /// Whether the value is longer than the limit: reading stops with
@@ -36,6 +39,11 @@ impl Capture {
     pub(super) fn push_type(&mut self, value_type: u8) {
         self.bytes.push(value_type);
     }
+}
+
+/// `count` as a `usize`, or the largest one when it does not fit.
+fn to_usize(count: u64) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX)
 }
 
 /// A length, or one of the special string encodings that share its first byte.
@@ -175,12 +183,31 @@ impl<R: Read> Input<R> {
     /// Reads and drops `count` bytes (they still reach the checksum and the capture),
     /// a chunk at a time: a claimed length only costs memory as its bytes arrive.
     pub(super) fn skip(&mut self, count: u64) -> Result<(), Error> {
-        let mut buffer = vec![0; CHUNK.min(usize::try_from(count).unwrap_or(CHUNK))];
         let mut left = count;
+        // Bytes to replay go through `fill`, a small piece at a time.
+        while left > 0 && self.replayed < self.replay.len() {
+            let mut piece = [0; 512];
+            let size = (self.replay.len() - self.replayed).min(piece.len()).min(to_usize(left));
+            self.fill(&mut piece[..size])?;
+            left -= size as u64;
+        }
+        // The rest straight from the buffer: nothing allocated, nothing copied but into
+        // the capture.
         while left > 0 {
-            let piece = usize::try_from(left).map_or(buffer.len(), |left| left.min(buffer.len()));
-            self.fill(&mut buffer[..piece])?;
-            left -= piece as u64;
+            if self.position == self.end && !self.refill()? {
+                return Err(Error::Truncated { offset: self.offset });
+            }
+            let size = (self.end - self.position).min(to_usize(left));
+            let piece = &self.buffer[self.position..self.position + size];
+            self.position += size;
+            self.offset += size as u64;
+            left -= size as u64;
+            if let Some(capture) = &mut self.capture {
+                capture.bytes.extend_from_slice(piece);
+                if capture.overflowed() {
+                    return Err(Error::TooBig { limit: capture.limit });
+                }
+            }
         }
         Ok(())
     }
@@ -193,11 +220,10 @@ impl<R: Read> Input<R> {
             _ => return Err(self.corrupt(format!("{what} of {count} bytes is over the limit of {limit}"))),
         };
         let mut bytes = Vec::with_capacity(count.min(CHUNK));
-        let mut buffer = vec![0; count.min(CHUNK)];
         while bytes.len() < count {
-            let piece = (count - bytes.len()).min(buffer.len());
-            self.fill(&mut buffer[..piece])?;
-            bytes.extend_from_slice(&buffer[..piece]);
+            let start = bytes.len();
+            bytes.resize(start + (count - start).min(CHUNK), 0);
+            self.fill(&mut bytes[start..])?;
         }
         Ok(bytes)
     }
