@@ -290,16 +290,27 @@ pub(crate) fn encode_command(args: &[&[u8]]) -> Vec<u8> {
 
 /// Appends a command, encoded as [`encode_command`] does, to `out`.
 pub(crate) fn encode_command_into(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.push(b'*');
-    push_decimal(out, args.len());
-    out.extend_from_slice(b"\r\n");
+    push_array_header(out, args.len());
     for arg in args {
-        out.push(b'$');
-        push_decimal(out, arg.len());
-        out.extend_from_slice(b"\r\n");
+        push_bulk_header(out, arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `*<count>\r\n`, the start of a command of `count` arguments.
+pub(crate) fn push_array_header(out: &mut Vec<u8>, count: usize) {
+    out.push(b'*');
+    push_decimal(out, count);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `$<len>\r\n`, which goes before an argument of `len` bytes (and its own
+/// `\r\n` after it).
+pub(crate) fn push_bulk_header(out: &mut Vec<u8>, len: usize) {
+    out.push(b'$');
+    push_decimal(out, len);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `number` in decimal digits.

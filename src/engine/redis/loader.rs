@@ -10,7 +10,9 @@
 
 use std::collections::VecDeque;
 
-use super::connection::{Connection, Reply, describe, encode_command_into, refusal};
+use super::connection::{
+    Connection, Reply, describe, encode_command_into, push_array_header, push_bulk_header, refusal,
+};
 use crate::engine::Error;
 
 /// Commands in flight at most, by default.
@@ -112,7 +114,12 @@ impl Loader {
     }
 
     async fn queue(&mut self, command: &[&[u8]], pending: Pending) -> Result<(), Error> {
-        encode_command_into(&mut self.outgoing, command);
+        if command.iter().map(|arg| arg.len()).sum::<usize>() >= SEND_BUFFER {
+            self.send_buffered().await?;
+            self.write_unbuffered(command).await?;
+        } else {
+            encode_command_into(&mut self.outgoing, command);
+        }
         self.pending.push_back(pending);
         if self.outgoing.len() >= SEND_BUFFER || self.pending.len() >= self.window {
             self.send_buffered().await?;
@@ -125,6 +132,25 @@ impl Loader {
             }
         }
         Ok(())
+    }
+
+    /// Writes a big command straight to the connection: its big arguments (payloads of
+    /// up to the payload limit) are not copied into the send buffer first.
+    async fn write_unbuffered(&mut self, command: &[&[u8]]) -> Result<(), Error> {
+        let mut framing = Vec::with_capacity(64);
+        push_array_header(&mut framing, command.len());
+        for arg in command {
+            push_bulk_header(&mut framing, arg.len());
+            if arg.len() >= SEND_BUFFER / 4 {
+                self.connection.write_all(&framing).await?;
+                self.connection.write_all(arg).await?;
+                framing.clear();
+            } else {
+                framing.extend_from_slice(arg);
+            }
+            framing.extend_from_slice(b"\r\n");
+        }
+        self.connection.write_all(&framing).await
     }
 
     async fn send_buffered(&mut self) -> Result<(), Error> {

@@ -12,6 +12,7 @@
 //! functions before 7.0, hash fields with their own TTL before 7.4) is refused with
 //! `TARGET_TOO_OLD` before anything is flushed.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -68,11 +69,14 @@ struct Survey {
     field_expiry: bool,
     /// Keys whose expiry time had passed when the file was read: `(db, key)`.
     expired: Vec<(u64, Vec<u8>)>,
+    /// Per file, the keys (by place in the file) too big for one payload.
+    big_keys: Vec<BTreeSet<u64>>,
 }
 
 impl Survey {
     fn add(mut self, other: Survey) -> Survey {
         self.expired.extend(other.expired);
+        self.big_keys.extend(other.big_keys);
         Survey {
             keys: self.keys + other.keys,
             functions: self.functions + other.functions,
@@ -80,6 +84,7 @@ impl Survey {
             streams: self.streams || other.streams,
             field_expiry: self.field_expiry || other.field_expiry,
             expired: self.expired,
+            big_keys: self.big_keys,
         }
     }
 }
@@ -169,9 +174,10 @@ pub(crate) async fn load(
         loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
     }
     let mut bytes_before = 0;
-    for path in paths {
+    for (index, path) in paths.iter().enumerate() {
         let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
-        bytes_before += load_file(&mut loader, path, &plan, &report).await?;
+        let big_keys = survey.big_keys.get(index).cloned().unwrap_or_default();
+        bytes_before += load_file(&mut loader, path, &plan, big_keys, &report).await?;
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
@@ -230,6 +236,7 @@ async fn load_file(
     loader: &mut Loader,
     path: &Path,
     plan: &Plan,
+    big_keys: BTreeSet<u64>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
     let max_payload = plan.max_payload;
@@ -239,7 +246,7 @@ async fn load_file(
         let path = path.to_owned();
         let budget = budget.clone();
         let runtime = tokio::runtime::Handle::current();
-        move || read_items(&path, max_payload, &sender, &runtime, &budget)
+        move || read_items(&path, max_payload, big_keys, &sender, &runtime, &budget)
     });
     let mut big_key: Option<KeyHeader> = None;
     let mut offset = 0;
@@ -306,16 +313,27 @@ async fn send_item(
 // Reads the whole file once without loading anything: counts keys and functions, notes
 // what only some servers can hold, and fails on anything the load would fail on (damage,
 // module types). With `max_payload` 0 every value is decoded as the load will decode it.
+//
+// Values are walked, not kept; keys whose value is too big for one payload are noted,
+// then decoded in a second read (only if there are any), so that nothing here holds
+// more than a batch of elements whatever the sizes.
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
-        let mut reader = open(&path, max_payload)?;
+        let mut reader = open(&path, max_payload)?.walk_only();
         let mut survey = Survey { version: reader.version(), ..Survey::default() };
+        let mut big_keys = BTreeSet::new();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as i64);
         while let Some(item) = reader.next().map_err(from_rdb)? {
+            if let Item::Walked { value_len, .. } = &item {
+                // The payload adds the type byte, the version and the checksum.
+                if value_len.saturating_add(11) > max_payload as u64 {
+                    big_keys.insert(survey.keys);
+                }
+            }
             match item {
-                Item::Key { header, .. } | Item::BigKey { header } => {
+                Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
                     survey.keys += 1;
                     if header.expire_at_ms.is_some_and(|at| at <= now_ms)
                         && survey.expired.len() < MAX_EXPIRED
@@ -337,6 +355,11 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
                 _ => {}
             }
         }
+        if !big_keys.is_empty() {
+            let mut reader = open(&path, max_payload)?.walk_only().with_decoded_keys(big_keys.clone());
+            while reader.next().map_err(from_rdb)?.is_some() {}
+        }
+        survey.big_keys = vec![big_keys];
         Ok(survey)
     })
     .await;
@@ -458,11 +481,12 @@ pub(super) fn redis_release(version: &str) -> Option<(u32, u32)> {
 fn read_items(
     path: &Path,
     max_payload: usize,
+    big_keys: BTreeSet<u64>,
     sender: &mpsc::Sender<ReadBatch>,
     runtime: &tokio::runtime::Handle,
     budget: &Arc<Semaphore>,
 ) -> Result<(), Error> {
-    let mut reader = open(path, max_payload)?;
+    let mut reader = open(path, max_payload)?.with_decoded_keys(big_keys);
     let mut batch = Vec::with_capacity(BATCH_ITEMS);
     let mut batch_bytes = 0;
     loop {

@@ -30,6 +30,7 @@ mod proptests;
 #[cfg(test)]
 pub(super) mod tests;
 
+use std::collections::BTreeSet;
 use std::io::Read;
 
 use self::elements::Decoder;
@@ -175,6 +176,12 @@ pub enum Item {
     },
     Elements(Elements),
     BigKeyEnd,
+    /// A key walked past without keeping its value ([`RdbReader::walk_only`]); its
+    /// value's encoding took `value_len` bytes.
+    Walked {
+        header: KeyHeader,
+        value_len: u64,
+    },
     /// A function library: its code, and the payload `FUNCTION RESTORE` takes.
     Function {
         code: Vec<u8>,
@@ -203,6 +210,12 @@ pub struct RdbReader<R> {
     format: Format,
     db: u64,
     max_payload: usize,
+    /// Keys not decoded are walked past, not captured.
+    walk_only: bool,
+    /// Keys (by their place in the file, from 0) decoded whatever their size.
+    decoded: BTreeSet<u64>,
+    /// Keys met so far.
+    keys_seen: u64,
     state: State,
 }
 
@@ -232,8 +245,26 @@ impl<R: Read> RdbReader<R> {
             format: Format { version, valkey },
             db: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            walk_only: false,
+            decoded: BTreeSet::new(),
+            keys_seen: 0,
             state: State::Reading,
         })
+    }
+
+    /// Makes every key not decoded come out as [`Item::Walked`]: its value is checked
+    /// and walked past without being kept, so that a survey of the file holds nothing.
+    pub fn walk_only(mut self) -> RdbReader<R> {
+        self.walk_only = true;
+        self
+    }
+
+    /// Makes the keys at these places in the file (counting keys from 0) come out
+    /// decoded whatever their size: keys a first read found too big for one payload,
+    /// decoded at once rather than first captured up to the limit.
+    pub fn with_decoded_keys(mut self, keys: BTreeSet<u64>) -> RdbReader<R> {
+        self.decoded = keys;
+        self
     }
 
     /// Sets the longest payload kept in memory; a longer value gives [`Item::BigKey`]
@@ -364,9 +395,16 @@ impl<R: Read> RdbReader<R> {
 
     /// Walks the value after `header`, capturing it as a payload.
     fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
-        if self.max_payload == 0 {
+        let place = self.keys_seen;
+        self.keys_seen += 1;
+        if self.max_payload == 0 || self.decoded.contains(&place) {
             self.state = State::Decoding(Decoder::start(&mut self.input, self.format, header.value_type)?);
             return Ok(Item::BigKey { header });
+        }
+        if self.walk_only {
+            let start = self.input.offset();
+            value::walk(&mut self.input, self.format, header.value_type)?;
+            return Ok(Item::Walked { header, value_len: self.input.offset() - start });
         }
         let mut capture = Capture::new(self.max_payload);
         capture.push_type(header.value_type);
