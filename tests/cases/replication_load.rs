@@ -24,15 +24,6 @@ async fn backed_up(server: &TestServer, name: &str, keys: u32, size: u32) -> (Re
     (source, done.response_backup().expect("the backup").clone())
 }
 
-async fn start_restore(server: &TestServer, backup: &pb::Backup, target_database_id: &str) -> pb::Operation {
-    let request = pb::RestoreBackupRequest {
-        backup_id: backup.id.clone(),
-        target_database_id: target_database_id.to_owned(),
-        ..Default::default()
-    };
-    server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner()
-}
-
 fn restore_result(done: &pb::Operation) -> &pb::RestoreResult {
     match &done.result {
         Some(pb::operation::Result::Response(pb::OperationResponse {
@@ -65,32 +56,8 @@ fn prepared_target() -> RedisServer {
     target
 }
 
-fn assert_put_back(target: &RedisServer) {
-    assert!(replication_info(target).contains("role:master"), "a master again: {}", replication_info(target));
-    assert_eq!(config(target, "masterauth"), OWN_MASTERAUTH, "masterauth is put back");
-    assert_eq!(config(target, "repl-diskless-load"), "disabled", "repl-diskless-load is put back");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replication_restore_puts_the_targets_settings_back() {
-    let server = TestServer::start().await;
-    let (source, backup) = backed_up(&server, "settings-source", 1000, 32).await;
-    let target = blocking(prepared_target);
-    let target_database = server.register_redis("settings-target", &target).await;
-
-    let started = start_restore(&server, &backup, &target_database.id).await;
-    let done = server.wait_done(&started.name).await;
-    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
-    assert_eq!(restore_result(&done).load_method, "replication");
-    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
-    blocking(|| assert_put_back(&target));
-    assert_no_secret(OWN_MASTERAUTH, &done);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_that_refuses_replicaof_is_loaded_with_restore_commands_and_says_why() {
-    let server = TestServer::start().await;
-    let (source, backup) = backed_up(&server, "refusing-source", 1000, 32).await;
+/// A target holding data whose user `loader` may not run REPLICAOF, registered as `name`.
+async fn refusing_target(server: &TestServer, name: &str) -> (RedisServer, pb::Database) {
     let target = blocking(|| {
         let target = prepared_target();
         target.call(&[
@@ -107,9 +74,39 @@ async fn a_target_that_refuses_replicaof_is_loaded_with_restore_commands_and_say
         target
     });
     let uri = format!("redis://loader:loader-password@127.0.0.1:{}", target.port());
-    let target_database = server.register(crate::support::redis_database("refusing-target", &uri)).await;
+    let database = server.register(crate::support::redis_database(name, &uri)).await;
+    (target, database)
+}
 
-    let started = start_restore(&server, &backup, &target_database.id).await;
+fn assert_put_back(target: &RedisServer) {
+    assert!(replication_info(target).contains("role:master"), "a master again: {}", replication_info(target));
+    assert_eq!(config(target, "masterauth"), OWN_MASTERAUTH, "masterauth is put back");
+    assert_eq!(config(target, "repl-diskless-load"), "disabled", "repl-diskless-load is put back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_restore_puts_the_targets_settings_back() {
+    let server = TestServer::start().await;
+    let (source, backup) = backed_up(&server, "settings-source", 1000, 32).await;
+    let target = blocking(prepared_target);
+    let target_database = server.register_redis("settings-target", &target).await;
+
+    let started = server.start_restore(&backup, &target_database.id).await;
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(restore_result(&done).load_method, "replication");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    blocking(|| assert_put_back(&target));
+    assert_no_secret(OWN_MASTERAUTH, &done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_refuses_replicaof_is_loaded_with_restore_commands_and_says_why() {
+    let server = TestServer::start().await;
+    let (source, backup) = backed_up(&server, "refusing-source", 1000, 32).await;
+    let (target, target_database) = refusing_target(&server, "refusing-target").await;
+
+    let started = server.start_restore(&backup, &target_database.id).await;
     let done = server.wait_done(&started.name).await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     assert_eq!(restore_result(&done).load_method, "restore");
@@ -128,26 +125,10 @@ async fn required_replication_fails_on_a_target_that_refuses_it_and_leaves_it_un
     let options = ServerOptions { redis_load: LoadMethod::Replication, ..ServerOptions::default() };
     let server = TestServer::start_with(options).await;
     let (_source, backup) = backed_up(&server, "required-source", 100, 16).await;
-    let target = blocking(|| {
-        let target = prepared_target();
-        target.call(&[
-            "ACL",
-            "SETUSER",
-            "loader",
-            "on",
-            ">loader-password",
-            "~*",
-            "&*",
-            "+@all",
-            "-replicaof",
-        ]);
-        target
-    });
+    let (target, target_database) = refusing_target(&server, "required-target").await;
     let before = blocking(|| target.digest());
-    let uri = format!("redis://loader:loader-password@127.0.0.1:{}", target.port());
-    let target_database = server.register(crate::support::redis_database("required-target", &uri)).await;
 
-    let started = start_restore(&server, &backup, &target_database.id).await;
+    let started = server.start_restore(&backup, &target_database.id).await;
     let done = server.wait_done(&started.name).await;
     assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
     let error = done.error().expect("an error");
@@ -162,7 +143,7 @@ async fn required_replication_fails_on_a_target_that_refuses_it_and_leaves_it_un
 async fn slow_restore(server: &TestServer, backup: &pb::Backup, target: &RedisServer) -> pb::Operation {
     blocking(|| target.call(&["CONFIG", "SET", "key-load-delay", "100"]));
     let target_database = server.register_redis("slow-target", target).await;
-    let started = start_restore(server, backup, &target_database.id).await;
+    let started = server.start_restore(backup, &target_database.id).await;
     poll("the target to start loading", PATIENCE, || async {
         blocking(|| replication_info(target).contains("master_sync_in_progress:1")).then_some(())
     })

@@ -33,12 +33,7 @@ async fn backed_up_source(server: &TestServer, compression: pb::Compression) -> 
 }
 
 async fn restore(server: &TestServer, backup: &pb::Backup, target_database_id: &str) -> pb::Operation {
-    let request = pb::RestoreBackupRequest {
-        backup_id: backup.id.clone(),
-        target_database_id: target_database_id.to_owned(),
-        ..Default::default()
-    };
-    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+    let started = server.start_restore(backup, target_database_id).await;
     assert_eq!(started.meta().kind, pb::OperationKind::Restore as i32);
     server.wait_done(&started.name).await
 }

@@ -178,6 +178,17 @@ impl TestServer {
         self.backups().create_backup(request).await.expect("CreateBackup").into_inner()
     }
 
+    /// Starts restoring `backup` into the database `target_database_id` (empty: the
+    /// backup's own); panics if the RPC is refused.
+    pub(crate) async fn start_restore(&self, backup: &pb::Backup, target_database_id: &str) -> pb::Operation {
+        let request = pb::RestoreBackupRequest {
+            backup_id: backup.id.clone(),
+            target_database_id: target_database_id.to_owned(),
+            ..Default::default()
+        };
+        self.backups().restore_backup(request).await.expect("RestoreBackup").into_inner()
+    }
+
     /// GetOperation.
     pub(crate) async fn operation(&self, name: &str) -> pb::Operation {
         let request = pb::GetOperationRequest { name: name.to_owned() };
