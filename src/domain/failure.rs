@@ -73,7 +73,8 @@ pub mod reason {
     pub const URL_NOT_ALLOWED: &str = "URL_NOT_ALLOWED";
     /// The data read is not what it claims to be (bad magic, checksum mismatch, truncated).
     pub const SOURCE_CORRUPT: &str = "SOURCE_CORRUPT";
-    /// The data uses a module type no engine can load.
+    /// The data holds values of a module type the target does not load (or that cannot
+    /// be sent the way the load goes).
     pub const MODULE_NOT_SUPPORTED: &str = "MODULE_NOT_SUPPORTED";
     /// The target server is too old for the data.
     pub const TARGET_TOO_OLD: &str = "TARGET_TOO_OLD";
