@@ -245,7 +245,7 @@ fn apply(
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` (a bare number means seconds).
+/// Parses `500ms`, `30s`, `2m`, `1h`, `1d` (a bare number means seconds).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -256,6 +256,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "" | "s" => Some(Duration::from_secs(number)),
         "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(number.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(number.checked_mul(86_400)?)),
         _ => None,
     }
 }

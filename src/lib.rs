@@ -9,6 +9,7 @@ pub mod engine;
 pub mod metadata;
 pub mod net;
 pub mod pipeline;
+pub mod schedule;
 pub mod storage;
 
 pub mod jobs;

@@ -4,6 +4,7 @@ use super::*;
 use crate::domain::{
     BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy,
 };
+use crate::schedule::Schedule;
 use crate::service::{DatabasePatch, NewDatabase, PolicyPatch};
 
 /// Fields an UpdateDatabase mask may name.
@@ -226,35 +227,12 @@ fn retention_from_pb(retention: Option<&pb::RetentionPolicy>, invalid: &mut Inva
     }
 }
 
-/// Checks a schedule's shape: empty, `@hourly`/`@daily`/`@weekly`/`@monthly`,
-/// `@every <n><s|m|h|d>` (at least a minute), or five cron fields.
+/// Checks a schedule: empty (none), or what [`Schedule::parse`] reads.
 fn check_schedule(schedule: &str) -> Result<(), String> {
-    if schedule.is_empty() || ["@hourly", "@daily", "@weekly", "@monthly"].contains(&schedule) {
+    if schedule.is_empty() {
         return Ok(());
     }
-    if let Some(every) = schedule.strip_prefix("@every") {
-        let every = every.trim();
-        let (number, unit) = every.split_at(every.find(|c: char| !c.is_ascii_digit()).unwrap_or(every.len()));
-        let seconds_per_unit = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err("@every needs a duration like 30m, 6h or 1d".to_owned()),
-        };
-        let seconds =
-            number.parse::<u64>().map_err(|_| "@every needs a duration like 30m, 6h or 1d".to_owned())?
-                * seconds_per_unit;
-        return if seconds >= 60 { Ok(()) } else { Err("@every must be at least 1 minute".to_owned()) };
-    }
-    let fields: Vec<&str> = schedule.split_whitespace().collect();
-    let cron_chars =
-        |field: &&str| field.chars().all(|c| c.is_ascii_digit() || matches!(c, '*' | '/' | ',' | '-'));
-    if fields.len() == 5 && fields.iter().all(cron_chars) {
-        Ok(())
-    } else {
-        Err("expected five cron fields (minute hour day month weekday) or @every <duration>".to_owned())
-    }
+    Schedule::parse(schedule).map(drop)
 }
 
 pub(super) fn name_from_pb(field: &str, name: &str, invalid: &mut Invalid) -> Option<ResourceName> {
@@ -285,10 +263,12 @@ mod tests {
 
     #[test]
     fn schedules() {
-        for good in ["", "@daily", "@every 6h", "@every 1m", "0 3 * * *", "*/15 0-6 1,15 * 1-5"] {
+        for good in
+            ["", "@daily", "@every 6h", "@every 1m", "0 3 * * *", "*/15 0-6 1,15 * 1-5", "0 3 * * MON"]
+        {
             assert_eq!(check_schedule(good), Ok(()), "{good}");
         }
-        for bad in ["@every 30s", "@every", "@every 5x", "0 3 * *", "daily", "0 3 * * MON"] {
+        for bad in ["@every 30s", "@every", "@every 5x", "0 3 * *", "daily", "0 3 * * FUNDAY"] {
             assert!(check_schedule(bad).is_err(), "{bad}");
         }
     }
