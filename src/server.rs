@@ -35,6 +35,8 @@ pub struct Settings {
     pub engines: crate::engine::Settings,
     /// Hosts http(s) import sources may reach even at internal addresses.
     pub allow_hosts: Vec<AllowedHost>,
+    /// How the scheduler paces itself.
+    pub scheduler: crate::schedule::runner::Settings,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -80,6 +82,12 @@ pub async fn run(
     }
     tracing::debug!(destination = %local.id, "local destination ready");
 
+    let stop_scheduling = CancellationToken::new();
+    let scheduler = tokio::spawn(crate::schedule::runner::run(
+        cellar.clone(),
+        settings.scheduler,
+        stop_scheduling.clone(),
+    ));
     let (routes, health) =
         crate::grpc::routes(cellar).await.context("cannot build the reflection service")?;
     let address = listener.local_addr()?;
@@ -101,6 +109,8 @@ pub async fn run(
     tracing::info!(timeout = ?settings.shutdown_timeout, "shutting down");
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     stop_accepting.cancel();
+    stop_scheduling.cancel();
+    let _ = scheduler.await;
     let drained = manager.shutdown(settings.shutdown_timeout).await;
     if !drained {
         tracing::warn!("some operations did not stop within the shutdown timeout");

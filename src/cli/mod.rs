@@ -118,6 +118,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         file_roots: config.file_roots.clone(),
         engines: crate::engine::Settings { redis_load: config.redis_load },
         allow_hosts: config.allow_hosts.clone(),
+        scheduler: crate::schedule::runner::Settings::default(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

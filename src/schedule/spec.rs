@@ -3,7 +3,7 @@
 //! Forms: a five-field cron expression (`minute hour day-of-month month day-of-week`, as
 //! standard cron reads it: a day matches when either day field does, if both are
 //! restricted), a nickname (`@hourly`, `@daily` or `@midnight`, `@weekly`, `@monthly`,
-//! `@yearly` or `@annually`), or `@every <duration>` of at least a minute (`@every 6h`,
+//! `@yearly` or `@annually`), or `@every <duration>` of at least a second (`@every 6h`,
 //! `@every 90m`, `@every 1d`). A cron expression or nickname may start with `CRON_TZ=<IANA zone> `
 //! (`CRON_TZ=Europe/Paris 0 3 * * *`): it is then read in that zone's local time, and
 //! the zone is also the one retention buckets backups by; UTC otherwise.
@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 
 /// The shortest `@every` interval.
-const MIN_EVERY: Duration = Duration::from_secs(60);
+const MIN_EVERY: Duration = Duration::from_secs(1);
 
 /// A parsed schedule.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Schedule {
             let duration = crate::config::parse_duration(every)
                 .ok_or_else(|| format!("'@every {every}' needs a duration like 90m, 6h or 1d"))?;
             if duration < MIN_EVERY {
-                return Err(format!("'@every {every}' is shorter than the 1 minute minimum"));
+                return Err(format!("'@every {every}' is shorter than the 1 second minimum"));
             }
             return Ok(Schedule { text: text.to_owned(), when: When::Every(duration), zone: Tz::UTC });
         }
@@ -162,7 +162,8 @@ mod tests {
             ("0 3 * *", "4 fields"),
             ("0 0 3 * * *", "6 fields"),
             ("61 * * * *", "not a cron schedule"),
-            ("@every 30s", "1 minute minimum"),
+            ("@every 500ms", "1 second minimum"),
+            ("@every 0", "1 second minimum"),
             ("@every often", "needs a duration"),
             ("CRON_TZ=Mars/Olympus 0 3 * * *", "IANA time zone"),
         ] {

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use super::{BackupPatch, Cellar, CreateBackup, Error, RestoreBackup};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::{
-    Backup, BackupId, BackupName, BackupOrigin, BackupState, Destination, DestinationId, EngineKind,
-    Operation, OperationKind, reason,
+    Backup, BackupId, BackupName, BackupState, Destination, DestinationId, EngineKind, Operation,
+    OperationKind, reason,
 };
 use crate::jobs::{BackupJob, DeleteBackupJob, RestoreJob};
 use crate::operations::Submission;
 use crate::storage::{self, Storage};
 
 impl Cellar {
-    /// Starts an on-demand backup; returns its operation (QUEUED or RUNNING).
+    /// Starts a backup (on demand, or for the schedule); returns its operation (QUEUED or
+    /// RUNNING).
     pub async fn create_backup(&self, request: CreateBackup) -> Result<Operation, Error> {
         if let Some(existing) = self.existing_operation(OperationKind::Backup, &request.request_id).await? {
             return Ok(existing);
@@ -46,7 +47,7 @@ impl Cellar {
             destination_id: destination.id,
             object_key: String::new(),
             uri: String::new(),
-            origin: BackupOrigin::OnDemand,
+            origin: request.origin,
             create_time: now,
             update_time: now,
             expire_time,

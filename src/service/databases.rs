@@ -28,6 +28,7 @@ impl Cellar {
         match self.store.create_database(&database, request_id).await? {
             Created::New => {
                 tracing::info!(database = %database.id, name = %database.name, "database registered");
+                self.schedules_changed();
                 Ok(database)
             }
             Created::Existing(id) => self.get_database(parse_stored_id(&id)?).await,
@@ -67,6 +68,7 @@ impl Cellar {
         }
         database.update_time = crate::domain::now();
         self.store.update_database(&database).await?;
+        self.schedules_changed();
         Ok(database)
     }
 
@@ -79,6 +81,7 @@ impl Cellar {
         }
         self.store.delete_database(id).await?;
         tracing::info!(database = %id, "database unregistered");
+        self.schedules_changed();
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod destinations;
 mod error;
 mod imports;
 mod requests;
+mod schedules;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Cellar {
     places: Places,
     http: Arc<HttpClient>,
     engines: engine::Settings,
+    /// Signalled when a database's policy may have changed; the scheduler waits on it.
+    schedules: Arc<tokio::sync::Notify>,
 }
 
 /// The local places the core works with, and what imports may reach.
@@ -59,7 +62,14 @@ impl Cellar {
         places: Places,
     ) -> Result<Self, crate::storage::Error> {
         let http = Arc::new(HttpClient::new(UrlPolicy::new(places.allow_hosts.clone()))?);
-        Ok(Cellar { store, manager, places, http, engines: engine::Settings::default() })
+        Ok(Cellar {
+            store,
+            manager,
+            places,
+            http,
+            engines: engine::Settings::default(),
+            schedules: Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
     /// The same core with these engine settings.

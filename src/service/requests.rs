@@ -1,8 +1,8 @@
 //! The validated requests the core takes (built by the transports).
 
 use crate::domain::{
-    BackupId, BackupName, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId, EngineKind,
-    Labels, ResourceName, RetentionPolicy, Secret, Timestamp,
+    BackupId, BackupName, BackupOrigin, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId,
+    EngineKind, Labels, ResourceName, RetentionPolicy, Secret, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -124,6 +124,8 @@ pub struct CreateBackup {
     pub labels: Labels,
     /// Idempotency key.
     pub request_id: Option<String>,
+    /// Who asked: on demand (the API) or the schedule.
+    pub origin: BackupOrigin,
 }
 
 /// Changes to a backup; `None` leaves a field as it is.

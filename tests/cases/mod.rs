@@ -15,3 +15,4 @@ mod process;
 mod reflection;
 mod replication_load;
 mod restore;
+mod schedules;

@@ -328,6 +328,11 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             .iter()
             .map(|host| AllowedHost::parse(host).expect("a valid allowed host"))
             .collect(),
+        scheduler: cellar::schedule::runner::Settings {
+            sweep_every: Duration::from_millis(200),
+            busy_retry: Duration::from_millis(200),
+            max_sleep: Duration::from_secs(1),
+        },
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;

@@ -80,6 +80,7 @@ pub(crate) fn create_backup_from_pb(request: pb::CreateBackupRequest) -> Result<
         compression,
         labels,
         request_id,
+        origin: BackupOrigin::OnDemand,
     })
 }
 

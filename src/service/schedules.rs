@@ -1,0 +1,55 @@
+//! What the scheduler asks of the core: the databases with a schedule, their backups,
+//! the backups past their expiry, and a signal when a policy changes.
+
+use super::{Cellar, Error};
+use crate::domain::list::{Clause, ListQuery, Op, Value};
+use crate::domain::{Backup, BackupOrigin, BackupState, Database, DatabaseId, Timestamp};
+
+impl Cellar {
+    /// Every registered database whose policy has a schedule.
+    pub async fn scheduled_databases(&self) -> Result<Vec<Database>, Error> {
+        let databases = self.store.list_databases(&ListQuery::all(Vec::new())).await?;
+        Ok(databases
+            .items
+            .into_iter()
+            .filter(|database| !database.backup_policy.schedule.is_empty())
+            .collect())
+    }
+
+    /// Every backup of a database, whatever its state.
+    pub async fn backups_of(&self, database_id: DatabaseId) -> Result<Vec<Backup>, Error> {
+        let clause = clause("database_id", Op::Eq, Value::Text(database_id.to_string()));
+        Ok(self.store.list_backups(&ListQuery::all(vec![clause])).await?.items)
+    }
+
+    /// When the schedule last took a backup of the database (any state), if ever.
+    pub async fn last_scheduled_backup(&self, database_id: DatabaseId) -> Result<Option<Timestamp>, Error> {
+        let backups = self.backups_of(database_id).await?;
+        Ok(backups
+            .iter()
+            .filter(|backup| backup.origin == BackupOrigin::Scheduled)
+            .map(|backup| backup.create_time)
+            .max())
+    }
+
+    /// READY backups whose `expire_time` is at or before `now`.
+    pub async fn expired_backups(&self, now: Timestamp) -> Result<Vec<Backup>, Error> {
+        let expired = clause("expire_time", Op::Le, Value::Time(now));
+        let ready = clause("state", Op::Eq, Value::Text(BackupState::Ready.as_str().to_owned()));
+        Ok(self.store.list_backups(&ListQuery::all(vec![expired, ready])).await?.items)
+    }
+
+    /// Wakes the scheduler: a database's policy changed (or a database came or went).
+    pub(super) fn schedules_changed(&self) {
+        self.schedules.notify_one();
+    }
+
+    /// Resolves when a policy changes after the last call (or changed before it).
+    pub async fn schedule_change(&self) {
+        self.schedules.notified().await;
+    }
+}
+
+fn clause(field: &'static str, op: Op, value: Value) -> Clause {
+    Clause { field, label_key: None, op, value }
+}

@@ -1,0 +1,127 @@
+//! Scheduled backups, retention and expiry against a real redis-server: an `@every 2s`
+//! schedule takes backups, `keep_last = 3` keeps exactly three, the newest is never
+//! deleted, clearing the schedule stops it at once, and a backup past its expiry is
+//! swept with its objects gone from the store.
+
+use std::time::Duration;
+
+use crate::support::{
+    OperationExt, PATIENCE, RedisOptions, RedisServer, TestServer, blocking, pb, poll, redis_database,
+};
+
+/// Every backup of a database (all pages are one here).
+async fn backups_of(server: &TestServer, database_id: &str) -> Vec<pb::Backup> {
+    let request = pb::ListBackupsRequest {
+        page_size: 1000,
+        filter: format!("database_id = \"{database_id}\""),
+        ..Default::default()
+    };
+    server.backups().list_backups(request).await.expect("ListBackups").into_inner().backups
+}
+
+fn scheduled(backup: &pb::Backup) -> bool {
+    backup.origin == pb::BackupOrigin::Scheduled as i32
+}
+
+fn ready(backup: &pb::Backup) -> bool {
+    backup.state == pb::BackupState::Ready as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_takes_backups_and_retention_keeps_the_last_three() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        source.call(&["SET", "greeting", "hello"]);
+        source
+    });
+    let mut database = redis_database("scheduled", &source.uri());
+    database.backup_policy = Some(pb::BackupPolicy {
+        schedule: "@every 2s".to_owned(),
+        retention: Some(pb::RetentionPolicy { keep_last: 3, ..Default::default() }),
+        ..Default::default()
+    });
+    let database = server.register(database).await;
+
+    // Five scheduled backups taken, and retention down to three READY ones after each.
+    let taken = poll("five scheduled backups", Duration::from_secs(60), || async {
+        let operations = server.all_operations(&format!("database_id = \"{}\"", database.id)).await;
+        let backups: Vec<_> = operations
+            .iter()
+            .filter(|operation| operation.meta().kind == pb::OperationKind::Backup as i32)
+            .filter(|operation| operation.state() == pb::OperationState::Succeeded)
+            .filter_map(|operation| operation.response_backup().cloned())
+            .collect();
+        (backups.len() >= 5).then_some(backups)
+    })
+    .await;
+    assert!(taken.iter().all(scheduled), "the schedule's backups say so: {taken:?}");
+
+    // Clearing the schedule stops it without a restart.
+    let mut cleared = database.clone();
+    cleared.backup_policy =
+        Some(pb::BackupPolicy { schedule: String::new(), ..cleared.backup_policy.unwrap() });
+    let request = pb::UpdateDatabaseRequest {
+        database: Some(cleared),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["backup_policy.schedule".to_owned()] }),
+    };
+    server.databases().update_database(request).await.expect("UpdateDatabase");
+
+    let kept = poll("retention to leave three READY backups", PATIENCE, || async {
+        let backups = backups_of(&server, &database.id).await;
+        let settled = backups.iter().all(ready) && backups.len() == 3;
+        settled.then_some(backups)
+    })
+    .await;
+    let newest_taken = taken.iter().map(|backup| backup.create_time.unwrap().seconds).max().unwrap();
+    let newest_kept = kept.iter().map(|backup| backup.create_time.unwrap().seconds).max().unwrap();
+    assert!(newest_kept >= newest_taken, "the newest backup is never deleted");
+    for backup in taken.iter().filter(|backup| !kept.iter().any(|kept| kept.id == backup.id)) {
+        let object = server.local_backups_dir().join(&backup.object_key);
+        assert!(!object.exists(), "a pruned backup's object is gone: {}", object.display());
+    }
+
+    // Nothing more is scheduled.
+    let count = server.all_operations(&format!("database_id = \"{}\"", database.id)).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = server.all_operations(&format!("database_id = \"{}\"", database.id)).await;
+    let new_backups = after.len() - count;
+    assert_eq!(new_backups, 0, "no backup after the schedule was cleared: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_backup_is_swept_but_never_the_newest() {
+    let server = TestServer::start().await;
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    let database = server.register_redis("expiring", &source).await;
+    let soon = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 1, nanos: 0 };
+
+    let backup = |expire_time: Option<prost_types::Timestamp>| {
+        let server = &server;
+        let database_id = database.id.clone();
+        async move {
+            let request = pb::CreateBackupRequest { database_id, expire_time, ..Default::default() };
+            let created = server.start_backup(request).await;
+            let done = server.wait_done(&created.name).await;
+            assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+            done.response_backup().expect("the backup").clone()
+        }
+    };
+    // The only backup, expiring: kept while it is the newest READY one.
+    let lonely = backup(Some(soon)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ready(&server.backup(&lonely.id).await), "the newest READY backup is never swept");
+
+    // Once a newer one exists, the expired one goes, objects and all.
+    let newer = backup(None).await;
+    poll("the expired backup to be swept", PATIENCE, || async {
+        let ids: Vec<String> =
+            backups_of(&server, &database.id).await.into_iter().map(|backup| backup.id).collect();
+        (ids == [newer.id.clone()]).then_some(())
+    })
+    .await;
+    let object = server.local_backups_dir().join(&lonely.object_key);
+    assert!(!object.exists(), "the swept backup's object is gone: {}", object.display());
+    let manifest = object.with_file_name("manifest.json");
+    assert!(!manifest.exists(), "and its manifest: {}", manifest.display());
+}
