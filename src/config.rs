@@ -39,6 +39,8 @@ pub struct Config {
     pub file_roots: Vec<PathBuf>,
     /// How Redis restores and imports load the target.
     pub redis_load: crate::engine::redis::LoadMethod,
+    /// Where the Prometheus endpoint listens; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     /// Hosts http(s) import sources may reach even at internal addresses (loopback,
     /// private, link-local); empty: public addresses only.
     pub allow_hosts: Vec<AllowedHost>,
@@ -56,6 +58,7 @@ impl Default for Config {
             spool_dir: None,
             file_roots: Vec::new(),
             redis_load: crate::engine::redis::LoadMethod::Auto,
+            metrics_listen: None,
             allow_hosts: Vec::new(),
         }
     }
@@ -84,6 +87,8 @@ pub struct Overrides {
     pub file_roots: Option<Vec<PathBuf>>,
     /// `redis_load`: `auto`, `restore` or `replication`.
     pub redis_load: Option<String>,
+    /// `metrics_listen`: an address, or empty for none.
+    pub metrics_listen: Option<String>,
     /// `allow_hosts`: a list, or one string of comma-separated hosts (as the
     /// environment gives them).
     #[serde(default, deserialize_with = "list_or_text")]
@@ -146,6 +151,7 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_SHUTDOWN_TIMEOUT" => overrides.shutdown_timeout = Some(value),
             "CELLAR_SPOOL_DIR" => overrides.spool_dir = Some(PathBuf::from(value)),
             "CELLAR_REDIS_LOAD" => overrides.redis_load = Some(value),
+            "CELLAR_METRICS_LISTEN" => overrides.metrics_listen = Some(value),
             "CELLAR_FILE_ROOTS" => {
                 overrides.file_roots = Some(std::env::split_paths(&value).collect());
             }
@@ -191,6 +197,18 @@ fn apply(
             "text" => config.log_format = LogFormat::Text,
             "json" => config.log_format = LogFormat::Json,
             _ => problems.push(format!("{}: '{format}' is not text or json", name("log_format"))),
+        }
+    }
+    if let Some(address) = overrides.metrics_listen {
+        match address.trim() {
+            "" => config.metrics_listen = None,
+            text => match text.parse() {
+                Ok(address) => config.metrics_listen = Some(address),
+                Err(_) => problems.push(format!(
+                    "{}: '{text}' is not an address like 127.0.0.1:9464",
+                    name("metrics_listen")
+                )),
+            },
         }
     }
     if let Some(method) = overrides.redis_load {

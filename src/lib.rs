@@ -7,6 +7,7 @@ pub mod domain;
 
 pub mod engine;
 pub mod metadata;
+pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod schedule;

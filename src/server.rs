@@ -37,6 +37,8 @@ pub struct Settings {
     pub allow_hosts: Vec<AllowedHost>,
     /// How the scheduler paces itself.
     pub scheduler: crate::schedule::runner::Settings,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -82,7 +84,23 @@ pub async fn run(
     }
     tracing::debug!(destination = %local.id, "local destination ready");
 
+    if let Err(error) = cellar.seed_backup_metrics().await {
+        tracing::warn!(%error, "cannot read the last backups for the metrics");
+    }
     let stop_scheduling = CancellationToken::new();
+    if let Some(address) = settings.metrics_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
+        let serving = crate::metrics::http::serve(
+            listener,
+            manager.metrics(),
+            manager.clone(),
+            stop_scheduling.clone(),
+        );
+        tokio::spawn(serving);
+    }
     let scheduler = tokio::spawn(crate::schedule::runner::run(
         cellar.clone(),
         settings.scheduler,

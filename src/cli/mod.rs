@@ -55,6 +55,10 @@ struct ServeArgs {
     /// else RESTORE commands), `restore` or `replication`.
     #[arg(long, value_name = "METHOD")]
     redis_load: Option<String>,
+    /// Where the Prometheus endpoint (`GET /metrics`) listens, e.g. `127.0.0.1:9464`;
+    /// none by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// A host http(s) import sources may reach even at an internal address (loopback,
     /// private, link-local), as `name`, `name:port`, `IP` or `IP:port` (repeat for several).
     #[arg(long = "allow-host", value_name = "HOST")]
@@ -80,6 +84,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         spool_dir: args.spool_dir,
         file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
         redis_load: args.redis_load,
+        metrics_listen: args.metrics_listen,
         allow_hosts: (!args.allow_hosts.is_empty()).then_some(args.allow_hosts),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
@@ -119,6 +124,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         engines: crate::engine::Settings { redis_load: config.redis_load },
         allow_hosts: config.allow_hosts.clone(),
         scheduler: crate::schedule::runner::Settings::default(),
+        metrics_listen: config.metrics_listen,
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -16,6 +16,7 @@ use crate::domain::{
     OperationState, reason,
 };
 use crate::metadata::{self, Store};
+use crate::metrics::Metrics;
 
 /// Progress is written to the catalog at most this often while a job runs; state
 /// changes are written at once.
@@ -77,6 +78,7 @@ pub struct Manager {
 
 struct Inner {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     max_slots: usize,
     root: CancellationToken,
     tasks: TaskTracker,
@@ -111,6 +113,7 @@ impl Manager {
     pub fn new(store: Arc<dyn Store>, max_concurrent_backups: usize) -> Self {
         let inner = Inner {
             store,
+            metrics: Arc::new(Metrics::new()),
             max_slots: max_concurrent_backups.max(1),
             root: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -207,6 +210,17 @@ impl Manager {
             Some((database_id, operation_id)) => Err(Error::DatabaseBusy { database_id, operation_id }),
             None => Ok(()),
         }
+    }
+
+    /// The metrics operations feed.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// How many operations are queued, and how many run.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.inner.lock();
+        (state.queue.len(), state.live.len() - state.queue.len())
     }
 
     /// The operation holding `database_id`, if a data operation is queued or running on it.
@@ -453,6 +467,7 @@ impl Manager {
         let mut operation = sender.borrow().clone();
         finish(&mut operation, outcome);
         self.persist(&operation).await;
+        self.inner.metrics.operation_finished(&operation);
         sender.send_replace(operation.clone());
         operation
     }

@@ -1,5 +1,6 @@
-//! What the scheduler asks of the core: the databases with a schedule, their backups,
-//! the backups past their expiry, and a signal when a policy changes.
+//! What the scheduler and the metrics ask of the core: the databases with a schedule,
+//! their backups, the backups past their expiry, a signal when a policy changes, and
+//! each database's last good backup.
 
 use super::{Cellar, Error};
 use crate::domain::list::{Clause, ListQuery, Op, Value};
@@ -37,6 +38,17 @@ impl Cellar {
         let expired = clause("expire_time", Op::Le, Value::Time(now));
         let ready = clause("state", Op::Eq, Value::Text(BackupState::Ready.as_str().to_owned()));
         Ok(self.store.list_backups(&ListQuery::all(vec![expired, ready])).await?.items)
+    }
+
+    /// Feeds the metrics each database's newest READY backup from the catalog, so that
+    /// freshness is known from the start, not only after the next backup.
+    pub async fn seed_backup_metrics(&self) -> Result<(), Error> {
+        let metrics = self.manager.metrics();
+        let ready = clause("state", Op::Eq, Value::Text(BackupState::Ready.as_str().to_owned()));
+        for backup in self.store.list_backups(&ListQuery::all(vec![ready])).await?.items {
+            metrics.backup_ready(&backup);
+        }
+        Ok(())
     }
 
     /// Wakes the scheduler: a database's policy changed (or a database came or went).

@@ -9,6 +9,7 @@ mod grpcurl;
 mod http_import;
 mod import;
 mod listing;
+mod metrics;
 mod modules;
 mod operations;
 mod process;

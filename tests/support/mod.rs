@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub(crate) use cellar::grpc::pb::cellar::v1 as pb;
 pub(crate) use http::HttpServer;
 pub(crate) use process::ProcessServer;
-pub(crate) use redis::{RedisOptions, RedisServer, Reply};
+pub(crate) use redis::{RedisOptions, RedisServer, Reply, free_port};
 pub(crate) use server::{ServerOptions, TestServer};
 use tonic::Code;
 use tonic_types::StatusExt;

@@ -31,6 +31,8 @@ pub(crate) struct ServerOptions {
     pub(crate) shutdown_timeout: Duration,
     /// How Redis targets are loaded.
     pub(crate) redis_load: LoadMethod,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// `Settings::allow_hosts`: by default 127.0.0.1 (every port), where the harness's
     /// HTTP servers listen.
     pub(crate) allow_hosts: Vec<String>,
@@ -42,6 +44,7 @@ impl Default for ServerOptions {
             max_concurrent_backups: 4,
             shutdown_timeout: Duration::from_secs(15),
             redis_load: LoadMethod::Auto,
+            metrics_listen: None,
             allow_hosts: vec!["127.0.0.1".to_owned()],
         }
     }
@@ -333,6 +336,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             busy_retry: Duration::from_millis(200),
             max_sleep: Duration::from_secs(1),
         },
+        metrics_listen: options.metrics_listen,
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;
