@@ -137,7 +137,12 @@ impl ObjectLocation {
             StoreSettings::Gcs { service_account_key } => vec![service_account_key],
             StoreSettings::Azure { access_key, sas_token, .. } => vec![access_key, sas_token],
         };
-        secrets.into_iter().flatten().map(|secret| secret.expose().to_owned()).filter(|s| !s.is_empty()).collect()
+        secrets
+            .into_iter()
+            .flatten()
+            .map(|secret| secret.expose().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -167,7 +172,8 @@ impl Settings {
                 known(option_keys)
             )));
         }
-        if let Some(unknown) = destination.credentials.keys().find(|key| !credential_keys.contains(&key.as_str()))
+        if let Some(unknown) =
+            destination.credentials.keys().find(|key| !credential_keys.contains(&key.as_str()))
         {
             return Err(invalid(format!(
                 "unknown credential '{unknown}' for {scheme} destinations; known: {}",
@@ -198,7 +204,8 @@ impl Settings {
     /// `allow_http`.
     fn endpoint(&self, allow_http: bool) -> Result<Option<String>, Error> {
         let Some(text) = self.option("endpoint") else { return Ok(None) };
-        let endpoint = Url::parse(&text).map_err(|error| invalid(format!("option endpoint is not a URL: {error}")))?;
+        let endpoint =
+            Url::parse(&text).map_err(|error| invalid(format!("option endpoint is not a URL: {error}")))?;
         match endpoint.scheme() {
             "https" => {}
             "http" if allow_http => {}
@@ -223,14 +230,19 @@ fn s3(url: &Url, bucket: String, path: &str, settings: &Settings) -> Result<Obje
     };
     let uri_key_id = decode(url.username(), "user name")?;
     let uri_secret = decode(url.password().unwrap_or_default(), "password")?;
-    let access_key_id =
-        settings.credential("access_key_id").or_else(|| (!uri_key_id.is_empty()).then(|| Secret::new(uri_key_id)));
+    let access_key_id = settings
+        .credential("access_key_id")
+        .or_else(|| (!uri_key_id.is_empty()).then(|| Secret::new(uri_key_id)));
     let secret_access_key = settings
         .credential("secret_access_key")
         .or_else(|| (!uri_secret.is_empty()).then(|| Secret::new(uri_secret)));
     match (&access_key_id, &secret_access_key) {
-        (Some(_), None) => return Err(invalid("credential access_key_id is set but secret_access_key is not")),
-        (None, Some(_)) => return Err(invalid("credential secret_access_key is set but access_key_id is not")),
+        (Some(_), None) => {
+            return Err(invalid("credential access_key_id is set but secret_access_key is not"));
+        }
+        (None, Some(_)) => {
+            return Err(invalid("credential secret_access_key is set but access_key_id is not"));
+        }
         _ => {}
     }
     let session_token = settings.credential("session_token");
@@ -280,7 +292,8 @@ fn abs(url: &Url, account: String, path: &str, settings: &Settings) -> Result<Ob
     if container.is_empty() {
         return Err(invalid("abs URIs need a container: abs://KEY@ACCOUNT/container/prefix"));
     }
-    let access_key = settings.credential("access_key").or_else(|| (!uri_key.is_empty()).then(|| Secret::new(uri_key)));
+    let access_key =
+        settings.credential("access_key").or_else(|| (!uri_key.is_empty()).then(|| Secret::new(uri_key)));
     azure(container.to_owned(), Some(account), access_key, rest, settings)
 }
 
@@ -363,7 +376,10 @@ mod tests {
             id: DestinationId::new(),
             name: ResourceName::parse("test").unwrap(),
             uri: uri.to_owned(),
-            credentials: credentials.iter().map(|(key, value)| ((*key).to_owned(), Secret::new(*value))).collect(),
+            credentials: credentials
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
+                .collect(),
             options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
             labels: BTreeMap::new(),
             create_time: crate::domain::now(),
@@ -423,7 +439,13 @@ mod tests {
             &[("path_style", "false"), ("region", "us-east-2")],
         );
         let StoreSettings::S3 {
-            endpoint, region, allow_http, virtual_hosted_style, access_key_id, secret_access_key, session_token,
+            endpoint,
+            region,
+            allow_http,
+            virtual_hosted_style,
+            access_key_id,
+            secret_access_key,
+            session_token,
         } = &location.store
         else {
             panic!("not s3")
@@ -458,7 +480,8 @@ mod tests {
 
     #[test]
     fn gcs_uris() {
-        let location = parse("gs://bucket/a/b", &[("service_account_key", r#"{"type": "service_account"}"#)], &[]);
+        let location =
+            parse("gs://bucket/a/b", &[("service_account_key", r#"{"type": "service_account"}"#)], &[]);
         assert_eq!((location.bucket.as_str(), location.prefix.as_str()), ("bucket", "a/b"));
         assert_eq!(location.display_uri(), "gs://bucket/a/b");
         assert!(matches!(location.store, StoreSettings::Gcs { service_account_key: Some(_) }));
@@ -510,12 +533,7 @@ mod tests {
             ("s3://bucket/p", &[], &[("endpoint", "http://127.0.0.1:9000")], "allow_http is not true"),
             ("s3://bucket/p", &[], &[("endpoint", "ftp://h")], "option endpoint must be http(s)"),
             ("s3://bucket/p", &[], &[("endpoint", "https://u:hunter2@h")], "must not hold credentials"),
-            (
-                "s3://bucket/p",
-                &[],
-                &[("path_style", "true"), ("virtual_hosted_style", "true")],
-                "contradict",
-            ),
+            ("s3://bucket/p", &[], &[("path_style", "true"), ("virtual_hosted_style", "true")], "contradict"),
             ("s3://bucket/a//b", &[], &[], "the prefix in the path is not clean"),
             ("gs://u:hunter2@bucket/p", &[], &[], "use credential service_account_key"),
             ("gs://bucket/p", &[("service_account_key", "hunter2 not json")], &[], "not a JSON object"),

@@ -12,6 +12,9 @@ pub mod location;
 pub mod object;
 #[cfg(test)]
 pub(crate) mod suite;
+#[cfg(test)]
+#[path = "../../tests/support/object_stores.rs"]
+pub(crate) mod test_stores;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -55,7 +55,9 @@ struct Inner {
 
 impl std::fmt::Debug for ObjectStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectStorage").field("uri", &self.inner.location.display_uri()).finish_non_exhaustive()
+        f.debug_struct("ObjectStorage")
+            .field("uri", &self.inner.location.display_uri())
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,11 +79,14 @@ impl ObjectStorage {
                 (store.clone(), store)
             }
             StoreSettings::Azure { .. } => {
-                let store = Arc::new(azure_builder(&location).map_err(setup_error)?.build().map_err(setup_error)?);
+                let store =
+                    Arc::new(azure_builder(&location).map_err(setup_error)?.build().map_err(setup_error)?);
                 (store.clone(), store)
             }
         };
-        Ok(ObjectStorage { inner: Arc::new(Inner { store, signer, location, secrets, part_size: DEFAULT_PART_SIZE }) })
+        Ok(ObjectStorage {
+            inner: Arc::new(Inner { store, signer, location, secrets, part_size: DEFAULT_PART_SIZE }),
+        })
     }
 
     /// The same storage with another part size (tests use small parts to exercise
@@ -128,14 +133,35 @@ impl Inner {
     /// Maps an `object_store` error on `key` to ours, scrubbing secrets from the text.
     fn error(&self, key: &str, error: object_store::Error) -> Error {
         let detail = || scrub(&error.to_string(), &self.secrets);
-        match &error {
-            object_store::Error::NotFound { .. } => Error::NotFound { key: key.to_owned() },
+        let status = match &error {
+            object_store::Error::NotFound { .. } => Some(404),
             object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-                Error::Denied { key: self.uri(key), detail: detail() }
+                Some(403)
             }
+            other => http_status_in(other),
+        };
+        match status {
+            Some(404) => Error::NotFound { key: key.to_owned() },
+            Some(401 | 403) => Error::Denied { key: self.uri(key), detail: detail() },
             _ => Error::Unreachable { key: self.uri(key), detail: detail() },
         }
     }
+}
+
+/// The HTTP status an error was caused by. Some operations (S3 listing, multipart
+/// steps) wrap the status error in a `Generic` error whose source type is private, so
+/// the status is read from the text the source chain shows.
+fn http_status_in(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    const MARK: &str = "Server returned non-2xx status code: ";
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string();
+        if let Some(status) = text.strip_prefix(MARK).and_then(|rest| rest.get(..3)) {
+            return status.parse().ok();
+        }
+        current = error.source();
+    }
+    None
 }
 
 /// Replaces every secret in `text` with `****`.
@@ -167,7 +193,13 @@ fn client_options(allow_http: bool) -> ClientOptions {
 
 fn s3_builder(location: &ObjectLocation) -> AmazonS3Builder {
     let StoreSettings::S3 {
-        endpoint, region, allow_http, virtual_hosted_style, access_key_id, secret_access_key, session_token,
+        endpoint,
+        region,
+        allow_http,
+        virtual_hosted_style,
+        access_key_id,
+        secret_access_key,
+        session_token,
     } = &location.store
     else {
         unreachable!("s3_builder is called for s3 locations")
@@ -275,17 +307,15 @@ impl Storage for ObjectStorage {
                 return Ok(ObjectReader { size: Some(meta.size), body: Box::pin(tokio::io::empty()) });
             }
         }
-        let options = GetOptions {
-            range: (offset > 0).then_some(GetRange::Offset(offset)),
-            ..GetOptions::default()
-        };
+        let options =
+            GetOptions { range: (offset > 0).then_some(GetRange::Offset(offset)), ..GetOptions::default() };
         let result = inner.store.get_opts(&path, options).await.map_err(|error| inner.error(key, error))?;
         let size = result.meta.size;
         let reader_inner = inner.clone();
         let reader_key = key.to_owned();
-        let stream = result.into_stream().map_err(move |error| {
-            std::io::Error::other(reader_inner.error(&reader_key, error))
-        });
+        let stream = result
+            .into_stream()
+            .map_err(move |error| std::io::Error::other(reader_inner.error(&reader_key, error)));
         Ok(ObjectReader { size: Some(size), body: Box::pin(tokio_util::io::StreamReader::new(stream)) })
     }
 
@@ -315,8 +345,12 @@ impl Storage for ObjectStorage {
             },
             prefix => Some(self.path_of(prefix)?),
         };
-        let listed: Vec<object_store::ObjectMeta> =
-            inner.store.list(path.as_ref()).try_collect().await.map_err(|error| inner.error(prefix, error))?;
+        let listed: Vec<object_store::ObjectMeta> = inner
+            .store
+            .list(path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|error| inner.error(prefix, error))?;
         let mut objects: Vec<ObjectMeta> = listed
             .into_iter()
             .filter_map(|meta| Some(ObjectMeta { key: inner.key_of(&meta.location)?, size: meta.size }))
@@ -470,5 +504,178 @@ impl Drop for ObjectStoreWriter {
                 tracing::warn!(%key, %error, "aborting a dropped multipart upload failed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::{Destination, DestinationId, ResourceName, Secret};
+    use crate::storage::suite;
+    use crate::storage::test_stores::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
+
+    fn destination(uri: &str, credentials: &[(&str, &str)], options: &[(&str, &str)]) -> Destination {
+        Destination {
+            id: DestinationId::new(),
+            name: ResourceName::parse("test").unwrap(),
+            uri: uri.to_owned(),
+            credentials: credentials
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
+                .collect(),
+            options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+            labels: BTreeMap::new(),
+            create_time: crate::domain::now(),
+            update_time: crate::domain::now(),
+        }
+    }
+
+    fn open(destination: &Destination) -> ObjectStorage {
+        let location =
+            ObjectLocation::parse(destination).expect("a valid destination").expect("an object store");
+        ObjectStorage::open(location).expect("opening the store")
+    }
+
+    fn s3(moto: &Moto, secret_access_key: &str) -> ObjectStorage {
+        let uri = format!("s3://{}/backups", moto.bucket);
+        let credentials =
+            [("access_key_id", moto.access_key_id.as_str()), ("secret_access_key", secret_access_key)];
+        let endpoint = moto.endpoint();
+        let options = [("endpoint", endpoint.as_str()), ("allow_http", "true"), ("region", "us-east-1")];
+        open(&destination(&uri, &credentials, &options))
+    }
+
+    fn azure(azurite: &Azurite, uri: &str, credentials: &[(&str, &str)]) -> ObjectStorage {
+        let endpoint = azurite.endpoint();
+        open(&destination(uri, credentials, &[("endpoint", endpoint.as_str()), ("allow_http", "true")]))
+    }
+
+    /// Polls until the multipart uploads in progress are `expected` (a dropped writer
+    /// aborts its upload from a background task).
+    async fn wait_for_uploads(moto: &Moto, expected: &[String]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let uploads = tokio::task::block_in_place(|| moto.multipart_uploads());
+            if uploads == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "multipart uploads in progress: {uploads:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn write_parts(storage: &ObjectStorage, key: &str, bytes: usize) -> Box<dyn ObjectWriter> {
+        let mut writer = storage.writer(key).await.expect("starting a write");
+        for _ in 0..bytes / (1024 * 1024) {
+            writer.write(Bytes::from(vec![7u8; 1024 * 1024])).await.expect("writing");
+        }
+        writer
+    }
+
+    fn assert_denied<T: std::fmt::Debug>(result: Result<T, Error>, secret: &str) {
+        match result {
+            Err(error @ Error::Denied { .. }) => {
+                let message = error.to_string();
+                assert!(!message.contains(secret), "the message shows the secret: {message}");
+            }
+            other => panic!("expected access denied, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_passes_the_shared_suite() {
+        let moto = tokio::task::block_in_place(Moto::start);
+        let storage = s3(&moto, &moto.secret_access_key);
+        suite::run_all_with(&storage, suite::Abilities { fetch_presigned: false }).await;
+        wait_for_uploads(&moto, &[]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_presigned_get_fetches_the_object() {
+        let moto = tokio::task::block_in_place(Moto::start_unchecked);
+        let storage = s3(&moto, &moto.secret_access_key);
+        let url = storage.presign_get("a/b", Duration::from_secs(60)).await.expect("presign").expect("a URL");
+        let query = url.query().unwrap_or_default();
+        assert!(query.contains("X-Amz-Signature=") && query.contains("X-Amz-Expires=60"), "{url}");
+        assert!(!url.as_str().contains(&moto.secret_access_key), "{url}");
+        suite::presigned_urls_fetch_the_object(&storage, "presign").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_abort_and_drop_leave_no_multipart_upload() {
+        let moto = tokio::task::block_in_place(Moto::start);
+        let storage = s3(&moto, &moto.secret_access_key).with_part_size(5 * 1024 * 1024);
+        let key = "parts/object";
+
+        let writer = write_parts(&storage, key, 6 * 1024 * 1024).await;
+        wait_for_uploads(&moto, &["backups/parts/object".to_owned()]).await;
+        writer.abort().await.expect("aborting");
+        wait_for_uploads(&moto, &[]).await;
+        assert_eq!(storage.stat(key).await.expect("stat"), None);
+
+        let writer = write_parts(&storage, key, 6 * 1024 * 1024).await;
+        wait_for_uploads(&moto, &["backups/parts/object".to_owned()]).await;
+        drop(writer);
+        wait_for_uploads(&moto, &[]).await;
+        assert_eq!(storage.stat(key).await.expect("stat"), None);
+
+        // Several parts, committed: one object of the whole size, nothing left over.
+        let writer = write_parts(&storage, key, 12 * 1024 * 1024).await;
+        assert_eq!(writer.commit().await.expect("committing"), 12 * 1024 * 1024);
+        assert_eq!(storage.stat(key).await.expect("stat").map(|meta| meta.size), Some(12 * 1024 * 1024));
+        wait_for_uploads(&moto, &[]).await;
+        storage.delete(key).await.expect("delete");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_wrong_credentials_are_denied_without_showing_them() {
+        let moto = tokio::task::block_in_place(Moto::start);
+        let wrong = "wrong-secret-5e1f0c";
+        let storage = s3(&moto, wrong);
+        let mut writer = storage.writer("denied/object").await.expect("starting a write");
+        writer.write(Bytes::from_static(b"data")).await.expect("buffering");
+        assert_denied(writer.commit().await, wrong);
+        assert_denied(storage.reader("denied/object", 0).await, wrong);
+        assert_denied(storage.stat("denied/object").await, wrong);
+        assert_denied(storage.list("denied").await, wrong);
+        assert_denied(storage.delete("denied/object").await, wrong);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_passes_the_shared_suite() {
+        let azurite = tokio::task::block_in_place(Azurite::start);
+        let uri = format!("az://{}/backups", azurite.container);
+        let storage = azure(&azurite, &uri, &[("account", AZURITE_ACCOUNT), ("access_key", AZURITE_KEY)]);
+        assert_eq!(storage.uri("a/b"), format!("abs://{AZURITE_ACCOUNT}/{}/backups/a/b", azurite.container));
+        suite::run_all(&storage).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn azure_key_in_the_uri_works_and_a_wrong_one_is_denied_without_showing_it() {
+        let azurite = tokio::task::block_in_place(Azurite::start);
+        let encoded_key =
+            percent_encoding::utf8_percent_encode(AZURITE_KEY, percent_encoding::NON_ALPHANUMERIC);
+        let uri = format!("abs://{encoded_key}@{AZURITE_ACCOUNT}/{}/redis-cloud-form", azurite.container);
+        let storage = azure(&azurite, &uri, &[]);
+        let mut writer = storage.writer("object").await.expect("starting a write");
+        writer.write(Bytes::from_static(b"through the abs form")).await.expect("writing");
+        assert_eq!(writer.commit().await.expect("committing"), 20);
+        assert_eq!(storage.list("").await.expect("list").len(), 1);
+
+        let wrong = "d3Jvbmcta2V5LTVlMWYwYw==";
+        let uri = format!(
+            "abs://{}@{AZURITE_ACCOUNT}/{}/redis-cloud-form",
+            wrong.replace('=', "%3D"),
+            azurite.container
+        );
+        let denied = azure(&azurite, &uri, &[]);
+        assert_denied(denied.stat("object").await, wrong);
+        assert_denied(denied.reader("object", 0).await, wrong);
+        let mut writer = denied.writer("other").await.expect("starting a write");
+        writer.write(Bytes::from_static(b"data")).await.expect("buffering");
+        assert_denied(writer.commit().await, wrong);
+        storage.delete("object").await.expect("delete");
     }
 }

@@ -12,8 +12,21 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Error, ObjectMeta, ObjectWriter, Storage};
 
+/// What a backend's test server can show.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Abilities {
+    /// Presigned URLs can be fetched (moto refuses query-string signatures when it
+    /// checks signatures; its presigned GETs are checked against a moto that does not).
+    pub(crate) fetch_presigned: bool,
+}
+
 /// Runs every check against `storage`, panicking with the first failure.
 pub(crate) async fn run_all(storage: &dyn Storage) {
+    run_all_with(storage, Abilities { fetch_presigned: true }).await;
+}
+
+/// [`run_all`] within what the test server can show.
+pub(crate) async fn run_all_with(storage: &dyn Storage, abilities: Abilities) {
     let prefix = format!("suite-{}", uuid::Uuid::new_v4().simple());
     write_commit_and_read_back(storage, &prefix).await;
     invisible_until_commit(storage, &prefix).await;
@@ -22,7 +35,9 @@ pub(crate) async fn run_all(storage: &dyn Storage) {
     delete_is_idempotent(storage, &prefix).await;
     invalid_keys_are_rejected(storage).await;
     lists_under_a_prefix(storage, &prefix).await;
-    presigned_urls_fetch_the_object(storage, &prefix).await;
+    if abilities.fetch_presigned {
+        presigned_urls_fetch_the_object(storage, &prefix).await;
+    }
     large_object_in_many_chunks(storage, &prefix).await;
     assert_eq!(storage.list(&prefix).await.expect("list"), Vec::new(), "the suite cleans up after itself");
 }
@@ -204,7 +219,7 @@ async fn lists_under_a_prefix(storage: &dyn Storage, prefix: &str) {
     assert_eq!(storage.list(&under).await.expect("list"), Vec::new());
 }
 
-async fn presigned_urls_fetch_the_object(storage: &dyn Storage, prefix: &str) {
+pub(crate) async fn presigned_urls_fetch_the_object(storage: &dyn Storage, prefix: &str) {
     let key = format!("{prefix}/presign/object");
     put(storage, &key, &[b"signed ", b"bytes"]).await;
     let presigned = storage.presign_get(&key, Duration::from_secs(300)).await.expect("presigning");
@@ -257,6 +272,7 @@ async fn large_object_in_many_chunks(storage: &dyn Storage, prefix: &str) {
     }
     let size = writer.commit().await.expect("committing");
     assert_eq!(size, (CHUNK * chunks) as u64);
+    let written_tail = buffer[CHUNK - 100..].to_vec();
 
     let mut reader = storage.reader(&key, 0).await.expect("opening").body;
     let mut read = Sha256::new();
@@ -275,7 +291,7 @@ async fn large_object_in_many_chunks(storage: &dyn Storage, prefix: &str) {
     let offset = (CHUNK * chunks - 100) as u64;
     let tail = read_all(storage.reader(&key, offset).await.expect("opening at an offset").body).await;
     assert_eq!(tail.len(), 100);
-    assert_eq!(tail, buffer[CHUNK - 100..], "the tail is the end of the last chunk");
+    assert_eq!(tail, written_tail, "the tail is the end of the last chunk");
 
     storage.delete(&key).await.expect("delete");
 }
