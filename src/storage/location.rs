@@ -23,8 +23,9 @@ pub const S3_OPTIONS: &[&str] = &["endpoint", "region", "allow_http", "path_styl
 pub const GCS_CREDENTIALS: &[&str] = &["service_account_key"];
 /// The option keys of `gs://` destinations.
 pub const GCS_OPTIONS: &[&str] = &[];
-/// The credential keys of `abs://` and `az://` destinations.
-pub const AZURE_CREDENTIALS: &[&str] = &["account", "access_key", "sas_token"];
+/// The credential keys of `abs://` and `az://` destinations: `account_name` (or
+/// `account`), `account_key` (or `access_key`), `sas_token`.
+pub const AZURE_CREDENTIALS: &[&str] = &["account_name", "account_key", "sas_token", "account", "access_key"];
 /// The option keys of `abs://` and `az://` destinations.
 pub const AZURE_OPTIONS: &[&str] = &["account", "endpoint", "allow_http", "use_emulator"];
 
@@ -196,6 +197,11 @@ impl Settings {
         }
     }
 
+    /// The Azure account key: `account_key`, or its alias `access_key`.
+    fn azure_key(&self) -> Option<Secret> {
+        self.credential("account_key").or_else(|| self.credential("access_key"))
+    }
+
     fn credential(&self, key: &str) -> Option<Secret> {
         self.credentials.get(key).filter(|secret| !secret.expose().trim().is_empty()).cloned()
     }
@@ -292,17 +298,17 @@ fn abs(url: &Url, account: String, path: &str, settings: &Settings) -> Result<Ob
     if container.is_empty() {
         return Err(invalid("abs URIs need a container: abs://KEY@ACCOUNT/container/prefix"));
     }
-    let access_key =
-        settings.credential("access_key").or_else(|| (!uri_key.is_empty()).then(|| Secret::new(uri_key)));
+    let access_key = settings.azure_key().or_else(|| (!uri_key.is_empty()).then(|| Secret::new(uri_key)));
     azure(container.to_owned(), Some(account), access_key, rest, settings)
 }
 
 /// `az://container/prefix`, the account in credentials, options or the environment.
 fn az(url: &Url, container: String, path: &str, settings: &Settings) -> Result<ObjectLocation, Error> {
-    no_user_info(url, "credentials account and access_key")?;
-    let account = settings.credential("account").map(|account| account.expose().trim().to_owned());
-    let account = account.or_else(|| settings.option("account"));
-    azure(container, account, settings.credential("access_key"), path, settings)
+    no_user_info(url, "credentials account_name and account_key")?;
+    let account = settings.credential("account_name").or_else(|| settings.credential("account"));
+    let account =
+        account.map(|account| account.expose().trim().to_owned()).or_else(|| settings.option("account"));
+    azure(container, account, settings.azure_key(), path, settings)
 }
 
 fn azure(
@@ -314,7 +320,7 @@ fn azure(
 ) -> Result<ObjectLocation, Error> {
     let sas_token = settings.credential("sas_token");
     if access_key.is_some() && sas_token.is_some() {
-        return Err(invalid("give credential access_key or sas_token, not both"));
+        return Err(invalid("give credential account_key or sas_token, not both"));
     }
     let allow_http = settings.flag("allow_http")?.unwrap_or(false);
     Ok(ObjectLocation {
@@ -515,6 +521,11 @@ mod tests {
         assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
         assert!(*allow_http);
 
+        let location = parse("az://c", &[("account_name", "acct"), ("account_key", "K3y")], &[]);
+        let StoreSettings::Azure { account, access_key, .. } = &location.store else { panic!() };
+        assert_eq!(account.as_deref(), Some("acct"));
+        assert_eq!(access_key.as_ref().map(Secret::expose), Some("K3y"));
+
         let location = parse("az://container", &[("sas_token", "sv=2022&sig=abc")], &[]);
         assert_eq!(location.display_uri(), "az://container", "the account comes from the environment");
         assert!(matches!(&location.store, StoreSettings::Azure { sas_token: Some(_), account: None, .. }));
@@ -540,7 +551,7 @@ mod tests {
             ("gs://bucket/p", &[], &[("region", "x")], "known: none"),
             ("abs://K3y@account", &[], &[], "abs URIs need a container"),
             ("abs://account:K3y@account/c", &[], &[], "the account key alone"),
-            ("az://hunter2:s3cr3t@container/p", &[], &[], "use credentials account and access_key"),
+            ("az://hunter2:s3cr3t@container/p", &[], &[], "use credentials account_name and account_key"),
             ("az://c/p", &[("access_key", "K3y"), ("sas_token", "s3cr3t")], &[], "not both"),
             ("s3://bucket/p#hunter2", &[], &[], "no #fragment"),
         ];

@@ -9,6 +9,7 @@ mod grpcurl;
 mod http_import;
 mod import;
 mod listing;
+mod object_stores;
 mod operations;
 mod process;
 mod reflection;

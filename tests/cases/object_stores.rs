@@ -1,0 +1,217 @@
+//! Backups to object stores over gRPC: a Redis backed up to S3 (moto, checking
+//! signatures) and to Azure Blob (Azurite) restores with the same digest, its objects
+//! are where the backup says and go with it; wrong credentials fail the backup with
+//! STORAGE_DENIED and show no secret anywhere; the store dying mid-upload fails it.
+
+use std::collections::BTreeMap;
+
+use cellar::domain::{Destination, DestinationId, ResourceName, Secret};
+use cellar::storage::Storage;
+
+use crate::support::object_stores::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
+use crate::support::{
+    OperationExt, RedisOptions, RedisServer, TestServer, assert_no_secret, backup_of, backup_state, blocking,
+    logs, pb,
+};
+
+/// Creates a destination; panics if refused.
+async fn create_destination(
+    server: &TestServer,
+    name: &str,
+    uri: &str,
+    credentials: &[(&str, &str)],
+    options: &[(&str, &str)],
+) -> pb::Destination {
+    let destination = pb::Destination {
+        name: name.to_owned(),
+        uri: uri.to_owned(),
+        credentials: credentials
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect(),
+        options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+        ..Default::default()
+    };
+    let request = pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
+    server.destinations().create_destination(request).await.expect("CreateDestination").into_inner()
+}
+
+/// The same store, opened directly, to look at what the server stored.
+fn storage_of(
+    uri: &str,
+    credentials: &[(&str, &str)],
+    options: &[(&str, &str)],
+) -> std::sync::Arc<dyn Storage> {
+    let destination = Destination {
+        id: DestinationId::new(),
+        name: ResourceName::parse("inspect").unwrap(),
+        uri: uri.to_owned(),
+        credentials: credentials
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
+            .collect(),
+        options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+        labels: BTreeMap::new(),
+        create_time: cellar::domain::now(),
+        update_time: cellar::domain::now(),
+    };
+    cellar::storage::open(&destination).expect("opening the store")
+}
+
+fn s3_options(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("endpoint", moto.endpoint()),
+        ("allow_http", "true".to_owned()),
+        ("path_style", "true".to_owned()),
+        ("region", "us-east-1".to_owned()),
+    ]
+}
+
+fn borrowed<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    pairs.iter().map(|(key, value)| (*key, value.as_str())).collect()
+}
+
+/// Backs `source` up to `destination`, checks the stored objects, restores into a new
+/// redis-server and compares digests; then deletes the backup and checks its objects
+/// are gone. Returns the backup.
+async fn back_up_restore_and_delete(
+    server: &TestServer,
+    source: &RedisServer,
+    database: &pb::Database,
+    destination: &pb::Destination,
+    storage: &dyn Storage,
+) -> pb::Backup {
+    let request =
+        pb::CreateBackupRequest { destination_id: destination.id.clone(), ..backup_of(&database.id) };
+    let created = server.start_backup(request).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    let backup = done.response_backup().expect("the backup").clone();
+    assert_eq!(backup_state(&backup), pb::BackupState::Ready);
+    // The destination as shown (a key in the URI as `****@`), less its credentials.
+    let base = destination.uri.replace("****@", "");
+    assert!(backup.uri.starts_with(&base), "{} under {}", backup.uri, destination.uri);
+
+    let meta = storage.stat(&backup.object_key).await.expect("stat").expect("the data object is stored");
+    assert_eq!(meta.size as i64, backup.size_bytes, "{backup:?}");
+    let parent = backup.object_key.rsplit_once('/').expect("a key with a directory").0;
+    let stored = storage.list(parent).await.expect("list");
+    assert_eq!(stored.len(), 2, "the data object and manifest.json: {stored:?}");
+    assert!(stored.iter().any(|meta| meta.key.ends_with("manifest.json")), "{stored:?}");
+
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let target_database = server.register_redis(&format!("{}-target", database.name), &target).await;
+    let restore = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_id: target_database.id.clone(),
+        ..Default::default()
+    };
+    let started = server.backups().restore_backup(restore).await.expect("RestoreBackup").into_inner();
+    let restored = server.wait_done(&started.name).await;
+    assert_eq!(restored.state(), pb::OperationState::Succeeded, "{restored:?}");
+    assert_eq!(
+        blocking(|| target.digest()),
+        blocking(|| source.digest()),
+        "the restore has the source's data"
+    );
+
+    let delete = pb::DeleteBackupRequest { id: backup.id.clone(), request_id: String::new() };
+    let started = server.backups().delete_backup(delete).await.expect("DeleteBackup").into_inner();
+    let deleted = server.wait_done(&started.name).await;
+    assert_eq!(deleted.state(), pb::OperationState::Succeeded, "{deleted:?}");
+    assert_eq!(
+        storage.list(parent).await.expect("list"),
+        Vec::new(),
+        "deleting the backup removes its objects"
+    );
+    backup
+}
+
+/// Backs up with a destination whose credentials are wrong: FAILED with
+/// STORAGE_DENIED, no READY backup, and `secret` nowhere.
+async fn denied_backup(
+    server: &TestServer,
+    database: &pb::Database,
+    destination: &pb::Destination,
+    secret: &str,
+) {
+    assert_no_secret(secret, destination);
+    let request =
+        pb::CreateBackupRequest { destination_id: destination.id.clone(), ..backup_of(&database.id) };
+    let created = server.start_backup(request).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    let error = done.error().expect("an error");
+    assert_eq!(error.code, tonic::Code::PermissionDenied as i32, "{error:?}");
+    assert_eq!(error.reason, "STORAGE_DENIED", "{error:?}");
+    assert_no_secret(secret, &done);
+    let backup = server.backup(&done.meta().backup_id).await;
+    assert_eq!(backup_state(&backup), pb::BackupState::Failed, "{backup:?}");
+    assert_no_secret(secret, &backup);
+    assert_no_secret(secret, &server.all_operations("").await);
+    assert!(!logs::captured().contains(secret), "the secret was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_backup_to_s3_restores_with_the_same_digest_and_wrong_keys_are_denied() {
+    let moto = blocking(Moto::start);
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    blocking(|| source.load_every_type());
+    let server = TestServer::start().await;
+    let database = server.register_redis("s3-source", &source).await;
+
+    let uri = format!("s3://{}/cellar/backups", moto.bucket);
+    let credentials = [
+        ("access_key_id", moto.access_key_id.as_str()),
+        ("secret_access_key", moto.secret_access_key.as_str()),
+    ];
+    let options = s3_options(&moto);
+    let destination = create_destination(&server, "moto", &uri, &credentials, &borrowed(&options)).await;
+    assert!(destination.credentials.is_empty(), "credentials are never returned");
+    assert_no_secret(&moto.secret_access_key, &destination);
+    let storage = storage_of(&uri, &credentials, &borrowed(&options));
+    let backup =
+        back_up_restore_and_delete(&server, &source, &database, &destination, storage.as_ref()).await;
+    assert!(backup.uri.starts_with("s3://cellar-test/cellar/backups/"), "{}", backup.uri);
+    assert!(blocking(|| moto.multipart_uploads()).is_empty(), "no multipart upload is left");
+
+    let wrong = "wrong-secret-for-cellar-41c9";
+    let credentials = [("access_key_id", moto.access_key_id.as_str()), ("secret_access_key", wrong)];
+    let denied = create_destination(&server, "moto-wrong", &uri, &credentials, &borrowed(&options)).await;
+    denied_backup(&server, &database, &denied, wrong).await;
+    assert!(blocking(|| moto.multipart_uploads()).is_empty(), "no multipart upload is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_is_denied() {
+    let azurite = blocking(Azurite::start);
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    blocking(|| source.load_every_type());
+    let server = TestServer::start().await;
+    let database = server.register_redis("azure-source", &source).await;
+
+    // The Redis Cloud form: the account key, percent-encoded, in the URI.
+    let encoded_key = percent_encoding::utf8_percent_encode(AZURITE_KEY, percent_encoding::NON_ALPHANUMERIC);
+    let uri = format!("abs://{encoded_key}@{AZURITE_ACCOUNT}/{}/cellar", azurite.container);
+    let endpoint = azurite.endpoint();
+    let options = [("endpoint", endpoint.as_str()), ("allow_http", "true")];
+    let destination = create_destination(&server, "azurite", &uri, &[], &options).await;
+    assert_eq!(destination.uri, format!("abs://****@{AZURITE_ACCOUNT}/{}/cellar", azurite.container));
+    let storage = storage_of(&uri, &[], &options);
+    let backup =
+        back_up_restore_and_delete(&server, &source, &database, &destination, storage.as_ref()).await;
+    assert_eq!(
+        backup.uri.split_once("/cellar/").map(|(base, _)| base),
+        Some(format!("abs://{AZURITE_ACCOUNT}/{}", azurite.container).as_str()),
+        "{}",
+        backup.uri
+    );
+    assert_no_secret(AZURITE_KEY, &backup);
+
+    // The az:// form with the key in credentials.
+    let wrong = "d3Jvbmcta2V5LWZvci1jZWxsYXI=";
+    let credentials = [("account_name", AZURITE_ACCOUNT), ("account_key", wrong)];
+    let uri = format!("az://{}/cellar", azurite.container);
+    let denied = create_destination(&server, "azurite-wrong", &uri, &credentials, &options).await;
+    denied_backup(&server, &database, &denied, wrong).await;
+}
