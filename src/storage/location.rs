@@ -20,9 +20,10 @@ pub const S3_CREDENTIALS: &[&str] = &["access_key_id", "secret_access_key", "ses
 /// The option keys of `s3://` destinations.
 pub const S3_OPTIONS: &[&str] = &["endpoint", "region", "allow_http", "path_style", "virtual_hosted_style"];
 /// The credential keys of `gs://` destinations.
-pub const GCS_CREDENTIALS: &[&str] = &["service_account_key"];
-/// The option keys of `gs://` destinations.
-pub const GCS_OPTIONS: &[&str] = &[];
+pub const GCS_CREDENTIALS: &[&str] = &["service_account_key", "access_token"];
+/// The option keys of `gs://` destinations (`allow_http` for a test server named by
+/// the key's `gcs_base_url`).
+pub const GCS_OPTIONS: &[&str] = &["allow_http"];
 /// The credential keys of `abs://` and `az://` destinations: `account_name` (or
 /// `account`), `account_key` (or `access_key`), `sas_token`.
 pub const AZURE_CREDENTIALS: &[&str] = &["account_name", "account_key", "sas_token", "account", "access_key"];
@@ -66,6 +67,10 @@ pub enum StoreSettings {
     Gcs {
         /// `service_account_key`: the service account's JSON key file, whole.
         service_account_key: Option<Secret>,
+        /// `access_token`: an OAuth 2 access token, used as it is (it is not refreshed).
+        access_token: Option<Secret>,
+        /// `allow_http`.
+        allow_http: bool,
     },
     /// Azure Blob Storage.
     Azure {
@@ -135,7 +140,9 @@ impl ObjectLocation {
             StoreSettings::S3 { access_key_id, secret_access_key, session_token, .. } => {
                 vec![access_key_id, secret_access_key, session_token]
             }
-            StoreSettings::Gcs { service_account_key } => vec![service_account_key],
+            StoreSettings::Gcs { service_account_key, access_token, .. } => {
+                vec![service_account_key, access_token]
+            }
             StoreSettings::Azure { access_key, sas_token, .. } => vec![access_key, sas_token],
         };
         secrets
@@ -281,7 +288,10 @@ fn gcs(url: &Url, bucket: String, path: &str, settings: &Settings) -> Result<Obj
             .filter(serde_json::Value::is_object)
             .ok_or_else(|| invalid("credential service_account_key is not a JSON object"))?;
     }
-    Ok(ObjectLocation { bucket, prefix: prefix_of(path)?, store: StoreSettings::Gcs { service_account_key } })
+    let allow_http = settings.flag("allow_http")?.unwrap_or(false);
+    let access_token = settings.credential("access_token");
+    let store = StoreSettings::Gcs { service_account_key, access_token, allow_http };
+    Ok(ObjectLocation { bucket, prefix: prefix_of(path)?, store })
 }
 
 /// `abs://KEY@ACCOUNT/container/prefix`, the form Redis Cloud uses: the account key
@@ -490,8 +500,17 @@ mod tests {
             parse("gs://bucket/a/b", &[("service_account_key", r#"{"type": "service_account"}"#)], &[]);
         assert_eq!((location.bucket.as_str(), location.prefix.as_str()), ("bucket", "a/b"));
         assert_eq!(location.display_uri(), "gs://bucket/a/b");
-        assert!(matches!(location.store, StoreSettings::Gcs { service_account_key: Some(_) }));
-        assert_eq!(parse("gs://bucket", &[], &[]).store, StoreSettings::Gcs { service_account_key: None });
+        assert!(matches!(
+            location.store,
+            StoreSettings::Gcs { service_account_key: Some(_), access_token: None, allow_http: false }
+        ));
+        let location = parse("gs://bucket", &[("access_token", "ya29.token")], &[("allow_http", "true")]);
+        let StoreSettings::Gcs { service_account_key, access_token, allow_http } = &location.store else {
+            panic!()
+        };
+        assert_eq!((service_account_key, allow_http), (&None, &true));
+        assert_eq!(access_token.as_ref().map(Secret::expose), Some("ya29.token"));
+        assert_eq!(location.secrets(), ["ya29.token"]);
     }
 
     #[test]
@@ -531,9 +550,12 @@ mod tests {
         assert!(matches!(&location.store, StoreSettings::Azure { sas_token: Some(_), account: None, .. }));
     }
 
+    /// Credentials or options, as written in a test.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn errors_name_the_field_and_never_a_secret() {
-        let cases: &[(&str, &[(&str, &str)], &[(&str, &str)], &str)] = &[
+        let cases: &[(&str, Pairs, Pairs, &str)] = &[
             ("s3://bucket/p", &[("secret_key", "hunter2")], &[], "unknown credential 'secret_key'"),
             ("s3://bucket/p", &[], &[("endpont", "http://x")], "unknown option 'endpont'"),
             ("s3://bucket/p?regoin=x", &[], &[], "unknown option 'regoin'"),
@@ -548,7 +570,7 @@ mod tests {
             ("s3://bucket/a//b", &[], &[], "the prefix in the path is not clean"),
             ("gs://u:hunter2@bucket/p", &[], &[], "use credential service_account_key"),
             ("gs://bucket/p", &[("service_account_key", "hunter2 not json")], &[], "not a JSON object"),
-            ("gs://bucket/p", &[], &[("region", "x")], "known: none"),
+            ("gs://bucket/p", &[], &[("region", "x")], "known: allow_http"),
             ("abs://K3y@account", &[], &[], "abs URIs need a container"),
             ("abs://account:K3y@account/c", &[], &[], "the account key alone"),
             ("az://hunter2:s3cr3t@container/p", &[], &[], "use credentials account_name and account_key"),

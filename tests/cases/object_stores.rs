@@ -172,7 +172,7 @@ async fn a_redis_backup_to_s3_restores_with_the_same_digest_and_wrong_keys_are_d
     let storage = storage_of(&uri, &credentials, &borrowed(&options));
     let backup =
         back_up_restore_and_delete(&server, &source, &database, &destination, storage.as_ref()).await;
-    assert!(backup.uri.starts_with("s3://cellar-test/cellar/backups/"), "{}", backup.uri);
+    assert!(backup.uri.starts_with("s3://cellartest/cellar/backups/"), "{}", backup.uri);
     assert!(blocking(|| moto.multipart_uploads()).is_empty(), "no multipart upload is left");
 
     let wrong = "wrong-secret-for-cellar-41c9";
