@@ -89,12 +89,37 @@ pub enum StoreSettings {
     },
 }
 
+/// Which field of a destination an [`Error::InvalidDestination`] message from this
+/// module is about: `"options"`, `"credentials"` or `"uri"` (every message names its
+/// field first).
+pub fn field_of(message: &str) -> &'static str {
+    let message = message.trim_start_matches("invalid destination uri: ");
+    if ["option", "unknown option"].iter().any(|start| message.starts_with(start)) {
+        "options"
+    } else if ["credential", "unknown credential", "give credential"]
+        .iter()
+        .any(|start| message.starts_with(start))
+    {
+        "credentials"
+    } else {
+        "uri"
+    }
+}
+
 impl ObjectLocation {
     /// Parses an `s3://`, `gs://`, `abs://` or `az://` destination. `Ok(None)` for
     /// other schemes.
     pub fn parse(destination: &Destination) -> Result<Option<ObjectLocation>, Error> {
-        let url = Url::parse(destination.uri.trim())
-            .map_err(|error| invalid(format!("not a valid URI: {error}")))?;
+        ObjectLocation::parse_parts(&destination.uri, &destination.credentials, &destination.options)
+    }
+
+    /// [`ObjectLocation::parse`] of a destination's parts.
+    pub fn parse_parts(
+        uri: &str,
+        credentials: &BTreeMap<String, Secret>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Option<ObjectLocation>, Error> {
+        let url = Url::parse(uri.trim()).map_err(|error| invalid(format!("not a valid URI: {error}")))?;
         let scheme = url.scheme().to_owned();
         let (credential_keys, option_keys) = match scheme.as_str() {
             "s3" => (S3_CREDENTIALS, S3_OPTIONS),
@@ -109,7 +134,7 @@ impl ObjectLocation {
         if host.is_empty() {
             return Err(invalid(format!("{scheme} URIs need a bucket, container or account")));
         }
-        let settings = Settings::gather(destination, &url, credential_keys, option_keys)?;
+        let settings = Settings::gather(credentials, options, &url, credential_keys, option_keys)?;
         let path = decode(url.path(), "path")?;
         let location = match scheme.as_str() {
             "s3" => s3(&url, host, &path, &settings)?,
@@ -163,7 +188,8 @@ struct Settings {
 
 impl Settings {
     fn gather(
-        destination: &Destination,
+        credentials: &BTreeMap<String, Secret>,
+        given_options: &BTreeMap<String, String>,
         url: &Url,
         credential_keys: &[&str],
         option_keys: &[&str],
@@ -173,22 +199,20 @@ impl Settings {
         for (key, value) in url.query_pairs() {
             options.insert(key.into_owned(), value.into_owned());
         }
-        options.extend(destination.options.iter().map(|(key, value)| (key.clone(), value.clone())));
+        options.extend(given_options.iter().map(|(key, value)| (key.clone(), value.clone())));
         if let Some(unknown) = options.keys().find(|key| !option_keys.contains(&key.as_str())) {
             return Err(invalid(format!(
                 "unknown option '{unknown}' for {scheme} destinations; known: {}",
                 known(option_keys)
             )));
         }
-        if let Some(unknown) =
-            destination.credentials.keys().find(|key| !credential_keys.contains(&key.as_str()))
-        {
+        if let Some(unknown) = credentials.keys().find(|key| !credential_keys.contains(&key.as_str())) {
             return Err(invalid(format!(
                 "unknown credential '{unknown}' for {scheme} destinations; known: {}",
                 known(credential_keys)
             )));
         }
-        Ok(Settings { options, credentials: destination.credentials.clone() })
+        Ok(Settings { options, credentials: credentials.clone() })
     }
 
     fn option(&self, key: &str) -> Option<String> {
@@ -579,6 +603,24 @@ mod tests {
         ];
         for (uri, credentials, options, expected) in cases {
             check_error(uri, credentials, options, expected);
+        }
+    }
+
+    #[test]
+    fn errors_say_which_field_they_are_about() {
+        let cases: &[(&str, Pairs, Pairs, &str)] = &[
+            ("s3://b/p", &[("nope", "x")], &[], "credentials"),
+            ("s3://b/p", &[("access_key_id", "x")], &[], "credentials"),
+            ("az://c/p", &[("account_key", "x"), ("sas_token", "y")], &[], "credentials"),
+            ("s3://b/p", &[], &[("nope", "x")], "options"),
+            ("s3://b/p", &[], &[("allow_http", "maybe")], "options"),
+            ("s3://b/p", &[], &[("path_style", "true"), ("virtual_hosted_style", "true")], "options"),
+            ("s3://b/a//b", &[], &[], "uri"),
+            ("abs://K3y@account", &[], &[], "uri"),
+        ];
+        for (uri, credentials, options, field) in cases {
+            let error = ObjectLocation::parse(&destination(uri, credentials, options)).unwrap_err();
+            assert_eq!(field_of(&error.to_string()), *field, "{uri}: {error}");
         }
     }
 }

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use cellar::domain::{Destination, DestinationId, ResourceName, Secret};
 use cellar::storage::Storage;
 
+use tonic_types::StatusExt;
+
 use crate::support::object_stores::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
 use crate::support::{
-    OperationExt, RedisOptions, RedisServer, TestServer, assert_no_secret, backup_of, backup_state, blocking,
-    logs, pb,
+    OperationExt, RedisOptions, RedisServer, TestServer, assert_invalid, assert_no_secret, backup_of,
+    backup_state, blocking, logs, pb,
 };
 
 /// Creates a destination; panics if refused.
@@ -214,4 +216,41 @@ async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_i
     let uri = format!("az://{}/cellar", azurite.container);
     let denied = create_destination(&server, "azurite-wrong", &uri, &credentials, &options).await;
     denied_backup(&server, &database, &denied, wrong).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_settings_are_checked_at_create_naming_the_field_and_no_secret() {
+    let server = TestServer::start().await;
+    let secret = "s3cr3t-in-a-bad-request";
+    let cases: &[(&str, &[(&str, &str)], &[(&str, &str)], &str)] = &[
+        ("s3://bucket/p", &[("secret_key", secret)], &[], "destination.credentials"),
+        ("s3://bucket/p", &[("access_key_id", "AKID")], &[], "destination.credentials"),
+        ("s3://bucket/p", &[], &[("endpont", "http://127.0.0.1:9000")], "destination.options"),
+        ("s3://bucket/p", &[], &[("endpoint", "http://127.0.0.1:9000")], "destination.options"),
+        ("gs://bucket/p", &[("service_account_key", secret)], &[], "destination.credentials"),
+        ("abs://KEY@account", &[], &[], "destination.uri"),
+        (
+            "az://container/p",
+            &[("account_key", secret), ("sas_token", secret)],
+            &[],
+            "destination.credentials",
+        ),
+    ];
+    for (index, (uri, credentials, options, field)) in cases.iter().enumerate() {
+        let destination = pb::Destination {
+            name: format!("bad-{index}"),
+            uri: (*uri).to_owned(),
+            credentials: credentials
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+            ..Default::default()
+        };
+        let request =
+            pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
+        let status = assert_invalid(server.destinations().create_destination(request).await, field);
+        assert_no_secret(secret, &status);
+        assert_no_secret(secret, &status.get_error_details_vec());
+    }
 }
