@@ -45,7 +45,8 @@ pub struct ObjectStorage {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
-    signer: Arc<dyn Signer>,
+    /// `None` for a store that cannot sign URLs.
+    signer: Option<Arc<dyn Signer>>,
     location: ObjectLocation,
     /// Credential values scrubbed from every error message, in case a store repeats one
     /// (a SAS token is part of every request URL).
@@ -84,9 +85,18 @@ impl ObjectStorage {
                 (store.clone(), store)
             }
         };
+        let signer = Some(signer);
         Ok(ObjectStorage {
             inner: Arc::new(Inner { store, signer, location, secrets, part_size: DEFAULT_PART_SIZE }),
         })
+    }
+
+    /// Storage over any `object_store` client, without URL signing (tests wrap clients
+    /// to watch what reaches them).
+    pub fn from_store(store: Arc<dyn ObjectStore>, location: ObjectLocation) -> ObjectStorage {
+        let secrets = location.secrets();
+        let inner = Inner { store, signer: None, location, secrets, part_size: DEFAULT_PART_SIZE };
+        ObjectStorage { inner: Arc::new(inner) }
     }
 
     /// The same storage with another part size (tests use small parts to exercise
@@ -96,11 +106,6 @@ impl ObjectStorage {
         let location = inner.location.clone();
         let (store, signer, secrets) = (inner.store.clone(), inner.signer.clone(), inner.secrets.clone());
         ObjectStorage { inner: Arc::new(Inner { store, signer, location, secrets, part_size }) }
-    }
-
-    /// The `object_store` client, for tests that look behind the trait.
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.inner.store
     }
 
     fn path_of(&self, key: &str) -> Result<Path, Error> {
@@ -369,9 +374,8 @@ impl Storage for ObjectStorage {
 
     async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<Option<Url>, Error> {
         let path = self.path_of(key)?;
-        let url = self
-            .inner
-            .signer
+        let Some(signer) = &self.inner.signer else { return Ok(None) };
+        let url = signer
             .signed_url(http::Method::GET, &path, expires_in)
             .await
             .map_err(|error| self.inner.error(key, error))?;
@@ -586,6 +590,135 @@ mod tests {
             }
             other => panic!("expected access denied, got {other:?}"),
         }
+    }
+
+    /// An in-memory store that counts the bytes of the parts being uploaded, each part
+    /// taking a moment as over a network.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: object_store::memory::InMemory,
+        in_flight: Arc<std::sync::atomic::AtomicUsize>,
+        peak_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::fmt::Display for CountingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("CountingStore")
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountingUpload {
+        inner: Box<dyn object_store::MultipartUpload>,
+        in_flight: Arc<std::sync::atomic::AtomicUsize>,
+        peak_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl object_store::MultipartUpload for CountingUpload {
+        fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+            use std::sync::atomic::Ordering::SeqCst;
+            let size = data.content_length();
+            let now = self.in_flight.fetch_add(size, SeqCst) + size;
+            self.peak_in_flight.fetch_max(now, SeqCst);
+            let part = self.inner.put_part(data);
+            let in_flight = self.in_flight.clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let result = part.await;
+                in_flight.fetch_sub(size, SeqCst);
+                result
+            })
+        }
+
+        async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete().await
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for CountingStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            options: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, options).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            options: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, options).await?;
+            let (in_flight, peak_in_flight) = (self.in_flight.clone(), self.peak_in_flight.clone());
+            Ok(Box::new(CountingUpload { inner, in_flight, peak_in_flight }))
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        async fn delete(&self, location: &Path) -> object_store::Result<()> {
+            self.inner.delete(location).await
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.inner.copy(from, to).await
+        }
+
+        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.inner.copy_if_not_exists(from, to).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_write_holds_at_most_the_parts_in_flight() {
+        const PART: usize = 1024 * 1024;
+        let counting = Arc::new(CountingStore::default());
+        let location = ObjectLocation::parse(&destination("s3://bucket/p", &[], &[])).unwrap().unwrap();
+        let storage = ObjectStorage::from_store(counting.clone(), location).with_part_size(PART);
+        assert_eq!(storage.presign_get("a", Duration::from_secs(1)).await.expect("presign"), None);
+
+        // 64 MiB in 64 KiB chunks, far faster than the parts can be uploaded.
+        let mut writer = storage.writer("large").await.expect("starting a write");
+        let chunk = Bytes::from(vec![1u8; 64 * 1024]);
+        for _ in 0..1024 {
+            writer.write(chunk.clone()).await.expect("writing");
+        }
+        assert_eq!(writer.commit().await.expect("committing"), 64 * 1024 * 1024);
+        assert_eq!(storage.stat("large").await.expect("stat").map(|meta| meta.size), Some(64 * 1024 * 1024));
+
+        let peak = counting.peak_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(peak >= PART, "the object went up in parts (peak {peak})");
+        assert!(
+            peak <= PARTS_IN_FLIGHT * PART,
+            "at most {PARTS_IN_FLIGHT} parts in flight, saw {peak} bytes"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
