@@ -16,6 +16,9 @@ use crate::support::{
     backup_state, blocking, logs, pb,
 };
 
+/// Credentials or options, as written in a test.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
 /// Creates a destination; panics if refused.
 async fn create_destination(
     server: &TestServer,
@@ -222,7 +225,7 @@ async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_i
 async fn object_store_settings_are_checked_at_create_naming_the_field_and_no_secret() {
     let server = TestServer::start().await;
     let secret = "s3cr3t-in-a-bad-request";
-    let cases: &[(&str, &[(&str, &str)], &[(&str, &str)], &str)] = &[
+    let cases: &[(&str, Pairs, Pairs, &str)] = &[
         ("s3://bucket/p", &[("secret_key", secret)], &[], "destination.credentials"),
         ("s3://bucket/p", &[("access_key_id", "AKID")], &[], "destination.credentials"),
         ("s3://bucket/p", &[], &[("endpont", "http://127.0.0.1:9000")], "destination.options"),
