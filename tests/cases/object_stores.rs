@@ -257,3 +257,44 @@ async fn object_store_settings_are_checked_at_create_naming_the_field_and_no_sec
         assert_no_secret(secret, &status.get_error_details_vec());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_stopped_mid_upload_fails_the_backup_and_nothing_is_ready() {
+    let mut moto = blocking(Moto::start);
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    // About 48 MiB of uncompressed values at about 8 MB/s: several 16 MiB parts, the
+    // first ones uploaded while the snapshot still streams.
+    blocking(|| source.load_slow_dataset(6000, 8192, 1000));
+    let server = TestServer::start().await;
+    let database = server.register_redis("s3-stopped-source", &source).await;
+    let uri = format!("s3://{}/stopped", moto.bucket);
+    let credentials = [
+        ("access_key_id", moto.access_key_id.as_str()),
+        ("secret_access_key", moto.secret_access_key.as_str()),
+    ];
+    let options = s3_options(&moto);
+    let destination =
+        create_destination(&server, "moto-stopped", &uri, &credentials, &borrowed(&options)).await;
+
+    let request = pb::CreateBackupRequest {
+        destination_id: destination.id.clone(),
+        compression: pb::Compression::None as i32,
+        ..backup_of(&database.id)
+    };
+    let created = server.start_backup(request).await;
+    let past_one_part = 20 * 1024 * 1024;
+    server
+        .wait_for(&created.name, "a part to be uploaded", |operation| operation.bytes_done() > past_one_part)
+        .await;
+    assert!(!blocking(|| moto.multipart_uploads()).is_empty(), "a multipart upload is under way");
+    blocking(|| moto.kill());
+
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    let error = done.error().expect("an error");
+    assert_eq!(error.reason, "STORAGE_FAILED", "{error:?}");
+    assert_no_secret(&moto.secret_access_key, &done);
+    let backup = server.backup(&done.meta().backup_id).await;
+    assert_eq!(backup_state(&backup), pb::BackupState::Failed, "{backup:?}");
+    assert!(backup.sha256.is_empty() && backup.size_bytes == 0, "{backup:?}");
+}
