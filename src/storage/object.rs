@@ -330,18 +330,18 @@ impl Storage for ObjectStorage {
 
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {
         let path = self.path_of(key)?;
-        match self.inner.store.head(&path).await {
+        match self.inner.store.head(&path).await.map_err(|error| self.inner.error(key, error)) {
             Ok(meta) => Ok(Some(ObjectMeta { key: key.to_owned(), size: meta.size })),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(error) => Err(self.inner.error(key, error)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
         let path = self.path_of(key)?;
-        match self.inner.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(self.inner.error(key, error)),
+        match self.inner.store.delete(&path).await.map_err(|error| self.inner.error(key, error)) {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
