@@ -298,3 +298,128 @@ async fn s3_stopped_mid_upload_fails_the_backup_and_nothing_is_ready() {
     assert_eq!(backup_state(&backup), pb::BackupState::Failed, "{backup:?}");
     assert!(backup.sha256.is_empty() && backup.size_bytes == 0, "{backup:?}");
 }
+
+/// ImportDatabase of one source URI; waits for the end.
+async fn import(server: &TestServer, database_id: &str, uri: &str) -> pb::Operation {
+    let request = pb::ImportDatabaseRequest {
+        database_id: database_id.to_owned(),
+        source_uris: vec![uri.to_owned()],
+        ..Default::default()
+    };
+    let started = server.imports().import_database(request).await.expect("ImportDatabase").into_inner();
+    server.wait_done(&started.name).await
+}
+
+/// Writes the file at `path` to `key` in `storage`.
+async fn upload(storage: &dyn Storage, key: &str, path: &std::path::Path) {
+    let mut writer = storage.writer(key).await.expect("starting a write");
+    writer.write(bytes::Bytes::from(std::fs::read(path).expect("reading the file"))).await.expect("writing");
+    writer.commit().await.expect("committing");
+}
+
+fn encoded(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_from_s3_and_azure_sources_load_the_same_data_and_never_show_keys() {
+    let moto = blocking(Moto::start);
+    let azurite = blocking(Azurite::start);
+    let source = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let rdb = blocking(|| {
+        source.load_every_type();
+        source.call(&["SAVE"]);
+        let rdb = source.dir().join("dump.rdb");
+        let status = std::process::Command::new("gzip").args(["-q", "-k", "-f"]).arg(&rdb).status();
+        assert!(status.is_ok_and(|status| status.success()), "gzip is needed (scripts/test installs it)");
+        rdb
+    });
+    let s3_credentials = [
+        ("access_key_id", moto.access_key_id.as_str()),
+        ("secret_access_key", moto.secret_access_key.as_str()),
+    ];
+    let s3_options = s3_options(&moto);
+    let s3 = storage_of(&format!("s3://{}/imports", moto.bucket), &s3_credentials, &borrowed(&s3_options));
+    upload(s3.as_ref(), "dump.rdb.gz", &rdb.with_extension("rdb.gz")).await;
+    let azure_options = [("endpoint", azurite.endpoint()), ("allow_http", "true".to_owned())];
+    let azure_credentials = [("account_name", AZURITE_ACCOUNT), ("account_key", AZURITE_KEY)];
+    let azure = storage_of(
+        &format!("az://{}/imports", azurite.container),
+        &azure_credentials,
+        &borrowed(&azure_options),
+    );
+    upload(azure.as_ref(), "dump.rdb", &rdb).await;
+
+    let server = TestServer::start().await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let database = server.register_redis("import-target", &target).await;
+    let expected = blocking(|| source.digest());
+
+    let s3_query = format!("endpoint={}&allow_http=true&region=us-east-1", moto.endpoint());
+    let s3_uri = |secret: &str, key: &str| {
+        let user = format!("{}:{}", encoded(&moto.access_key_id), encoded(secret));
+        format!("s3://{user}@{}/imports/{key}?{s3_query}", moto.bucket)
+    };
+    let azure_uri = |account_key: &str, key: &str| {
+        let query = format!("endpoint={}&allow_http=true", encoded(&azurite.endpoint()));
+        format!(
+            "abs://{}@{AZURITE_ACCOUNT}/{}/imports/{key}?{query}",
+            encoded(account_key),
+            azurite.container
+        )
+    };
+
+    for (uri, secret) in [
+        (s3_uri(&moto.secret_access_key, "dump.rdb.gz"), moto.secret_access_key.as_str()),
+        (azure_uri(AZURITE_KEY, "dump.rdb"), AZURITE_KEY),
+    ] {
+        blocking(|| target.call(&["FLUSHALL"]));
+        let done = import(&server, &database.id, &uri).await;
+        assert_eq!(done.state(), pb::OperationState::Succeeded, "{uri}: {done:?}");
+        assert_eq!(blocking(|| target.digest()), expected, "{uri}: the target holds the source's data");
+        assert_no_secret(secret, &done);
+        assert_no_secret(&encoded(secret), &done);
+    }
+
+    // Absent objects and refused keys fail the import, showing no key.
+    let wrong = "wrong-import-secret-77c1";
+    let wrong_azure_key = "d3JvbmctaW1wb3J0LWtleQ==";
+    let cases = [
+        (s3_uri(&moto.secret_access_key, "absent.rdb"), "SOURCE_NOT_FOUND", moto.secret_access_key.as_str()),
+        (azure_uri(AZURITE_KEY, "absent.rdb"), "SOURCE_NOT_FOUND", AZURITE_KEY),
+        (s3_uri(wrong, "dump.rdb.gz"), "STORAGE_DENIED", wrong),
+        (azure_uri(wrong_azure_key, "dump.rdb"), "STORAGE_DENIED", wrong_azure_key),
+    ];
+    for (uri, reason, secret) in cases {
+        let done = import(&server, &database.id, &uri).await;
+        assert_eq!(done.state(), pb::OperationState::Failed, "{uri}: {done:?}");
+        assert_eq!(done.error().map(|error| error.reason.as_str()), Some(reason), "{uri}: {done:?}");
+        assert_no_secret(secret, &done);
+        assert_no_secret(&encoded(secret), &done);
+    }
+    assert_eq!(blocking(|| target.digest()), expected, "failed imports leave the target as it was");
+    assert!(!logs::captured().contains(wrong), "a key was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_endpoint_is_held_to_the_url_policy() {
+    let server = TestServer::start().await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let database = server.register_redis("endpoint-target", &target).await;
+    for endpoint in ["http://169.254.169.254", "http://10.1.2.3:9000"] {
+        let request = pb::ImportDatabaseRequest {
+            database_id: database.id.clone(),
+            source_uris: vec![format!("s3://bucket/dump.rdb?endpoint={endpoint}&allow_http=true")],
+            ..Default::default()
+        };
+        let status = server.imports().import_database(request).await.expect_err(endpoint);
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{endpoint}: {status:?}");
+        assert_eq!(crate::support::error_reason(&status).as_deref(), Some("URL_NOT_ALLOWED"), "{status:?}");
+    }
+    let request = pb::ImportDatabaseRequest {
+        database_id: database.id.clone(),
+        source_uris: vec!["s3://bucket/?region=x".to_owned()],
+        ..Default::default()
+    };
+    assert_invalid(server.imports().import_database(request).await, "source_uris[0]");
+}
