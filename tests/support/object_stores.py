@@ -9,6 +9,8 @@ fills (moto[server], which brings boto3, and azure-storage-blob):
                                 print the keys of the multipart uploads in progress
   azure-container PORT CONTAINER
                                 create CONTAINER on Azurite's blob service
+  azure-sas CONTAINER           print a SAS token for CONTAINER (read, write,
+                                delete, list; an hour)
 
 The moto server enforces signatures after its first three requests (it runs with
 INITIAL_NO_AUTH_ACTION_COUNT=3): exactly the three IAM calls of s3-setup.
@@ -59,8 +61,23 @@ def azure_container(port, container):
     service.create_container(container)
 
 
+def azure_sas(container):
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    permission = ContainerSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True)
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    print(generate_container_sas(AZURITE_ACCOUNT, container, account_key=AZURITE_KEY, permission=permission, expiry=expiry))
+
+
 def main(argv):
-    commands = {"s3-setup": s3_setup, "s3-uploads": s3_uploads, "azure-container": azure_container}
+    commands = {
+        "s3-setup": s3_setup,
+        "s3-uploads": s3_uploads,
+        "azure-container": azure_container,
+        "azure-sas": azure_sas,
+    }
     if len(argv) < 2 or argv[1] not in commands:
         sys.exit(f"usage: {argv[0]} {'|'.join(commands)} ARGS...")
     commands[argv[1]](*argv[2:])

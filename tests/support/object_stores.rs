@@ -221,6 +221,11 @@ impl Azurite {
         Azurite { server, container }
     }
 
+    /// A SAS token for the container (read, write, delete, list; an hour).
+    pub(crate) fn container_sas(&self) -> String {
+        helper(&["azure-sas", &self.container]).trim().to_owned()
+    }
+
     /// The account's blob endpoint, `http://127.0.0.1:PORT/devstoreaccount1`.
     pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.server.port)
