@@ -106,6 +106,24 @@ pub fn field_of(message: &str) -> &'static str {
     }
 }
 
+/// Checks a destination's object-store settings the way `storage::open` will read
+/// them; the error is the field at fault (`uri`, `options` or `credentials`) and the
+/// problem, which never repeats a secret. Other schemes pass.
+pub fn check_settings(
+    uri: &str,
+    credentials: &BTreeMap<String, Secret>,
+    options: &BTreeMap<String, String>,
+) -> Result<(), (&'static str, String)> {
+    match ObjectLocation::parse_parts(uri, credentials, options) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let message = error.to_string();
+            let problem = message.trim_start_matches("invalid destination uri: ").to_owned();
+            Err((field_of(&message), problem))
+        }
+    }
+}
+
 impl ObjectLocation {
     /// Parses an `s3://`, `gs://`, `abs://` or `az://` destination. `Ok(None)` for
     /// other schemes.

@@ -222,7 +222,7 @@ async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_store_settings_are_checked_at_create_naming_the_field_and_no_secret() {
+async fn object_store_settings_are_checked_at_create_and_update_naming_the_field_and_no_secret() {
     let server = TestServer::start().await;
     let secret = "s3cr3t-in-a-bad-request";
     let cases: &[(&str, Pairs, Pairs, &str)] = &[
@@ -256,6 +256,19 @@ async fn object_store_settings_are_checked_at_create_naming_the_field_and_no_sec
         assert_no_secret(secret, &status);
         assert_no_secret(secret, &status.get_error_details_vec());
     }
+
+    // An update is checked as a whole: options that do not fit the stored credentials.
+    let created = create_destination(&server, "good", "s3://bucket/p", &[], &[("region", "eu-west-1")]).await;
+    let change = pb::Destination {
+        id: created.id.clone(),
+        options: [("allow_http".to_owned(), "maybe".to_owned())].into(),
+        ..Default::default()
+    };
+    let request = pb::UpdateDestinationRequest {
+        destination: Some(change),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["options".into()] }),
+    };
+    assert_invalid(server.destinations().update_destination(request).await, "destination.options");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use super::database::name_from_pb;
 use super::*;
 use crate::domain::{Destination, DestinationId, Secret, check_destination_uri, redact_uri};
 use crate::service::{DestinationPatch, NewDestination};
-use crate::storage::location::{self, ObjectLocation};
+use crate::storage::location;
 
 const UPDATABLE: &[&str] = &["name", "uri", "credentials", "options", "labels"];
 
@@ -118,11 +118,8 @@ fn uri_from_pb(uri: &str, invalid: &mut Invalid) -> Option<String> {
 /// Checks an object-store destination's options and credentials (known keys, values of
 /// the right form) the way `storage::open` will read them.
 fn check_store_settings(new: &NewDestination, invalid: &mut Invalid) {
-    if let Err(error) = ObjectLocation::parse_parts(&new.uri, &new.credentials, &new.options) {
-        let message = error.to_string();
-        let field = location::field_of(&message);
-        let message = message.trim_start_matches("invalid destination uri: ").to_owned();
-        invalid.add(format!("destination.{field}"), message);
+    if let Err((field, problem)) = location::check_settings(&new.uri, &new.credentials, &new.options) {
+        invalid.add(format!("destination.{field}"), problem);
     }
 }
 
