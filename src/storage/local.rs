@@ -503,14 +503,24 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_write_poisons_the_writer() {
         let (_dir, storage) = storage();
-        let mut writer = storage.writer("k").await.unwrap();
-        // Poll a write larger than one file operation once, then drop it mid-way.
-        let chunk = Bytes::from(vec![7u8; 8 << 20]);
-        {
-            let write = writer.write(chunk);
-            futures::pin_mut!(write);
-            assert!(futures::poll!(write).is_pending());
-        }
+        // Poll a write larger than one file operation once, then drop it mid-way. An idle
+        // blocking pool can finish the whole write within that one poll: try again with a
+        // fresh writer until a poll is caught mid-way.
+        let mut attempts = 0;
+        let mut writer = loop {
+            attempts += 1;
+            let mut writer = storage.writer("k").await.unwrap();
+            let pending = {
+                let write = writer.write(Bytes::from(vec![7u8; 8 << 20]));
+                futures::pin_mut!(write);
+                futures::poll!(write).is_pending()
+            };
+            if pending {
+                break writer;
+            }
+            writer.abort().await.unwrap();
+            assert!(attempts < 100, "no write was ever caught mid-way");
+        };
         let error = writer.write(Bytes::from_static(b"more")).await.unwrap_err();
         assert!(error.to_string().contains("cancelled"), "{error}");
         writer.abort().await.unwrap();
