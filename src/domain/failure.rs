@@ -88,6 +88,9 @@ pub mod reason {
     pub const ENGINE_NOT_SUPPORTED: &str = "ENGINE_NOT_SUPPORTED";
     /// The destination's scheme has no storage backend yet.
     pub const DESTINATION_NOT_SUPPORTED: &str = "DESTINATION_NOT_SUPPORTED";
+    /// The destination's settings cannot be used (an option or credential the store
+    /// refuses, an account missing from the environment).
+    pub const DESTINATION_INVALID: &str = "DESTINATION_INVALID";
     /// A resource the operation needs no longer exists.
     pub const NOT_FOUND: &str = "NOT_FOUND";
     /// The server shut down before a queued operation started.

@@ -95,6 +95,11 @@ fn redact_url(url: &Url) -> String {
         // Setting a password only fails for URIs without a host, which we rejected.
         let _ = shown.set_password(Some("****"));
     }
+    // Azure's `abs://KEY@ACCOUNT/...` (the Redis Cloud form) holds the account key as
+    // the user name.
+    if shown.scheme() == "abs" && !shown.username().is_empty() {
+        let _ = shown.set_username("****");
+    }
     for secret_param in ["password", "sslpassword", "token", "secret", "key"] {
         if shown.query_pairs().any(|(name, _)| name == secret_param) {
             let pairs: Vec<(String, String)> = shown
@@ -133,6 +138,8 @@ mod tests {
         assert_eq!(uri.expose().password(), Some("hunter2"));
         assert_eq!(redact_uri("postgres://u:pw@h/db?password=x"), "postgres://u:****@h/db?password=****");
         assert_eq!(redact_uri("not a uri"), "not a uri");
+        assert_eq!(redact_uri("abs://K3y%2B%3D@account/container/p"), "abs://****@account/container/p");
+        assert_eq!(redact_uri("s3://AKID:s3cr3t@bucket/p"), "s3://AKID:****@bucket/p");
         assert!(!redact_uri("junk:pw@").contains("pw"));
         assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
     }

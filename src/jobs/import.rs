@@ -14,8 +14,8 @@ use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, Operat
 use crate::engine::Engine;
 use crate::operations::{Job, JobContext};
 use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
-use crate::storage::ObjectReader;
 use crate::storage::http::HttpClient;
+use crate::storage::{ObjectReader, Storage};
 
 /// Where imported data comes from.
 #[derive(Debug, Clone)]
@@ -34,6 +34,13 @@ pub enum SourceFile {
     /// An http(s) URL, already checked against the URL policy (and checked again when
     /// it resolves and on every redirect). Its password shows redacted.
     Http(ConnectionUri),
+    /// An object in an object store (`s3://`, `gs://`, `abs://`, `az://`).
+    Object {
+        /// The store, at the object's directory.
+        storage: Arc<dyn Storage>,
+        /// The object's key in it.
+        key: String,
+    },
 }
 
 impl SourceFile {
@@ -42,6 +49,7 @@ impl SourceFile {
         match self {
             SourceFile::Local(path) => format!("file://{}", path.display()),
             SourceFile::Http(url) => url.redacted(),
+            SourceFile::Object { storage, key } => storage.uri(key),
         }
     }
 }
@@ -142,6 +150,9 @@ impl ImportJob {
             }
             SourceFile::Http(url) => {
                 self.http.open(url.expose(), 0).await.map_err(|error| failure::from_source(&error))
+            }
+            SourceFile::Object { storage, key } => {
+                storage.reader(key, 0).await.map_err(|error| failure::from_source(&error))
             }
         }
     }

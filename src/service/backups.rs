@@ -224,6 +224,10 @@ fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
             reason: reason::DESTINATION_NOT_SUPPORTED,
             message: format!("destination {} cannot be used yet: {error}", destination.name),
         },
+        storage::Error::InvalidDestination(_) => Error::FailedPrecondition {
+            reason: reason::DESTINATION_INVALID,
+            message: format!("destination {} cannot be used: {error}", destination.name),
+        },
         other => Error::Internal(other.to_string()),
     })
 }

@@ -2,9 +2,11 @@
 
 use super::databases::parse_stored_id;
 use super::{Cellar, DestinationPatch, Error, NewDestination};
+use crate::domain::Invalid;
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::{Destination, DestinationId, LOCAL_DESTINATION, ResourceName};
 use crate::metadata::Created;
+use crate::storage::location;
 
 impl Cellar {
     /// Creates the `local` destination (at the backups directory) if it does not exist;
@@ -96,6 +98,11 @@ impl Cellar {
         }
         if let Some(labels) = patch.labels {
             destination.labels = labels;
+        }
+        // The patch is checked in the conversion; the settings only as a whole.
+        let (uri, credentials, options) = (&destination.uri, &destination.credentials, &destination.options);
+        if let Err((field, problem)) = location::check_settings(uri, credentials, options) {
+            return Err(Invalid::field(format!("destination.{field}"), problem).into());
         }
         destination.update_time = crate::domain::now();
         self.store.update_destination(&destination).await?;

@@ -11,6 +11,8 @@ use crate::domain::{ConnectionUri, Database, Invalid, Operation, OperationKind, 
 use crate::jobs::{ImportJob, ImportSource, SourceFile};
 use crate::net::{self, Reach};
 use crate::operations::Submission;
+use crate::storage::location::ObjectLocation;
+use crate::storage::object::ObjectStorage;
 
 /// How long the early DNS check of an http(s) source may take before the request is
 /// accepted anyway (the check at connect time still applies).
@@ -68,14 +70,50 @@ impl Cellar {
                     Ok(url) => files.push(SourceFile::Http(url)),
                     Err(problem) => invalid.add(field, problem),
                 },
+                "s3" | "gs" | "abs" | "az" => match self.object_source(&field, source).await? {
+                    Ok(file) => files.push(file),
+                    Err(problem) => invalid.add(field, problem),
+                },
                 other => {
                     return Err(Error::Unimplemented(format!(
-                        "{field}: imports from {other}:// sources are not supported yet; use file://, http:// or https://"
+                        "{field}: imports from {other}:// sources are not supported yet; use file://, http(s)://, \
+                         s3://, gs://, abs:// or az://"
                     )));
                 }
             }
         }
         invalid.into_result(|| files).map_err(Error::from)
+    }
+
+    // An object-store source: options from the URI's query, credentials from its user
+    // info or the server's environment; the inner error is a field problem. An
+    // `endpoint` is a user-given URL like an http(s) source, so the URL policy applies
+    // to it (at the RPC: `object_store`'s client resolves names on its own).
+    async fn object_source(
+        &self,
+        field: &str,
+        source: &url::Url,
+    ) -> Result<Result<SourceFile, String>, Error> {
+        let problem = |error: crate::storage::Error| {
+            error.to_string().trim_start_matches("invalid destination uri: ").to_owned()
+        };
+        let (location, key) = match ObjectLocation::parse_object_uri(source.as_str()) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(Err("is not an object-store URI".to_owned())),
+            Err(error) => return Ok(Err(problem(error))),
+        };
+        if let Some(endpoint) = location.endpoint() {
+            let Ok(endpoint) = url::Url::parse(endpoint) else {
+                return Ok(Err("option endpoint is not a URL".to_owned()));
+            };
+            if let Err(refused) = self.allowed_url(field, &endpoint).await? {
+                return Ok(Err(format!("option endpoint: {refused}")));
+            }
+        }
+        match ObjectStorage::open(location) {
+            Ok(storage) => Ok(Ok(SourceFile::Object { storage: Arc::new(storage), key })),
+            Err(error) => Ok(Err(problem(error))),
+        }
     }
 
     // A `file://` source's resolved path; the inner error is a field problem.

@@ -103,6 +103,30 @@ impl LocalStorage {
         Ok(self.root.join(key))
     }
 
+    /// Every committed file under `dir` (partials skipped); an absent `dir` holds none.
+    fn list_blocking(&self, dir: &Path) -> std::io::Result<Vec<ObjectMeta>> {
+        let mut objects = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if is_absent(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let file_type = entry.file_type()?;
+                if file_type.is_dir() {
+                    pending.push(entry.path());
+                } else if file_type.is_file() && !is_partial_name(&entry.file_name().to_string_lossy()) {
+                    let size = entry.metadata()?.len();
+                    objects.push(ObjectMeta { key: self.key_of(&entry.path()), size });
+                }
+            }
+        }
+        Ok(objects)
+    }
+
     /// The key of a path under the root for error messages; the root's own path for the
     /// root.
     fn key_of(&self, path: &Path) -> String {
@@ -245,6 +269,19 @@ impl Storage for LocalStorage {
         }
         self.prune_empty_parents(&path).await;
         Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        let dir = if prefix.is_empty() { self.root.clone() } else { self.path_of(prefix)? };
+        let storage = self.clone();
+        let key = prefix.to_owned();
+        let listed = tokio::task::spawn_blocking(move || storage.list_blocking(&dir));
+        let mut objects = listed
+            .await
+            .map_err(|error| Error::Io { key: key.clone(), source: std::io::Error::other(error) })?
+            .map_err(|source| Error::Io { key, source })?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
 
     fn uri(&self, key: &str) -> String {
@@ -466,14 +503,24 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_write_poisons_the_writer() {
         let (_dir, storage) = storage();
-        let mut writer = storage.writer("k").await.unwrap();
-        // Poll a write larger than one file operation once, then drop it mid-way.
-        let chunk = Bytes::from(vec![7u8; 8 << 20]);
-        {
-            let write = writer.write(chunk);
-            futures::pin_mut!(write);
-            assert!(futures::poll!(write).is_pending());
-        }
+        // Poll a write larger than one file operation once, then drop it mid-way. An idle
+        // blocking pool can finish the whole write within that one poll: try again with a
+        // fresh writer until a poll is caught mid-way.
+        let mut attempts = 0;
+        let mut writer = loop {
+            attempts += 1;
+            let mut writer = storage.writer("k").await.unwrap();
+            let pending = {
+                let write = writer.write(Bytes::from(vec![7u8; 8 << 20]));
+                futures::pin_mut!(write);
+                futures::poll!(write).is_pending()
+            };
+            if pending {
+                break writer;
+            }
+            writer.abort().await.unwrap();
+            assert!(attempts < 100, "no write was ever caught mid-way");
+        };
         let error = writer.write(Bytes::from_static(b"more")).await.unwrap_err();
         assert!(error.to_string().contains("cancelled"), "{error}");
         writer.abort().await.unwrap();

@@ -8,11 +8,17 @@
 
 pub mod http;
 pub mod local;
+pub mod location;
+pub mod object;
 #[cfg(test)]
 pub(crate) mod suite;
+#[cfg(test)]
+#[path = "../../tests/support/object_stores.rs"]
+pub(crate) mod test_stores;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -114,6 +120,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> Result<(), Error>;
     /// The URI of the object at `key`, without credentials.
     fn uri(&self, key: &str) -> String;
+    /// Every object under `prefix` (a clean key naming a "directory", or empty for the
+    /// whole location), at any depth, in key order; objects being written are not
+    /// listed. An absent prefix lists nothing; it is not an error.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
+    /// A URL that lets anyone holding it `GET` the object at `key` without credentials
+    /// for `expires_in`, or `None` when the backend cannot sign URLs. Makes no request:
+    /// the object need not exist.
+    async fn presign_get(&self, key: &str, expires_in: Duration) -> Result<Option<url::Url>, Error> {
+        check_key(key)?;
+        let _ = expires_in;
+        Ok(None)
+    }
 }
 
 /// An object being written. Dropping it without `commit` aborts it (best effort, no
@@ -162,10 +180,14 @@ pub fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the storage a destination points at. `file:///dir` is local disk; other schemes
-/// answer [`Error::Unsupported`] until their backend exists.
+/// Opens the storage a destination points at. `file:///dir` is local disk; `s3://`,
+/// `gs://`, `abs://` and `az://` are object stores (see [`location`] for their forms);
+/// other schemes answer [`Error::Unsupported`] until their backend exists.
 pub fn open(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
     check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
+    if let Some(location) = location::ObjectLocation::parse(destination)? {
+        return Ok(Arc::new(object::ObjectStorage::open(location)?));
+    }
     // check_destination_uri parsed the same text, so this cannot fail; map it anyway.
     let url = url::Url::parse(destination.uri.trim())
         .map_err(|error| Error::InvalidDestination(format!("not a valid URI: {error}")))?;
@@ -227,7 +249,9 @@ mod tests {
     fn open_dispatches_on_scheme() {
         let storage = open(&destination("file:///var/backups/cellar")).unwrap();
         assert_eq!(storage.uri("a/b"), "file:///var/backups/cellar/a/b");
-        for (uri, scheme) in [("s3://bucket/prefix", "s3"), ("ftp://u:hunter2@host/dir", "ftp")] {
+        let storage = open(&destination("s3://bucket/prefix")).unwrap();
+        assert_eq!(storage.uri("a/b"), "s3://bucket/prefix/a/b");
+        for (uri, scheme) in [("ftp://u:hunter2@host/dir", "ftp")] {
             match open(&destination(uri)) {
                 Err(Error::Unsupported(reported)) => assert_eq!(reported, scheme),
                 other => panic!("{uri}: expected unsupported, got {other:?}"),

@@ -6,6 +6,7 @@ use super::database::name_from_pb;
 use super::*;
 use crate::domain::{Destination, DestinationId, Secret, check_destination_uri, redact_uri};
 use crate::service::{DestinationPatch, NewDestination};
+use crate::storage::location;
 
 const UPDATABLE: &[&str] = &["name", "uri", "credentials", "options", "labels"];
 
@@ -43,6 +44,7 @@ pub(crate) fn new_destination_from_pb(
         options: destination.options.into_iter().collect(),
         labels,
     };
+    check_store_settings(&new, &mut invalid);
     invalid.into_result(|| (new, request_id))
 }
 
@@ -110,6 +112,14 @@ fn uri_from_pb(uri: &str, invalid: &mut Invalid) -> Option<String> {
             invalid.add("destination.uri", problem);
             None
         }
+    }
+}
+
+/// Checks an object-store destination's options and credentials (known keys, values of
+/// the right form) the way `storage::open` will read them.
+fn check_store_settings(new: &NewDestination, invalid: &mut Invalid) {
+    if let Err((field, problem)) = location::check_settings(&new.uri, &new.credentials, &new.options) {
+        invalid.add(format!("destination.{field}"), problem);
     }
 }
 
