@@ -1,6 +1,8 @@
-//! The command line: `cellar serve` runs the server; client commands come later.
+//! The command line: `cellar serve` runs the server; `cellar retention-plan` shows what
+//! retention and expiry would delete now. Client commands come later.
 
 mod logging;
+mod retention;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Show, without deleting anything, which backups each database's retention and
+    /// expiry would delete now, and when its schedule runs next (reads the catalog).
+    RetentionPlan(retention::RetentionPlanArgs),
 }
 
 /// Flags of `cellar serve`; each overrides the config file and `CELLAR_*` variables.
@@ -70,6 +75,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::RetentionPlan(args) => retention::run(args),
     }
 }
 

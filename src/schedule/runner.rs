@@ -111,7 +111,7 @@ async fn refresh(cellar: &Cellar, plans: &mut HashMap<DatabaseId, Plan>) -> Resu
 
 /// When a schedule next runs, given its last run: the next time after it, or now if that
 /// time has passed (runs missed meanwhile are taken once).
-fn first_due(schedule: &Schedule, last: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+pub fn first_due(schedule: &Schedule, last: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
     match last {
         Some(last) => schedule.next_after(last, last).map(|slot| slot.max(now)),
         None => schedule.next_after(now, now),

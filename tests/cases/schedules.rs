@@ -125,3 +125,60 @@ async fn an_expired_backup_is_swept_but_never_the_newest() {
     let manifest = object.with_file_name("manifest.json");
     assert!(!manifest.exists(), "and its manifest: {}", manifest.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_plan_shows_what_would_be_deleted_and_deletes_nothing() {
+    let server = TestServer::start().await;
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    let mut database = redis_database("planned", &source.uri());
+    database.backup_policy =
+        Some(pb::BackupPolicy { schedule: "@every 1s".to_owned(), ..Default::default() });
+    let database = server.register(database).await;
+    let operations = || async {
+        let filter = format!("database_id = \"{}\" AND kind = OPERATION_KIND_BACKUP", database.id);
+        server.all_operations(&filter).await
+    };
+    poll("three scheduled backups", Duration::from_secs(60), || async {
+        let done = operations().await.iter().filter(|op| op.state() == pb::OperationState::Succeeded).count();
+        (done >= 3).then_some(())
+    })
+    .await;
+
+    // Stop the schedule and ask for one backup kept: not applied until the next
+    // scheduled backup, so the plan shows what it would delete.
+    let mut changed = database.clone();
+    changed.backup_policy = Some(pb::BackupPolicy {
+        schedule: String::new(),
+        retention: Some(pb::RetentionPolicy { keep_last: 1, ..Default::default() }),
+        ..Default::default()
+    });
+    let request = pb::UpdateDatabaseRequest {
+        database: Some(changed),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["backup_policy".to_owned()] }),
+    };
+    server.databases().update_database(request).await.expect("UpdateDatabase");
+    let backups = poll("every backup to settle", PATIENCE, || async {
+        let all_done = operations().await.iter().all(|op| op.done);
+        let backups = backups_of(&server, &database.id).await;
+        (all_done && backups.iter().all(ready)).then_some(backups)
+    })
+    .await;
+    let newest = backups.iter().max_by_key(|backup| backup.create_time.unwrap().seconds).unwrap().clone();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cellar"))
+        .args(["retention-plan", "--database", "planned", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .expect("run cellar retention-plan");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.starts_with("database planned ("), "{text}");
+    assert!(text.contains("no schedule"), "{text}");
+    let doomed: Vec<&str> = text.lines().filter(|line| line.contains("would delete")).collect();
+    assert_eq!(doomed.len(), backups.len() - 1, "{text}");
+    assert!(!text.contains(&format!("would delete {}", newest.id)), "the newest is kept: {text}");
+    for backup in backups.iter().filter(|backup| backup.id != newest.id) {
+        assert!(text.contains(&format!("would delete {} ", backup.id)), "{} in {text}", backup.id);
+    }
+    assert_eq!(backups_of(&server, &database.id).await.len(), backups.len(), "nothing was deleted");
+}
