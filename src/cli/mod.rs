@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show, without deleting anything, which backups each database's retention and
     /// expiry would delete now, and when its schedule runs next (reads the catalog).
     RetentionPlan(retention::RetentionPlanArgs),
@@ -74,7 +74,7 @@ struct ServeArgs {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::RetentionPlan(args) => retention::run(args),
     }
 }
