@@ -3,17 +3,28 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    database_patch_from_pb, database_to_pb, list_query, new_database_from_pb, require_id, total_size,
+    database_patch_from_pb, database_to_pb, list_query, new_database_from_pb, require_id, timestamp_to_pb,
+    total_size,
 };
 use super::pb::cellar::v1 as pb;
 use super::status::{invalid_argument, to_status};
-use crate::domain::DatabaseId;
 use crate::domain::list::schemas;
+use crate::domain::{Database, DatabaseId};
 use crate::service::Cellar;
 
 /// Serves `cellar.v1.DatabaseService`.
 pub(crate) struct DatabaseHandler {
     pub(crate) cellar: Cellar,
+}
+
+impl DatabaseHandler {
+    /// The database as responses show it, with its next scheduled backup.
+    async fn shown(&self, database: &Database) -> Result<pb::Database, Status> {
+        let mut shown = database_to_pb(database);
+        let next = self.cellar.next_backup_time(database).await.map_err(to_status)?;
+        shown.next_backup_time = next.map(timestamp_to_pb);
+        Ok(shown)
+    }
 }
 
 #[tonic::async_trait]
@@ -25,7 +36,7 @@ impl pb::database_service_server::DatabaseService for DatabaseHandler {
         let (new, request_id) =
             new_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.create_database(new, request_id.as_deref()).await.map_err(to_status)?;
-        Ok(Response::new(database_to_pb(&database)))
+        Ok(Response::new(self.shown(&database).await?))
     }
 
     async fn get_database(
@@ -35,7 +46,7 @@ impl pb::database_service_server::DatabaseService for DatabaseHandler {
         let id = require_id("id", &request.get_ref().id, DatabaseId::parse)
             .map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.get_database(id).await.map_err(to_status)?;
-        Ok(Response::new(database_to_pb(&database)))
+        Ok(Response::new(self.shown(&database).await?))
     }
 
     async fn list_databases(
@@ -52,8 +63,12 @@ impl pb::database_service_server::DatabaseService for DatabaseHandler {
         )
         .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.list_databases(&query).await.map_err(to_status)?;
+        let mut databases = Vec::with_capacity(page.items.len());
+        for database in &page.items {
+            databases.push(self.shown(database).await?);
+        }
         Ok(Response::new(pb::ListDatabasesResponse {
-            databases: page.items.iter().map(database_to_pb).collect(),
+            databases,
             next_page_token: page.next_page_token,
             total_size: total_size(page.total_size),
         }))
@@ -66,7 +81,7 @@ impl pb::database_service_server::DatabaseService for DatabaseHandler {
         let (id, patch) =
             database_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let database = self.cellar.update_database(id, patch).await.map_err(to_status)?;
-        Ok(Response::new(database_to_pb(&database)))
+        Ok(Response::new(self.shown(&database).await?))
     }
 
     async fn delete_database(

@@ -33,6 +33,19 @@ impl Cellar {
             .max())
     }
 
+    /// When the schedule next backs the database up, as the scheduler reckons it; `None`
+    /// without a (valid) schedule.
+    pub async fn next_backup_time(&self, database: &Database) -> Result<Option<Timestamp>, Error> {
+        if database.backup_policy.schedule.is_empty() {
+            return Ok(None);
+        }
+        let Ok(schedule) = crate::schedule::Schedule::parse(&database.backup_policy.schedule) else {
+            return Ok(None);
+        };
+        let last = self.last_scheduled_backup(database.id).await?;
+        Ok(crate::schedule::runner::first_due(&schedule, last, crate::domain::now()))
+    }
+
     /// READY backups whose `expire_time` is at or before `now`.
     pub async fn expired_backups(&self, now: Timestamp) -> Result<Vec<Backup>, Error> {
         let expired = clause("expire_time", Op::Le, Value::Time(now));

@@ -42,6 +42,9 @@ async fn a_schedule_takes_backups_and_retention_keeps_the_last_three() {
         ..Default::default()
     });
     let database = server.register(database).await;
+    let next = database.next_backup_time.expect("the next run is shown").seconds;
+    let now = chrono::Utc::now().timestamp();
+    assert!((now..=now + 3).contains(&next), "next run {next}, now {now}");
 
     // Five scheduled backups taken, and retention down to three READY ones after each.
     let taken = poll("five scheduled backups", Duration::from_secs(60), || async {
@@ -65,7 +68,8 @@ async fn a_schedule_takes_backups_and_retention_keeps_the_last_three() {
         database: Some(cleared),
         update_mask: Some(prost_types::FieldMask { paths: vec!["backup_policy.schedule".to_owned()] }),
     };
-    server.databases().update_database(request).await.expect("UpdateDatabase");
+    let updated = server.databases().update_database(request).await.expect("UpdateDatabase").into_inner();
+    assert_eq!(updated.next_backup_time, None, "no schedule, no next run");
 
     let kept = poll("retention to leave three READY backups", PATIENCE, || async {
         let backups = backups_of(&server, &database.id).await;

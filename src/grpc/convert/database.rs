@@ -46,6 +46,8 @@ pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
         labels: labels_to_pb(&database.labels),
         create_time: Some(timestamp_to_pb(database.create_time)),
         update_time: Some(timestamp_to_pb(database.update_time)),
+        // The handler adds it: it depends on the database's backups, not on the record.
+        next_backup_time: None,
     }
 }
 
