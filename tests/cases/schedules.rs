@@ -186,3 +186,41 @@ async fn retention_plan_shows_what_would_be_deleted_and_deletes_nothing() {
     }
     assert_eq!(backups_of(&server, &database.id).await.len(), backups.len(), "nothing was deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_finds_the_database_busy_waits_its_turn() {
+    let server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::disk());
+        // About 3 s per snapshot: an on-demand backup keeps the database busy.
+        source.load_slow_dataset(3000, 16, 1000);
+        source
+    });
+    let database = server.register_redis("busy", &source).await;
+    // The database is busy from the moment the backup is accepted.
+    let manual = server.start_backup(crate::support::backup_of(&database.id)).await;
+
+    // A schedule set meanwhile: its runs find the database busy until the backup ends.
+    let mut scheduled_policy = database.clone();
+    scheduled_policy.backup_policy =
+        Some(pb::BackupPolicy { schedule: "@every 1s".to_owned(), ..Default::default() });
+    let request = pb::UpdateDatabaseRequest {
+        database: Some(scheduled_policy),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["backup_policy.schedule".to_owned()] }),
+    };
+    server.databases().update_database(request).await.expect("UpdateDatabase");
+    let manual_done = server.wait_done(&manual.name).await;
+    assert_eq!(manual_done.state(), pb::OperationState::Succeeded, "{manual_done:?}");
+    blocking(|| source.speed_up_snapshots());
+
+    // Not lost: a scheduled backup follows as soon as the database is free.
+    let ended = manual_done.meta().end_time.expect("an end time").seconds;
+    poll("a scheduled backup after the busy spell", Duration::from_secs(30), || async {
+        let backups = backups_of(&server, &database.id).await;
+        backups
+            .iter()
+            .any(|backup| scheduled(backup) && backup.create_time.unwrap().seconds >= ended - 1)
+            .then_some(())
+    })
+    .await;
+}
