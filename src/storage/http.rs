@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE, RETRY_AFTER};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::StreamReader;
 use url::Url;
 
-use super::{Error, ObjectReader};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{Error, ObjectMeta, ObjectReader, ObjectWriter, Storage, check_key, check_prefix};
+use crate::domain::Destination;
 use crate::domain::redact_uri;
 use crate::net::guard::{GuardedResolver, redirect_policy};
 use crate::net::{self, UrlPolicy};
@@ -120,6 +124,26 @@ impl HttpClient {
 
     // Sends one request, retrying transient failures; answers a success status only.
     async fn send(&self, method: Method, url: &Url, offset: u64) -> Result<Response, Error> {
+        let shown = redact_uri(url.as_str());
+        let ranged = |request: RequestBuilder| {
+            if offset > 0 { request.header(RANGE, format!("bytes={offset}-")) } else { request }
+        };
+        let response = self.exchange(method, url, &ranged).await?;
+        match classify(&shown, response) {
+            Outcome::Success(response) => Ok(response),
+            Outcome::Final(error) | Outcome::Transient(error) => Err(error),
+        }
+    }
+
+    // Sends one request built by `configure` (credentials from the URL added), retrying
+    // connection failures and 429/5xx answers with backoff; answers the last response,
+    // whatever its status. The URL policy is checked first.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &Url,
+        configure: &(dyn Fn(RequestBuilder) -> RequestBuilder + Send + Sync),
+    ) -> Result<Response, Error> {
         self.policy.check_url(url)?;
         let shown = redact_uri(url.as_str());
         let (bare, credentials) = split_credentials(url);
@@ -130,17 +154,18 @@ impl HttpClient {
             if let Some((user, password)) = &credentials {
                 request = request.basic_auth(user, Some(password));
             }
-            if offset > 0 {
-                request = request.header(RANGE, format!("bytes={offset}-"));
-            }
+            let request = configure(request);
             let failure = match request.send().await {
-                Ok(response) => match classify(&shown, response) {
-                    Outcome::Success(response) => return Ok(response),
-                    Outcome::Final(error) => return Err(error),
-                    Outcome::Transient(error, retry_after) => {
-                        backoff = retry_after.map_or(backoff, |wait| wait.min(MAX_BACKOFF));
-                        error
+                Ok(response) => match retry_after(&response) {
+                    Some(wait) if attempt < ATTEMPTS => {
+                        backoff = wait.map_or(backoff, |wait| wait.min(MAX_BACKOFF));
+                        let status = response.status();
+                        Error::Unreachable {
+                            key: shown.clone(),
+                            detail: format!("the server answered {status}"),
+                        }
                     }
+                    _ => return Ok(response),
                 },
                 Err(error) => {
                     if let Some(refused) = refusal(&error) {
@@ -150,15 +175,12 @@ impl HttpClient {
                     // redirect loop is not.
                     let transient = !error.is_redirect() && !error.is_builder();
                     let error = Error::Unreachable { key: shown.clone(), detail: describe(&error) };
-                    if !transient {
+                    if !transient || attempt == ATTEMPTS {
                         return Err(error);
                     }
                     error
                 }
             };
-            if attempt == ATTEMPTS {
-                return Err(failure);
-            }
             tracing::debug!(url = %shown, attempt, error = %failure, "retrying an http request");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -170,7 +192,22 @@ impl HttpClient {
 enum Outcome {
     Success(Response),
     Final(Error),
-    Transient(Error, Option<Duration>),
+    Transient(Error),
+}
+
+// For an answer worth another try (429, 5xx): `Some`, with the wait the server asks for
+// in `Retry-After` (in seconds), if any.
+fn retry_after(response: &Response) -> Option<Option<Duration>> {
+    if !matches!(response.status().as_u16(), 429 | 500..=599) {
+        return None;
+    }
+    let asked = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    Some(asked)
 }
 
 // Sorts a response by status: success, a failure worth retrying, or a final one.
@@ -182,15 +219,7 @@ fn classify(shown: &str, response: Response) -> Outcome {
         200..=299 | 416 => Outcome::Success(response),
         404 | 410 => Outcome::Final(Error::NotFound { key }),
         401 | 403 => Outcome::Final(Error::Denied { key, detail }),
-        429 | 500..=599 => {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            Outcome::Transient(Error::Unreachable { key, detail }, retry_after)
-        }
+        429 | 500..=599 => Outcome::Transient(Error::Unreachable { key, detail }),
         _ => Outcome::Final(Error::Unreachable { key, detail }),
     }
 }
@@ -259,6 +288,442 @@ fn describe(error: &reqwest::Error) -> String {
         "request failed"
     };
     if parts.is_empty() { kind.to_owned() } else { format!("{kind}: {}", parts.join(": ")) }
+}
+
+/// Marks temporary objects: `.<name>.partial-<uuid>`.
+const PARTIAL_MARKER: &str = ".partial-";
+/// How many chunks a `PUT` body may have queued before `write` waits.
+const PUT_QUEUE: usize = 4;
+
+/// Objects on a WebDAV server (`http(s)://[user:pass@]host[:port]/path`), under the
+/// collection the URL names.
+#[derive(Clone)]
+pub struct WebDavStorage {
+    client: HttpClient,
+    /// The collection, with credentials (from the destination's `credentials` when set
+    /// there, else from the URL) and without a trailing `/`.
+    base: Url,
+    /// The collection's URL redacted, for messages and [`Storage::uri`].
+    shown: String,
+}
+
+impl std::fmt::Debug for WebDavStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebDavStorage").field("uri", &self.shown).finish_non_exhaustive()
+    }
+}
+
+impl WebDavStorage {
+    /// Storage at `url` (the destination's http(s) URI parsed), reached through `client`
+    /// and its URL policy. `username` and `password` in the destination's credentials
+    /// replace those of the URL. Nothing is contacted yet.
+    pub fn new(url: &Url, destination: &Destination, client: HttpClient) -> Result<WebDavStorage, Error> {
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(Error::InvalidDestination(
+                "http destinations need an http(s)://host/path URI".to_owned(),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::InvalidDestination("http destinations take no query or fragment".to_owned()));
+        }
+        let mut base = url.clone();
+        let credential =
+            |name: &str| destination.credentials.get(name).map(|secret| secret.expose().to_owned());
+        let invalid = |()| Error::InvalidDestination("the URL cannot carry credentials".to_owned());
+        if let Some(user) = credential("username") {
+            base.set_username(&user).map_err(invalid)?;
+        }
+        if let Some(password) = credential("password") {
+            base.set_password(Some(&password)).map_err(invalid)?;
+        }
+        let trimmed = base.path().trim_end_matches('/').to_owned();
+        base.set_path(&trimmed);
+        let shown = redact_uri(base.as_str()).trim_end_matches('/').to_owned();
+        Ok(WebDavStorage { client, base, shown })
+    }
+
+    /// The URL of a valid key (or of the collection for `""`), with credentials.
+    fn url_of(&self, key: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+            if !key.is_empty() {
+                segments.extend(key.split('/'));
+            }
+        }
+        url
+    }
+
+    /// The URL of a collection: the same with a trailing `/`.
+    fn collection_url(&self, prefix: &str) -> Url {
+        let mut url = self.url_of(prefix);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("");
+        }
+        url
+    }
+
+    fn checked_key(&self, key: &str) -> Result<(), Error> {
+        check_key(key)?;
+        if key.split('/').any(is_partial_name) {
+            return Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: "names of the form .<name>.partial-<id> are reserved for unfinished writes",
+            });
+        }
+        Ok(())
+    }
+
+    /// Names errors after `key` rather than the URL, as the trait's callers expect.
+    fn for_key(key: &str, error: Error) -> Error {
+        match error {
+            Error::NotFound { .. } => Error::NotFound { key: key.to_owned() },
+            other => other,
+        }
+    }
+
+    /// A failure for an unexpected answer to `what`.
+    fn unexpected(&self, key: &str, what: &str, status: StatusCode) -> Error {
+        let key = format!("{} ({key})", self.shown);
+        let detail = format!("the server answered {what} with {status}");
+        match status.as_u16() {
+            401 | 403 => Error::Denied { key, detail },
+            405 | 501 if what == "MOVE" => Error::Unreachable {
+                key,
+                detail: format!("{detail}: http destinations need a WebDAV server (MOVE)"),
+            },
+            _ => Error::Unreachable { key, detail },
+        }
+    }
+
+    /// Makes the collections on the way to `key` (`MKCOL` level by level; `405` says
+    /// one exists). Other answers are left for the `PUT` to report.
+    async fn make_collections(&self, key: &str) -> Result<(), Error> {
+        let parent = key.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let mut level = String::new();
+        for part in parent.split('/').filter(|part| !part.is_empty()) {
+            if !level.is_empty() {
+                level.push('/');
+            }
+            level.push_str(part);
+            let url = self.collection_url(&level);
+            let response = self
+                .client
+                .exchange(Method::from_bytes(b"MKCOL").expect("a valid method"), &url, &|r| r)
+                .await?;
+            if matches!(response.status().as_u16(), 401 | 403) {
+                return Err(self.unexpected(key, "MKCOL", response.status()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the resource at `url`; absent is fine.
+    async fn delete_url(&self, key: &str, url: &Url) -> Result<(), Error> {
+        let response = self.client.exchange(Method::DELETE, url, &|request| request).await?;
+        match response.status().as_u16() {
+            200..=299 | 404 | 410 => Ok(()),
+            _ => Err(self.unexpected(key, "DELETE", response.status())),
+        }
+    }
+
+    /// `PROPFIND Depth: 1` of one collection: its members, as (URL path, size or `None`
+    /// for a collection). An absent collection has none.
+    async fn members(&self, prefix: &str) -> Result<Vec<(String, Option<u64>)>, Error> {
+        let url = self.collection_url(prefix);
+        let body = r#"<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:"><prop><resourcetype/><getcontentlength/></prop></propfind>"#;
+        let propfind = Method::from_bytes(b"PROPFIND").expect("a valid method");
+        let configure = |request: RequestBuilder| {
+            request.header("Depth", "1").header(reqwest::header::CONTENT_TYPE, "application/xml").body(body)
+        };
+        let response = self.client.exchange(propfind, &url, &configure).await?;
+        match response.status().as_u16() {
+            207 => {}
+            404 | 410 => return Ok(Vec::new()),
+            _ => return Err(self.unexpected(prefix, "PROPFIND", response.status())),
+        }
+        let text = response.text().await.map_err(|error| Error::Unreachable {
+            key: self.shown.clone(),
+            detail: format!("the listing broke off: {}", describe(&error)),
+        })?;
+        let own_path = url.path().trim_end_matches('/').to_owned();
+        let members = parse_multistatus(&text)
+            .map_err(|detail| Error::Unreachable { key: self.shown.clone(), detail })?
+            .into_iter()
+            .filter(|(path, _)| path.trim_end_matches('/') != own_path)
+            .collect();
+        Ok(members)
+    }
+
+    /// The key of a URL path below the base collection, if it is one.
+    fn key_of_path(&self, path: &str) -> Option<String> {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned();
+        let base = percent_encoding::percent_decode_str(self.base.path()).decode_utf8_lossy().into_owned();
+        let relative = decoded.strip_prefix(base.trim_end_matches('/'))?.strip_prefix('/')?;
+        let relative = relative.trim_end_matches('/');
+        (!relative.is_empty()).then(|| relative.to_owned())
+    }
+}
+
+/// Whether a name is one of our temporary objects.
+fn is_partial_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(PARTIAL_MARKER)
+}
+
+/// The `(href path, getcontentlength or None for a collection)` of each `response` in
+/// a WebDAV multistatus document; namespace prefixes are ignored.
+fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut members = Vec::new();
+    let mut href = String::new();
+    let mut size: Option<u64> = None;
+    let mut collection = false;
+    let mut current = String::new();
+    loop {
+        let event = reader.read_event().map_err(|error| format!("the listing is not valid XML: {error}"))?;
+        match event {
+            Event::Start(element) => {
+                let name = element.local_name().as_ref().to_owned();
+                if name == "response" {
+                    (href, size, collection) = (String::new(), None, false);
+                }
+                current = name;
+            }
+            Event::Empty(element) => {
+                if element.local_name().as_ref() == "collection" {
+                    collection = true;
+                }
+            }
+            Event::Text(text) => {
+                let text = text.xml10_content();
+                match current.as_str() {
+                    "href" => href.push_str(text.trim()),
+                    "getcontentlength" => size = text.trim().parse().ok(),
+                    _ => {}
+                }
+            }
+            Event::GeneralRef(entity) => {
+                if current == "href" {
+                    let character = match entity.as_ref() {
+                        "amp" => Some('&'),
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "quot" => Some('"'),
+                        "apos" => Some('\''),
+                        _ => entity.resolve_char_ref().ok().flatten(),
+                    };
+                    href.extend(character);
+                }
+            }
+            Event::End(element) => {
+                if element.local_name().as_ref() == "response" && !href.is_empty() {
+                    // An href may be a full URL or an absolute path.
+                    let path = match Url::parse(&href) {
+                        Ok(url) => url.path().to_owned(),
+                        Err(_) => href.clone(),
+                    };
+                    members.push((path, if collection { None } else { Some(size.unwrap_or(0)) }));
+                }
+                current.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(members)
+}
+
+#[async_trait]
+impl Storage for WebDavStorage {
+    async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, Error> {
+        self.checked_key(key)?;
+        let (parent, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let partial_name = format!(".{name}{PARTIAL_MARKER}{}", uuid::Uuid::new_v4().simple());
+        let partial_key = if parent.is_empty() { partial_name } else { format!("{parent}/{partial_name}") };
+        let partial = self.url_of(&partial_key);
+        self.make_collections(key).await?;
+        self.client.policy.check_url(&partial)?;
+
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PUT_QUEUE);
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let (bare, credentials) = split_credentials(&partial);
+        let mut request = self.client.client.put(bare);
+        if let Some((user, password)) = &credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let upload = tokio::spawn(request.body(body).send());
+        Ok(Box::new(WebDavWriter {
+            storage: self.clone(),
+            key: key.to_owned(),
+            partial: Some(partial),
+            sender: Some(sender),
+            upload: Some(upload),
+            written: 0,
+        }))
+    }
+
+    async fn reader(&self, key: &str, offset: u64) -> Result<ObjectReader, Error> {
+        self.checked_key(key)?;
+        self.client.open(&self.url_of(key), offset).await.map_err(|error| Self::for_key(key, error))
+    }
+
+    async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {
+        self.checked_key(key)?;
+        match self.client.head(&self.url_of(key)).await {
+            Ok(head) => Ok(Some(ObjectMeta { key: key.to_owned(), size: head.size.unwrap_or(0) })),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.checked_key(key)?;
+        self.delete_url(key, &self.url_of(key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        let prefix = check_prefix(prefix)?;
+        let mut objects = Vec::new();
+        let mut pending = vec![prefix.to_owned()];
+        while let Some(collection) = pending.pop() {
+            for (path, size) in self.members(&collection).await? {
+                let Some(key) = self.key_of_path(&path) else { continue };
+                let name = key.rsplit('/').next().unwrap_or_default();
+                match size {
+                    None => pending.push(key),
+                    Some(_) if is_partial_name(name) => {}
+                    Some(size) => objects.push(ObjectMeta { key, size }),
+                }
+            }
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("{}/{key}", self.shown)
+    }
+}
+
+type Upload = tokio::task::JoinHandle<reqwest::Result<Response>>;
+
+/// An object being uploaded (a `PUT` fed from a channel) to its temporary name.
+struct WebDavWriter {
+    storage: WebDavStorage,
+    key: String,
+    /// The temporary URL; `None` once moved into place or deleted.
+    partial: Option<Url>,
+    /// The body's feed; `None` after a cancelled or failed write.
+    sender: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    upload: Option<Upload>,
+    written: u64,
+}
+
+impl WebDavWriter {
+    fn broken(&self, detail: String) -> Error {
+        Error::Unreachable { key: format!("{} ({})", self.storage.shown, self.key), detail }
+    }
+
+    /// Waits for the `PUT` to be answered; a success status only.
+    async fn finish_upload(&mut self) -> Result<(), Error> {
+        let Some(upload) = self.upload.take() else {
+            return Err(self.broken("an earlier write was cancelled or failed".to_owned()));
+        };
+        let response = match upload.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                if let Some(refused) = refusal(&error) {
+                    return Err(Error::Refused(refused));
+                }
+                return Err(self.broken(format!("the upload failed: {}", describe(&error))));
+            }
+            Err(error) => return Err(self.broken(format!("the upload task failed: {error}"))),
+        };
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            _ => Err(self.storage.unexpected(&self.key, "PUT", response.status())),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for WebDavWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        // Taken while sending: a dropped future leaves the writer poisoned.
+        let Some(sender) = self.sender.take() else {
+            return Err(self.broken("an earlier write was cancelled or failed".to_owned()));
+        };
+        let size = chunk.len() as u64;
+        if chunk.is_empty() {
+            self.sender = Some(sender);
+            return Ok(());
+        }
+        if sender.send(Ok(chunk)).await.is_err() {
+            // The request ended before its body: its answer says why.
+            drop(sender);
+            self.finish_upload().await?;
+            return Err(self.broken("the server ended the upload early".to_owned()));
+        }
+        self.written += size;
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<u64, Error> {
+        let Some(sender) = self.sender.take() else {
+            return Err(self.broken("an earlier write was cancelled or failed".to_owned()));
+        };
+        drop(sender); // ends the body
+        self.finish_upload().await?;
+        let Some(partial) = self.partial.clone() else {
+            return Err(self.broken("the upload was already finished".to_owned()));
+        };
+        let target = self.storage.url_of(&self.key);
+        let (destination, _) = split_credentials(&target);
+        let destination = destination.to_string();
+        let configure = move |request: RequestBuilder| {
+            request.header("Destination", destination.as_str()).header("Overwrite", "T")
+        };
+        let moved = Method::from_bytes(b"MOVE").expect("a valid method");
+        let response = self.storage.client.exchange(moved, &partial, &configure).await?;
+        if !response.status().is_success() {
+            return Err(self.storage.unexpected(&self.key, "MOVE", response.status()));
+        }
+        self.partial = None;
+        Ok(self.written)
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<(), Error> {
+        if let Some(sender) = self.sender.take() {
+            // Fail the body so that the server does not take it as complete.
+            let _ = sender.try_send(Err(std::io::Error::other("the upload was aborted")));
+        }
+        if let Some(upload) = self.upload.take() {
+            upload.abort();
+            let _ = upload.await;
+        }
+        let Some(partial) = self.partial.take() else { return Ok(()) };
+        self.storage.delete_url(&self.key, &partial).await
+    }
+}
+
+impl Drop for WebDavWriter {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.abort();
+        }
+        // Neither committed nor aborted: delete whatever the server kept, from a task.
+        let Some(partial) = self.partial.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let storage = self.storage.clone();
+        let key = self.key.clone();
+        runtime.spawn(async move {
+            if let Err(error) = storage.delete_url(&key, &partial).await {
+                tracing::warn!(%error, "cannot delete the temporary object of an abandoned upload");
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 //! aborted or dropped writer leaves nothing visible. Every implementation must pass the
 //! shared suite in `suite.rs`.
 
+pub mod ftp;
 pub mod http;
 pub mod local;
 #[cfg(test)]
 pub(crate) mod suite;
+#[cfg(test)]
+pub(crate) mod test_servers;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -112,6 +115,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error>;
     /// Removes the object at `key`. Idempotent: an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<(), Error>;
+    /// Every object below `prefix`, sorted by key: `"db"` lists `db/b1/dump` but neither
+    /// `db` itself nor `dbx/y`; `""` lists everything. Unfinished writes are never listed;
+    /// a prefix with nothing below it lists nothing.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
     /// The URI of the object at `key`, without credentials.
     fn uri(&self, key: &str) -> String;
 }
@@ -162,8 +169,33 @@ pub fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the storage a destination points at. `file:///dir` is local disk; other schemes
-/// answer [`Error::Unsupported`] until their backend exists.
+/// Checks a [`Storage::list`] prefix: empty, or a valid key (one trailing `/` is
+/// ignored). Returns it without the trailing `/`.
+pub fn check_prefix(prefix: &str) -> Result<&str, Error> {
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    if !trimmed.is_empty() {
+        check_key(trimmed)?;
+    }
+    Ok(trimmed)
+}
+
+/// Opens the storage a destination points at, with `http` (and its URL policy) for the
+/// destinations reached over the network: `ftp://` and `http(s)://`. Other schemes go
+/// to [`open`]. Nothing is contacted yet: connections are made by each operation.
+pub fn open_with(destination: &Destination, http: &http::HttpClient) -> Result<Arc<dyn Storage>, Error> {
+    check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
+    let url = url::Url::parse(destination.uri.trim())
+        .map_err(|error| Error::InvalidDestination(format!("not a valid URI: {error}")))?;
+    match url.scheme() {
+        "ftp" => Ok(Arc::new(ftp::FtpStorage::new(&url, destination, http.policy().clone())?)),
+        "http" | "https" => Ok(Arc::new(http::WebDavStorage::new(&url, destination, http.clone())?)),
+        _ => open(destination),
+    }
+}
+
+/// Opens the storage a destination points at without network access: `file:///dir` is
+/// local disk; other schemes answer [`Error::Unsupported`] here (the network ones open
+/// through [`open_with`]).
 pub fn open(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
     check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
     // check_destination_uri parsed the same text, so this cannot fail; map it anyway.
