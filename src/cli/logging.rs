@@ -1,6 +1,8 @@
 //! Structured logs with `tracing`: text for people, JSON for machines, on stderr.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::prelude::*;
 
 use crate::config::LogFormat;
 
@@ -9,11 +11,17 @@ pub(crate) fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // suppaftp traces every command it sends, `PASS <password>` included: its debug and
+    // trace records are dropped whatever the filter says.
+    let filter = filter.and(filter_fn(|metadata| {
+        !(metadata.target().starts_with("suppaftp") && *metadata.level() > tracing::Level::INFO)
+    }));
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colours);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            tracing_subscriber::registry().with(layer.json().flatten_event(true).with_filter(filter)).init()
+        }
+        LogFormat::Text => tracing_subscriber::registry().with(layer.with_filter(filter)).init(),
     }
 }

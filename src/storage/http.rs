@@ -290,8 +290,26 @@ fn describe(error: &reqwest::Error) -> String {
     if parts.is_empty() { kind.to_owned() } else { format!("{kind}: {}", parts.join(": ")) }
 }
 
+/// What is percent-encoded in a path segment (the `url` crate's own set).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
 /// Marks temporary objects: `.<name>.partial-<uuid>`.
 const PARTIAL_MARKER: &str = ".partial-";
+/// The hidden collection, under the destination's, that uploads are written to before
+/// their `MOVE`: beside the object would do, but a server may fail to list a collection
+/// holding a file being written (rclone 1.60 tries to open it, then fails the whole
+/// `PROPFIND`), and listings never descend into this one.
+const UPLOADS: &str = ".cellar.partial-uploads";
 /// How many chunks a `PUT` body may have queued before `write` waits.
 const PUT_QUEUE: usize = 4;
 
@@ -396,24 +414,37 @@ impl WebDavStorage {
         }
     }
 
-    /// Makes the collections on the way to `key` (`MKCOL` level by level; `405` says
-    /// one exists). Other answers are left for the `PUT` to report.
-    async fn make_collections(&self, key: &str) -> Result<(), Error> {
-        let parent = key.rsplit_once('/').map_or("", |(parent, _)| parent);
-        let mut level = String::new();
-        for part in parent.split('/').filter(|part| !part.is_empty()) {
-            if !level.is_empty() {
-                level.push('/');
-            }
-            level.push_str(part);
-            let url = self.collection_url(&level);
-            let response = self
-                .client
-                .exchange(Method::from_bytes(b"MKCOL").expect("a valid method"), &url, &|r| r)
-                .await?;
-            if matches!(response.status().as_u16(), 401 | 403) {
-                return Err(self.unexpected(key, "MKCOL", response.status()));
-            }
+    /// Makes the collection `parent` (relative to the destination's) and those on the way
+    /// to it, the destination's own included, for writing `key`: `MKCOL` of `parent` (`201` made, `405` there already); when that answers `409` (a
+    /// level above is missing), `MKCOL` level by level from the top. Other answers are
+    /// left for the `PUT` to report.
+    async fn make_collections(&self, key: &str, parent: &str) -> Result<(), Error> {
+        let mut levels = Vec::new();
+        let mut url = self.base.clone();
+        let mut path = String::new();
+        let base_segments = self.base.path_segments().into_iter().flatten();
+        let encoded: Vec<String> = parent
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(|part| percent_encoding::utf8_percent_encode(part, SEGMENT).to_string())
+            .collect();
+        for segment in base_segments.map(str::to_owned).chain(encoded).filter(|part| !part.is_empty()) {
+            path.push('/');
+            path.push_str(&segment);
+            url.set_path(&format!("{path}/"));
+            levels.push(url.clone());
+        }
+        let Some(deepest) = levels.last() else { return Ok(()) };
+        let mkcol = || Method::from_bytes(b"MKCOL").expect("a valid method");
+        let status = self.client.exchange(mkcol(), deepest, &|request| request).await?.status();
+        match status.as_u16() {
+            200..=299 | 405 => return Ok(()),
+            401 | 403 => return Err(self.unexpected(key, "MKCOL", status)),
+            _ => {}
+        }
+        for level in &levels {
+            // A level above the destination may refuse (403, 405): the PUT says if it matters.
+            self.client.exchange(mkcol(), level, &|request| request).await?;
         }
         Ok(())
     }
@@ -480,10 +511,13 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
     let mut size: Option<u64> = None;
     let mut collection = false;
     let mut current = String::new();
+    let mut depth = 0usize;
+    let mut ended = false;
     loop {
         let event = reader.read_event().map_err(|error| format!("the listing is not valid XML: {error}"))?;
         match event {
             Event::Start(element) => {
+                depth += 1;
                 let name = element.local_name().as_ref().to_owned();
                 if name == "response" {
                     (href, size, collection) = (String::new(), None, false);
@@ -493,6 +527,12 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
             Event::Empty(element) => {
                 if element.local_name().as_ref() == "collection" {
                     collection = true;
+                }
+            }
+            Event::Text(text) if ended => {
+                if !text.xml10_content().trim().is_empty() {
+                    // rclone appends its error message when a listing fails half-way.
+                    return Err("the listing broke off with an error".to_owned());
                 }
             }
             Event::Text(text) => {
@@ -517,6 +557,8 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
                 }
             }
             Event::End(element) => {
+                depth = depth.saturating_sub(1);
+                ended = depth == 0;
                 if element.local_name().as_ref() == "response" && !href.is_empty() {
                     // An href may be a full URL or an absolute path.
                     let path = match Url::parse(&href) {
@@ -527,7 +569,8 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
                 }
                 current.clear();
             }
-            Event::Eof => break,
+            Event::Eof if ended => break,
+            Event::Eof => return Err("the listing ended early".to_owned()),
             _ => {}
         }
     }
@@ -539,10 +582,11 @@ impl Storage for WebDavStorage {
     async fn writer(&self, key: &str) -> Result<Box<dyn ObjectWriter>, Error> {
         self.checked_key(key)?;
         let (parent, name) = key.rsplit_once('/').unwrap_or(("", key));
-        let partial_name = format!(".{name}{PARTIAL_MARKER}{}", uuid::Uuid::new_v4().simple());
-        let partial_key = if parent.is_empty() { partial_name } else { format!("{parent}/{partial_name}") };
-        let partial = self.url_of(&partial_key);
-        self.make_collections(key).await?;
+        let partial =
+            self.url_of(&format!("{UPLOADS}/.{name}{PARTIAL_MARKER}{}", uuid::Uuid::new_v4().simple()));
+        // MOVE needs the target's collection; uploads go to their own (see UPLOADS).
+        self.make_collections(key, parent).await?;
+        self.make_collections(key, UPLOADS).await?;
         self.client.policy.check_url(&partial)?;
 
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PUT_QUEUE);
@@ -591,8 +635,8 @@ impl Storage for WebDavStorage {
                 let Some(key) = self.key_of_path(&path) else { continue };
                 let name = key.rsplit('/').next().unwrap_or_default();
                 match size {
+                    _ if is_partial_name(name) => {}
                     None => pending.push(key),
-                    Some(_) if is_partial_name(name) => {}
                     Some(size) => objects.push(ObjectMeta { key, size }),
                 }
             }
@@ -771,5 +815,123 @@ mod tests {
     async fn closed_port() -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap().port()
+    }
+}
+
+#[cfg(test)]
+mod webdav_tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::domain::{DestinationId, ResourceName, Secret};
+    use crate::storage::suite;
+    use crate::storage::test_servers::StorageServer;
+
+    fn storage_at(uri: &str, credentials: &[(&str, &str)]) -> WebDavStorage {
+        let destination = Destination {
+            id: DestinationId::new(),
+            name: ResourceName::parse("dav").unwrap(),
+            uri: uri.to_owned(),
+            credentials: credentials
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Secret::new(*value)))
+                .collect::<BTreeMap<_, _>>(),
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            create_time: crate::domain::now(),
+            update_time: crate::domain::now(),
+        };
+        let client =
+            HttpClient::new(UrlPolicy::new(vec![net::AllowedHost::parse("127.0.0.1").unwrap()])).unwrap();
+        WebDavStorage::new(&Url::parse(uri).unwrap(), &destination, client).unwrap()
+    }
+
+    async fn wait_for_files(server: &StorageServer, expected: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.files() != expected {
+            assert!(Instant::now() < deadline, "files left on the server: {:?}", server.files());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_shared_suite() {
+        let server = StorageServer::webdav(Some(("cellar", "pw-hunter2")));
+        let uri = format!("http://cellar:pw-hunter2@127.0.0.1:{}/backups/cellar", server.port);
+        let storage = storage_at(&uri, &[]);
+        assert_eq!(
+            storage.uri("k"),
+            format!("http://cellar:****@127.0.0.1:{}/backups/cellar/k", server.port)
+        );
+        suite::run_all(&storage).await;
+        // 64 MiB, generated and checked one 64 KiB chunk at a time.
+        suite::large_object(&storage, "big", 1024).await;
+        wait_for_files(&server, &[]).await;
+    }
+
+    #[tokio::test]
+    async fn temporaries_are_hidden_until_the_move() {
+        let server = StorageServer::webdav(None);
+        let storage = storage_at(&format!("http://127.0.0.1:{}/", server.port), &[]);
+        let mut writer = storage.writer("db/b/dump").await.unwrap();
+        writer.write(Bytes::from(vec![7u8; 1 << 20])).await.unwrap();
+        assert!(storage.list("").await.unwrap().is_empty(), "nothing is listed before commit");
+        assert_eq!(writer.commit().await.unwrap(), 1 << 20);
+        assert_eq!(server.files(), ["db/b/dump"]);
+        assert_eq!(
+            storage.list("db").await.unwrap(),
+            [ObjectMeta { key: "db/b/dump".to_owned(), size: 1 << 20 }]
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_are_denied_and_never_shown() {
+        let server = StorageServer::webdav(Some(("cellar", "pw-hunter2")));
+        let uri = format!("http://127.0.0.1:{}/d", server.port);
+        let storage = storage_at(&uri, &[("username", "cellar"), ("password", "wrong-hunter2")]);
+        let errors = [
+            storage.reader("k", 0).await.map(|_| ()).unwrap_err(),
+            storage.stat("k").await.map(|_| ()).unwrap_err(),
+            storage.delete("k").await.unwrap_err(),
+            storage.list("").await.map(|_| ()).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+            assert!(!format!("{error} {error:?}").contains("hunter2"), "{error:?}");
+        }
+        let error = match storage.writer("k").await {
+            Ok(mut writer) => {
+                let _ = writer.write(Bytes::from_static(b"x")).await;
+                writer.commit().await.unwrap_err()
+            }
+            Err(error) => error,
+        };
+        assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error:?}");
+    }
+
+    #[test]
+    fn multistatus_listings() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+            <D:multistatus xmlns:D="DAV:">
+              <D:response><D:href>/dav/db/</D:href><D:propstat><D:prop>
+                <D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+              <D:response><D:href>http://h/dav/db/a%20b&amp;c</D:href><D:propstat><D:prop>
+                <D:resourcetype/><D:getcontentlength>42</D:getcontentlength></D:prop></D:propstat></D:response>
+              <response xmlns="DAV:"><href>/dav/db/sub/</href><propstat><prop>
+                <resourcetype><collection/></resourcetype></prop></propstat></response>
+            </D:multistatus>"#;
+        assert_eq!(
+            parse_multistatus(xml).unwrap(),
+            vec![
+                ("/dav/db/".to_owned(), None),
+                ("/dav/db/a%20b&c".to_owned(), Some(42)),
+                ("/dav/db/sub/".to_owned(), None),
+            ]
+        );
+        assert!(parse_multistatus("<a><b></a>").is_err());
+        assert!(parse_multistatus("<multistatus><response>").is_err(), "cut short");
+        assert!(parse_multistatus("<multistatus></multistatus>Internal Server Error").is_err());
     }
 }
