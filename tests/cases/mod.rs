@@ -12,5 +12,6 @@ mod listing;
 mod operations;
 mod process;
 mod reflection;
+mod remote_destinations;
 mod replication_load;
 mod restore;
