@@ -524,16 +524,12 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
                 }
                 current = name;
             }
-            Event::Empty(element) => {
-                if element.local_name().as_ref() == "collection" {
-                    collection = true;
-                }
+            Event::Empty(element) if element.local_name().as_ref() == "collection" => {
+                collection = true;
             }
-            Event::Text(text) if ended => {
-                if !text.xml10_content().trim().is_empty() {
-                    // rclone appends its error message when a listing fails half-way.
-                    return Err("the listing broke off with an error".to_owned());
-                }
+            Event::Text(text) if ended && !text.xml10_content().trim().is_empty() => {
+                // rclone appends its error message when a listing fails half-way.
+                return Err("the listing broke off with an error".to_owned());
             }
             Event::Text(text) => {
                 let text = text.xml10_content();
@@ -543,18 +539,16 @@ fn parse_multistatus(xml: &str) -> Result<Vec<(String, Option<u64>)>, String> {
                     _ => {}
                 }
             }
-            Event::GeneralRef(entity) => {
-                if current == "href" {
-                    let character = match entity.as_ref() {
-                        "amp" => Some('&'),
-                        "lt" => Some('<'),
-                        "gt" => Some('>'),
-                        "quot" => Some('"'),
-                        "apos" => Some('\''),
-                        _ => entity.resolve_char_ref().ok().flatten(),
-                    };
-                    href.extend(character);
-                }
+            Event::GeneralRef(entity) if current == "href" => {
+                let character = match entity.as_ref() {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    _ => entity.resolve_char_ref().ok().flatten(),
+                };
+                href.extend(character);
             }
             Event::End(element) => {
                 depth = depth.saturating_sub(1);
