@@ -15,6 +15,8 @@ use crate::engine::Engine;
 use crate::operations::{Job, JobContext};
 use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
 use crate::storage::ObjectReader;
+use crate::storage::Storage;
+use crate::storage::ftp::FtpStorage;
 use crate::storage::http::HttpClient;
 
 /// Where imported data comes from.
@@ -34,6 +36,9 @@ pub enum SourceFile {
     /// An http(s) URL, already checked against the URL policy (and checked again when
     /// it resolves and on every redirect). Its password shows redacted.
     Http(ConnectionUri),
+    /// An ftp URL, its host already checked against the URL policy (and checked again
+    /// when it connects). Its password shows redacted.
+    Ftp(ConnectionUri),
 }
 
 impl SourceFile {
@@ -41,7 +46,7 @@ impl SourceFile {
     pub fn shown(&self) -> String {
         match self {
             SourceFile::Local(path) => format!("file://{}", path.display()),
-            SourceFile::Http(url) => url.redacted(),
+            SourceFile::Http(url) | SourceFile::Ftp(url) => url.redacted(),
         }
     }
 }
@@ -142,6 +147,12 @@ impl ImportJob {
             }
             SourceFile::Http(url) => {
                 self.http.open(url.expose(), 0).await.map_err(|error| failure::from_source(&error))
+            }
+            SourceFile::Ftp(url) => {
+                let policy = self.http.policy().clone();
+                let (storage, key) = FtpStorage::for_file(url.expose(), policy)
+                    .map_err(|error| failure::from_source(&error))?;
+                storage.reader(&key, 0).await.map_err(|error| failure::from_source(&error))
             }
         }
     }

@@ -81,6 +81,30 @@ impl FtpStorage {
     /// connection is checked against `policy` (the host, and the addresses it resolves
     /// to) like http(s) URLs.
     pub fn new(url: &Url, destination: &Destination, policy: UrlPolicy) -> Result<FtpStorage, Error> {
+        let credential =
+            |name: &str| destination.credentials.get(name).map(|secret| secret.expose().to_owned());
+        FtpStorage::with_credentials(url, credential("username"), credential("password"), policy)
+    }
+
+    /// The storage holding the file an `ftp://` URL names (an import source), and the
+    /// file's key in it. Credentials come from the URL.
+    pub fn for_file(url: &Url, policy: UrlPolicy) -> Result<(FtpStorage, String), Error> {
+        let (parent, name) = url.path().rsplit_once('/').unwrap_or(("", url.path()));
+        if name.is_empty() {
+            return Err(Error::InvalidDestination("the ftp URL names a directory, not a file".to_owned()));
+        }
+        let key = percent_decode_str(name).decode_utf8_lossy().into_owned();
+        let mut dir = url.clone();
+        dir.set_path(parent);
+        Ok((FtpStorage::with_credentials(&dir, None, None, policy)?, key))
+    }
+
+    fn with_credentials(
+        url: &Url,
+        user: Option<String>,
+        password: Option<String>,
+        policy: UrlPolicy,
+    ) -> Result<FtpStorage, Error> {
         if url.scheme() != "ftp" {
             return Err(Error::InvalidDestination("an ftp destination needs an ftp:// URI".to_owned()));
         }
@@ -96,13 +120,10 @@ impl FtpStorage {
             ));
         }
         let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
-        let credential =
-            |name: &str| destination.credentials.get(name).map(|secret| secret.expose().to_owned());
         let from_uri_user = Some(decode(url.username())).filter(|user| !user.is_empty());
-        let user = credential("username").or(from_uri_user).unwrap_or_else(|| "anonymous".to_owned());
-        let password = credential("password")
-            .or_else(|| url.password().map(decode))
-            .unwrap_or_else(|| "anonymous@".to_owned());
+        let user = user.or(from_uri_user).unwrap_or_else(|| "anonymous".to_owned());
+        let password =
+            password.or_else(|| url.password().map(decode)).unwrap_or_else(|| "anonymous@".to_owned());
         let root = decode(url.path().trim_end_matches('/'));
         if root.split('/').any(|segment| segment == "..") || root.contains(['\r', '\n', '\0']) {
             return Err(Error::InvalidDestination("the ftp directory must be a clean path".to_owned()));

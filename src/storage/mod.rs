@@ -256,6 +256,24 @@ mod tests {
     }
 
     #[test]
+    fn open_with_reaches_ftp_and_webdav_too() {
+        let http = http::HttpClient::new(crate::net::UrlPolicy::default()).unwrap();
+        for (uri, shown) in [
+            ("ftp://u:hunter2@files.example.com/dir", "ftp://u:****@files.example.com/dir/a/b"),
+            ("https://u:hunter2@dav.example.com/dir/", "https://u:****@dav.example.com/dir/a/b"),
+            ("file:///var/backups", "file:///var/backups/a/b"),
+        ] {
+            let storage = open_with(&destination(uri), &http).unwrap();
+            assert_eq!(storage.uri("a/b"), shown);
+            assert!(!format!("{storage:?}").contains("hunter2"), "{storage:?}");
+        }
+        match open_with(&destination("s3://bucket/prefix"), &http) {
+            Err(Error::Unsupported(scheme)) => assert_eq!(scheme, "s3"),
+            other => panic!("expected unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn open_dispatches_on_scheme() {
         let storage = open(&destination("file:///var/backups/cellar")).unwrap();
         assert_eq!(storage.uri("a/b"), "file:///var/backups/cellar/a/b");

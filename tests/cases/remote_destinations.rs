@@ -175,3 +175,44 @@ async fn an_ftp_server_stopped_mid_upload_fails_the_backup() {
     assert_eq!(backup_state(&server.backup(&backup_id).await), pb::BackupState::Failed);
     assert!(objects(&ftp).is_empty(), "nothing visible: {:?}", ftp.files());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rdb_on_ftp_is_imported_with_the_same_digest_and_a_missing_one_is_not_found() {
+    let password = "import-pw-31";
+    let ftp = StorageServer::ftp(USER, password);
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::disk());
+        source.load_every_type();
+        source.call(&["SAVE"]);
+        source
+    });
+    std::fs::create_dir_all(ftp.dir.path().join("exports")).unwrap();
+    std::fs::copy(source.dir().join("dump.rdb"), ftp.dir.path().join("exports/dump.rdb")).unwrap();
+    let server = TestServer::start().await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    blocking(|| target.call(&["SET", "stale", "replaced"]));
+    let database = server.register_redis("ftp-import-target", &target).await;
+
+    let import = |path: &str| {
+        let uri = format!("ftp://{USER}:{password}@127.0.0.1:{}/{path}", ftp.port);
+        let request = pb::ImportDatabaseRequest {
+            database_id: database.id.clone(),
+            source_uris: vec![uri],
+            ..Default::default()
+        };
+        async {
+            let started =
+                server.imports().import_database(request).await.expect("ImportDatabase").into_inner();
+            server.wait_done(&started.name).await
+        }
+    };
+    let done = import("exports/dump.rdb").await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
+    assert_no_secret(password, &done);
+
+    let missing = import("exports/absent.rdb").await;
+    assert_eq!(missing.state(), pb::OperationState::Failed, "{missing:?}");
+    assert_eq!(missing.error().expect("an error").reason, "SOURCE_NOT_FOUND", "{missing:?}");
+    assert_no_secret(password, &missing);
+}
