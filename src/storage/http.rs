@@ -462,28 +462,44 @@ impl WebDavStorage {
     /// for a collection). An absent collection has none.
     async fn members(&self, prefix: &str) -> Result<Vec<(String, Option<u64>)>, Error> {
         let url = self.collection_url(prefix);
+        let Some(found) = self.propfind(prefix, &url, "1").await? else { return Ok(Vec::new()) };
+        let own_path = url.path().trim_end_matches('/').to_owned();
+        Ok(found.into_iter().filter(|(path, _)| path.trim_end_matches('/') != own_path).collect())
+    }
+
+    /// What is at `key` (`PROPFIND Depth: 0`): `None` when nothing, `Some(None)` for a
+    /// collection, `Some(Some(size))` for an object.
+    async fn resource(&self, key: &str) -> Result<Option<Option<u64>>, Error> {
+        let found = self.propfind(key, &self.url_of(key), "0").await?;
+        Ok(found.and_then(|members| members.into_iter().next()).map(|(_, size)| size))
+    }
+
+    /// `PROPFIND` of `url` with `depth`, for `key` (in messages): the multistatus
+    /// entries, `None` when absent.
+    async fn propfind(
+        &self,
+        key: &str,
+        url: &Url,
+        depth: &'static str,
+    ) -> Result<Option<Vec<(String, Option<u64>)>>, Error> {
         let body = r#"<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:"><prop><resourcetype/><getcontentlength/></prop></propfind>"#;
         let propfind = Method::from_bytes(b"PROPFIND").expect("a valid method");
         let configure = |request: RequestBuilder| {
-            request.header("Depth", "1").header(reqwest::header::CONTENT_TYPE, "application/xml").body(body)
+            request.header("Depth", depth).header(reqwest::header::CONTENT_TYPE, "application/xml").body(body)
         };
-        let response = self.client.exchange(propfind, &url, &configure).await?;
+        let response = self.client.exchange(propfind, url, &configure).await?;
         match response.status().as_u16() {
             207 => {}
-            404 | 410 => return Ok(Vec::new()),
-            _ => return Err(self.unexpected(prefix, "PROPFIND", response.status())),
+            404 | 410 => return Ok(None),
+            _ => return Err(self.unexpected(key, "PROPFIND", response.status())),
         }
         let text = response.text().await.map_err(|error| Error::Unreachable {
             key: self.shown.clone(),
             detail: format!("the listing broke off: {}", describe(&error)),
         })?;
-        let own_path = url.path().trim_end_matches('/').to_owned();
-        let members = parse_multistatus(&text)
-            .map_err(|detail| Error::Unreachable { key: self.shown.clone(), detail })?
-            .into_iter()
-            .filter(|(path, _)| path.trim_end_matches('/') != own_path)
-            .collect();
-        Ok(members)
+        let found = parse_multistatus(&text)
+            .map_err(|detail| Error::Unreachable { key: self.shown.clone(), detail })?;
+        Ok(Some(found))
     }
 
     /// The key of a URL path below the base collection, if it is one.
@@ -603,21 +619,26 @@ impl Storage for WebDavStorage {
 
     async fn reader(&self, key: &str, offset: u64) -> Result<ObjectReader, Error> {
         self.checked_key(key)?;
+        // A GET of a collection answers a page about it, not an object.
+        if !matches!(self.resource(key).await?, Some(Some(_))) {
+            return Err(Error::NotFound { key: key.to_owned() });
+        }
         self.client.open(&self.url_of(key), offset).await.map_err(|error| Self::for_key(key, error))
     }
 
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error> {
         self.checked_key(key)?;
-        match self.client.head(&self.url_of(key)).await {
-            Ok(head) => Ok(Some(ObjectMeta { key: key.to_owned(), size: head.size.unwrap_or(0) })),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        let size = self.resource(key).await?.flatten();
+        Ok(size.map(|size| ObjectMeta { key: key.to_owned(), size }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
         self.checked_key(key)?;
-        self.delete_url(key, &self.url_of(key)).await
+        // DELETE of a collection removes everything in it: a key naming one is no object.
+        match self.resource(key).await? {
+            Some(Some(_)) => self.delete_url(key, &self.url_of(key)).await,
+            Some(None) | None => Ok(()),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
@@ -903,6 +924,19 @@ mod webdav_tests {
         };
         assert!(matches!(error, Error::Denied { .. }), "{error:?}");
         assert!(!format!("{error} {error:?}").contains("hunter2"), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_key_naming_a_collection_is_no_object_and_is_never_deleted() {
+        let server = StorageServer::webdav(None);
+        let storage = storage_at(&format!("http://127.0.0.1:{}/", server.port), &[]);
+        let mut writer = storage.writer("d/e").await.unwrap();
+        writer.write(Bytes::from_static(b"x")).await.unwrap();
+        writer.commit().await.unwrap();
+        assert_eq!(storage.stat("d").await.unwrap(), None);
+        assert!(matches!(storage.reader("d", 0).await, Err(Error::NotFound { .. })));
+        storage.delete("d").await.unwrap();
+        assert_eq!(storage.stat("d/e").await.unwrap().map(|meta| meta.size), Some(1));
     }
 
     #[test]

@@ -174,6 +174,13 @@ async fn list_under_a_prefix(storage: &dyn Storage, prefix: &str) {
     let mut pending = storage.writer(&format!("{base}/a/pending")).await.expect("starting a write");
     pending.write(Bytes::from_static(b"unfinished")).await.expect("writing");
 
+    // A key naming a "directory" of other keys is no object, and deleting it is a no-op.
+    let parent = format!("{base}/a");
+    assert_eq!(storage.stat(&parent).await.expect("stat"), None, "{parent}");
+    assert_absent_error(storage.reader(&parent, 0).await, &parent);
+    storage.delete(&parent).await.expect("deleting a prefix");
+    assert_eq!(read_key(storage, &keys[0]).await, b"1", "deleting a prefix deletes nothing under it");
+
     let listed = |objects: Vec<super::ObjectMeta>| -> Vec<(String, u64)> {
         objects.into_iter().map(|meta| (meta.key, meta.size)).collect()
     };
