@@ -222,6 +222,12 @@ impl Cellar {
                 reason: reason::DESTINATION_NOT_SUPPORTED,
                 message: format!("destination {} cannot be used yet: {error}", destination.name),
             },
+            // A URI the destination check let through but its backend cannot use (an ftp
+            // URI with a query, say): the destination needs fixing, not the server.
+            storage::Error::InvalidDestination(_) => Error::FailedPrecondition {
+                reason: reason::DESTINATION_NOT_SUPPORTED,
+                message: format!("destination {} cannot be used: {error}", destination.name),
+            },
             other => Error::Internal(other.to_string()),
         })
     }

@@ -310,6 +310,10 @@ const PARTIAL_MARKER: &str = ".partial-";
 /// holding a file being written (rclone 1.60 tries to open it, then fails the whole
 /// `PROPFIND`), and listings never descend into this one.
 const UPLOADS: &str = ".cellar.partial-uploads";
+/// How many times a `DELETE` answered `423 Locked` is sent (about 10 s in all).
+const LOCKED_ATTEMPTS: u32 = 8;
+/// How long an aborted upload may take to end before it is cut off.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
 /// How many chunks a `PUT` body may have queued before `write` waits.
 const PUT_QUEUE: usize = 4;
 
@@ -450,11 +454,22 @@ impl WebDavStorage {
     }
 
     /// Deletes the resource at `url`; absent is fine.
+    ///
+    /// `423 Locked` is waited out (a few seconds at most): a server may still hold the
+    /// file of an upload just broken off, which is what aborts delete.
     async fn delete_url(&self, key: &str, url: &Url) -> Result<(), Error> {
-        let response = self.client.exchange(Method::DELETE, url, &|request| request).await?;
-        match response.status().as_u16() {
-            200..=299 | 404 | 410 => Ok(()),
-            _ => Err(self.unexpected(key, "DELETE", response.status())),
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let response = self.client.exchange(Method::DELETE, url, &|request| request).await?;
+            match response.status().as_u16() {
+                200..=299 | 404 | 410 => return Ok(()),
+                423 if attempt < LOCKED_ATTEMPTS => {}
+                _ => return Err(self.unexpected(key, "DELETE", response.status())),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            attempt += 1;
         }
     }
 
@@ -758,9 +773,12 @@ impl ObjectWriter for WebDavWriter {
             // Fail the body so that the server does not take it as complete.
             let _ = sender.try_send(Err(std::io::Error::other("the upload was aborted")));
         }
-        if let Some(upload) = self.upload.take() {
-            upload.abort();
-            let _ = upload.await;
+        if let Some(mut upload) = self.upload.take() {
+            // Let the request end (the failed body breaks it off) before deleting what
+            // the server kept; a server that does not answer is cut off.
+            if tokio::time::timeout(ABORT_WAIT, &mut upload).await.is_err() {
+                upload.abort();
+            }
         }
         let Some(partial) = self.partial.take() else { return Ok(()) };
         self.storage.delete_url(&self.key, &partial).await
