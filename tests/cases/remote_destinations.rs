@@ -1,7 +1,8 @@
 //! Backups to FTP and WebDAV destinations, against real servers (pyftpdlib and `rclone
 //! serve webdav`) on loopback ports: a Redis backed up and restored with the same
 //! digest; refused credentials fail the backup with STORAGE_DENIED and show the password
-//! nowhere; a server stopped mid-upload fails the backup, which never becomes READY.
+//! nowhere; a server stopped mid-upload fails the backup, which never becomes READY;
+//! an RDB on an FTP server imports, and a missing one fails with SOURCE_NOT_FOUND.
 
 use std::collections::HashMap;
 
@@ -215,4 +216,45 @@ async fn an_rdb_on_ftp_is_imported_with_the_same_digest_and_a_missing_one_is_not
     assert_eq!(missing.state(), pb::OperationState::Failed, "{missing:?}");
     assert_eq!(missing.error().expect("an error").reason, "SOURCE_NOT_FOUND", "{missing:?}");
     assert_no_secret(password, &missing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_webdav_credentials_fail_the_backup_with_storage_denied_and_a_stopped_server_fails_it() {
+    let wrong = format!("wrong-pw-{}", uuid::Uuid::new_v4().simple());
+    let mut dav = StorageServer::webdav(Some((USER, "right-pw-42")));
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        source.load_slow_dataset(3000, 4096, 1000);
+        source
+    });
+    let server = TestServer::start().await;
+    let database = server.register_redis("dav-faults-source", &source).await;
+
+    let uri = format!("http://{USER}:{wrong}@127.0.0.1:{}/backups", dav.port);
+    let denied = create_destination(&server, "dav-denied", uri, &[]).await;
+    let request = pb::CreateBackupRequest { destination_id: denied.id.clone(), ..backup_of(&database.id) };
+    let created = server.start_backup(request).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    assert_eq!(done.error().expect("an error").reason, "STORAGE_DENIED", "{done:?}");
+    assert_no_secret(&wrong, &done);
+    assert_no_secret(&wrong, &server.all_operations("").await);
+
+    let uri = format!("http://127.0.0.1:{}/backups", dav.port);
+    let credentials = [("username", USER), ("password", "right-pw-42")];
+    let stopped = create_destination(&server, "dav-stopped", uri, &credentials).await;
+    let request = pb::CreateBackupRequest { destination_id: stopped.id.clone(), ..backup_of(&database.id) };
+    let created = server.start_backup(request).await;
+    server.wait_for_bytes(&created.name).await;
+    dav.stop();
+    let backup_id = created.meta().backup_id.clone();
+    crate::support::poll("the operation to end", crate::support::PATIENCE, || async {
+        let backup = server.backup(&backup_id).await;
+        assert_ne!(backup_state(&backup), pb::BackupState::Ready, "the backup became READY: {backup:?}");
+        server.operation(&created.name).await.done.then_some(())
+    })
+    .await;
+    let done = server.operation(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Failed, "{done:?}");
+    assert!(objects(&dav).is_empty(), "nothing visible: {:?}", dav.files());
 }
