@@ -42,6 +42,8 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// How long connecting and logging in may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a data connection may stay silent (or refuse data) before the transfer fails.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Marks temporary files: `.<file name>.partial-<uuid>`.
 const PARTIAL_MARKER: &str = ".partial-";
 /// The default FTP port.
@@ -398,8 +400,14 @@ impl Storage for FtpStorage {
                     usize::try_from(offset).map_err(|_| Failure::Final("offset too large".to_owned()))?;
                 ftp.resume_transfer(offset_usize).await.map_err(|error| self.failure(error))?;
                 let transfer = ftp.retr_as_stream(&path).await.map_err(|error| self.failure(error))?;
-                let body =
-                    FtpBody { transfer, _connection: ftp, remaining: size - offset, key: key.to_owned() };
+                let body = FtpBody {
+                    transfer,
+                    _connection: ftp,
+                    remaining: size - offset,
+                    key: key.to_owned(),
+                    idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+                    waiting: false,
+                };
                 Ok::<_, Failure>(ObjectReader { size: Some(size), body: Box::pin(body) })
             };
             match opened.await {
@@ -524,8 +532,15 @@ impl ObjectWriter for FtpWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         // Taken while writing: a dropped future or a failure leaves the writer poisoned.
         let Some(mut upload) = self.upload.take() else { return Err(self.poisoned()) };
-        if let Err(error) = upload.write_all(&chunk).await {
-            return Err(self.error(Failure::Final(format!("the upload broke off: {error}"))));
+        match tokio::time::timeout(IDLE_TIMEOUT, upload.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                return Err(self.error(Failure::Final(format!("the upload broke off: {error}"))));
+            }
+            Err(_) => {
+                let detail = format!("the server took no data for {} s", IDLE_TIMEOUT.as_secs());
+                return Err(self.error(Failure::Final(detail)));
+            }
         }
         self.written += chunk.len() as u64;
         self.upload = Some(upload);
@@ -609,6 +624,11 @@ struct FtpBody {
     _connection: AsyncFtpStream,
     remaining: u64,
     key: String,
+    /// Fails the read when the server sends nothing for [`IDLE_TIMEOUT`] while we wait.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the last poll found nothing to read (the idle clock runs only then, so
+    /// that a slow reader is never taken for a silent server).
+    waiting: bool,
 }
 
 impl AsyncRead for FtpBody {
@@ -620,7 +640,20 @@ impl AsyncRead for FtpBody {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.transfer).poll_read(cx, buf) {
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    this.idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                }
+                if this.idle.as_mut().poll(cx).is_ready() {
+                    let message =
+                        format!("the server sent nothing of {} for {} s", this.key, IDLE_TIMEOUT.as_secs());
+                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message)));
+                }
+                Poll::Pending
+            }
             Poll::Ready(Ok(())) => {
+                this.waiting = false;
                 let count = (buf.filled().len() - before) as u64;
                 if count == 0 && this.remaining > 0 {
                     let message =
