@@ -1,4 +1,6 @@
-//! FTP destinations (`ftp://[user:pass@]host[:port]/dir`), with `suppaftp` over tokio.
+//! FTP destinations (`ftp://[user:pass@]host[:port]/dir`) and import sources, with
+//! `suppaftp` over tokio. Hosts go through the same [`UrlPolicy`] as http(s) URLs: the
+//! host and port, then every address the name resolves to, which is what is dialled.
 //!
 //! Every operation opens its own control connection, logs in and switches to the
 //! binary transfer type (the default ASCII type rewrites line endings), so concurrent
@@ -10,7 +12,8 @@
 //! renames it (`RNFR`/`RNTO`) on commit, so that nothing is visible at the key before;
 //! an aborted or dropped writer deletes the temporary file (a drop from a spawned
 //! task). Missing directories are made level by level (`MKD`). Reads use `SIZE`, then
-//! `REST` and `RETR`; a transfer that ends short of the size fails the read.
+//! `REST` and `RETR`; a transfer that ends short of the size fails the read, and so does
+//! a data connection silent for two minutes (either way).
 //!
 //! Failures: `530` (not logged in) is [`Error::Denied`] at once; connect errors and
 //! `4xx` replies are retried with backoff before any byte of data moves; `550` is

@@ -1,7 +1,15 @@
-//! Objects over HTTP(S): a streaming `GET` (with `Range` to start at an offset) and
-//! `HEAD`, through one client that enforces the [`UrlPolicy`] on every connection and
-//! redirect. Import sources read through it today; http(s) destinations will build on
-//! it (WebDAV-style `PUT` writes).
+//! Objects over HTTP(S), through one client that enforces the [`UrlPolicy`] on every
+//! connection and redirect: a streaming `GET` (with `Range` to start at an offset) and
+//! `HEAD` for import sources, and [`WebDavStorage`] for http(s) destinations.
+//!
+//! A WebDAV write is a streamed `PUT` into the hidden collection
+//! `.cellar.partial-uploads/` under the destination, then a `MOVE` (`Overwrite: T`) onto
+//! the key on commit, so that nothing is visible at the key before; `MKCOL` makes the
+//! collections on the way. Reads are `GET`s, after a `PROPFIND Depth: 0` that tells an
+//! object from a collection (so that a key naming a collection is never read, or
+//! deleted whole); listings are `PROPFIND Depth: 1`, collection by collection. A server
+//! without `MOVE` cannot be a destination: writing at the final name would show a
+//! partial object.
 //!
 //! Credentials come from the URL's `user:pass@` as Basic auth and never appear in a
 //! message: every error names the URL redacted. Transient failures (connect errors,
