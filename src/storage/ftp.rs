@@ -287,6 +287,19 @@ impl FtpStorage {
         }
     }
 
+    /// Removes the directories between the key and the root that are empty, deepest
+    /// first (`RMD` refuses one that is not). Best effort: a directory left behind is
+    /// harmless, and a writer that loses its new directory to this makes it again.
+    async fn prune_parents(&self, ftp: &mut AsyncFtpStream, key: &str) {
+        let mut parent = key;
+        while let Some((above, _)) = parent.rsplit_once('/') {
+            if ftp.rmdir(self.join(above)).await.is_err() {
+                return;
+            }
+            parent = above;
+        }
+    }
+
     /// Starts `STOR` of `partial`, making the directories when they are missing.
     async fn start_upload(&self, key: &str, partial: &str) -> Result<(AsyncFtpStream, Transfer), Failure> {
         let mut ftp = self.connect_once().await?;
@@ -446,9 +459,14 @@ impl Storage for FtpStorage {
     async fn delete(&self, key: &str) -> Result<(), Error> {
         let path = self.path_of(key)?;
         let storage = self.clone();
+        let owned_key = key.to_owned();
         self.with_connection(key, move |ftp| {
-            let (storage, path) = (storage.clone(), path.clone());
-            Box::pin(async move { storage.remove(ftp, &path).await })
+            let (storage, path, key) = (storage.clone(), path.clone(), owned_key.clone());
+            Box::pin(async move {
+                storage.remove(ftp, &path).await?;
+                storage.prune_parents(ftp, &key).await;
+                Ok(())
+            })
         })
         .await
     }
@@ -812,6 +830,9 @@ mod server_tests {
         assert!(during[0].starts_with("db/backup/.manifest.json.partial-"), "{during:?}");
         drop(pending);
         wait_for_files(&server, &["db/backup/dump.rdb"]).await;
+
+        storage.delete("db/backup/dump.rdb").await.unwrap();
+        assert!(!server.dir.path().join("db").exists(), "emptied directories are removed");
     }
 
     #[tokio::test]
