@@ -305,9 +305,18 @@ impl FtpStorage {
         let mut ftp = self.connect_once().await?;
         let upload = match ftp.put_with_stream(partial).await.map_err(|error| self.failure(error)) {
             Ok(upload) => upload,
-            Err(Failure::Absent) => {
+            // 550 (pyftpdlib), 553 (others): most likely a missing directory.
+            Err(Failure::Absent | Failure::Final(_)) => {
                 self.make_parents(&mut ftp, key).await;
-                ftp.put_with_stream(partial).await.map_err(|error| self.failure(error))?
+                match ftp.put_with_stream(partial).await.map_err(|error| self.failure(error)) {
+                    Ok(upload) => upload,
+                    // Absent means "not found" to callers; for a write it is a refusal.
+                    Err(Failure::Absent) => {
+                        let detail = "the server refused to store the file (550)".to_owned();
+                        return Err(Failure::Final(detail));
+                    }
+                    Err(failure) => return Err(failure),
+                }
             }
             Err(failure) => return Err(failure),
         };
