@@ -46,7 +46,7 @@ pub enum Error {
     /// The destination URI is malformed; the message never repeats the URI.
     #[error("invalid destination uri: {0}")]
     InvalidDestination(String),
-    /// The server refused the credentials, or gave none access (HTTP 401, 403).
+    /// The server refused the credentials, or gave none access (HTTP 401, 403; FTP 530).
     #[error("access to {key} was denied: {detail}")]
     Denied {
         /// The key or URL (redacted) asked for.
