@@ -14,6 +14,7 @@ use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, Operat
 use crate::engine::Engine;
 use crate::operations::{Job, JobContext};
 use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
+use crate::storage::ftp::FtpStorage;
 use crate::storage::http::HttpClient;
 use crate::storage::{ObjectReader, Storage};
 
@@ -41,6 +42,9 @@ pub enum SourceFile {
         /// The object's key in it.
         key: String,
     },
+    /// An ftp URL, its host already checked against the URL policy (and checked again
+    /// when it connects). Its password shows redacted.
+    Ftp(ConnectionUri),
 }
 
 impl SourceFile {
@@ -48,7 +52,7 @@ impl SourceFile {
     pub fn shown(&self) -> String {
         match self {
             SourceFile::Local(path) => format!("file://{}", path.display()),
-            SourceFile::Http(url) => url.redacted(),
+            SourceFile::Http(url) | SourceFile::Ftp(url) => url.redacted(),
             SourceFile::Object { storage, key } => storage.uri(key),
         }
     }
@@ -153,6 +157,12 @@ impl ImportJob {
             }
             SourceFile::Object { storage, key } => {
                 storage.reader(key, 0).await.map_err(|error| failure::from_source(&error))
+            }
+            SourceFile::Ftp(url) => {
+                let policy = self.http.policy().clone();
+                let (storage, key) = FtpStorage::for_file(url.expose(), policy)
+                    .map_err(|error| failure::from_source(&error))?;
+                storage.reader(&key, 0).await.map_err(|error| failure::from_source(&error))
             }
         }
     }

@@ -23,7 +23,7 @@ impl Cellar {
         let engine = self.engine(database.engine)?;
         let destination_id = request.destination_id.or(database.backup_policy.destination_id);
         let destination = self.resolve_destination(destination_id).await?;
-        let storage = open_storage(&destination)?;
+        let storage = self.open_storage(&destination)?;
 
         let now = crate::domain::now();
         let expire_time = request
@@ -117,7 +117,7 @@ impl Cellar {
             });
         }
         let destination = self.store.get_destination(backup.destination_id).await?;
-        let storage = open_storage(&destination)?;
+        let storage = self.open_storage(&destination)?;
         let previous_state = backup.state;
         backup.state = BackupState::Deleting;
         backup.update_time = crate::domain::now();
@@ -180,7 +180,7 @@ impl Cellar {
         }
         let engine = self.engine(target.engine)?;
         let destination = self.store.get_destination(backup.destination_id).await?;
-        let storage = open_storage(&destination)?;
+        let storage = self.open_storage(&destination)?;
         let job = RestoreJob::new(
             storage,
             engine,
@@ -216,20 +216,22 @@ impl Cellar {
         let Some(id) = id else { return self.local_destination().await };
         Ok(self.store.get_destination(id).await?)
     }
-}
 
-fn open_storage(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
-    storage::open(destination).map_err(|error| match error {
-        storage::Error::Unsupported(_) => Error::FailedPrecondition {
-            reason: reason::DESTINATION_NOT_SUPPORTED,
-            message: format!("destination {} cannot be used yet: {error}", destination.name),
-        },
-        storage::Error::InvalidDestination(_) => Error::FailedPrecondition {
-            reason: reason::DESTINATION_INVALID,
-            message: format!("destination {} cannot be used: {error}", destination.name),
-        },
-        other => Error::Internal(other.to_string()),
-    })
+    fn open_storage(&self, destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
+        storage::open_with(destination, &self.http).map_err(|error| match error {
+            storage::Error::Unsupported(_) => Error::FailedPrecondition {
+                reason: reason::DESTINATION_NOT_SUPPORTED,
+                message: format!("destination {} cannot be used yet: {error}", destination.name),
+            },
+            // A URI the destination check let through but its backend cannot use (an ftp
+            // URI with a query, say): the destination needs fixing, not the server.
+            storage::Error::InvalidDestination(_) => Error::FailedPrecondition {
+                reason: reason::DESTINATION_INVALID,
+                message: format!("destination {} cannot be used: {error}", destination.name),
+            },
+            other => Error::Internal(other.to_string()),
+        })
+    }
 }
 
 fn format_of(engine: EngineKind) -> &'static str {

@@ -54,8 +54,8 @@ impl Cellar {
     }
 
     // Checks every source and says how to open it, in order: `file://` paths inside an
-    // allowed root once resolved (so `..` and links cannot leave it), and http(s) URLs
-    // the URL policy allows. Other schemes arrive with their storage.
+    // allowed root once resolved (so `..` and links cannot leave it), and ftp and http(s)
+    // URLs the URL policy allows. Other schemes arrive with their storage.
     async fn import_files(&self, sources: &[url::Url]) -> Result<Vec<SourceFile>, Error> {
         let mut invalid = Invalid::default();
         let mut files = Vec::new();
@@ -74,10 +74,14 @@ impl Cellar {
                     Ok(file) => files.push(file),
                     Err(problem) => invalid.add(field, problem),
                 },
+                "ftp" => match self.allowed_ftp_url(&field, source).await? {
+                    Ok(url) => files.push(SourceFile::Ftp(url)),
+                    Err(problem) => invalid.add(field, problem),
+                },
                 other => {
                     return Err(Error::Unimplemented(format!(
-                        "{field}: imports from {other}:// sources are not supported yet; use file://, http(s)://, \
-                         s3://, gs://, abs:// or az://"
+                        "{field}: imports from {other}:// sources are not supported yet; use file://, ftp://, \
+                         http(s)://, s3://, gs://, abs:// or az://"
                     )));
                 }
             }
@@ -158,6 +162,27 @@ impl Cellar {
             }
             Err(refused @ net::Error::NotAllowed { .. }) => return Err(not_allowed(refused)),
             Err(net::Error::Invalid { problem, .. }) => return Ok(Err(problem)),
+        }
+        Ok(ConnectionUri::parse(source.as_str()))
+    }
+
+    // An ftp source whose host and port the URL policy allows (judged as the policy
+    // judges an http URL to the same host and port); the inner error is a field problem.
+    async fn allowed_ftp_url(
+        &self,
+        field: &str,
+        source: &url::Url,
+    ) -> Result<Result<ConnectionUri, String>, Error> {
+        let Some(host) = source.host() else { return Ok(Err("an ftp URL needs a host".to_owned())) };
+        if source.path().ends_with('/') {
+            return Ok(Err("an ftp URL must name a file".to_owned()));
+        }
+        let port = source.port().unwrap_or(21);
+        let Ok(probe) = url::Url::parse(&format!("http://{host}:{port}/")) else {
+            return Ok(Err("the host is not valid".to_owned()));
+        };
+        if let Err(problem) = self.allowed_url(field, &probe).await? {
+            return Ok(Err(problem));
         }
         Ok(ConnectionUri::parse(source.as_str()))
     }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::fs::{self, File};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
 
-use super::{Error, ObjectMeta, ObjectReader, ObjectWriter, Storage, check_key};
+use super::{Error, ObjectMeta, ObjectReader, ObjectWriter, Storage, check_key, check_prefix};
 
 /// Marks temporary files: `.<file name>.partial-<uuid>`.
 const PARTIAL_MARKER: &str = ".partial-";
@@ -91,6 +91,34 @@ impl LocalStorage {
         Ok(removed)
     }
 
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        let start = if prefix.is_empty() { self.root.clone() } else { self.root.join(prefix) };
+        let mut objects = Vec::new();
+        let mut pending = vec![start];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if is_absent(&error) => continue,
+                Err(error) => return Err(self.io_error_at(&dir, error)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|error| self.io_error_at(&dir, error))?;
+                let path = entry.path();
+                let metadata = entry.metadata().map_err(|error| self.io_error_at(&path, error))?;
+                if metadata.is_dir() {
+                    pending.push(path);
+                } else if metadata.is_file() && !is_partial_name(&entry.file_name().to_string_lossy()) {
+                    let Ok(relative) = path.strip_prefix(&self.root) else { continue };
+                    let key =
+                        relative.iter().map(|part| part.to_string_lossy()).collect::<Vec<_>>().join("/");
+                    objects.push(ObjectMeta { key, size: metadata.len() });
+                }
+            }
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
     /// The path of a valid key under the root.
     fn path_of(&self, key: &str) -> Result<PathBuf, Error> {
         check_key(key)?;
@@ -101,30 +129,6 @@ impl LocalStorage {
             });
         }
         Ok(self.root.join(key))
-    }
-
-    /// Every committed file under `dir` (partials skipped); an absent `dir` holds none.
-    fn list_blocking(&self, dir: &Path) -> std::io::Result<Vec<ObjectMeta>> {
-        let mut objects = Vec::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(error) if is_absent(&error) => continue,
-                Err(error) => return Err(error),
-            };
-            for entry in entries {
-                let entry = entry?;
-                let file_type = entry.file_type()?;
-                if file_type.is_dir() {
-                    pending.push(entry.path());
-                } else if file_type.is_file() && !is_partial_name(&entry.file_name().to_string_lossy()) {
-                    let size = entry.metadata()?.len();
-                    objects.push(ObjectMeta { key: self.key_of(&entry.path()), size });
-                }
-            }
-        }
-        Ok(objects)
     }
 
     /// The key of a path under the root for error messages; the root's own path for the
@@ -272,16 +276,10 @@ impl Storage for LocalStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        let dir = if prefix.is_empty() { self.root.clone() } else { self.path_of(prefix)? };
+        let prefix = check_prefix(prefix)?.to_owned();
         let storage = self.clone();
-        let key = prefix.to_owned();
-        let listed = tokio::task::spawn_blocking(move || storage.list_blocking(&dir));
-        let mut objects = listed
-            .await
-            .map_err(|error| Error::Io { key: key.clone(), source: std::io::Error::other(error) })?
-            .map_err(|source| Error::Io { key, source })?;
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(objects)
+        let listing = tokio::task::spawn_blocking(move || storage.list_blocking(&prefix));
+        listing.await.map_err(|error| self.io_error_at(&self.root, std::io::Error::other(error)))?
     }
 
     fn uri(&self, key: &str) -> String {

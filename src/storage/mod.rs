@@ -6,12 +6,15 @@
 //! aborted or dropped writer leaves nothing visible. Every implementation must pass the
 //! shared suite in `suite.rs`.
 
+pub mod ftp;
 pub mod http;
 pub mod local;
 pub mod location;
 pub mod object;
 #[cfg(test)]
 pub(crate) mod suite;
+#[cfg(test)]
+pub(crate) mod test_servers;
 #[cfg(test)]
 #[path = "../../tests/support/object_stores.rs"]
 pub(crate) mod test_stores;
@@ -49,7 +52,7 @@ pub enum Error {
     /// The destination URI is malformed; the message never repeats the URI.
     #[error("invalid destination uri: {0}")]
     InvalidDestination(String),
-    /// The server refused the credentials, or gave none access (HTTP 401, 403).
+    /// The server refused the credentials, or gave none access (HTTP 401, 403; FTP 530).
     #[error("access to {key} was denied: {detail}")]
     Denied {
         /// The key or URL (redacted) asked for.
@@ -118,12 +121,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn stat(&self, key: &str) -> Result<Option<ObjectMeta>, Error>;
     /// Removes the object at `key`. Idempotent: an absent object is not an error.
     async fn delete(&self, key: &str) -> Result<(), Error>;
+    /// Every object below `prefix`, sorted by key: `"db"` lists `db/b1/dump` but neither
+    /// `db` itself nor `dbx/y`; `""` lists everything. Unfinished writes are never listed;
+    /// a prefix with nothing below it lists nothing.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
     /// The URI of the object at `key`, without credentials.
     fn uri(&self, key: &str) -> String;
-    /// Every object under `prefix` (a clean key naming a "directory", or empty for the
-    /// whole location), at any depth, in key order; objects being written are not
-    /// listed. An absent prefix lists nothing; it is not an error.
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
     /// A URL that lets anyone holding it `GET` the object at `key` without credentials
     /// for `expires_in`, or `None` when the backend cannot sign URLs. Makes no request:
     /// the object need not exist.
@@ -180,9 +183,34 @@ pub fn check_key(key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the storage a destination points at. `file:///dir` is local disk; `s3://`,
+/// Checks a [`Storage::list`] prefix: empty, or a valid key (one trailing `/` is
+/// ignored). Returns it without the trailing `/`.
+pub fn check_prefix(prefix: &str) -> Result<&str, Error> {
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    if !trimmed.is_empty() {
+        check_key(trimmed)?;
+    }
+    Ok(trimmed)
+}
+
+/// Opens the storage a destination points at, with `http` (and its URL policy) for the
+/// destinations reached over the network: `ftp://` and `http(s)://`. Other schemes go
+/// to [`open`]. Nothing is contacted yet: connections are made by each operation.
+pub fn open_with(destination: &Destination, http: &http::HttpClient) -> Result<Arc<dyn Storage>, Error> {
+    check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
+    let url = url::Url::parse(destination.uri.trim())
+        .map_err(|error| Error::InvalidDestination(format!("not a valid URI: {error}")))?;
+    match url.scheme() {
+        "ftp" => Ok(Arc::new(ftp::FtpStorage::new(&url, destination, http.policy().clone())?)),
+        "http" | "https" => Ok(Arc::new(http::WebDavStorage::new(&url, destination, http.clone())?)),
+        _ => open(destination),
+    }
+}
+
+/// Opens the storage a destination points at, except those reached through the HTTP
+/// client's URL policy (see [`open_with`]): `file:///dir` is local disk; `s3://`,
 /// `gs://`, `abs://` and `az://` are object stores (see [`location`] for their forms);
-/// other schemes answer [`Error::Unsupported`] until their backend exists.
+/// other schemes answer [`Error::Unsupported`].
 pub fn open(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
     check_destination_uri(&destination.uri).map_err(Error::InvalidDestination)?;
     if let Some(location) = location::ObjectLocation::parse(destination)? {
@@ -242,6 +270,24 @@ mod tests {
             labels: BTreeMap::new(),
             create_time: crate::domain::now(),
             update_time: crate::domain::now(),
+        }
+    }
+
+    #[test]
+    fn open_with_reaches_ftp_and_webdav_too() {
+        let http = http::HttpClient::new(crate::net::UrlPolicy::default()).unwrap();
+        for (uri, shown) in [
+            ("ftp://u:hunter2@files.example.com/dir", "ftp://u:****@files.example.com/dir/a/b"),
+            ("https://u:hunter2@dav.example.com/dir/", "https://u:****@dav.example.com/dir/a/b"),
+            ("file:///var/backups", "file:///var/backups/a/b"),
+        ] {
+            let storage = open_with(&destination(uri), &http).unwrap();
+            assert_eq!(storage.uri("a/b"), shown);
+            assert!(!format!("{storage:?}").contains("hunter2"), "{storage:?}");
+        }
+        match open_with(&destination("s3://bucket/prefix"), &http) {
+            Err(Error::Unsupported(scheme)) => assert_eq!(scheme, "s3"),
+            other => panic!("expected unsupported, got {other:?}"),
         }
     }
 

@@ -15,6 +15,7 @@ mod object_stores;
 mod operations;
 mod process;
 mod reflection;
+mod remote_destinations;
 mod replication_load;
 mod restore;
 mod schedules;

@@ -12,6 +12,9 @@ pub(crate) mod object_stores;
 pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod server;
+/// FTP and WebDAV servers; shared with the library's own backend tests.
+#[path = "../../src/storage/test_servers.rs"]
+pub(crate) mod storage_servers;
 
 use std::fmt::Debug;
 use std::future::Future;

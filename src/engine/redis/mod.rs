@@ -178,13 +178,10 @@ async fn server_facts(connection: &mut Connection) -> Result<ServerFacts, Error>
 
 /// Waits for the RDB's magic and reads its version, leaving the bytes in the buffer.
 async fn rdb_version(connection: &mut Connection, framing: Framing) -> Result<u32, Error> {
-    if let Framing::Length(length) = framing {
-        if length < MAGIC_LEN as u64 {
-            return Err(Error::Corrupt(format!(
-                "redis at {} sent an rdb of {length} bytes",
-                connection.label()
-            )));
-        }
+    if let Framing::Length(length) = framing
+        && length < MAGIC_LEN as u64
+    {
+        return Err(Error::Corrupt(format!("redis at {} sent an rdb of {length} bytes", connection.label())));
     }
     let head = connection.peek(MAGIC_LEN).await?;
     rdb_stream::parse_magic(head)

@@ -133,10 +133,10 @@ impl<R: AsyncRead + Unpin> RdbStream<R> {
             idle: None,
             waiting: false,
         };
-        if let Framing::Length(length) = framing {
-            if let Err(failure) = stream.check_length(length) {
-                stream.state = State::Failed(failure);
-            }
+        if let Framing::Length(length) = framing
+            && let Err(failure) = stream.check_length(length)
+        {
+            stream.state = State::Failed(failure);
         }
         stream
     }

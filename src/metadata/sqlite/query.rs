@@ -211,7 +211,7 @@ fn compare(sql: &mut Sql, column: &str, op: Op, param: Param) {
 fn time_condition(sql: &mut Sql, column: &str, op: Op, time: Timestamp) {
     // Floor: the seconds are floored and the sub-second part is never negative.
     let micros = time.timestamp_micros();
-    let whole_micros = time.timestamp_subsec_nanos() % 1_000 == 0;
+    let whole_micros = time.timestamp_subsec_nanos().is_multiple_of(1_000);
     let op = match (op, whole_micros) {
         (op, true) => op,
         (Op::Lt | Op::Le, false) => Op::Le,

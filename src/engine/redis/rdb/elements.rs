@@ -500,7 +500,7 @@ fn blob<R: Read>(input: &mut Input<R>, what: &str, decode: BlobDecoder) -> Resul
 
 /// Elements taken two by two.
 fn pairs(elements: Vec<Vec<u8>>) -> Result<Vec<Pair>, String> {
-    if elements.len() % 2 != 0 {
+    if !elements.len().is_multiple_of(2) {
         return Err(format!("{} elements do not make pairs", elements.len()));
     }
     let mut elements = elements.into_iter();
@@ -513,7 +513,7 @@ fn pairs(elements: Vec<Vec<u8>>) -> Result<Vec<Pair>, String> {
 
 /// Field, value and expiration (0 for none), three by three.
 fn expiring_triples(elements: Vec<Vec<u8>>) -> Result<Vec<ExpiringField>, String> {
-    if elements.len() % 3 != 0 {
+    if !elements.len().is_multiple_of(3) {
         return Err(format!("{} elements do not make fields, values and expirations", elements.len()));
     }
     let mut elements = elements.into_iter();
