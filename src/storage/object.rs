@@ -359,6 +359,7 @@ impl Storage for ObjectStorage {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
         let inner = &self.inner;
+        let prefix = super::check_prefix(prefix)?;
         let path = match prefix {
             "" => match inner.location.prefix.as_str() {
                 "" => None,
