@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{data_key, failure, manifest_key};
+use super::{failure, stored_keys};
 use crate::domain::{Backup, BackupState, Failure, OperationResult};
 use crate::metadata::Store;
 use crate::operations::{Job, JobContext};
@@ -33,7 +33,7 @@ impl DeleteBackupJob {
         ctx.set_phase("deleting");
         // The data goes first: a crash in between leaves a manifest without data, which
         // restore refuses, never data without a record that lists it.
-        for key in [data_key(&self.backup), manifest_key(&self.backup)] {
+        for key in stored_keys(&self.backup) {
             self.storage.delete(&key).await.map_err(|error| failure::from_storage(&error))?;
         }
         match self.store.delete_backup(self.backup.id).await {

@@ -17,9 +17,18 @@ pub use import::{ImportJob, ImportSource, SourceFile};
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
 
-/// The object key of a backup's data: `<database>/<backup>/dump.<format><ext>`.
+/// The object key of a backup's data on its store:
+/// `<database name>/<backup id>/<backup name>.<format><ext>`, the name's separators
+/// written `-` (`orders/6f1c…/backup-2026-11-21T05-50-12Z.rdb.zst`), so that a store
+/// can be browsed by database and backup without the catalog.
 pub fn data_key(backup: &crate::domain::Backup) -> String {
-    format!("{}/dump.{}{}", backup_prefix(backup), backup.format, backup.compression.extension())
+    format!(
+        "{}/{}.{}{}",
+        backup_prefix(backup),
+        file_stem(backup.name.as_str()),
+        backup.format,
+        backup.compression.extension()
+    )
 }
 
 /// The object key of a backup's manifest, beside its data.
@@ -27,7 +36,37 @@ pub fn manifest_key(backup: &crate::domain::Backup) -> String {
     format!("{}/manifest.json", backup_prefix(backup))
 }
 
+/// The keys of a stored backup's objects, data first: from its recorded `object_key`
+/// (whatever layout it was written with), or the current layout if none was recorded.
+pub fn stored_keys(backup: &crate::domain::Backup) -> [String; 2] {
+    if backup.object_key.is_empty() {
+        return [data_key(backup), manifest_key(backup)];
+    }
+    let manifest = match backup.object_key.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/manifest.json"),
+        None => "manifest.json".to_owned(),
+    };
+    [backup.object_key.clone(), manifest]
+}
+
 fn backup_prefix(backup: &crate::domain::Backup) -> String {
-    let owner = backup.database_id.map_or_else(|| "imported".to_owned(), |id| id.to_string());
+    let owner = if backup.instance_name.is_empty() { "imported" } else { backup.instance_name.as_str() };
     format!("{owner}/{}", backup.id)
+}
+
+/// A backup name as one key segment: letters and digits kept, each separator (`-`,
+/// space, `/`, `:`) written `-`.
+fn file_stem(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_database_and_the_backup() {
+        assert_eq!(file_stem("backup-2026-11-21T05:50:12Z"), "backup-2026-11-21T05-50-12Z");
+        assert_eq!(file_stem("nightly run/1"), "nightly-run-1");
+    }
 }

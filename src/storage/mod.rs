@@ -1,7 +1,7 @@
 //! Where backup bytes live: one object-safe trait over local disk, S3, GCS, Azure Blob,
 //! FTP and HTTP.
 //!
-//! Keys are `/`-separated relative paths (`<database>/<backup>/dump.rdb.zst`). A written
+//! Keys are `/`-separated relative paths (`<database>/<backup>/<name>.rdb.zst`). A written
 //! object becomes visible at its key only when [`ObjectWriter::commit`] returns; an
 //! aborted or dropped writer leaves nothing visible. Every implementation must pass the
 //! shared suite in `suite.rs`.
