@@ -26,6 +26,32 @@ pub struct Destination {
     pub update_time: Timestamp,
 }
 
+impl Destination {
+    /// A destination that is not in the catalog: a new id, no labels, made now. For
+    /// opening a store directly (tools and tests), not for registering one.
+    pub fn unregistered(
+        name: ResourceName,
+        uri: &str,
+        credentials: &[(&str, &str)],
+        options: &[(&str, &str)],
+    ) -> Destination {
+        let now = super::now();
+        Destination {
+            id: DestinationId::new(),
+            name,
+            uri: uri.to_owned(),
+            credentials: credentials
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
+                .collect(),
+            options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+            labels: Labels::new(),
+            create_time: now,
+            update_time: now,
+        }
+    }
+}
+
 impl std::fmt::Debug for Destination {
     // The URI may carry a password; credentials print as `Secret(****)` on their own.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

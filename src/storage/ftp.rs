@@ -700,25 +700,11 @@ impl AsyncRead for FtpBody {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::domain::{DestinationId, ResourceName, Secret};
+    use crate::domain::ResourceName;
 
     fn destination(uri: &str, credentials: &[(&str, &str)]) -> Destination {
-        Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("ftp").unwrap(),
-            uri: uri.to_owned(),
-            credentials: credentials
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), Secret::new(*value)))
-                .collect::<BTreeMap<_, _>>(),
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        }
+        Destination::unregistered(ResourceName::parse("ftp").unwrap(), uri, credentials, &[])
     }
 
     fn storage(uri: &str, credentials: &[(&str, &str)]) -> FtpStorage {
@@ -776,11 +762,10 @@ mod tests {
 
 #[cfg(test)]
 mod server_tests {
-    use std::collections::BTreeMap;
     use std::time::Instant;
 
     use super::*;
-    use crate::domain::{DestinationId, ResourceName};
+    use crate::domain::ResourceName;
     use crate::storage::suite;
     use crate::storage::test_servers::StorageServer;
 
@@ -789,16 +774,7 @@ mod server_tests {
 
     fn storage_at(server: &StorageServer, password: &str, dir: &str) -> FtpStorage {
         let uri = format!("ftp://{USER}:{password}@127.0.0.1:{}{dir}", server.port);
-        let destination = Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("ftp").unwrap(),
-            uri: uri.clone(),
-            credentials: BTreeMap::new(),
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        };
+        let destination = Destination::unregistered(ResourceName::parse("ftp").unwrap(), &uri, &[], &[]);
         let policy = UrlPolicy::new(vec![net::AllowedHost::parse("127.0.0.1").unwrap()]);
         FtpStorage::new(&Url::parse(&uri).unwrap(), &destination, policy).unwrap()
     }

@@ -861,28 +861,16 @@ mod tests {
 
 #[cfg(test)]
 mod webdav_tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::domain::{DestinationId, ResourceName, Secret};
+    use crate::domain::ResourceName;
     use crate::storage::suite;
     use crate::storage::test_servers::StorageServer;
 
     fn storage_at(uri: &str, credentials: &[(&str, &str)]) -> WebDavStorage {
-        let destination = Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("dav").unwrap(),
-            uri: uri.to_owned(),
-            credentials: credentials
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), Secret::new(*value)))
-                .collect::<BTreeMap<_, _>>(),
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        };
+        let destination =
+            Destination::unregistered(ResourceName::parse("dav").unwrap(), uri, credentials, &[]);
         let client =
             HttpClient::new(UrlPolicy::new(vec![net::AllowedHost::parse("127.0.0.1").unwrap()])).unwrap();
         WebDavStorage::new(&Url::parse(uri).unwrap(), &destination, client).unwrap()

@@ -456,22 +456,10 @@ fn invalid(message: impl Into<String>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{DestinationId, ResourceName};
+    use crate::domain::ResourceName;
 
     fn destination(uri: &str, credentials: &[(&str, &str)], options: &[(&str, &str)]) -> Destination {
-        Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("test").unwrap(),
-            uri: uri.to_owned(),
-            credentials: credentials
-                .iter()
-                .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
-                .collect(),
-            options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        }
+        Destination::unregistered(ResourceName::parse("test").unwrap(), uri, credentials, options)
     }
 
     fn parse(uri: &str, credentials: &[(&str, &str)], options: &[(&str, &str)]) -> ObjectLocation {

@@ -232,10 +232,9 @@ pub fn open(destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::{DestinationId, ResourceName};
+    use crate::domain::ResourceName;
 
     fn check_key_result(key: &str, valid: bool) {
         match check_key(key) {
@@ -261,16 +260,7 @@ mod tests {
     }
 
     fn destination(uri: &str) -> Destination {
-        Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("test").unwrap(),
-            uri: uri.to_owned(),
-            credentials: BTreeMap::new(),
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        }
+        Destination::unregistered(ResourceName::parse("test").unwrap(), uri, &[], &[])
     }
 
     #[test]

@@ -530,27 +530,13 @@ impl Drop for ObjectStoreWriter {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::domain::{Destination, DestinationId, ResourceName, Secret};
+    use crate::domain::{Destination, ResourceName};
     use crate::storage::suite;
     use crate::storage::test_stores::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
 
     fn destination(uri: &str, credentials: &[(&str, &str)], options: &[(&str, &str)]) -> Destination {
-        Destination {
-            id: DestinationId::new(),
-            name: ResourceName::parse("test").unwrap(),
-            uri: uri.to_owned(),
-            credentials: credentials
-                .iter()
-                .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
-                .collect(),
-            options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
-            labels: BTreeMap::new(),
-            create_time: crate::domain::now(),
-            update_time: crate::domain::now(),
-        }
+        Destination::unregistered(ResourceName::parse("test").unwrap(), uri, credentials, options)
     }
 
     fn open(destination: &Destination) -> ObjectStorage {

@@ -3,9 +3,7 @@
 //! are where the backup says and go with it; wrong credentials fail the backup with
 //! STORAGE_DENIED and show no secret anywhere; the store dying mid-upload fails it.
 
-use std::collections::BTreeMap;
-
-use cellar::domain::{Destination, DestinationId, ResourceName, Secret};
+use cellar::domain::{Destination, ResourceName};
 use cellar::storage::Storage;
 
 use tonic_types::StatusExt;
@@ -47,19 +45,8 @@ fn storage_of(
     credentials: &[(&str, &str)],
     options: &[(&str, &str)],
 ) -> std::sync::Arc<dyn Storage> {
-    let destination = Destination {
-        id: DestinationId::new(),
-        name: ResourceName::parse("inspect").unwrap(),
-        uri: uri.to_owned(),
-        credentials: credentials
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), Secret::new(*value)))
-            .collect(),
-        options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
-        labels: BTreeMap::new(),
-        create_time: cellar::domain::now(),
-        update_time: cellar::domain::now(),
-    };
+    let destination =
+        Destination::unregistered(ResourceName::parse("inspect").unwrap(), uri, credentials, options);
     cellar::storage::open(&destination).expect("opening the store")
 }
 
