@@ -27,7 +27,8 @@ use tokio::net::TcpListener;
 
 use super::connection::{Connection, Reply, Transport, describe};
 use super::info::ServerFacts;
-use super::restore::{Limits, oldest_redis_reading, redis_release};
+use super::plan::{oldest_redis_reading, redis_release};
+use super::restore::Limits;
 use super::target::Target;
 use crate::engine::Error;
 

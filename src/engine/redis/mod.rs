@@ -24,6 +24,7 @@ mod crc64;
 mod info;
 mod loader;
 mod master;
+mod plan;
 pub mod rdb;
 mod rdb_stream;
 mod replication;

@@ -854,7 +854,7 @@ async fn every_type_loads_through_the_decoded_path_with_the_same_data() {
         panic!("INFO")
     };
     let version = super::info::ServerFacts::parse(&String::from_utf8_lossy(&info)).version.unwrap();
-    let field_ttl = super::restore::tests_support::release(&version) >= (7, 4);
+    let field_ttl = super::plan::tests_support::release(&version) >= (7, 4);
     load_rich_dataset(&mut source_client, field_ttl, true).await;
     let target = RedisServer::start(&[]).await;
     let mut target_client = target.client("").await;
