@@ -23,14 +23,16 @@ impl Cellar {
         Ok(self.store.list_backups(&ListQuery::all(vec![clause])).await?.items)
     }
 
-    /// When the schedule last took a backup of the database (any state), if ever.
+    /// When the schedule last took a backup of the database (any state), if ever: one
+    /// row read, the newest (a list's default order), not every backup of the database.
     pub async fn last_scheduled_backup(&self, database_id: DatabaseId) -> Result<Option<Timestamp>, Error> {
-        let backups = self.backups_of(database_id).await?;
-        Ok(backups
-            .iter()
-            .filter(|backup| backup.origin == BackupOrigin::Scheduled)
-            .map(|backup| backup.create_time)
-            .max())
+        let mut query = ListQuery::all(vec![
+            clause("database_id", Op::Eq, Value::Text(database_id.to_string())),
+            clause("origin", Op::Eq, Value::Text(BackupOrigin::Scheduled.as_str().to_owned())),
+        ]);
+        query.page_size = 1;
+        let newest = self.store.list_backups(&query).await?.items;
+        Ok(newest.first().map(|backup| backup.create_time))
     }
 
     /// When the schedule next backs the database up, as the scheduler reckons it; `None`
