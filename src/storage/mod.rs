@@ -18,6 +18,7 @@ pub(crate) mod test_servers;
 #[cfg(test)]
 #[path = "../../tests/support/object_stores.rs"]
 pub(crate) mod test_stores;
+pub mod webdav;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -202,7 +203,7 @@ pub fn open_with(destination: &Destination, http: &http::HttpClient) -> Result<A
         .map_err(|error| Error::InvalidDestination(format!("not a valid URI: {error}")))?;
     match url.scheme() {
         "ftp" => Ok(Arc::new(ftp::FtpStorage::new(&url, destination, http.policy().clone())?)),
-        "http" | "https" => Ok(Arc::new(http::WebDavStorage::new(&url, destination, http.clone())?)),
+        "http" | "https" => Ok(Arc::new(webdav::WebDavStorage::new(&url, destination, http.clone())?)),
         _ => open(destination),
     }
 }
