@@ -118,6 +118,29 @@ pub struct Backup {
     pub expire_time: Option<Timestamp>,
     /// Free-form labels.
     pub labels: Labels,
+    /// For a backup of every logical database of a server: one object per database
+    /// (then `object_key` is the manifest's and `sha256` the manifest's). Empty for a
+    /// backup held in one object.
+    pub parts: Vec<BackupPart>,
+}
+
+/// One logical database's object in a whole-server backup.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupPart {
+    /// The logical database.
+    pub database_name: String,
+    /// The data object's key inside the destination.
+    pub object_key: String,
+    /// The data object's full URI (no secrets).
+    pub uri: String,
+    /// Stored size in bytes.
+    pub size_bytes: u64,
+    /// Size before compression.
+    pub logical_size_bytes: u64,
+    /// Hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    /// Items (tables) dumped.
+    pub items: u64,
 }
 
 #[cfg(test)]

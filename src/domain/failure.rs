@@ -100,6 +100,15 @@ pub mod reason {
     /// A warning: a Redis target was not loaded by replication (it could not take it),
     /// but with `RESTORE` commands.
     pub const REPLICATION_DECLINED: &str = "REPLICATION_DECLINED";
+    /// A tool the engine drives (`pg_dump`, `mariadb-dump`, ...) is not installed.
+    pub const TOOL_NOT_FOUND: &str = "TOOL_NOT_FOUND";
+    /// The installed tools are older than the database server.
+    pub const TOOL_TOO_OLD: &str = "TOOL_TOO_OLD";
+    /// The logical database named does not exist on the server (or in the backup).
+    pub const DATABASE_NOT_FOUND: &str = "DATABASE_NOT_FOUND";
+    /// The target refused the data part-way through the load; the target was left as
+    /// it was.
+    pub const RESTORE_FAILED: &str = "RESTORE_FAILED";
 }
 
 /// A failure of an operation (or a warning attached to one).

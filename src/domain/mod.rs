@@ -14,7 +14,7 @@ mod operation;
 mod secret;
 mod validate;
 
-pub use backup::{Backup, BackupName};
+pub use backup::{Backup, BackupName, BackupPart};
 pub use database::{BackupPolicy, DEFAULT_PROJECT, Database, ResourceName, RetentionPolicy};
 pub use destination::{DESTINATION_SCHEMES, Destination, LOCAL_DESTINATION, check_destination_uri};
 pub use enums::{BackupOrigin, BackupState, Compression, EngineKind, OperationKind, OperationState};

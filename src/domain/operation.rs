@@ -76,6 +76,9 @@ pub struct ImportResult {
     /// or `restore`).
     #[serde(default)]
     pub load_method: String,
+    /// The logical databases loaded, where the engine has them.
+    #[serde(default)]
+    pub database_names: Vec<String>,
 }
 
 /// What an export did.

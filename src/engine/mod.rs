@@ -3,13 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
+pub mod mysql;
+pub mod postgres;
 pub mod redis;
+pub mod sql;
+pub mod tool;
 
 /// An engine failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,21 @@ pub enum Error {
     /// The engine cannot do this (e.g. not implemented for this engine yet).
     #[error("{0}")]
     Unsupported(String),
+    /// A tool the engine drives (`pg_dump`, `mariadb-dump`, ...) is not installed; the
+    /// message says how to install it.
+    #[error("{0}")]
+    ToolNotFound(String),
+    /// The tools installed are older than the server; the message names the versions
+    /// found and needed.
+    #[error("{0}")]
+    ToolTooOld(String),
+    /// The logical database asked for does not exist on the server.
+    #[error("{0}")]
+    DatabaseNotFound(String),
+    /// Loading failed part-way (a statement the target refused); the message is the
+    /// tool's own, secrets removed.
+    #[error("{0}")]
+    RestoreFailed(String),
 }
 
 impl Error {
@@ -48,6 +69,10 @@ impl Error {
             Error::ModuleNotSupported(_) => (Code::FailedPrecondition, reason::MODULE_NOT_SUPPORTED),
             Error::TargetTooOld(_) => (Code::FailedPrecondition, reason::TARGET_TOO_OLD),
             Error::Unsupported(_) => (Code::FailedPrecondition, reason::ENGINE_NOT_SUPPORTED),
+            Error::ToolNotFound(_) => (Code::FailedPrecondition, reason::TOOL_NOT_FOUND),
+            Error::ToolTooOld(_) => (Code::FailedPrecondition, reason::TOOL_TOO_OLD),
+            Error::DatabaseNotFound(_) => (Code::NotFound, reason::DATABASE_NOT_FOUND),
+            Error::RestoreFailed(_) => (Code::FailedPrecondition, reason::RESTORE_FAILED),
         }
     }
 }
@@ -73,6 +98,9 @@ pub struct Snapshot {
     pub items_total: Option<u64>,
     /// Extra facts for the manifest (e.g. `transfer: diskless`).
     pub details: BTreeMap<String, String>,
+    /// Items (tables, ...) dumped so far, for engines that can tell while the data
+    /// flows.
+    pub items_done: Option<Arc<AtomicU64>>,
     /// The data.
     pub body: Pin<Box<dyn AsyncRead + Send>>,
 }
@@ -123,17 +151,33 @@ pub trait Engine: Send + Sync {
     /// The engine this is.
     fn kind(&self) -> EngineKind;
 
-    /// Starts a snapshot of the server at `uri`, returning once the data starts flowing.
-    /// Cancel-safe: dropping the future or the returned body closes the connection.
-    async fn snapshot(&self, uri: &ConnectionUri, phase: PhaseSink<'_>) -> Result<Snapshot, Error>;
+    /// The logical databases of the server at `uri` that a whole-server backup holds
+    /// (templates and system schemas left out), sorted; empty for engines without
+    /// separate logical databases (Redis: one snapshot holds them all).
+    async fn databases(&self, _uri: &ConnectionUri) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
 
-    /// Replaces the data of the server at `uri` with the data files at `data`, loaded in
-    /// order (the engine's native format, decompressed). Every file is checked whole
-    /// before the target is touched: data that cannot be loaded fails with the target
-    /// unchanged.
+    /// Starts a snapshot of the server at `uri` (of its logical `database`, default the
+    /// one the URI names, for engines that have them), returning once the data starts
+    /// flowing. Cancel-safe: dropping the future or the returned body stops the
+    /// transfer (a dump tool is killed).
+    async fn snapshot(
+        &self,
+        uri: &ConnectionUri,
+        database: Option<&str>,
+        phase: PhaseSink<'_>,
+    ) -> Result<Snapshot, Error>;
+
+    /// Replaces the data of the server at `uri` (of its logical `database`, default the
+    /// one the URI names, created if missing) with the data files at `data`, loaded in
+    /// order (the engine's native format, decompressed). Data that cannot be loaded
+    /// fails with the target unchanged: Redis checks every file whole before touching
+    /// the target, the SQL engines load into a scratch database and swap it in.
     async fn load(
         &self,
         uri: &ConnectionUri,
+        database: Option<&str>,
         data: &[std::path::PathBuf],
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
@@ -147,12 +191,13 @@ pub struct Settings {
     pub redis_load: redis::LoadMethod,
 }
 
-/// The engine for a kind; engines whose issue is still open say so.
+/// The engine for a kind.
 pub fn for_kind(kind: EngineKind, settings: Settings) -> Result<std::sync::Arc<dyn Engine>, Error> {
     match kind {
         EngineKind::Redis => {
             Ok(std::sync::Arc::new(redis::RedisEngine::default().with_load_method(settings.redis_load)))
         }
-        other => Err(Error::Unsupported(format!("backups of {other} databases are not supported yet"))),
+        EngineKind::Postgres => Ok(std::sync::Arc::new(postgres::PostgresEngine::default())),
+        EngineKind::Mysql => Ok(std::sync::Arc::new(mysql::MysqlEngine::default())),
     }
 }

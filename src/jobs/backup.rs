@@ -1,12 +1,20 @@
 //! Backing up a database: snapshot -> pipeline -> storage, then the manifest, then READY.
+//!
+//! A server with logical databases (PostgreSQL, MySQL) is backed up one database at a
+//! time: the one asked for, the one its connection URI names, or (when neither names
+//! one) every database, each its own object listed in the manifest.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::Digest;
 
-use super::{Manifest, data_key, failure, manifest_key};
-use crate::domain::{Backup, BackupState, Database, Failure, OperationResult};
+use super::{Manifest, backup_dir, data_key, failure, manifest_key, part_key};
+use crate::domain::{
+    Backup, BackupPart, BackupState, Code, Database, EngineKind, Failure, OperationResult, Timestamp, reason,
+};
 use crate::engine::{Engine, Snapshot};
 use crate::metadata::Store;
 use crate::operations::{Job, JobContext};
@@ -20,6 +28,23 @@ pub struct BackupJob {
     storage: Arc<dyn Storage>,
     database: Database,
     backup: Backup,
+}
+
+/// One snapshot stored as one object.
+struct StoredObject {
+    stored: pipeline::Stored,
+    server_version: String,
+    format_version: String,
+    items: u64,
+    details: std::collections::BTreeMap<String, String>,
+}
+
+/// What a backup covers.
+enum Scope {
+    /// One snapshot: a Redis server, or one logical database.
+    One(Option<String>),
+    /// Every logical database of the server, each its own object.
+    Every(Vec<String>),
 }
 
 impl BackupJob {
@@ -36,45 +61,24 @@ impl BackupJob {
 
     async fn snapshot_and_store(&self, ctx: &JobContext) -> Result<Backup, Failure> {
         let start_time = crate::domain::now();
-        let phase = |phase: &'static str| ctx.set_phase(phase);
-        let snapshot = self
-            .engine
-            .snapshot(&self.database.connection_uri, &phase)
-            .await
-            .map_err(|error| failure::from_engine(&error))?;
-        tracing::info!(backup = %self.backup.id, ?snapshot, "snapshot started");
-        let Snapshot {
-            server_version, format, format_version, bytes_total, items_total, details, body, ..
-        } = snapshot;
-        let items = items_total.unwrap_or(0);
-        ctx.set_totals(bytes_total.unwrap_or(0), items);
-        ctx.set_phase("uploading");
-
         let mut backup = self.backup.clone();
-        backup.server_version = server_version;
-        backup.format = format.to_owned();
-        let key = data_key(&backup);
-        let mut writer = self.storage.writer(&key).await.map_err(|error| failure::from_storage(&error))?;
-        let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
-        let stored = match pipeline::store(body, backup.compression, writer.as_mut(), &mut on_progress).await
-        {
-            Ok(stored) => stored,
-            Err(error) => {
-                abort(writer).await;
-                return Err(failure::from_pipeline(&error));
+        let manifest = match self.scope(ctx).await? {
+            Scope::One(database) => {
+                backup.database_name = database.clone().unwrap_or_default();
+                let key = data_key(&backup);
+                let object = self.store_object(ctx, database.as_deref(), &key, (0, 0)).await?;
+                backup.server_version = object.server_version;
+                backup.size_bytes = object.stored.stored_bytes;
+                backup.logical_size_bytes = object.stored.logical_bytes;
+                backup.sha256 = object.stored.sha256;
+                backup.uri = self.storage.uri(&key);
+                backup.object_key = key.clone();
+                Manifest::of(&backup, key, object.format_version, object.items, start_time, object.details)
             }
+            Scope::Every(databases) => self.store_every(ctx, &mut backup, &databases, start_time).await?,
         };
-        ctx.set_done(stored.logical_bytes, items);
         ctx.set_phase("committing");
-        writer.commit().await.map_err(|error| failure::from_storage(&error))?;
-
-        backup.size_bytes = stored.stored_bytes;
-        backup.logical_size_bytes = stored.logical_bytes;
-        backup.sha256 = stored.sha256;
-        backup.uri = self.storage.uri(&key);
-        backup.object_key = key.clone();
-        let manifest = Manifest::of(&backup, key, format_version, items, start_time, details);
-        self.write_manifest(&backup, &manifest).await?;
+        self.write_manifest(&mut backup, &manifest).await?;
 
         backup.state = BackupState::Ready;
         backup.update_time = crate::domain::now();
@@ -82,8 +86,130 @@ impl BackupJob {
         Ok(backup)
     }
 
-    async fn write_manifest(&self, backup: &Backup, manifest: &Manifest) -> Result<(), Failure> {
+    // The databases to dump: Redis has one snapshot; a SQL server the database asked
+    // for, else the one its URI names, else every one it has.
+    async fn scope(&self, ctx: &JobContext) -> Result<Scope, Failure> {
+        if self.database.engine == EngineKind::Redis {
+            return Ok(Scope::One(None));
+        }
+        if !self.backup.database_name.is_empty() {
+            return Ok(Scope::One(Some(self.backup.database_name.clone())));
+        }
+        let path = self.database.connection_uri.expose().path().trim_start_matches('/').to_owned();
+        if !path.is_empty() {
+            let name = percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned();
+            return Ok(Scope::One(Some(name)));
+        }
+        ctx.set_phase("listing databases");
+        let databases = self
+            .engine
+            .databases(&self.database.connection_uri)
+            .await
+            .map_err(|error| failure::from_engine(&error))?;
+        if databases.is_empty() {
+            return Err(Failure::new(
+                Code::FailedPrecondition,
+                reason::DATABASE_NOT_FOUND,
+                format!(
+                    "{} has no databases to back up (templates and system databases are left out)",
+                    self.database.name
+                ),
+            ));
+        }
+        Ok(Scope::Every(databases))
+    }
+
+    // Dumps every database into its own object; returns the manifest listing them.
+    async fn store_every(
+        &self,
+        ctx: &JobContext,
+        backup: &mut Backup,
+        databases: &[String],
+        start_time: Timestamp,
+    ) -> Result<Manifest, Failure> {
+        let mut details = std::collections::BTreeMap::new();
+        let mut format_version = String::new();
+        let (mut bytes, mut items) = (0, 0);
+        for database in databases {
+            let key = part_key(backup, database);
+            let object = self.store_object(ctx, Some(database), &key, (bytes, items)).await?;
+            bytes += object.stored.logical_bytes;
+            items += object.items;
+            backup.server_version = object.server_version;
+            format_version = object.format_version;
+            details.extend(object.details.into_iter().filter(|(key, _)| key != "database"));
+            backup.parts.push(BackupPart {
+                database_name: database.clone(),
+                uri: self.storage.uri(&key),
+                object_key: key,
+                size_bytes: object.stored.stored_bytes,
+                logical_size_bytes: object.stored.logical_bytes,
+                sha256: object.stored.sha256,
+                items: object.items,
+            });
+        }
+        backup.size_bytes = backup.parts.iter().map(|part| part.size_bytes).sum();
+        backup.logical_size_bytes = bytes;
+        let key = manifest_key(backup);
+        backup.object_key = key.clone();
+        backup.uri = self.storage.uri(&key);
+        details.insert("databases".to_owned(), databases.join(","));
+        Ok(Manifest::of(backup, String::new(), format_version, items, start_time, details))
+    }
+
+    // Snapshots one database (or the whole server) into the object `key`; progress
+    // counts on from `before` (bytes, items) of earlier objects.
+    async fn store_object(
+        &self,
+        ctx: &JobContext,
+        database: Option<&str>,
+        key: &str,
+        before: (u64, u64),
+    ) -> Result<StoredObject, Failure> {
+        let phase = |phase: &'static str| ctx.set_phase(phase);
+        let snapshot = self
+            .engine
+            .snapshot(&self.database.connection_uri, database, &phase)
+            .await
+            .map_err(|error| failure::from_engine(&error))?;
+        tracing::info!(backup = %self.backup.id, ?database, ?snapshot, "snapshot started");
+        let Snapshot {
+            server_version,
+            format_version,
+            bytes_total,
+            items_total,
+            details,
+            items_done,
+            body,
+            ..
+        } = snapshot;
+        let (bytes_before, items_before) = before;
+        ctx.set_totals(bytes_before + bytes_total.unwrap_or(0), items_before + items_total.unwrap_or(0));
+        ctx.set_phase("uploading");
+
+        let mut writer = self.storage.writer(key).await.map_err(|error| failure::from_storage(&error))?;
+        let items_now = || items_done.as_ref().map_or(0, |done| done.load(Ordering::Relaxed));
+        let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, items_before + items_now());
+        let stored =
+            match pipeline::store(body, self.backup.compression, writer.as_mut(), &mut on_progress).await {
+                Ok(stored) => stored,
+                Err(error) => {
+                    abort(writer).await;
+                    return Err(failure::from_pipeline(&error));
+                }
+            };
+        let items = items_total.unwrap_or(0).max(items_now());
+        ctx.set_done(bytes_before + stored.logical_bytes, items_before + items);
+        writer.commit().await.map_err(|error| failure::from_storage(&error))?;
+        Ok(StoredObject { stored, server_version, format_version, items, details })
+    }
+
+    // Writes the manifest; for a whole-server backup its checksum is the backup's.
+    async fn write_manifest(&self, backup: &mut Backup, manifest: &Manifest) -> Result<(), Failure> {
         let json = serde_json::to_vec_pretty(manifest).map_err(|error| failure::internal(&error))?;
+        if !backup.parts.is_empty() {
+            backup.sha256 = hex::encode(sha2::Sha256::digest(&json));
+        }
         let mut writer = self
             .storage
             .writer(&manifest_key(backup))
@@ -97,10 +223,21 @@ impl BackupJob {
         Ok(())
     }
 
-    // Leaves no trace of a failed or cancelled attempt but a FAILED record.
+    // Leaves no trace of a failed or cancelled attempt but a FAILED record: every object
+    // under the backup's own directory goes (the parts written so far are not known
+    // after a crash, but they are all there).
     async fn clean_up(&self, outcome: &Failure) {
         let mut backup = self.backup.clone();
-        for key in [data_key(&backup), manifest_key(&backup)] {
+        let mut keys = vec![data_key(&backup), manifest_key(&backup)];
+        match self.storage.list(&backup_dir(&backup)).await {
+            Ok(objects) => keys.extend(objects.into_iter().map(|meta| meta.key)),
+            Err(error) => {
+                tracing::warn!(backup = %backup.id, %error, "cannot list the objects of a failed backup")
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for key in keys {
             if let Err(error) = self.storage.delete(&key).await {
                 tracing::error!(backup = %backup.id, %error, "cannot remove the objects of a failed backup");
             }
@@ -122,9 +259,9 @@ async fn abort(writer: Box<dyn ObjectWriter>) {
 #[async_trait]
 impl Job for BackupJob {
     async fn run(&self, ctx: &JobContext) -> Result<OperationResult, Failure> {
-        // Dropping the work future at the cancel drops the snapshot connection and the
-        // uncommitted writer (which discards its partial object); clean_up then removes
-        // anything committed and marks the record failed.
+        // Dropping the work future at the cancel drops the snapshot (its connection, or
+        // its dump tool, killed) and the uncommitted writer (which discards its partial
+        // object); clean_up then removes anything committed and marks the record failed.
         let outcome = tokio::select! {
             outcome = self.snapshot_and_store(ctx) => outcome,
             () = ctx.token().cancelled() => Err(Failure::cancelled()),

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::failure;
 use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, OperationResult, reason};
-use crate::engine::Engine;
+use crate::engine::{Engine, Loaded};
 use crate::operations::{Job, JobContext};
 use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
 use crate::storage::ftp::FtpStorage;
@@ -25,6 +25,9 @@ pub enum ImportSource {
     Files(Vec<SourceFile>),
     /// A live server of the target's engine.
     Live(ConnectionUri),
+    /// Every logical database of a live PostgreSQL or MySQL server, each into the
+    /// target's database of the same name.
+    EveryDatabase(ConnectionUri),
 }
 
 /// One file to import.
@@ -58,83 +61,188 @@ impl SourceFile {
     }
 }
 
+/// What an import (or one database of it) loaded.
+struct Outcome {
+    bytes: u64,
+    items: u64,
+    method: &'static str,
+    databases: Vec<String>,
+}
+
+impl Outcome {
+    fn of(bytes: u64, loaded: Loaded, database: Option<&str>) -> Outcome {
+        let databases = database.map(|name| vec![name.to_owned()]).unwrap_or_default();
+        Outcome { bytes, items: loaded.items, method: loaded.method, databases }
+    }
+}
+
 /// Replaces a database's data with imported data.
 pub struct ImportJob {
     engine: Arc<dyn Engine>,
     target: Database,
+    database_name: Option<String>,
     source: ImportSource,
     spool_dir: PathBuf,
     http: Arc<HttpClient>,
 }
 
 impl ImportJob {
-    /// A job loading `source` into `target`; `spool_dir` holds the data meanwhile, and
-    /// `http` fetches http(s) sources.
+    /// A job loading `source` into `target` (into its logical database `database_name`,
+    /// default the one its URI names); `spool_dir` holds the data meanwhile, and `http`
+    /// fetches http(s) sources.
     pub fn new(
         engine: Arc<dyn Engine>,
         target: Database,
+        database_name: Option<String>,
         source: ImportSource,
         spool_dir: PathBuf,
         http: Arc<HttpClient>,
     ) -> Self {
-        ImportJob { engine, target, source, spool_dir, http }
+        ImportJob { engine, target, database_name, source, spool_dir, http }
     }
 
     async fn import(&self, ctx: &JobContext) -> Result<ImportResult, Failure> {
-        let mut spools = Vec::new();
-        let mut bytes = 0;
-        let source_uris = match &self.source {
+        let (source_uris, outcome) = match &self.source {
             ImportSource::Files(files) => {
-                ctx.set_phase("reading");
-                let mut stored = 0;
-                for file in files {
-                    let reader = self.open(file).await?;
-                    if let Some(size) = reader.size {
-                        ctx.set_totals(stored + size, 0);
-                    }
-                    let (spool, unpacked) = self.spool(reader.body, ctx, stored).await?;
-                    stored += unpacked.stored_bytes;
-                    bytes += unpacked.logical_bytes;
-                    spools.push(spool);
-                }
-                files.iter().map(SourceFile::shown).collect()
+                let shown = files.iter().map(SourceFile::shown).collect();
+                (shown, self.import_files(ctx, files).await?)
             }
             ImportSource::Live(uri) => {
-                let phase = |phase: &'static str| ctx.set_phase(phase);
-                let snapshot =
-                    self.engine.snapshot(uri, &phase).await.map_err(|error| failure::from_engine(&error))?;
-                ctx.set_totals(snapshot.bytes_total.unwrap_or(0), snapshot.items_total.unwrap_or(0));
-                let (spool, unpacked) = self.spool(snapshot.body, ctx, 0).await?;
-                bytes = unpacked.logical_bytes;
-                spools.push(spool);
-                vec![uri.redacted()]
+                let source_database = self.live_source_database(uri);
+                let target_database = self.database_name.clone();
+                (
+                    vec![uri.redacted()],
+                    self.import_live(ctx, uri, source_database, target_database, (0, 0)).await?,
+                )
             }
+            ImportSource::EveryDatabase(uri) => (vec![uri.redacted()], self.import_every(ctx, uri).await?),
         };
-
-        let items_total = AtomicU64::new(0);
-        let phase = |phase: &'static str| ctx.set_phase(phase);
-        let progress = |done: u64, items: u64, total: u64| {
-            if items_total.swap(total, Ordering::Relaxed) != total {
-                ctx.set_totals(bytes, total);
-            }
-            ctx.set_done(done, items);
-        };
-        let paths: Vec<PathBuf> = spools.iter().map(|spool| spool.path().to_owned()).collect();
-        let loaded = self
-            .engine
-            .load(&self.target.connection_uri, &paths, &phase, &progress)
-            .await
-            .map_err(|error| failure::from_load(&error))?;
-        ctx.set_done(bytes, loaded.items);
-        failure::warn_all(ctx, &loaded.warnings);
+        ctx.set_done(outcome.bytes, outcome.items);
         Ok(ImportResult {
             database_id: Some(self.target.id),
             backup_id: None,
             source_uris,
-            bytes,
-            items: loaded.items,
-            load_method: loaded.method.to_owned(),
+            bytes: outcome.bytes,
+            items: outcome.items,
+            load_method: outcome.method.to_owned(),
+            database_names: outcome.databases,
         })
+    }
+
+    // Spools every file, then loads them all in one go.
+    async fn import_files(&self, ctx: &JobContext, files: &[SourceFile]) -> Result<Outcome, Failure> {
+        ctx.set_phase("reading");
+        let (mut stored, mut bytes) = (0, 0);
+        let mut spools = Vec::new();
+        for file in files {
+            let reader = self.open(file).await?;
+            if let Some(size) = reader.size {
+                ctx.set_totals(stored + size, 0);
+            }
+            let (spool, unpacked) = self.spool(reader.body, ctx, stored).await?;
+            stored += unpacked.stored_bytes;
+            bytes += unpacked.logical_bytes;
+            spools.push(spool);
+        }
+        let paths: Vec<PathBuf> = spools.iter().map(|spool| spool.path().to_owned()).collect();
+        let database = self.database_name.as_deref();
+        let loaded = self.load(ctx, database, &paths, bytes, (0, 0)).await?;
+        Ok(Outcome::of(bytes, loaded, database))
+    }
+
+    // Snapshots one database of a live server into a spool file, then loads it.
+    async fn import_live(
+        &self,
+        ctx: &JobContext,
+        uri: &ConnectionUri,
+        source_database: Option<String>,
+        target_database: Option<String>,
+        before: (u64, u64),
+    ) -> Result<Outcome, Failure> {
+        let phase = |phase: &'static str| ctx.set_phase(phase);
+        let snapshot = self
+            .engine
+            .snapshot(uri, source_database.as_deref(), &phase)
+            .await
+            .map_err(|error| failure::from_engine(&error))?;
+        let (bytes_before, items_before) = before;
+        ctx.set_totals(
+            bytes_before + snapshot.bytes_total.unwrap_or(0),
+            items_before + snapshot.items_total.unwrap_or(0),
+        );
+        let (spool, unpacked) = self.spool(snapshot.body, ctx, bytes_before).await?;
+        let paths = [spool.path().to_owned()];
+        let bytes = unpacked.logical_bytes;
+        let loaded = self.load(ctx, target_database.as_deref(), &paths, bytes, before).await?;
+        Ok(Outcome::of(bytes, loaded, target_database.as_deref()))
+    }
+
+    // Imports every database of a live server, one by one, each into its namesake.
+    async fn import_every(&self, ctx: &JobContext, uri: &ConnectionUri) -> Result<Outcome, Failure> {
+        ctx.set_phase("listing databases");
+        let databases = self.engine.databases(uri).await.map_err(|error| failure::from_engine(&error))?;
+        if databases.is_empty() {
+            return Err(Failure::new(
+                Code::FailedPrecondition,
+                reason::DATABASE_NOT_FOUND,
+                format!(
+                    "{} has no databases to import (templates and system databases are left out)",
+                    uri.redacted()
+                ),
+            ));
+        }
+        let mut all = Outcome { bytes: 0, items: 0, method: "", databases: Vec::new() };
+        for database in databases {
+            let done = self
+                .import_live(ctx, uri, Some(database.clone()), Some(database), (all.bytes, all.items))
+                .await?;
+            all.bytes += done.bytes;
+            all.items += done.items;
+            all.method = done.method;
+            all.databases.extend(done.databases);
+        }
+        Ok(all)
+    }
+
+    // The database of a live source to read: the one its URI names, else the one the
+    // target loads into (Redis: none, a snapshot holds every numbered database).
+    fn live_source_database(&self, uri: &ConnectionUri) -> Option<String> {
+        if !uri.expose().path().trim_start_matches('/').is_empty() {
+            return None;
+        }
+        self.database_name.clone().or_else(|| {
+            let path = self.target.connection_uri.expose().path().trim_start_matches('/').to_owned();
+            (!path.is_empty() && self.target.engine != crate::domain::EngineKind::Redis)
+                .then(|| percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned())
+        })
+    }
+
+    // Loads spooled files into the target's `database`; progress counts on from
+    // `before` (bytes, items).
+    async fn load(
+        &self,
+        ctx: &JobContext,
+        database: Option<&str>,
+        paths: &[PathBuf],
+        bytes: u64,
+        before: (u64, u64),
+    ) -> Result<Loaded, Failure> {
+        let (bytes_before, items_before) = before;
+        let items_total = AtomicU64::new(0);
+        let phase = |phase: &'static str| ctx.set_phase(phase);
+        let progress = |done: u64, items: u64, total: u64| {
+            if items_total.swap(total, Ordering::Relaxed) != total {
+                ctx.set_totals(bytes_before + bytes, items_before + total);
+            }
+            ctx.set_done(bytes_before + done, items_before + items);
+        };
+        let loaded = self
+            .engine
+            .load(&self.target.connection_uri, database, paths, &phase, &progress)
+            .await
+            .map_err(|error| failure::from_load(&error))?;
+        failure::warn_all(ctx, &loaded.warnings);
+        Ok(loaded)
     }
 
     // Opens one file source; its size when known.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Backup, Timestamp};
+use crate::domain::{Backup, BackupPart, Timestamp};
 
 /// What a backup holds, stored next to its data so that the bytes can be understood
 /// (and verified) without the catalog.
@@ -46,6 +46,10 @@ pub struct Manifest {
     pub end_time: Timestamp,
     /// Engine-specific facts (e.g. how the data was transferred).
     pub details: BTreeMap<String, String>,
+    /// For a whole-server backup: each logical database's object, size and checksum
+    /// (then `data_key` and `sha256` are empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<BackupPart>,
     /// The Cellar version that wrote it.
     pub cellar_version: String,
 }
@@ -80,6 +84,7 @@ impl Manifest {
             start_time,
             end_time: crate::domain::now(),
             details,
+            parts: backup.parts.clone(),
             cellar_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

@@ -26,9 +26,42 @@ pub fn data_key(backup: &crate::domain::Backup) -> String {
         "{}/{}.{}{}",
         backup_prefix(backup),
         file_stem(backup.name.as_str()),
-        backup.format,
+        format_extension(&backup.format),
         backup.compression.extension()
     )
+}
+
+/// The object key of one logical database's data in a whole-server backup:
+/// `<database name>/<backup id>/<logical database>.<format><ext>`, the logical name
+/// percent-encoded where it holds anything but letters, digits, `-`, `_` and `.`.
+pub fn part_key(backup: &crate::domain::Backup, database_name: &str) -> String {
+    const KEPT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    format!(
+        "{}/{}.{}{}",
+        backup_prefix(backup),
+        percent_encoding::utf8_percent_encode(database_name, KEPT),
+        format_extension(&backup.format),
+        backup.compression.extension()
+    )
+}
+
+/// The directory (key prefix) holding every object of a backup.
+pub fn backup_dir(backup: &crate::domain::Backup) -> String {
+    match backup.object_key.rsplit_once('/') {
+        Some((dir, _)) => dir.to_owned(),
+        None if backup.object_key.is_empty() => backup_prefix(backup),
+        None => String::new(),
+    }
+}
+
+/// The file extension of a data format (`rdb`, `pgdump`, `sql`).
+fn format_extension(format: &str) -> &str {
+    match format {
+        "pg_custom" => "pgdump",
+        "mysql_sql" => "sql",
+        other => other,
+    }
 }
 
 /// The object key of a backup's manifest, beside its data.
@@ -36,17 +69,23 @@ pub fn manifest_key(backup: &crate::domain::Backup) -> String {
     format!("{}/manifest.json", backup_prefix(backup))
 }
 
-/// The keys of a stored backup's objects, data first: from its recorded `object_key`
-/// (whatever layout it was written with), or the current layout if none was recorded.
-pub fn stored_keys(backup: &crate::domain::Backup) -> [String; 2] {
+/// The keys of a stored backup's objects, data first and the manifest last: from its
+/// recorded keys (whatever layout they were written with), or the current layout if
+/// none was recorded.
+pub fn stored_keys(backup: &crate::domain::Backup) -> Vec<String> {
     if backup.object_key.is_empty() {
-        return [data_key(backup), manifest_key(backup)];
+        return vec![data_key(backup), manifest_key(backup)];
     }
     let manifest = match backup.object_key.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/manifest.json"),
         None => "manifest.json".to_owned(),
     };
-    [backup.object_key.clone(), manifest]
+    let mut keys: Vec<String> = backup.parts.iter().map(|part| part.object_key.clone()).collect();
+    if backup.object_key != manifest {
+        keys.push(backup.object_key.clone());
+    }
+    keys.push(manifest);
+    keys
 }
 
 fn backup_prefix(backup: &crate::domain::Backup) -> String {
@@ -68,5 +107,7 @@ mod tests {
     fn keys_name_the_database_and_the_backup() {
         assert_eq!(file_stem("backup-2026-11-21T05:50:12Z"), "backup-2026-11-21T05-50-12Z");
         assert_eq!(file_stem("nightly run/1"), "nightly-run-1");
+        assert_eq!(format_extension("pg_custom"), "pgdump");
+        assert_eq!(format_extension("rdb"), "rdb");
     }
 }

@@ -1,6 +1,7 @@
 //! Restoring a backup: fetch and check the stored bytes (SHA-256), decompress them into a
-//! spool file, then let the engine load it (which reads it whole before touching the
-//! target).
+//! spool file, then let the engine load it (which leaves the target as it was if the
+//! data cannot be loaded). A whole-server backup restores its databases one by one,
+//! or only the one asked for.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,45 +41,115 @@ impl RestoreJob {
     }
 
     async fn restore(&self, ctx: &JobContext) -> Result<RestoreResult, Failure> {
-        ctx.set_phase("downloading");
-        ctx.set_totals(self.backup.logical_size_bytes, 0);
-        let object = self
-            .storage
-            .reader(&self.backup.object_key, 0)
-            .await
-            .map_err(|error| failure::from_storage(&error))?;
-        let mut spool =
-            SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
-        let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
-        let unpacked = unpack(object.body, Some(&self.backup.sha256), &mut spool, &mut on_progress)
-            .await
-            .map_err(|error| failure::from_unpack(&error))?;
-        ctx.set_done(unpacked.logical_bytes, 0);
-
-        let items_total = AtomicU64::new(0);
-        let phase = |phase: &'static str| ctx.set_phase(phase);
-        let progress = |bytes: u64, items: u64, total: u64| {
-            if items_total.swap(total, Ordering::Relaxed) != total {
-                ctx.set_totals(unpacked.logical_bytes, total);
-            }
-            ctx.set_done(bytes, items);
+        let objects = self.objects();
+        let total: u64 = objects.iter().map(|object| object.logical_size_bytes).sum();
+        ctx.set_totals(total, 0);
+        let (mut bytes, mut items) = (0, 0);
+        let mut method = "";
+        for object in &objects {
+            let loaded = self.restore_object(ctx, object, total, (bytes, items)).await?;
+            bytes += object.logical_size_bytes;
+            items += loaded.items;
+            method = loaded.method;
+            failure::warn_all(ctx, &loaded.warnings);
+        }
+        ctx.set_done(bytes, items);
+        let database_name = match objects.as_slice() {
+            [only] => only.database.clone().unwrap_or_default(),
+            _ => String::new(),
         };
-        let loaded = self
-            .engine
-            .load(&self.target.connection_uri, &[spool.path().to_owned()], &phase, &progress)
-            .await
-            .map_err(|error| failure::from_load(&error))?;
-        ctx.set_done(unpacked.logical_bytes, loaded.items);
-        failure::warn_all(ctx, &loaded.warnings);
         Ok(RestoreResult {
             backup_id: Some(self.backup.id),
             database_id: Some(self.target.id),
-            database_name: self.database_name.clone(),
-            bytes: unpacked.logical_bytes,
-            items: loaded.items,
-            load_method: loaded.method.to_owned(),
+            database_name,
+            bytes,
+            items,
+            load_method: method.to_owned(),
         })
     }
+
+    // The objects to load: the backup's one object into the database asked for (or the
+    // one it was taken from), or the parts of a whole-server backup (the one named, or
+    // all), each into the database of its name.
+    fn objects(&self) -> Vec<StoredObject> {
+        if self.backup.parts.is_empty() {
+            let database = [&self.database_name, &self.backup.database_name]
+                .into_iter()
+                .find(|name| !name.is_empty())
+                .cloned();
+            return vec![StoredObject {
+                key: self.backup.object_key.clone(),
+                sha256: self.backup.sha256.clone(),
+                logical_size_bytes: self.backup.logical_size_bytes,
+                database,
+            }];
+        }
+        self.backup
+            .parts
+            .iter()
+            .filter(|part| self.database_name.is_empty() || part.database_name == self.database_name)
+            .map(|part| StoredObject {
+                key: part.object_key.clone(),
+                sha256: part.sha256.clone(),
+                logical_size_bytes: part.logical_size_bytes,
+                database: Some(part.database_name.clone()),
+            })
+            .collect()
+    }
+
+    // Downloads, checks and decompresses one object into a spool file, then loads it;
+    // progress counts on from `before` (bytes, items) of earlier objects, towards
+    // `total` bytes.
+    async fn restore_object(
+        &self,
+        ctx: &JobContext,
+        object: &StoredObject,
+        total: u64,
+        before: (u64, u64),
+    ) -> Result<crate::engine::Loaded, Failure> {
+        let (bytes_before, items_before) = before;
+        ctx.set_phase("downloading");
+        let reader =
+            self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
+        let mut spool =
+            SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
+        let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, items_before);
+        let unpacked = unpack(reader.body, Some(&object.sha256), &mut spool, &mut on_progress)
+            .await
+            .map_err(|error| failure::from_unpack(&error))?;
+        ctx.set_done(bytes_before + unpacked.logical_bytes, items_before);
+
+        let items_total = AtomicU64::new(0);
+        let total_bytes = total;
+        let phase = |phase: &'static str| ctx.set_phase(phase);
+        let progress = |bytes: u64, items: u64, total: u64| {
+            if items_total.swap(total, Ordering::Relaxed) != total {
+                ctx.set_totals(total_bytes, items_before + total);
+            }
+            ctx.set_done(bytes_before + bytes, items_before + items);
+        };
+        let loaded = self
+            .engine
+            .load(
+                &self.target.connection_uri,
+                object.database.as_deref(),
+                &[spool.path().to_owned()],
+                &phase,
+                &progress,
+            )
+            .await
+            .map_err(|error| failure::from_load(&error))?;
+        Ok(loaded)
+    }
+}
+
+/// One stored object to load.
+struct StoredObject {
+    key: String,
+    sha256: String,
+    logical_size_bytes: u64,
+    /// The logical database to load it into; `None` for Redis.
+    database: Option<String>,
 }
 
 #[async_trait]

@@ -184,6 +184,7 @@ impl Run {
             update_time: time("2026-02-03T04:05:09.999999Z"),
             expire_time: Some(time("2026-03-03T04:05:06.100000Z")),
             labels: labels(&[("suite", &self.tag), ("env", "prod")]),
+            parts: Vec::new(),
         }
     }
 

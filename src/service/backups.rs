@@ -20,6 +20,7 @@ impl Cellar {
             return Ok(existing);
         }
         let database = self.store.get_database(request.database_id).await?;
+        check_logical_name("database_name", database.engine, &request.database_name)?;
         let engine = self.engine(database.engine)?;
         let destination_id = request.destination_id.or(database.backup_policy.destination_id);
         let destination = self.resolve_destination(destination_id).await?;
@@ -52,6 +53,7 @@ impl Cellar {
             update_time: now,
             expire_time,
             labels: request.labels,
+            parts: Vec::new(),
         };
         let job = BackupJob::new(self.store.clone(), engine, storage, database.clone(), backup.clone());
         let submission = Submission {
@@ -162,10 +164,16 @@ impl Cellar {
             .into());
         };
         let target = self.store.get_database(target_id).await?;
-        if target.engine == crate::domain::EngineKind::Redis && !request.target_database_name.is_empty() {
+        check_logical_name("target_database_name", target.engine, &request.target_database_name)?;
+        let name = &request.target_database_name;
+        if !name.is_empty()
+            && !backup.parts.is_empty()
+            && !backup.parts.iter().any(|part| &part.database_name == name)
+        {
+            let held: Vec<&str> = backup.parts.iter().map(|part| part.database_name.as_str()).collect();
             return Err(crate::domain::Invalid::field(
                 "target_database_name",
-                "must be empty for Redis: a Redis backup restores every logical database it holds",
+                format!("backup {} holds the databases {}, not '{name}'", backup.id, held.join(", ")),
             )
             .into());
         }
@@ -232,6 +240,21 @@ impl Cellar {
             other => Error::Internal(other.to_string()),
         })
     }
+}
+
+/// Checks a logical database name given in a request: none for Redis (one snapshot
+/// holds every numbered database), a valid name for the SQL engines.
+fn check_logical_name(field: &str, engine: EngineKind, name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let problem = match engine {
+        EngineKind::Redis => {
+            Err("must be empty for Redis: a Redis backup holds every numbered database".to_owned())
+        }
+        EngineKind::Postgres | EngineKind::Mysql => crate::engine::sql::check_database_name(name),
+    };
+    problem.map_err(|problem| crate::domain::Invalid::field(field, problem).into())
 }
 
 fn format_of(engine: EngineKind) -> &'static str {

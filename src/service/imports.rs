@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cellar, Error, ImportDatabase};
-use crate::domain::{ConnectionUri, Database, Invalid, Operation, OperationKind, reason};
+use crate::domain::{ConnectionUri, Database, EngineKind, Invalid, Operation, OperationKind, reason};
 use crate::jobs::{ImportJob, ImportSource, SourceFile};
 use crate::net::{self, Reach};
 use crate::operations::Submission;
@@ -28,6 +28,14 @@ impl Cellar {
         }
         let target = self.store.get_database(request.database_id).await?;
         let engine = self.engine(target.engine)?;
+        let redis = target.engine == EngineKind::Redis;
+        if redis && !request.database_name.is_empty() {
+            return Err(Invalid::field(
+                "database_name",
+                "must be empty for Redis: an import loads every numbered database it holds",
+            )
+            .into());
+        }
         let source = match request.source_connection_uri {
             Some(uri) => {
                 Database::check_engine_matches_uri(target.engine, &uri).map_err(|_| {
@@ -36,12 +44,23 @@ impl Cellar {
                         format!("must be a {} server, like the target database", target.engine),
                     )
                 })?;
-                ImportSource::Live(uri)
+                if request.import_all_databases && !redis {
+                    ImportSource::EveryDatabase(uri)
+                } else {
+                    ImportSource::Live(uri)
+                }
             }
             None => ImportSource::Files(self.import_files(&request.source_uris).await?),
         };
-        let job =
-            ImportJob::new(engine, target.clone(), source, self.places.spool_dir.clone(), self.http.clone());
+        let database_name = Some(request.database_name).filter(|name| !name.is_empty());
+        let job = ImportJob::new(
+            engine,
+            target.clone(),
+            database_name,
+            source,
+            self.places.spool_dir.clone(),
+            self.http.clone(),
+        );
         let submission = Submission {
             kind: OperationKind::ImportDatabase,
             database_id: Some(target.id),

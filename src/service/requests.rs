@@ -157,10 +157,15 @@ pub struct RestoreBackup {
 pub struct ImportDatabase {
     /// The database whose data is replaced.
     pub database_id: DatabaseId,
-    /// Source locations, loaded in order (`file://` for now).
+    /// Source locations, loaded in order.
     pub source_uris: Vec<url::Url>,
     /// Or a live server to snapshot.
     pub source_connection_uri: Option<ConnectionUri>,
+    /// The target's logical database to load into (PostgreSQL, MySQL); empty for the
+    /// one its URI names.
+    pub database_name: String,
+    /// Import every database of the live source, each into its namesake.
+    pub import_all_databases: bool,
     /// Idempotency key.
     pub request_id: Option<String>,
 }

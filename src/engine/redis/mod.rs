@@ -110,7 +110,13 @@ impl Engine for RedisEngine {
     /// RDB file. `bytes_total` is exact when the master saved to disk first, and an
     /// estimate (the dataset's memory) for a diskless transfer. Nothing runs in the
     /// background: dropping the future or the body closes the connection.
-    async fn snapshot(&self, uri: &ConnectionUri, phase: PhaseSink<'_>) -> Result<Snapshot, Error> {
+    async fn snapshot(
+        &self,
+        uri: &ConnectionUri,
+        database: Option<&str>,
+        phase: PhaseSink<'_>,
+    ) -> Result<Snapshot, Error> {
+        no_logical_database(database)?;
         phase("connecting");
         let target = Target::from_uri(uri)?;
         let mut connection = Connection::open(&target, self.connect_timeout, self.idle_timeout).await?;
@@ -139,6 +145,7 @@ impl Engine for RedisEngine {
             bytes_total_exact,
             items_total: Some(facts.keys),
             details,
+            items_done: None,
             body: Box::pin(body),
         })
     }
@@ -150,10 +157,12 @@ impl Engine for RedisEngine {
     async fn load(
         &self,
         uri: &ConnectionUri,
+        database: Option<&str>,
         data: &[std::path::PathBuf],
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {
+        no_logical_database(database)?;
         let target = Target::from_uri(uri)?;
         let limits = restore::Limits {
             connect_timeout: self.connect_timeout,
@@ -161,6 +170,17 @@ impl Engine for RedisEngine {
             max_payload: self.max_payload,
         };
         restore::load(&target, limits, self.load_method, data, phase, progress).await
+    }
+}
+
+/// Redis has numbered databases, all in one snapshot: a logical database name is a
+/// caller's mistake (the service refuses it first).
+fn no_logical_database(database: Option<&str>) -> Result<(), Error> {
+    match database {
+        Some(name) if !name.is_empty() => Err(Error::Unsupported(format!(
+            "redis has no named databases ('{name}'): a snapshot holds every numbered database"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -229,7 +249,7 @@ mod unit_tests {
     }
 
     async fn snapshot(uri: &ConnectionUri) -> Result<Snapshot, Error> {
-        RedisEngine::default().snapshot(uri, &|_| {}).await
+        RedisEngine::default().snapshot(uri, None, &|_| {}).await
     }
 
     #[tokio::test]

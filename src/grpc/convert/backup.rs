@@ -35,6 +35,19 @@ pub(crate) fn backup_to_pb(backup: &Backup) -> pb::Backup {
         labels: labels_to_pb(&backup.labels),
         object_key: backup.object_key.clone(),
         manifest_uri,
+        parts: backup.parts.iter().map(part_to_pb).collect(),
+    }
+}
+
+fn part_to_pb(part: &crate::domain::BackupPart) -> pb::BackupPart {
+    pb::BackupPart {
+        database_name: part.database_name.clone(),
+        uri: part.uri.clone(),
+        object_key: part.object_key.clone(),
+        size_bytes: part.size_bytes as i64,
+        logical_size_bytes: part.logical_size_bytes as i64,
+        sha256: part.sha256.clone(),
+        items: part.items as i64,
     }
 }
 

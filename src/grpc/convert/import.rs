@@ -43,12 +43,29 @@ pub(crate) fn import_database_from_pb(request: pb::ImportDatabaseRequest) -> Res
                 .ok()
         })
         .flatten();
-    if !request.database_name.trim().is_empty() {
-        invalid
-            .add("database_name", "must be empty for Redis: an import loads every logical database it holds");
+    let database_name = request.database_name.trim().to_owned();
+    if !database_name.is_empty() {
+        if request.import_all_databases {
+            invalid.add("database_name", "must be empty when import_all_databases is true");
+        } else if let Err(problem) = crate::engine::sql::check_database_name(&database_name) {
+            invalid.add("database_name", problem);
+        }
+    }
+    if request.import_all_databases && has_uris {
+        invalid.add(
+            "import_all_databases",
+            "applies to a live source (source_connection_uri): a dump file is loaded into one database",
+        );
     }
     let Some(database_id) = database_id else { return Err(invalid) };
-    invalid.into_result(|| ImportDatabase { database_id, source_uris, source_connection_uri, request_id })
+    invalid.into_result(|| ImportDatabase {
+        database_id,
+        source_uris,
+        source_connection_uri,
+        database_name,
+        import_all_databases: request.import_all_databases,
+        request_id,
+    })
 }
 
 fn is_http(url: &url::Url) -> bool {

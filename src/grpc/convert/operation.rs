@@ -79,6 +79,7 @@ fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
             bytes_read: import.bytes as i64,
             items_loaded: import.items as i64,
             load_method: import.load_method.clone(),
+            database_names: import.database_names.clone(),
             ..Default::default()
         }),
         OperationResult::Export(export) => Response::ExportResult(pb::ExportResult {

@@ -179,6 +179,7 @@ pub(super) fn backup_values(backup: &Backup) -> Result<Values, Error> {
         ("update_time", micros(backup.update_time).into()),
         ("expire_time", backup.expire_time.map(micros).into()),
         ("labels", to_json(&backup.labels, "backup labels")?.into()),
+        ("parts", to_json(&backup.parts, "backup parts")?.into()),
     ])
 }
 
@@ -208,6 +209,7 @@ pub(super) fn backup_from_row(row: &SqliteRow) -> Result<Backup, Error> {
         update_time: reader.time("update_time")?,
         expire_time: reader.optional_time("expire_time")?,
         labels: reader.json("labels")?,
+        parts: reader.json("parts")?,
     })
 }
 

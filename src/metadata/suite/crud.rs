@@ -297,6 +297,7 @@ pub(crate) async fn operations(store: &dyn Store) {
             bytes: 5,
             items: 0,
             load_method: String::new(),
+            database_names: vec!["orders".to_owned()],
         }),
         OperationResult::Export(ExportResult {
             database_id,

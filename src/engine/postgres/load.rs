@@ -1,0 +1,334 @@
+//! Loading into a PostgreSQL database without ever leaving it half-loaded: the data
+//! goes into a new scratch database, and only once every file loaded does the scratch
+//! database take the target's name (the old one is renamed away and dropped).
+//!
+//! The swap needs the target to have no sessions for a moment: connections to it are
+//! refused, its sessions ended, then both renames run in one transaction. The new
+//! database is owned by the loading user, and objects in it too (`--no-owner
+//! --no-acl`), so that a backup restores into another server whose roles differ;
+//! database-level settings and grants of the old database are not carried over.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::client::{Server, identifier, literal};
+use crate::engine::sql::{head, looks_like_text, scratch_name};
+use crate::engine::tool::{self, Tool};
+use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
+
+/// The first bytes of a pg_dump custom-format archive.
+const CUSTOM_MAGIC: &[u8] = b"PGDMP";
+
+/// What `pg_restore --verbose` writes as it starts on a table's rows.
+const TABLE_LOAD_LINE: &str = "processing data for table";
+
+/// How many times the renames are tried while sessions to the target end.
+const SWAP_ATTEMPTS: u32 = 10;
+
+/// One data file and how to load it.
+#[derive(Debug)]
+enum DataFile {
+    /// A pg_dump custom-format archive, with its tables' count.
+    Custom { path: PathBuf, tables: u64, size: u64 },
+    /// SQL text, run by psql in one transaction.
+    Sql { path: PathBuf, size: u64 },
+}
+
+/// Loads `data` (pg_dump archives or SQL text, in order) into database `target` of
+/// `server`, replacing it; creates it if missing.
+pub(super) async fn load(
+    server: &Server,
+    target: &str,
+    data: &[PathBuf],
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    phase("verifying");
+    let pg_restore = server.tool("pg_restore").await?;
+    let mut files = Vec::new();
+    for path in data {
+        files.push(inspect(server, &pg_restore, path).await?);
+    }
+    let tables_total: u64 =
+        files.iter().map(|file| if let DataFile::Custom { tables, .. } = file { *tables } else { 0 }).sum();
+
+    phase("connecting");
+    let server = server.avoiding(target);
+    let version_num = tool::leading_number(&server.maintenance_value("SHOW server_version_num").await?);
+    let scratch = Scratch::create(&server, target, version_num).await?;
+
+    phase("loading");
+    let mut loaded_tables = 0;
+    let mut bytes_before = 0;
+    let mut methods = Vec::new();
+    for file in &files {
+        let outcome = match file {
+            DataFile::Custom { path, tables, size } => {
+                methods.push("pg_restore");
+                let done = restore_archive(&server, &pg_restore, &scratch.name, path, |in_file| {
+                    let bytes = bytes_before + size * in_file.min(*tables) / (*tables).max(1);
+                    progress(bytes, loaded_tables + in_file, tables_total);
+                })
+                .await;
+                done.map(|tables| {
+                    loaded_tables += tables;
+                    bytes_before += size;
+                })
+            }
+            DataFile::Sql { path, size } => {
+                methods.push("psql");
+                let done = run_sql(&server, &scratch.name, path).await;
+                bytes_before += size;
+                progress(bytes_before, loaded_tables, tables_total);
+                done
+            }
+        };
+        if let Err(error) = outcome {
+            scratch.discard().await;
+            return Err(unchanged(error, target));
+        }
+    }
+
+    phase("swapping");
+    scratch.swap_into(target).await?;
+    methods.dedup();
+    Ok(Loaded { items: loaded_tables, functions: 0, method: method_name(&methods), warnings: Vec::new() })
+}
+
+fn method_name(methods: &[&str]) -> &'static str {
+    match methods {
+        ["psql"] => "psql",
+        [_] | [] => "pg_restore",
+        _ => "pg_restore+psql",
+    }
+}
+
+/// Says what a data file is: a custom-format archive whose table of contents
+/// `pg_restore --list` reads, or SQL text.
+async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<DataFile, Error> {
+    let size = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
+    let head = head(path, 4096).await?;
+    if head.starts_with(CUSTOM_MAGIC) {
+        let mut command = tool::command(&pg_restore.path);
+        command.arg("--list").arg(path);
+        let judge: tool::Judge = Arc::new(|status, tail: &str| {
+            let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
+            Error::Corrupt(format!("the pg_dump archive cannot be read: {said}"))
+        });
+        let listing = tool::run(command, None, &server.tail(), &judge).await?;
+        let tables =
+            String::from_utf8_lossy(&listing).lines().filter(|line| line.contains(" TABLE DATA ")).count();
+        return Ok(DataFile::Custom { path: path.to_owned(), tables: tables as u64, size });
+    }
+    if looks_like_text(&head) {
+        return Ok(DataFile::Sql { path: path.to_owned(), size });
+    }
+    if head.starts_with(b"REDIS") {
+        return Err(Error::Corrupt("the data is a Redis RDB file, not a PostgreSQL dump".to_owned()));
+    }
+    Err(Error::Corrupt(
+        "the data is neither a pg_dump custom-format archive nor SQL text (pg_dump's directory and tar \
+         formats are not supported: use --format=custom or plain)"
+            .to_owned(),
+    ))
+}
+
+/// Runs `pg_restore` of `archive` into `database`; `on_table` gets the count of tables
+/// whose rows started loading. Returns the tables loaded.
+async fn restore_archive(
+    server: &Server,
+    pg_restore: &Tool,
+    database: &str,
+    archive: &Path,
+    on_table: impl Fn(u64) + Send + Sync,
+) -> Result<u64, Error> {
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 4);
+    let mut command = server.command(pg_restore, database);
+    command
+        .args(["--no-owner", "--no-acl", "--exit-on-error", "--verbose", "--no-password"])
+        .arg(format!("--jobs={jobs}"))
+        .arg(format!("--dbname={}", conninfo_dbname(database)))
+        .arg(archive);
+    let tables = Arc::new(AtomicU64::new(0));
+    let counter = tables.clone();
+    let (report, mut reports) = tokio::sync::watch::channel(0u64);
+    let judge = server.judge("pg_restore", database);
+    let run = tool::run_following(command, server.tail(), &judge, move |line| {
+        if line.contains(TABLE_LOAD_LINE) {
+            let _ = report.send(counter.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+    });
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            outcome = &mut run => {
+                outcome?;
+                break;
+            }
+            Ok(()) = reports.changed() => on_table(*reports.borrow_and_update()),
+        }
+    }
+    Ok(tables.load(Ordering::Relaxed))
+}
+
+/// Runs SQL text in `database` with psql: one transaction, stopping at the first error.
+async fn run_sql(server: &Server, database: &str, path: &Path) -> Result<(), Error> {
+    let psql = server.tool("psql").await?;
+    let mut command = server.command(&psql, database);
+    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f"]).arg(path);
+    tool::run_following(command, server.tail(), &server.judge("psql", database), |_| {}).await
+}
+
+/// `dbname='...'`: a database name as a libpq connection string, so that a name with
+/// `=` or a URI prefix is not read as connection settings.
+fn conninfo_dbname(name: &str) -> String {
+    format!("dbname='{}'", name.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Says in a load error that the target was left as it was.
+fn unchanged(error: Error, target: &str) -> Error {
+    match error {
+        Error::RestoreFailed(message) => {
+            Error::RestoreFailed(format!("{message} (database {target} was left as it was)"))
+        }
+        other => other,
+    }
+}
+
+/// A scratch database being loaded; dropped in the background if the load is
+/// abandoned (cancelled) before [`Scratch::swap_into`] or [`Scratch::discard`].
+struct Scratch {
+    server: Server,
+    name: String,
+    version_num: u32,
+    armed: bool,
+}
+
+impl Scratch {
+    /// Creates an empty scratch database for `target` with the target's encoding and
+    /// locale when it exists.
+    async fn create(server: &Server, target: &str, version_num: u32) -> Result<Scratch, Error> {
+        let name = scratch_name(target);
+        let like = server
+            .maintenance(&format!(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = {}",
+                literal(target)
+            ))
+            .await?;
+        let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", identifier(&name));
+        if let Some([encoding, collate, ctype]) = like.first().map(Vec::as_slice) {
+            sql.push_str(&format!(
+                " ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+                literal(encoding),
+                literal(collate),
+                literal(ctype)
+            ));
+        }
+        server.maintenance(&sql).await?;
+        Ok(Scratch { server: server.clone(), name, version_num, armed: true })
+    }
+
+    /// Drops the scratch database now.
+    async fn discard(mut self) {
+        self.armed = false;
+        if let Err(error) = self.server.drop_database(&self.name, self.version_num).await {
+            tracing::warn!(database = %self.name, %error, "cannot drop a scratch database");
+        }
+    }
+
+    /// Gives the scratch database the name `target`, replacing (and dropping) any
+    /// database of that name.
+    async fn swap_into(mut self, target: &str) -> Result<(), Error> {
+        let server = self.server.clone();
+        if !server.database_exists(target).await? {
+            server
+                .maintenance(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    identifier(&self.name),
+                    identifier(target)
+                ))
+                .await?;
+            self.armed = false;
+            return Ok(());
+        }
+        let old = scratch_name(target);
+        server
+            .maintenance(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", identifier(target)))
+            .await?;
+        let wait = if self.version_num >= 140_000 { ", 5000" } else { "" };
+        let terminate = format!(
+            "SELECT count(pg_terminate_backend(pid{wait})) FROM pg_stat_activity WHERE datname = {} AND pid <> \
+             pg_backend_pid()",
+            literal(target)
+        );
+        let renames = format!(
+            "BEGIN;\nALTER DATABASE {target_id} RENAME TO {old_id};\nALTER DATABASE {scratch_id} RENAME TO \
+             {target_id};\nCOMMIT;",
+            target_id = identifier(target),
+            old_id = identifier(&old),
+            scratch_id = identifier(&self.name),
+        );
+        let mut attempt = 0;
+        let swapped = loop {
+            attempt += 1;
+            let outcome = match server.maintenance(&terminate).await {
+                Ok(_) => server.maintenance(&renames).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(_) => break Ok(()),
+                Err(error) if attempt >= SWAP_ATTEMPTS => break Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        if let Err(error) = swapped {
+            let reopen = format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", identifier(target));
+            if let Err(reopen_error) = server.maintenance(&reopen).await {
+                tracing::error!(database = %target, error = %reopen_error, "cannot allow connections again");
+            }
+            self.discard().await;
+            return Err(Error::RestoreFailed(format!(
+                "the loaded copy could not replace database {target} (its sessions would not end): {error}; \
+                 {target} was left as it was"
+            )));
+        }
+        self.armed = false;
+        if let Err(error) = server.drop_database(&old, self.version_num).await {
+            tracing::warn!(database = %old, %error, "cannot drop the replaced database");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let server = self.server.clone();
+        let name = std::mem::take(&mut self.name);
+        let version_num = self.version_num;
+        runtime.spawn(async move {
+            if let Err(error) = server.drop_database(&name, version_num).await {
+                tracing::warn!(database = %name, %error, "cannot drop an abandoned scratch database");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_passed_as_connection_strings() {
+        assert_eq!(conninfo_dbname("orders"), "dbname='orders'");
+        assert_eq!(conninfo_dbname("a=b 'c'\\"), "dbname='a=b \\'c\\'\\\\'");
+        assert_eq!(method_name(&["pg_restore"]), "pg_restore");
+        assert_eq!(method_name(&["psql"]), "psql");
+        assert_eq!(method_name(&["pg_restore", "psql"]), "pg_restore+psql");
+    }
+}

@@ -1,0 +1,121 @@
+//! The PostgreSQL engine: logical backups of one database with `pg_dump` (custom
+//! format, uncompressed: Cellar compresses), loads with `pg_restore` (or `psql` for
+//! SQL text) into a scratch database that is swapped in only once it loaded whole.
+
+mod client;
+mod load;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use self::client::{Server, check_dump_tool, major_of};
+use super::sql::Endpoint;
+use super::tool::{ToolOutput, spawn_streaming};
+use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
+use crate::domain::{ConnectionUri, EngineKind};
+
+/// What `pg_dump --verbose` writes as it starts on a table's rows.
+const TABLE_DUMP_LINE: &str = "dumping contents of table";
+
+/// The PostgreSQL engine.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresEngine;
+
+#[async_trait]
+impl Engine for PostgresEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+
+    /// Every database that accepts connections, less templates, the `postgres`
+    /// maintenance database and scratch databases Cellar left behind.
+    async fn databases(&self, uri: &ConnectionUri) -> Result<Vec<String>, Error> {
+        let server = Server::new(Endpoint::parse(uri)?).await?;
+        let sql = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn \
+                   AND datname <> 'postgres' AND datname !~ '_cellar_[0-9a-f]{8}$' ORDER BY datname";
+        let rows = match server.endpoint.database.clone() {
+            Some(database) => server.query(&database, sql).await?,
+            None => server.maintenance(sql).await?,
+        };
+        Ok(rows.into_iter().filter_map(|row| row.into_iter().next()).collect())
+    }
+
+    /// Phases: `connecting` (server facts, tool choice), `dumping`. The body is
+    /// `pg_dump --format=custom --compress=0`'s output; it ends only once pg_dump exited
+    /// cleanly. Bytes are estimated from `pg_database_size`, items are tables.
+    async fn snapshot(
+        &self,
+        uri: &ConnectionUri,
+        database: Option<&str>,
+        phase: PhaseSink<'_>,
+    ) -> Result<Snapshot, Error> {
+        phase("connecting");
+        let endpoint = Endpoint::parse(uri)?;
+        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let server = Server::new(endpoint).await?;
+        let facts_sql = "SELECT current_setting('server_version_num'), current_setting('server_version'), \
+                         pg_database_size(current_database()), (SELECT count(*) FROM pg_class c JOIN \
+                         pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN \
+                         ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast')";
+        let facts = server.query(&database, facts_sql).await?.into_iter().next().unwrap_or_default();
+        let field = |index: usize| facts.get(index).cloned().unwrap_or_default();
+        let version_num = super::tool::leading_number(&field(0));
+        let server_version = field(1).split_whitespace().next().unwrap_or_default().to_owned();
+        let pg_dump = server.tool("pg_dump").await?;
+        check_dump_tool(&pg_dump, major_of(version_num))?;
+
+        let mut command = server.command(&pg_dump, &database);
+        command.args(["--format=custom", "--compress=0", "--verbose", "--no-password"]);
+        let tail = server.tail();
+        let tables_done = Arc::new(AtomicU64::new(0));
+        let counter = tables_done.clone();
+        let (child, stdout) = spawn_streaming(command, tail.clone(), move |line| {
+            if line.contains(TABLE_DUMP_LINE) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })?;
+        phase("dumping");
+        let judge = server.judge("pg_dump", &database);
+        let details = BTreeMap::from([
+            ("database".to_owned(), database.clone()),
+            ("tool".to_owned(), format!("pg_dump {}", pg_dump.version)),
+        ]);
+        Ok(Snapshot {
+            server_version,
+            format: "pg_custom",
+            format_version: pg_dump.version.clone(),
+            bytes_total: field(2).parse().ok(),
+            bytes_total_exact: false,
+            items_total: field(3).parse().ok(),
+            details,
+            items_done: Some(tables_done),
+            body: Box::pin(ToolOutput::new(child, stdout, tail, judge)),
+        })
+    }
+
+    /// Phases: `verifying` (each file is a pg_dump archive whose table of contents
+    /// reads, or SQL text), `connecting`, `loading` (into a scratch database),
+    /// `swapping`. See [`load`].
+    async fn load(
+        &self,
+        uri: &ConnectionUri,
+        database: Option<&str>,
+        data: &[std::path::PathBuf],
+        phase: PhaseSink<'_>,
+        progress: ProgressSink<'_>,
+    ) -> Result<Loaded, Error> {
+        let endpoint = Endpoint::parse(uri)?;
+        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let server = Server::new(endpoint).await?;
+        load::load(&server, &database, data, phase, progress).await
+    }
+}
+
+fn no_database() -> Error {
+    Error::DatabaseNotFound(
+        "no database named: give database_name, or name one in the connection URI's path".to_owned(),
+    )
+}
