@@ -1,7 +1,9 @@
-//! Backups to object stores over gRPC: a Redis backed up to S3 (moto, checking
-//! signatures) and to Azure Blob (Azurite) restores with the same digest, its objects
-//! are where the backup says and go with it; wrong credentials fail the backup with
-//! STORAGE_DENIED and show no secret anywhere; the store dying mid-upload fails it.
+//! Object stores over gRPC: a Redis backed up to S3 (moto, checking signatures) and to
+//! Azure Blob (Azurite) restores with the same digest, its objects are where the backup
+//! says and go with it; wrong credentials fail the backup with STORAGE_DENIED and show
+//! no secret anywhere; the store dying mid-upload fails it. Imports from `s3://`,
+//! `abs://` and `gs://` sources (the last with the key in the environment of a `cellar`
+//! process) load the same data, and absent objects fail with SOURCE_NOT_FOUND.
 
 use cellar::domain::{Destination, ResourceName};
 use cellar::storage::Storage;
@@ -10,8 +12,8 @@ use tonic_types::StatusExt;
 
 use crate::support::object_stores::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto};
 use crate::support::{
-    OperationExt, RedisOptions, RedisServer, TestServer, assert_invalid, assert_no_secret, backup_of,
-    backup_state, blocking, logs, pb,
+    OperationExt, ProcessServer, RedisOptions, RedisServer, TestServer, assert_invalid, assert_no_secret,
+    backup_of, backup_state, blocking, logs, pb,
 };
 
 /// Credentials or options, as written in a test.
@@ -317,6 +319,17 @@ async fn upload(storage: &dyn Storage, key: &str, path: &std::path::Path) {
     writer.commit().await.expect("committing");
 }
 
+/// Loads every type into `source` and saves it: returns its `dump.rdb`, with a gzip'd
+/// copy beside it (`dump.rdb.gz`).
+fn saved_rdb(source: &RedisServer) -> std::path::PathBuf {
+    source.load_every_type();
+    source.call(&["SAVE"]);
+    let rdb = source.dir().join("dump.rdb");
+    let status = std::process::Command::new("gzip").args(["-q", "-k", "-f"]).arg(&rdb).status();
+    assert!(status.is_ok_and(|status| status.success()), "gzip is needed (scripts/test installs it)");
+    rdb
+}
+
 fn encoded(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -326,14 +339,7 @@ async fn imports_from_s3_and_azure_sources_load_the_same_data_and_never_show_key
     let moto = blocking(Moto::start);
     let azurite = blocking(Azurite::start);
     let source = blocking(|| RedisServer::start(RedisOptions::disk()));
-    let rdb = blocking(|| {
-        source.load_every_type();
-        source.call(&["SAVE"]);
-        let rdb = source.dir().join("dump.rdb");
-        let status = std::process::Command::new("gzip").args(["-q", "-k", "-f"]).arg(&rdb).status();
-        assert!(status.is_ok_and(|status| status.success()), "gzip is needed (scripts/test installs it)");
-        rdb
-    });
+    let rdb = blocking(|| saved_rdb(&source));
     let s3_credentials = [
         ("access_key_id", moto.access_key_id.as_str()),
         ("secret_access_key", moto.secret_access_key.as_str()),
@@ -399,6 +405,70 @@ async fn imports_from_s3_and_azure_sources_load_the_same_data_and_never_show_key
     }
     assert_eq!(blocking(|| target.digest()), expected, "failed imports leave the target as it was");
     assert!(!logs::captured().contains(wrong), "a key was logged");
+}
+
+/// ImportDatabase of one source URI on a `cellar` process; waits for the end.
+async fn import_on_process(server: &ProcessServer, database_id: &str, uri: &str) -> pb::Operation {
+    let request = pb::ImportDatabaseRequest {
+        database_id: database_id.to_owned(),
+        source_uris: vec![uri.to_owned()],
+        ..Default::default()
+    };
+    let started = server.imports().import_database(request).await.expect("ImportDatabase").into_inner();
+    server.wait_done(&started.name).await
+}
+
+/// `gs://` sources take their credentials from the server's environment alone, so this
+/// runs the `cellar` binary with `GOOGLE_SERVICE_ACCOUNT_KEY` set. The key points
+/// `object_store`'s GCS client at moto (GCS's XML API speaks S3's protocol, see the
+/// README) and disables OAuth: reads then carry no `Authorization` header, which moto
+/// takes for S3 requests from an anonymous user, so the object is made public-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gs_import_with_the_server_environment_key_loads_the_data_and_never_shows_the_key() {
+    let moto = blocking(Moto::start_unchecked);
+    let source = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let rdb = blocking(|| saved_rdb(&source));
+    let credentials = [
+        ("access_key_id", moto.access_key_id.as_str()),
+        ("secret_access_key", moto.secret_access_key.as_str()),
+    ];
+    let options = s3_options(&moto);
+    let s3 = storage_of(&format!("s3://{}/imports", moto.bucket), &credentials, &borrowed(&options));
+    upload(s3.as_ref(), "dump.rdb.gz", &rdb.with_extension("rdb.gz")).await;
+    blocking(|| moto.make_public_read("imports/dump.rdb.gz"));
+
+    let key_id = "gcs-key-id-for-cellar-9f3b27";
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "cellar@example.iam.gserviceaccount.com",
+        "private_key": "",
+        "private_key_id": key_id,
+        "gcs_base_url": moto.endpoint(),
+        "disable_oauth": true,
+    })
+    .to_string();
+    let data_dir = tempfile::Builder::new().prefix("cellar-gcs-import-").tempdir().unwrap();
+    let server =
+        ProcessServer::start_with_env(data_dir.path(), &[], &[("GOOGLE_SERVICE_ACCOUNT_KEY", &key)]).await;
+    let target = blocking(|| RedisServer::start(RedisOptions::disk()));
+    let database = server.register_redis("gcs-import-target", &target.uri()).await;
+    let expected = blocking(|| source.digest());
+
+    let uri = |name: &str| format!("gs://{}/imports/{name}?allow_http=true", moto.bucket);
+    let done = import_on_process(&server, &database.id, &uri("dump.rdb.gz")).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}\n{}", server.logs());
+    assert_eq!(blocking(|| target.digest()), expected, "the target holds the source's data");
+    assert_no_secret(key_id, &done);
+
+    let absent = import_on_process(&server, &database.id, &uri("absent.rdb")).await;
+    assert_eq!(absent.state(), pb::OperationState::Failed, "{absent:?}");
+    assert_eq!(absent.error().map(|error| error.reason.as_str()), Some("SOURCE_NOT_FOUND"), "{absent:?}");
+    assert_no_secret(key_id, &absent);
+    assert_eq!(blocking(|| target.digest()), expected, "a failed import leaves the target as it was");
+
+    let logs = server.logs();
+    assert!(logs.contains("cellar listening"), "{logs}");
+    assert!(!logs.contains(key_id), "the service account key was logged:\n{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::{
     OperationExt, PATIENCE, ProcessServer, RedisOptions, RedisServer, backup_of, backup_state, blocking,
-    files, pb, poll, redis_database,
+    files, pb, poll,
 };
 
 /// How long a SIGTERMed server may take to exit.
@@ -19,14 +19,6 @@ fn slow_source(password: &str) -> RedisServer {
         source.load_slow_dataset(10_000, 4096, 1000);
         source
     })
-}
-
-async fn register(server: &ProcessServer, uri: &str) -> pb::Database {
-    let request = pb::CreateDatabaseRequest {
-        database: Some(redis_database("process-source", uri)),
-        request_id: String::new(),
-    };
-    server.databases().create_database(request).await.expect("CreateDatabase").into_inner()
 }
 
 async fn operation(server: &ProcessServer, name: &str) -> pb::Operation {
@@ -77,7 +69,7 @@ async fn a_killed_server_fails_the_running_backup_at_the_next_start() {
     let source = slow_source(password);
     let data_dir = tempfile::Builder::new().prefix("cellar-process-").tempdir().unwrap();
     let mut first = ProcessServer::start(data_dir.path()).await;
-    let database = register(&first, &source.uri()).await;
+    let database = first.register_redis("process-source", &source.uri()).await;
     let running = start_moving_backup(&first, &database).await;
     first.kill_hard();
     let first_logs = first.logs();
@@ -112,7 +104,7 @@ async fn sigterm_during_a_backup_exits_zero_and_the_backup_is_interrupted() {
     let source = slow_source(password);
     let data_dir = tempfile::Builder::new().prefix("cellar-process-").tempdir().unwrap();
     let mut first = ProcessServer::start(data_dir.path()).await;
-    let database = register(&first, &source.uri()).await;
+    let database = first.register_redis("process-source", &source.uri()).await;
     let running = start_moving_backup(&first, &database).await;
 
     first.terminate();

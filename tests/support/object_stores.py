@@ -7,6 +7,8 @@ fills (moto[server], which brings boto3, and azure-storage-blob):
                                 key, and BUCKET; print "KEY_ID SECRET"
   s3-uploads PORT KEY SECRET BUCKET
                                 print the keys of the multipart uploads in progress
+  s3-public-read PORT KEY SECRET BUCKET OBJECT
+                                let anyone read OBJECT (its ACL: public-read)
   azure-container PORT CONTAINER
                                 create CONTAINER on Azurite's blob service
   azure-sas CONTAINER           print a SAS token for CONTAINER (read, write,
@@ -48,6 +50,10 @@ def s3_uploads(port, key, secret, bucket):
         print(upload["Key"])
 
 
+def s3_public_read(port, key, secret, bucket, name):
+    s3_client(port, key, secret).put_object_acl(Bucket=bucket, Key=name, ACL="public-read")
+
+
 # Azurite's well-known development account.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -75,6 +81,7 @@ def main(argv):
     commands = {
         "s3-setup": s3_setup,
         "s3-uploads": s3_uploads,
+        "s3-public-read": s3_public_read,
         "azure-container": azure_container,
         "azure-sas": azure_sas,
     }

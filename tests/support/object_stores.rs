@@ -4,8 +4,8 @@
 //! This file is shared: the integration tests use it as `support::object_stores`, and
 //! the library's storage tests include it with `#[path]` to run the shared storage
 //! suite against each store, so it uses only std, tempfile and reqwest. The set-up
-//! requests (IAM user, bucket, container) go through `object_stores.py` beside it, run
-//! by the `.venv` Python that `scripts/test` fills.
+//! requests (IAM user, bucket, container, object ACL) go through `object_stores.py`
+//! beside it, run by the `.venv` Python that `scripts/test` fills.
 
 // The library's tests use only part of it.
 #![allow(dead_code)]
@@ -182,6 +182,13 @@ impl Moto {
         let port = self.server.port.to_string();
         let args = ["s3-uploads", &port, &self.access_key_id, &self.secret_access_key, &self.bucket];
         helper(&args).lines().map(str::to_owned).collect()
+    }
+
+    /// Lets anyone read the object `key` of the bucket (its ACL becomes public-read):
+    /// moto refuses requests without an `Authorization` header to private objects.
+    pub(crate) fn make_public_read(&self, key: &str) {
+        let port = self.server.port.to_string();
+        helper(&["s3-public-read", &port, &self.access_key_id, &self.secret_access_key, &self.bucket, key]);
     }
 
     /// The server's log.

@@ -1,5 +1,6 @@
 //! `ProcessServer`: the real `cellar` binary as a child process (`cellar serve`), for
-//! what only a process shows: SIGTERM handling, exit codes, `kill -9`, and its logs.
+//! what only a process shows: SIGTERM handling, exit codes, `kill -9`, its logs, and
+//! settings only its environment gives (such as cloud credentials).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -10,10 +11,11 @@ use std::time::Duration;
 
 use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
 use cellar::grpc::pb::cellar::v1::database_service_client::DatabaseServiceClient;
+use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
 use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
 use tonic::transport::Channel;
 
-use super::{PATIENCE, blocking, poll_blocking};
+use super::{PATIENCE, blocking, pb, poll_blocking};
 
 /// A running `cellar serve` process; killed on drop if still running.
 pub(crate) struct ProcessServer {
@@ -34,10 +36,22 @@ impl ProcessServer {
 
     /// Like [`ProcessServer::start`], with more flags for `cellar serve`.
     pub(crate) async fn start_with(data_dir: &Path, flags: &[&str]) -> ProcessServer {
+        ProcessServer::start_with_env(data_dir, flags, &[]).await
+    }
+
+    /// Like [`ProcessServer::start_with`], with more environment variables: what only
+    /// the server's environment can give, such as the credentials `object_store` reads
+    /// (`GOOGLE_SERVICE_ACCOUNT_KEY`).
+    pub(crate) async fn start_with_env(
+        data_dir: &Path,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> ProcessServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cellar"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)
+            .envs(envs.iter().copied())
             .env("CELLAR_LISTEN", "127.0.0.1:0")
             .env("CELLAR_DATA_DIR", data_dir)
             .env("RUST_LOG", "info,cellar=debug")
@@ -95,6 +109,40 @@ impl ProcessServer {
     /// An OperationService client.
     pub(crate) fn operations(&self) -> OperationServiceClient<Channel> {
         OperationServiceClient::new(self.channel.clone())
+    }
+
+    /// An ImportService client.
+    pub(crate) fn imports(&self) -> ImportServiceClient<Channel> {
+        ImportServiceClient::new(self.channel.clone())
+    }
+
+    /// Registers a Redis database at `uri`; panics if refused.
+    pub(crate) async fn register_redis(&self, name: &str, uri: &str) -> pb::Database {
+        let database = super::redis_database(name, uri);
+        let request = pb::CreateDatabaseRequest { database: Some(database), request_id: String::new() };
+        self.databases().create_database(request).await.expect("CreateDatabase").into_inner()
+    }
+
+    /// Waits (with WaitOperation, which answers within a capped timeout) until the
+    /// operation is done, at most [`PATIENCE`].
+    pub(crate) async fn wait_done(&self, name: &str) -> pb::Operation {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let request = pb::WaitOperationRequest {
+                name: name.to_owned(),
+                timeout: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+            };
+            let operation =
+                self.operations().wait_operation(request).await.expect("WaitOperation").into_inner();
+            if operation.done {
+                return operation;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operation {name} not done after {PATIENCE:?}: {operation:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM (`kill -TERM <pid>`).
