@@ -10,6 +10,10 @@ use tokio::io::AsyncRead;
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
 pub mod redis;
+/// Throwaway PostgreSQL and MariaDB servers; shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/support/sql_servers.rs"]
+pub(crate) mod sql_servers;
 
 /// An engine failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
