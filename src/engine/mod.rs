@@ -15,6 +15,10 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+/// Throwaway PostgreSQL and MariaDB servers; shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/support/sql_servers.rs"]
+pub(crate) mod sql_servers;
 pub mod tool;
 
 /// An engine failure; the message never contains a password.

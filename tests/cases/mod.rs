@@ -19,3 +19,4 @@ mod remote_destinations;
 mod replication_load;
 mod restore;
 mod schedules;
+mod sql_servers;

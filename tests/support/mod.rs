@@ -1,6 +1,6 @@
-//! The harness: throwaway `redis-server` processes, the Cellar server (in-process or as a
-//! child process), and helpers to follow operations, read rich error details and look
-//! at what a backup stored.
+//! The harness: throwaway `redis-server`, PostgreSQL and MariaDB processes, the Cellar
+//! server (in-process or as a child process), and helpers to follow operations, read
+//! rich error details and look at what a backup stored.
 
 // Each test module uses its own part of the harness.
 #![allow(dead_code)]
@@ -12,6 +12,7 @@ pub(crate) mod object_stores;
 pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod server;
+pub(crate) mod sql_servers;
 /// FTP and WebDAV servers; shared with the library's own backend tests.
 #[path = "../../src/storage/test_servers.rs"]
 pub(crate) mod storage_servers;
