@@ -37,6 +37,9 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Absolute directories `file://` import sources may be under; empty: none allowed.
     pub file_roots: Vec<PathBuf>,
+    /// Directories the PostgreSQL and MySQL tools (`pg_dump`, `mariadb-dump`, ...) are
+    /// looked for in, and nowhere else; empty: PATH and each engine's usual places.
+    pub tool_path: Vec<PathBuf>,
     /// How Redis restores and imports load the target.
     pub redis_load: crate::engine::redis::LoadMethod,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
@@ -57,6 +60,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             spool_dir: None,
             file_roots: Vec::new(),
+            tool_path: Vec::new(),
             redis_load: crate::engine::redis::LoadMethod::Auto,
             metrics_listen: None,
             allow_hosts: Vec::new(),
@@ -85,6 +89,8 @@ pub struct Overrides {
     pub spool_dir: Option<PathBuf>,
     /// `file_roots` (the environment separates them with `:`).
     pub file_roots: Option<Vec<PathBuf>>,
+    /// `tool_path` (the environment separates them with `:`).
+    pub tool_path: Option<Vec<PathBuf>>,
     /// `redis_load`: `auto`, `restore` or `replication`.
     pub redis_load: Option<String>,
     /// `metrics_listen`: an address, or empty for none.
@@ -155,6 +161,7 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_FILE_ROOTS" => {
                 overrides.file_roots = Some(std::env::split_paths(&value).collect());
             }
+            "CELLAR_TOOL_PATH" => overrides.tool_path = Some(std::env::split_paths(&value).collect()),
             "CELLAR_ALLOW_HOSTS" => overrides.allow_hosts = Some(split_list(&value)),
             _ => {}
         }
@@ -240,6 +247,19 @@ fn apply(
             config.file_roots = roots;
         } else {
             problems.push(format!("{}: roots must be absolute: {}", name("file_roots"), relative.join(", ")));
+        }
+    }
+    if let Some(dirs) = overrides.tool_path {
+        let relative: Vec<String> =
+            dirs.iter().filter(|dir| !dir.is_absolute()).map(|dir| dir.display().to_string()).collect();
+        if relative.is_empty() {
+            config.tool_path = dirs;
+        } else {
+            problems.push(format!(
+                "{}: directories must be absolute: {}",
+                name("tool_path"),
+                relative.join(", ")
+            ));
         }
     }
     if let Some(hosts) = overrides.allow_hosts {

@@ -56,6 +56,11 @@ struct ServeArgs {
     /// A directory `file://` import sources may be under (repeat for several).
     #[arg(long = "file-root", value_name = "DIR")]
     file_roots: Vec<PathBuf>,
+    /// A directory to find the PostgreSQL and MySQL tools in (`pg_dump`, `pg_restore`,
+    /// `psql`, `mariadb-dump`, `mariadb`), instead of PATH and the usual places (repeat
+    /// for several).
+    #[arg(long = "tool-dir", value_name = "DIR")]
+    tool_path: Vec<PathBuf>,
     /// How Redis targets are loaded: `auto` (by replication where the target takes it,
     /// else RESTORE commands), `restore` or `replication`.
     #[arg(long, value_name = "METHOD")]
@@ -89,6 +94,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         shutdown_timeout: args.shutdown_timeout,
         spool_dir: args.spool_dir,
         file_roots: (!args.file_roots.is_empty()).then_some(args.file_roots),
+        tool_path: (!args.tool_path.is_empty()).then_some(args.tool_path),
         redis_load: args.redis_load,
         metrics_listen: args.metrics_listen,
         allow_hosts: (!args.allow_hosts.is_empty()).then_some(args.allow_hosts),
@@ -127,7 +133,14 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         shutdown_timeout: config.shutdown_timeout,
         spool_dir: config.spool_dir.clone(),
         file_roots: config.file_roots.clone(),
-        engines: crate::engine::Settings { redis_load: config.redis_load },
+        engines: crate::engine::Settings {
+            redis_load: config.redis_load,
+            tool_path: if config.tool_path.is_empty() {
+                crate::engine::tool::ToolPath::default()
+            } else {
+                crate::engine::tool::ToolPath::only(config.tool_path.clone())
+            },
+        },
         allow_hosts: config.allow_hosts.clone(),
         scheduler: crate::schedule::runner::Settings::default(),
         metrics_listen: config.metrics_listen,

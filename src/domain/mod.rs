@@ -20,7 +20,9 @@ pub use destination::{DESTINATION_SCHEMES, Destination, LOCAL_DESTINATION, check
 pub use enums::{BackupOrigin, BackupState, Compression, EngineKind, OperationKind, OperationState};
 pub use failure::{Code, Failure, reason};
 pub use ids::{BackupId, DatabaseId, DestinationId, OperationId};
-pub use operation::{ExportResult, ImportResult, Operation, OperationResult, Progress, RestoreResult};
+pub use operation::{
+    ExportResult, ImportResult, ItemsUnit, Operation, OperationResult, Progress, RestoreResult,
+};
 pub use secret::{ConnectionUri, Secret, redact_uri};
 pub use validate::{FieldViolation, Invalid};
 

@@ -17,6 +17,38 @@ pub struct Progress {
     pub items_total: u64,
     /// Recent throughput.
     pub bytes_per_second: u64,
+    /// What the items are.
+    #[serde(default)]
+    pub items_unit: ItemsUnit,
+}
+
+/// What an operation's items count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemsUnit {
+    /// Redis keys.
+    #[default]
+    Keys,
+    /// PostgreSQL or MySQL tables.
+    Tables,
+}
+
+impl ItemsUnit {
+    /// The unit as the API names it (`keys`, `tables`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemsUnit::Keys => "keys",
+            ItemsUnit::Tables => "tables",
+        }
+    }
+
+    /// The unit of an engine's items.
+    pub fn of(engine: super::EngineKind) -> ItemsUnit {
+        match engine {
+            super::EngineKind::Redis => ItemsUnit::Keys,
+            super::EngineKind::Postgres | super::EngineKind::Mysql => ItemsUnit::Tables,
+        }
+    }
 }
 
 impl Progress {
@@ -197,6 +229,7 @@ mod tests {
             items_done: 9,
             items_total: 10,
             bytes_per_second: 25,
+            items_unit: ItemsUnit::Keys,
         };
         assert_eq!(progress.percent(), 25.0);
         assert_eq!(progress.eta(), Some(Duration::from_secs(6)));

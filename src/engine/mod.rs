@@ -189,19 +189,23 @@ pub trait Engine: Send + Sync {
 }
 
 /// Server-wide engine settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// How Redis targets are loaded.
     pub redis_load: redis::LoadMethod,
+    /// Where the PostgreSQL and MySQL tools are looked for.
+    pub tool_path: tool::ToolPath,
 }
 
 /// The engine for a kind.
-pub fn for_kind(kind: EngineKind, settings: Settings) -> Result<std::sync::Arc<dyn Engine>, Error> {
+pub fn for_kind(kind: EngineKind, settings: &Settings) -> Result<std::sync::Arc<dyn Engine>, Error> {
     match kind {
         EngineKind::Redis => {
             Ok(std::sync::Arc::new(redis::RedisEngine::default().with_load_method(settings.redis_load)))
         }
-        EngineKind::Postgres => Ok(std::sync::Arc::new(postgres::PostgresEngine::default())),
-        EngineKind::Mysql => Ok(std::sync::Arc::new(mysql::MysqlEngine::default())),
+        EngineKind::Postgres => {
+            Ok(std::sync::Arc::new(postgres::PostgresEngine::new(settings.tool_path.clone())))
+        }
+        EngineKind::Mysql => Ok(std::sync::Arc::new(mysql::MysqlEngine::new(settings.tool_path.clone()))),
     }
 }

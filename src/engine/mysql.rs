@@ -7,7 +7,16 @@ use crate::domain::{ConnectionUri, EngineKind};
 
 /// The MySQL and MariaDB engine.
 #[derive(Debug, Clone, Default)]
-pub struct MysqlEngine;
+pub struct MysqlEngine {
+    tools: super::tool::ToolPath,
+}
+
+impl MysqlEngine {
+    /// The engine, finding its tools on `tools`.
+    pub fn new(tools: super::tool::ToolPath) -> Self {
+        MysqlEngine { tools }
+    }
+}
 
 #[async_trait]
 impl Engine for MysqlEngine {

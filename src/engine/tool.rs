@@ -2,7 +2,8 @@
 //! run as child processes.
 //!
 //! - Found on disk by name (PATH, then extra directories such as
-//!   `/usr/lib/postgresql/*/bin`), with their version read from `--version`.
+//!   `/usr/lib/postgresql/*/bin`, or only the directories of the `tool_path` setting),
+//!   with their version read from `--version`.
 //! - Run with secrets only in their environment (never in argv, which `ps` shows), and
 //!   with the caller's `PG*`/`MYSQL*` variables removed so that nothing leaks from
 //!   Cellar's own environment into a connection to another server.
@@ -46,12 +47,50 @@ impl Tool {
     }
 }
 
-/// Every installed copy of the first of `names` found in each place: in PATH, then in
-/// `dirs`, with the version each reports; duplicates (one file reached twice) removed.
-pub async fn find_all(names: &[&str], dirs: &[PathBuf]) -> Vec<Tool> {
-    let mut places: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|path| std::env::split_paths(&path).collect()).unwrap_or_default();
-    places.extend(dirs.iter().cloned());
+/// Where the engines look for their tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolPath {
+    /// Only these directories, when set (the `tool_path` setting); else PATH and each
+    /// engine's usual places.
+    only: Option<Arc<[PathBuf]>>,
+}
+
+impl ToolPath {
+    /// Look only in `dirs`.
+    pub fn only(dirs: Vec<PathBuf>) -> ToolPath {
+        ToolPath { only: Some(dirs.into()) }
+    }
+
+    /// The places searched, described for messages.
+    pub fn describe(&self, usual: &str) -> String {
+        match &self.only {
+            Some(dirs) => {
+                let dirs: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();
+                format!("the tool path {}", dirs.join(":"))
+            }
+            None => format!("PATH and {usual}"),
+        }
+    }
+
+    /// Every installed copy of the first of `names` found in each place (PATH, then
+    /// `usual` dirs; or only the set directories), with the version each reports;
+    /// duplicates (one file reached twice) removed.
+    pub async fn find_all(&self, names: &[&str], usual: &[PathBuf]) -> Vec<Tool> {
+        let places: Vec<PathBuf> = match &self.only {
+            Some(dirs) => dirs.to_vec(),
+            None => {
+                let mut places: Vec<PathBuf> = std::env::var_os("PATH")
+                    .map(|path| std::env::split_paths(&path).collect())
+                    .unwrap_or_default();
+                places.extend(usual.iter().cloned());
+                places
+            }
+        };
+        find_in(names, places).await
+    }
+}
+
+async fn find_in(names: &[&str], places: Vec<PathBuf>) -> Vec<Tool> {
     let mut seen = Vec::new();
     let mut tools = Vec::new();
     for dir in places {

@@ -61,6 +61,7 @@ impl BackupJob {
 
     async fn snapshot_and_store(&self, ctx: &JobContext) -> Result<Backup, Failure> {
         let start_time = crate::domain::now();
+        ctx.set_items_unit(crate::domain::ItemsUnit::of(self.database.engine));
         let mut backup = self.backup.clone();
         let manifest = match self.scope(ctx).await? {
             Scope::One(database) => {

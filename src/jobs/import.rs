@@ -102,6 +102,7 @@ impl ImportJob {
     }
 
     async fn import(&self, ctx: &JobContext) -> Result<ImportResult, Failure> {
+        ctx.set_items_unit(crate::domain::ItemsUnit::of(self.target.engine));
         let (source_uris, outcome) = match &self.source {
             ImportSource::Files(files) => {
                 let shown = files.iter().map(SourceFile::shown).collect();

@@ -41,6 +41,7 @@ impl RestoreJob {
     }
 
     async fn restore(&self, ctx: &JobContext) -> Result<RestoreResult, Failure> {
+        ctx.set_items_unit(crate::domain::ItemsUnit::of(self.target.engine));
         let objects = self.objects();
         let total: u64 = objects.iter().map(|object| object.logical_size_bytes).sum();
         ctx.set_totals(total, 0);

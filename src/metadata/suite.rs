@@ -205,6 +205,7 @@ impl Run {
             items_done: 3,
             items_total: 4,
             bytes_per_second: u64::MAX,
+            items_unit: crate::domain::ItemsUnit::Tables,
         };
         operation.queue_position = 7;
         operation.create_time = time("2026-02-03T04:05:06.000001Z");

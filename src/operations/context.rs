@@ -50,6 +50,16 @@ impl JobContext {
         });
     }
 
+    /// Says what the items counted are.
+    pub fn set_items_unit(&self, unit: crate::domain::ItemsUnit) {
+        let progress = {
+            let mut meter = self.lock();
+            meter.progress.items_unit = unit;
+            meter.progress
+        };
+        self.publish(|operation| operation.progress = progress);
+    }
+
     /// Sets the expected totals (0 for unknown) and publishes at once.
     pub fn set_totals(&self, bytes_total: u64, items_total: u64) {
         let progress = {

@@ -80,7 +80,7 @@ impl Cellar {
     /// The engine for `kind`, with the server's settings; UNIMPLEMENTED for engines not
     /// supported yet.
     fn engine(&self, kind: EngineKind) -> Result<Arc<dyn engine::Engine>, Error> {
-        engine::for_kind(kind, self.engines).map_err(|error| Error::Unimplemented(error.to_string()))
+        engine::for_kind(kind, &self.engines).map_err(|error| Error::Unimplemented(error.to_string()))
     }
 
     /// The operations manager (operations RPCs go straight to it).

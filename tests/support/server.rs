@@ -325,7 +325,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         shutdown_timeout: options.shutdown_timeout,
         spool_dir: None,
         file_roots: vec![std::env::temp_dir()],
-        engines: cellar::engine::Settings { redis_load: options.redis_load },
+        engines: cellar::engine::Settings { redis_load: options.redis_load, ..Default::default() },
         allow_hosts: options
             .allow_hosts
             .iter()

@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use crate::engine::Error;
 use crate::engine::sql::{Endpoint, quote_identifier};
-use crate::engine::tool::{self, Judge, Tail, Tool};
+use crate::engine::tool::{self, Judge, Tail, Tool, ToolPath};
 
 /// Where Debian and Ubuntu install each PostgreSQL major version's tools.
 const VERSIONED_DIRS: &str = "/usr/lib/postgresql/*/bin";
@@ -32,15 +32,16 @@ pub(super) struct Server {
     /// The address and login.
     pub(super) endpoint: Endpoint,
     psql: Tool,
+    tools: ToolPath,
     /// A database not to use for maintenance (the one being replaced).
     avoid: Option<String>,
 }
 
 impl Server {
-    /// The server at `endpoint`, reached with the newest `psql` installed.
-    pub(super) async fn new(endpoint: Endpoint) -> Result<Server, Error> {
-        let psql = newest("psql").await?;
-        Ok(Server { endpoint, psql, avoid: None })
+    /// The server at `endpoint`, reached with the newest `psql` found on `tools`.
+    pub(super) async fn new(endpoint: Endpoint, tools: &ToolPath) -> Result<Server, Error> {
+        let psql = newest(tools, "psql").await?;
+        Ok(Server { endpoint, psql, tools: tools.clone(), avoid: None })
     }
 
     /// The same server, doing its maintenance in another database than `database`
@@ -51,7 +52,7 @@ impl Server {
 
     /// The newest installed copy of `name` (`pg_dump`, `pg_restore`).
     pub(super) async fn tool(&self, name: &str) -> Result<Tool, Error> {
-        newest(name).await
+        newest(&self.tools, name).await
     }
 
     /// A command running `tool` against `database`, its login in its environment.
@@ -190,12 +191,13 @@ fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str
 }
 
 /// The newest installed copy of `name`, looking in PATH and under
-/// `/usr/lib/postgresql/*/bin`.
-async fn newest(name: &str) -> Result<Tool, Error> {
-    let tools = tool::find_all(&[name], &tool::glob_dirs(VERSIONED_DIRS)).await;
-    best(&tools).cloned().ok_or_else(|| {
+/// `/usr/lib/postgresql/*/bin` (or only on the set tool path).
+async fn newest(tools: &ToolPath, name: &str) -> Result<Tool, Error> {
+    let found = tools.find_all(&[name], &tool::glob_dirs(VERSIONED_DIRS)).await;
+    best(&found).cloned().ok_or_else(|| {
         Error::ToolNotFound(format!(
-            "{name} is not installed (looked in PATH and {VERSIONED_DIRS}): {INSTALL_HINT}"
+            "{name} is not installed (looked in {}): {INSTALL_HINT}",
+            tools.describe(VERSIONED_DIRS)
         ))
     })
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use self::client::{Server, check_dump_tool, major_of};
 use super::sql::Endpoint;
-use super::tool::{ToolOutput, spawn_streaming};
+use super::tool::{ToolOutput, ToolPath, spawn_streaming};
 use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
@@ -22,7 +22,16 @@ const TABLE_DUMP_LINE: &str = "dumping contents of table";
 
 /// The PostgreSQL engine.
 #[derive(Debug, Clone, Default)]
-pub struct PostgresEngine;
+pub struct PostgresEngine {
+    tools: ToolPath,
+}
+
+impl PostgresEngine {
+    /// The engine, finding its tools on `tools`.
+    pub fn new(tools: ToolPath) -> Self {
+        PostgresEngine { tools }
+    }
+}
 
 #[async_trait]
 impl Engine for PostgresEngine {
@@ -33,7 +42,7 @@ impl Engine for PostgresEngine {
     /// Every database that accepts connections, less templates, the `postgres`
     /// maintenance database and scratch databases Cellar left behind.
     async fn databases(&self, uri: &ConnectionUri) -> Result<Vec<String>, Error> {
-        let server = Server::new(Endpoint::parse(uri)?).await?;
+        let server = Server::new(Endpoint::parse(uri)?, &self.tools).await?;
         let sql = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn \
                    AND datname <> 'postgres' AND datname !~ '_cellar_[0-9a-f]{8}$' ORDER BY datname";
         let rows = match server.endpoint.database.clone() {
@@ -55,7 +64,7 @@ impl Engine for PostgresEngine {
         phase("connecting");
         let endpoint = Endpoint::parse(uri)?;
         let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
-        let server = Server::new(endpoint).await?;
+        let server = Server::new(endpoint, &self.tools).await?;
         let facts_sql = "SELECT current_setting('server_version_num'), current_setting('server_version'), \
                          pg_database_size(current_database()), (SELECT count(*) FROM pg_class c JOIN \
                          pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN \
@@ -109,7 +118,7 @@ impl Engine for PostgresEngine {
     ) -> Result<Loaded, Error> {
         let endpoint = Endpoint::parse(uri)?;
         let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
-        let server = Server::new(endpoint).await?;
+        let server = Server::new(endpoint, &self.tools).await?;
         load::load(&server, &database, data, phase, progress).await
     }
 }

@@ -294,7 +294,7 @@ mod unit_tests {
 
     #[test]
     fn redis_is_registered() {
-        let engine = crate::engine::for_kind(EngineKind::Redis, crate::engine::Settings::default()).unwrap();
+        let engine = crate::engine::for_kind(EngineKind::Redis, &crate::engine::Settings::default()).unwrap();
         assert_eq!(engine.kind(), EngineKind::Redis);
     }
 }

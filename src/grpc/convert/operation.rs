@@ -36,7 +36,7 @@ fn progress_to_pb(progress: &Progress, kind: OperationKind) -> pb::Progress {
     let items_unit = match kind {
         OperationKind::DeleteBackup => "",
         _ if progress.items_total == 0 && progress.items_done == 0 => "",
-        _ => "keys",
+        _ => progress.items_unit.as_str(),
     };
     pb::Progress {
         bytes_done: progress.bytes_done as i64,
