@@ -134,8 +134,6 @@ impl Server {
         if let Some(user) = &endpoint.user {
             command.arg(format!("--user={user}"));
         }
-        let timeout = endpoint.params.get("connect_timeout").map_or("10", String::as_str);
-        command.arg(format!("--connect-timeout={timeout}"));
         command.arg("--default-character-set=utf8mb4");
         if let Some(password) = &endpoint.password {
             command.env("MYSQL_PWD", password);
@@ -145,7 +143,11 @@ impl Server {
 
     /// A command running the client (for loads: statements from its standard input).
     pub(super) fn client_command(&self) -> Command {
-        self.command(&self.client.path)
+        let mut command = self.command(&self.client.path);
+        // The client takes a connection timeout; the dump tools do not.
+        let timeout = self.endpoint.params.get("connect_timeout").map_or("10", String::as_str);
+        command.arg(format!("--connect-timeout={timeout}"));
+        command
     }
 
     /// A tail for a tool's error output that hides this server's password.

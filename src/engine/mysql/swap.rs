@@ -328,7 +328,8 @@ async fn run_definitions(server: &Server, database: &str, definitions: &[&Defini
     if definitions.is_empty() {
         return Ok(());
     }
-    let delimiter = format!("$cellar_{}$", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // The client takes delimiters of up to 16 bytes.
+    let delimiter = format!("$c_{}$", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let mut sql = format!("DELIMITER {delimiter}\n");
     for definition in definitions {
         if let Some(sql_mode) = &definition.sql_mode {

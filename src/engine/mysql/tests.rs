@@ -181,13 +181,12 @@ async fn a_cancelled_load_leaves_no_scratch_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow.sql");
     std::fs::write(&path, "CREATE TABLE t (id INT);\nINSERT INTO t VALUES (1);\nSELECT SLEEP(5);\n").unwrap();
-    let loading = load(&server, "shop", std::slice::from_ref(&path));
-    tokio::pin!(loading);
+    let mut loading = Box::pin(load(&server, "shop", std::slice::from_ref(&path)));
     let deadline = Instant::now() + CLEANUP_DEADLINE;
     // Let the load run until its scratch database holds the table, then drop it.
     loop {
         tokio::select! {
-            outcome = &mut loading => panic!("the load ended before it was cancelled: {outcome:?}"),
+            outcome = loading.as_mut() => panic!("the load ended before it was cancelled: {outcome:?}"),
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let scratch = tokio::task::block_in_place(|| server.databases());
