@@ -110,10 +110,11 @@ async fn swap_through(server: &Server, scratch: &str, target: &str, old_home: &s
         server.query(None, &create).await?;
     }
     let outcome = swap_into_existing(server, scratch, target, old_home).await;
-    if outcome.is_err() && created_target {
-        if let Err(error) = drop_database(server, target).await {
-            tracing::warn!(database = %target, %error, "cannot drop the database made for a failed load");
-        }
+    if outcome.is_err()
+        && created_target
+        && let Err(error) = drop_database(server, target).await
+    {
+        tracing::warn!(database = %target, %error, "cannot drop the database made for a failed load");
     }
     outcome
 }
