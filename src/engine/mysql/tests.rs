@@ -85,17 +85,37 @@ async fn a_dump_loads_into_another_database_and_over_its_own() {
     let expected = checksums(&server, "shop");
     assert!(expected.keys().any(|key| key.starts_with("trigger:")), "{expected:?}");
 
-    let loaded = load(&server, "copy", std::slice::from_ref(&path)).await.unwrap();
+    let last_progress = std::sync::Mutex::new((0, 0, 0));
+    let engine = MysqlEngine::default();
+    let report = |bytes, items, total| *last_progress.lock().unwrap() = (bytes, items, total);
+    let loaded = engine
+        .load(&uri(&server.url("")), Some("copy"), std::slice::from_ref(&path), &|_| {}, &report)
+        .await
+        .unwrap();
     assert_eq!((loaded.items, loaded.method), (4, "mysql"));
+    assert_eq!(*last_progress.lock().unwrap(), (std::fs::metadata(&path).unwrap().len(), 4, 4));
     assert_eq!(checksums(&server, "copy"), expected);
 
-    tokio::task::block_in_place(|| server.sql("shop", "DELETE FROM notes; CREATE TABLE extra (id INT)"));
-    load(&server, "shop", &[path]).await.unwrap();
+    // The target's own tables, views, routines, triggers and events all give way,
+    // even a view named like one of the dump's tables.
+    tokio::task::block_in_place(|| {
+        server.sql(
+            "shop",
+            "DELETE FROM notes; CREATE TABLE extra (id INT); CREATE VIEW extra_view AS SELECT 1 AS one; \
+             CREATE PROCEDURE stale_procedure() SELECT 1; CREATE EVENT stale_event ON SCHEDULE EVERY 1 DAY DISABLE DO \
+             SELECT 1; CREATE TRIGGER stale_trigger AFTER INSERT ON extra FOR EACH ROW SET @x = 1;",
+        );
+        server.create_database("in_the_way");
+        server.sql("in_the_way", "CREATE VIEW empty_table AS SELECT 1 AS id");
+    });
+    load(&server, "shop", std::slice::from_ref(&path)).await.unwrap();
     assert_eq!(checksums(&server, "shop"), expected);
+    load(&server, "in_the_way", &[path]).await.unwrap();
+    assert_eq!(checksums(&server, "in_the_way"), expected);
     assert_no_scratch(&server).await;
 
-    let databases = MysqlEngine::default().databases(&uri(&server.url(""))).await.unwrap();
-    assert_eq!(databases, ["copy", "shop"]);
+    let databases = engine.databases(&uri(&server.url(""))).await.unwrap();
+    assert_eq!(databases, ["copy", "in_the_way", "shop"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
