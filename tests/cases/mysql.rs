@@ -76,3 +76,30 @@ async fn a_live_mysql_database_imports_from_another_server() {
     assert_eq!(progress.items_done, 4, "{progress:?}");
     assert!(!format!("{done:?}").contains(source.password()), "{done:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_server_backup_restores_every_database() {
+    let server = TestServer::start().await;
+    let mariadb = blocking(|| {
+        let mariadb = with_fixture("shop");
+        mariadb.create_database("ledger");
+        mariadb.sql("ledger", "CREATE TABLE entries (id INT PRIMARY KEY, amount DECIMAL(10, 2)); INSERT INTO entries VALUES (1, 9.99);");
+        mariadb
+    });
+    let database = register(&server, "mysql-whole-server", mariadb.url("")).await;
+    let created = server.start_backup(backup_of(&database.id)).await;
+    let done = server.wait_done(&created.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    let backup = done.response_backup().expect("the backup").clone();
+    let expected = blocking(|| [mariadb.checksums("ledger"), mariadb.checksums("shop")]);
+
+    blocking(|| {
+        mariadb.drop_database("ledger");
+        mariadb.sql("shop", "DELETE FROM notes");
+    });
+    let started = server.start_restore(&backup, "").await;
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| [mariadb.checksums("ledger"), mariadb.checksums("shop")]), expected);
+    assert_eq!(blocking(|| mariadb.databases()), ["ledger", "shop"]);
+}
