@@ -157,6 +157,36 @@ async fn bad_data_leaves_the_target_as_it_was() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_failing_half_way_is_undone() {
+    let server = with_fixture("shop");
+    tokio::task::block_in_place(|| {
+        server.sql("shop", "CREATE TABLE extra (id INT); INSERT INTO extra VALUES (7);")
+    });
+    let expected = checksums(&server, "shop");
+    // The view loads in the scratch database, which sees shop.extra; once the tables
+    // are swapped, shop.extra is gone and the view cannot be made in shop.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("needs_old_table.sql");
+    std::fs::write(
+        &path,
+        "CREATE TABLE fresh (id INT);\nCREATE VIEW uses_old AS SELECT id FROM shop.extra;\n",
+    )
+    .unwrap();
+    let error = load(&server, "shop", &[path]).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::RestoreFailed(message) if message.contains("uses_old") || message.contains("extra")),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("could not replace database shop")
+            && error.to_string().contains("shop was left as it was"),
+        "{error}"
+    );
+    assert_eq!(checksums(&server, "shop"), expected);
+    assert_no_scratch(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_logins_absent_databases_and_stopped_servers_fail_plainly() {
     let mut server = start();
     let engine = MysqlEngine::default();
