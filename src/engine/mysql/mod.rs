@@ -101,6 +101,7 @@ impl Engine for MysqlEngine {
             "--verbose",
         ]);
         if dump.flavor == client::Flavor::Mysql
+            && dump.major() >= 8
             && client::Flavor::of(&server_version) == client::Flavor::MariaDb
         {
             // MySQL 8's mysqldump asks MariaDB for statistics it does not keep.
