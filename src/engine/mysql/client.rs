@@ -358,6 +358,35 @@ mod tests {
         assert!(check_dump_tool(&release("10.11.6", Flavor::MariaDb), "9.1.0").is_ok());
     }
 
+    fn server(uri: &str) -> Server {
+        let endpoint = Endpoint::parse(&crate::domain::ConnectionUri::parse(uri).unwrap()).unwrap();
+        let client = Tool { path: "/usr/bin/mariadb".into(), version: "15.1".into() };
+        Server { endpoint, client, tools: ToolPath::default() }
+    }
+
+    fn arguments(command: &Command) -> Vec<String> {
+        command.as_std().get_args().map(|arg| arg.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn the_password_goes_in_the_environment_only() {
+        let command = server("mysql://app:s3cret%21@db.example:3307/shop").client_command();
+        let args = arguments(&command);
+        assert_eq!(args[0], "--no-defaults", "{args:?}");
+        for expected in ["--protocol=TCP", "--host=db.example", "--port=3307", "--user=app"] {
+            assert!(args.contains(&expected.to_owned()), "{expected} in {args:?}");
+        }
+        assert!(args.contains(&"--default-character-set=utf8mb4".to_owned()), "{args:?}");
+        assert!(!args.iter().any(|arg| arg.contains("s3cret")), "{args:?}");
+        let password =
+            command.as_std().get_envs().find(|(key, _)| *key == "MYSQL_PWD").and_then(|(_, value)| value);
+        assert_eq!(password, Some(std::ffi::OsStr::new("s3cret!")));
+
+        let socket = arguments(&server("mysql://app@%2Frun%2Fmysqld%2Fmysqld.sock/shop").client_command());
+        assert!(socket.contains(&"--socket=/run/mysqld/mysqld.sock".to_owned()), "{socket:?}");
+        assert!(!socket.iter().any(|arg| arg.starts_with("--host")), "{socket:?}");
+    }
+
     #[test]
     fn batch_fields_are_unescaped() {
         assert_eq!(unescape(r"BEGIN\n\tSET a = 'x\\y';\nEND\0"), "BEGIN\n\tSET a = 'x\\y';\nEND\0");
