@@ -57,8 +57,7 @@ impl ToolRelease {
 
     /// `mariadb-dump 10.11.6`, for messages and manifests.
     pub(super) fn describe(&self) -> String {
-        let name = self.path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        format!("{name} {}", self.version)
+        format!("{} {}", file_name(&self.path), self.version)
     }
 }
 
@@ -150,6 +149,11 @@ impl Server {
         command
     }
 
+    /// The client's name (`mariadb`, `mysql`), for messages.
+    pub(super) fn client_name(&self) -> String {
+        file_name(&self.client.path)
+    }
+
     /// A tail for a tool's error output that hides this server's password.
     pub(super) fn tail(&self) -> Tail {
         Tail::new(self.endpoint.secrets())
@@ -163,7 +167,7 @@ impl Server {
         if let Some(database) = database {
             command.arg(format!("--database={database}"));
         }
-        let judge = self.judge("mariadb", database.unwrap_or(""), Stage::Query);
+        let judge = self.judge(&self.client_name(), database.unwrap_or(""), Stage::Query);
         let output = tool::run(command, Some(sql.as_bytes().to_vec()), &self.tail(), &judge).await?;
         Ok(String::from_utf8_lossy(&output)
             .lines()
@@ -190,10 +194,11 @@ impl Server {
     }
 
     /// How to read a tool's failure against `database` at `stage`.
-    pub(super) fn judge(&self, tool: &'static str, database: &str, stage: Stage) -> Judge {
+    pub(super) fn judge(&self, tool: &str, database: &str, stage: Stage) -> Judge {
+        let tool = tool.to_owned();
         let shown = self.endpoint.shown.clone();
         let database = database.to_owned();
-        Arc::new(move |status: ExitStatus, tail: &str| judge(tool, &shown, &database, stage, status, tail))
+        Arc::new(move |status: ExitStatus, tail: &str| judge(&tool, &shown, &database, stage, status, tail))
     }
 }
 
@@ -269,6 +274,11 @@ fn not_found(what: &str, tools: &ToolPath) -> Error {
         "{what} is not installed (looked in {}): {INSTALL_HINT}",
         tools.describe(&USUAL_DIRS.join(" and "))
     ))
+}
+
+/// The file name of a tool's path (`mariadb-dump`).
+pub(super) fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn usual_dirs() -> Vec<PathBuf> {

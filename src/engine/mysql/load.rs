@@ -180,7 +180,7 @@ async fn load_file(
     command
         .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
         .arg(format!("--database={database}"));
-    let judge = server.judge("mariadb", database, Stage::Load);
+    let judge = server.judge(&server.client_name(), database, Stage::Load);
     tool::run_feeding(command, input, server.tail(), &judge, on_bytes).await
 }
 

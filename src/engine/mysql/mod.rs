@@ -117,8 +117,7 @@ impl Engine for MysqlEngine {
             }
         })?;
         phase("dumping");
-        let tool_name = if dump.flavor == client::Flavor::MariaDb { "mariadb-dump" } else { "mysqldump" };
-        let judge = server.judge(tool_name, &database, Stage::Query);
+        let judge = server.judge(&client::file_name(&dump.path), &database, Stage::Query);
         let details =
             BTreeMap::from([("database".to_owned(), database.clone()), ("tool".to_owned(), dump.describe())]);
         Ok(Snapshot {
