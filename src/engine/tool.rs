@@ -281,6 +281,51 @@ pub async fn run_following(
     if status.success() { Ok(()) } else { Err(judge(status, &tail.text())) }
 }
 
+/// Runs a tool to its end with `input` on its standard input, calling `on_bytes` with
+/// the count of bytes fed so far; its error output goes into `tail`. The judged error
+/// when it fails; `RestoreFailed` when it exits cleanly without reading all its input.
+pub async fn run_feeding(
+    mut command: Command,
+    mut input: impl AsyncRead + Unpin,
+    tail: Tail,
+    judge: &Judge,
+    mut on_bytes: impl FnMut(u64),
+) -> Result<(), Error> {
+    use tokio::io::AsyncReadExt;
+    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|error| spawn_error(&command, &error))?;
+    let follower = follow_stderr(&mut child, tail.clone(), |_| {});
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut fed = 0u64;
+    let complete = loop {
+        let read = input
+            .read(&mut buffer)
+            .await
+            .map_err(|error| Error::Corrupt(format!("cannot read the data file: {error}")))?;
+        if read == 0 {
+            break true;
+        }
+        // A tool that exits early closes its stdin; its exit status tells why.
+        if stdin.write_all(&buffer[..read]).await.is_err() {
+            break false;
+        }
+        fed += read as u64;
+        on_bytes(fed);
+    };
+    drop(stdin);
+    let status = child.wait().await.map_err(|error| Error::Unreachable(error.to_string()))?;
+    let _ = follower.await;
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    match (status.success(), complete) {
+        (true, true) => Ok(()),
+        (true, false) => Err(Error::RestoreFailed(format!(
+            "{program} stopped reading its input after {fed} bytes without an error"
+        ))),
+        (false, _) => Err(judge(status, &tail.text())),
+    }
+}
+
 fn follow_stderr(
     child: &mut Child,
     tail: Tail,

@@ -11,6 +11,7 @@ mod import;
 mod listing;
 mod metrics;
 mod modules;
+mod mysql;
 mod object_stores;
 mod operations;
 mod process;
