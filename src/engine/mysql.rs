@@ -8,6 +8,8 @@ use crate::domain::{ConnectionUri, EngineKind};
 /// The MySQL and MariaDB engine.
 #[derive(Debug, Clone, Default)]
 pub struct MysqlEngine {
+    // Read once MySQL dumps and loads are implemented.
+    #[allow(dead_code)]
     tools: super::tool::ToolPath,
 }
 

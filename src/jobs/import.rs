@@ -110,7 +110,7 @@ impl ImportJob {
             }
             ImportSource::Live(uri) => {
                 let source_database = self.live_source_database(uri);
-                let target_database = self.database_name.clone();
+                let target_database = self.target_database();
                 (
                     vec![uri.redacted()],
                     self.import_live(ctx, uri, source_database, target_database, (0, 0)).await?,
@@ -146,9 +146,9 @@ impl ImportJob {
             spools.push(spool);
         }
         let paths: Vec<PathBuf> = spools.iter().map(|spool| spool.path().to_owned()).collect();
-        let database = self.database_name.as_deref();
-        let loaded = self.load(ctx, database, &paths, bytes, (0, 0)).await?;
-        Ok(Outcome::of(bytes, loaded, database))
+        let database = self.target_database();
+        let loaded = self.load(ctx, database.as_deref(), &paths, bytes, (0, 0)).await?;
+        Ok(Outcome::of(bytes, loaded, database.as_deref()))
     }
 
     // Snapshots one database of a live server into a spool file, then loads it.
@@ -211,6 +211,13 @@ impl ImportJob {
         if !uri.expose().path().trim_start_matches('/').is_empty() {
             return None;
         }
+        self.target_database()
+    }
+
+    // The target's logical database to load into: the one asked for, else the one its
+    // URI names (Redis: none). Named here rather than left to the engine so that the
+    // result says where the data went.
+    fn target_database(&self) -> Option<String> {
         self.database_name.clone().or_else(|| {
             let path = self.target.connection_uri.expose().path().trim_start_matches('/').to_owned();
             (!path.is_empty() && self.target.engine != crate::domain::EngineKind::Redis)

@@ -13,6 +13,7 @@ mod metrics;
 mod modules;
 mod object_stores;
 mod operations;
+mod postgres;
 mod process;
 mod reflection;
 mod remote_destinations;

@@ -113,10 +113,9 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
     if head.starts_with(CUSTOM_MAGIC) {
         let mut command = tool::command(&pg_restore.path);
         command.arg("--list").arg(path);
-        let judge: tool::Judge = Arc::new(|status, tail: &str| {
-            let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
-            Error::Corrupt(format!("the pg_dump archive cannot be read: {said}"))
-        });
+        let version = pg_restore.version.clone();
+        let judge: tool::Judge =
+            Arc::new(move |status, tail: &str| unreadable_archive(&version, status, tail));
         let listing = tool::run(command, None, &server.tail(), &judge).await?;
         let tables =
             String::from_utf8_lossy(&listing).lines().filter(|line| line.contains(" TABLE DATA ")).count();
@@ -133,6 +132,20 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
          formats are not supported: use --format=custom or plain)"
             .to_owned(),
     ))
+}
+
+/// Why `pg_restore --list` could not read an archive: a pg_restore older than the
+/// pg_dump that wrote it says "unsupported version" (the archive is fine: the tool is
+/// too old); anything else is a damaged archive.
+fn unreadable_archive(pg_restore_version: &str, status: std::process::ExitStatus, tail: &str) -> Error {
+    let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
+    if tail.contains("unsupported version") {
+        return Error::ToolTooOld(format!(
+            "pg_restore {pg_restore_version} cannot read this archive, written by a newer pg_dump: {said}; \
+             install a pg_restore at least as new as the pg_dump that wrote it"
+        ));
+    }
+    Error::Corrupt(format!("the pg_dump archive cannot be read: {said}"))
 }
 
 /// Runs `pg_restore` of `archive` into `database`; `on_table` gets the count of tables
@@ -330,5 +343,23 @@ mod tests {
         assert_eq!(method_name(&["pg_restore"]), "pg_restore");
         assert_eq!(method_name(&["psql"]), "psql");
         assert_eq!(method_name(&["pg_restore", "psql"]), "pg_restore+psql");
+    }
+
+    #[test]
+    fn an_archive_too_new_for_pg_restore_blames_the_tool() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = std::process::ExitStatus::from_raw(256);
+        let old = unreadable_archive(
+            "9.6.24",
+            failed,
+            "pg_restore: [archiver] unsupported version (1.14) in file header",
+        );
+        assert!(
+            matches!(&old, Error::ToolTooOld(message) if message.contains("pg_restore 9.6.24")),
+            "{old:?}"
+        );
+        let damaged =
+            unreadable_archive("15.18", failed, "pg_restore: error: could not read from input file");
+        assert!(matches!(damaged, Error::Corrupt(_)), "{damaged:?}");
     }
 }
