@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use crate::support::files::{self, tool};
 use crate::support::sql_servers::PostgresServer;
 use crate::support::{
-    OperationExt, PATIENCE, ServerOptions, TestServer, assert_no_secret, backup_of, backup_state, blocking,
-    logs, pb, poll, poll_blocking,
+    OperationExt, PATIENCE, ServerOptions, TestServer, assert_invalid, assert_no_secret, backup_of,
+    backup_state, blocking, logs, pb, poll, poll_blocking,
 };
 
 const PG_DUMP_HINT: &str =
@@ -300,8 +300,20 @@ async fn a_server_without_a_database_backs_up_every_database_and_restores_one_or
     }
 
     let elsewhere = server.register(postgres_database("pg-target", &target.url(""))).await;
+    let not_held = pb::RestoreBackupRequest {
+        backup_id: backup.id.clone(),
+        target_database_id: elsewhere.id.clone(),
+        target_database_name: "gamma".to_owned(),
+        ..Default::default()
+    };
+    assert_invalid(server.backups().restore_backup(not_held).await, "target_database_name");
+    let databases_before = blocking(|| target.databases());
     let only_beta = restore(&server, &backup, &elsewhere.id, "beta").await;
     assert_eq!(restore_result(&only_beta).database_name, "beta");
+    let mut expected_databases = databases_before;
+    expected_databases.push("beta".to_owned());
+    expected_databases.sort();
+    assert_eq!(blocking(|| target.databases()), expected_databases, "only beta appeared");
     assert_same(&blocking(|| target.checksums("beta")), &beta, "beta restored alone");
     assert_same(&blocking(|| target.checksums("alpha")), &targets_alpha, "the target's alpha, untouched");
 
@@ -348,6 +360,8 @@ async fn a_live_database_imports_alone_or_with_every_database_of_its_server() {
         import_all_databases: true,
         ..Default::default()
     };
+    let named = pb::ImportDatabaseRequest { database_name: "landing".to_owned(), ..request.clone() };
+    assert_invalid(server.imports().import_database(named).await, "database_name");
     let done = import(&server, request).await;
     assert_eq!(import_result(&done).database_names, ["ledger", "shop"], "{done:?}");
     assert_same(&blocking(|| target.checksums("shop")), &shop, "shop, imported with every database");
@@ -468,11 +482,18 @@ async fn damaged_dumps_fail_the_import_and_leave_the_target_as_it_was() {
     let bytes = std::fs::read(&whole).expect("read the dump");
     let truncated = dir.path().join("truncated.pgdump");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write the truncated dump");
-    let done = import_files(&server, &database.id, "", &[&truncated]).await;
-    let message = assert_failed(&done, "RESTORE_FAILED");
+    let truncated_import = import_files(&server, &database.id, "", &[&truncated]).await;
+    let message = assert_failed(&truncated_import, "RESTORE_FAILED");
     assert!(message.contains("pg_restore"), "{message}");
     assert!(message.contains("left as it was"), "{message}");
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after a truncated archive");
+    // Into a database that does not exist yet: it still does not.
+    let into_new = import_files(&server, &database.id, "fresh", &[&truncated]).await;
+    assert_failed(&into_new, "RESTORE_FAILED");
+    assert!(
+        !blocking(|| postgres.databases()).contains(&"fresh".to_owned()),
+        "a failed load created its target"
+    );
 
     // SQL that fails half-way: nothing of it lands, psql's error is in the message.
     let broken = dir.path().join("broken.sql");
@@ -480,20 +501,22 @@ async fn damaged_dumps_fail_the_import_and_leave_the_target_as_it_was() {
     writeln!(sql, "CREATE TABLE half_way (id int);\nINSERT INTO half_way VALUES (1);").unwrap();
     writeln!(sql, "INSERT INTO no_such_table VALUES (1);\nCREATE TABLE after_the_error (id int);").unwrap();
     drop(sql);
-    let done = import_files(&server, &database.id, "", &[&broken]).await;
-    let message = assert_failed(&done, "RESTORE_FAILED");
+    let sql_import = import_files(&server, &database.id, "", &[&broken]).await;
+    let message = assert_failed(&sql_import, "RESTORE_FAILED");
     assert!(message.contains("relation \"no_such_table\" does not exist"), "{message}");
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after failing SQL");
 
     // Not a dump at all.
     let noise = dir.path().join("noise.bin");
     std::fs::write(&noise, [0u8, 159, 146, 150, 1, 2, 3].repeat(100)).expect("write the noise");
-    let done = import_files(&server, &database.id, "", &[&noise]).await;
-    assert_failed(&done, "SOURCE_CORRUPT");
+    let noise_import = import_files(&server, &database.id, "", &[&noise]).await;
+    assert_failed(&noise_import, "SOURCE_CORRUPT");
 
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after every failure");
     blocking(|| assert_no_scratch(&postgres));
-    assert_kept_secret(postgres.password(), &done);
+    for operation in [&truncated_import, &into_new, &sql_import, &noise_import] {
+        assert_kept_secret(postgres.password(), operation);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
