@@ -181,9 +181,9 @@ fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str
     ]
     .iter()
     .any(|needle| lower.contains(needle))
+        // Whatever else stops a dump, the source could not be read.
+        || tool == "pg_dump"
     {
-        Error::Unreachable(message)
-    } else if tool == "pg_dump" {
         Error::Unreachable(message)
     } else {
         Error::RestoreFailed(message)
