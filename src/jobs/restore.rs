@@ -69,12 +69,13 @@ impl RestoreJob {
         })
     }
 
-    // The objects to load: the backup's one object into the database asked for (or the
-    // one it was taken from), or the parts of a whole-server backup (the one named, or
-    // all), each into the database of its name.
+    // The objects to load: the backup's one object into the database asked for (else
+    // the one another registered target's URI names, else the one it was taken from),
+    // or the parts of a whole-server backup (the one named, or all), each into the
+    // database of its name.
     fn objects(&self) -> Vec<StoredObject> {
         if self.backup.parts.is_empty() {
-            let database = [&self.database_name, &self.backup.database_name]
+            let database = [&self.database_name, &self.other_targets_database(), &self.backup.database_name]
                 .into_iter()
                 .find(|name| !name.is_empty())
                 .cloned();
@@ -96,6 +97,18 @@ impl RestoreJob {
                 database: Some(part.database_name.clone()),
             })
             .collect()
+    }
+
+    // The logical database a target other than the backup's own database names in its
+    // URI (empty if none, or for Redis): registering `postgres://host/staging` and
+    // restoring into it means `staging`, not the backup's database name.
+    fn other_targets_database(&self) -> String {
+        let own = self.backup.database_id == Some(self.target.id);
+        if own || self.target.engine == crate::domain::EngineKind::Redis {
+            return String::new();
+        }
+        let path = self.target.connection_uri.expose().path().trim_start_matches('/').to_owned();
+        percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned()
     }
 
     // Downloads, checks and decompresses one object into a spool file, then loads it;

@@ -233,11 +233,16 @@ async fn a_database_backs_up_and_restores_under_another_name_into_another_server
     assert_same(&blocking(|| source.checksums("shop_copy")), &original, "the copy under another name");
     assert_same(&blocking(|| source.checksums("shop")), &original, "the source after a restore beside it");
 
-    // Into another server, registered without a database: the backup's database name.
-    let elsewhere = server.register(postgres_database("pg-other", &other.url(""))).await;
-    let moved = restore(&server, &backup, &elsewhere.id, "").await;
+    // Into another server: the database its URI names, created; registered without
+    // one, the backup's database name.
+    let replica = server.register(postgres_database("pg-replica", &other.url("replica"))).await;
+    let moved = restore(&server, &backup, &replica.id, "").await;
+    assert_eq!(restore_result(&moved).database_name, "replica");
+    assert_same(&blocking(|| other.checksums("replica")), &original, "the copy on another server");
+    let whole_server = server.register(postgres_database("pg-other", &other.url(""))).await;
+    let moved = restore(&server, &backup, &whole_server.id, "").await;
     assert_eq!(restore_result(&moved).database_name, "shop");
-    assert_same(&blocking(|| other.checksums("shop")), &original, "the copy on another server");
+    assert_same(&blocking(|| other.checksums("shop")), &original, "the copy under the backup's name");
 
     // Over itself: a changed row and large object are put back.
     blocking(|| {
