@@ -648,14 +648,18 @@ impl Drop for LockHolder {
 /// The ids of processes whose environment says `PGDATABASE=database` (the engine's
 /// tools get their database that way, not in argv).
 fn tools_for_database(database: &str) -> Vec<String> {
-    let needle = format!("PGDATABASE={database}");
+    tools_where(|variable| variable == format!("PGDATABASE={database}").as_bytes())
+}
+
+/// The ids (and names) of processes with an environment variable that `matches`.
+fn tools_where(matches: impl Fn(&[u8]) -> bool) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .flatten()
         .filter(|entry| entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
         .filter(|entry| {
             let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-            environ.split(|byte| *byte == 0).any(|variable| variable == needle.as_bytes())
+            environ.split(|byte| *byte == 0).any(&matches)
         })
         .map(|entry| {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -699,5 +703,65 @@ async fn a_cancelled_backup_kills_its_pg_dump_and_stores_nothing() {
     assert_eq!(backup_state(&server.backup(&backup_id).await), pb::BackupState::Failed);
     assert_eq!(stored_objects(&server, &backup_id), Vec::<PathBuf>::new(), "objects of a cancelled backup");
     drop(lock);
+    assert_kept_secret(postgres.password(), &done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_restore_kills_pg_restore_and_drops_its_scratch_database() {
+    // pg_restore waits at a gate (a FIFO the shell opens before it becomes the real
+    // pg_restore) so that the cancel lands mid-load; the other tools are the real ones.
+    let tools = tempfile::Builder::new().prefix("cellar-gated-tools-").tempdir().expect("temp dir");
+    let gate = tools.path().join("gate");
+    let made = Command::new("mkfifo").arg(&gate).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    for name in ["pg_dump", "psql"] {
+        script(&tools.path().join(name), &format!("exec '{}' \"$@\"", real_postgres_tool(name).display()));
+    }
+    let pg_restore = real_postgres_tool("pg_restore");
+    script(
+        &tools.path().join("pg_restore"),
+        &format!(
+            "case \"$1\" in --version|--list) exec '{real}' \"$@\";; esac\nexec 3< '{gate}'\nexec '{real}' \"$@\"",
+            real = pg_restore.display(),
+            gate = gate.display()
+        ),
+    );
+    let options =
+        ServerOptions { tool_path: Some(vec![tools.path().to_owned()]), ..ServerOptions::default() };
+    let server = TestServer::start_with(options).await;
+    let name = format!("gated_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let postgres = blocking(|| server_with_fixture(&name));
+    let database = server.register(postgres_database("pg-gated", &postgres.url(&name))).await;
+    let backup = ready_backup(&server, &database.id).await;
+    blocking(|| {
+        postgres.psql(&name, "UPDATE every_type SET words = 'kept through the cancel' WHERE id = 10")
+    });
+    let before = blocking(|| postgres.checksums(&name));
+
+    let request = pb::RestoreBackupRequest { backup_id: backup.id.clone(), ..Default::default() };
+    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+    server
+        .wait_for(&started.name, "the loading phase", |operation| operation.meta().phase == "loading")
+        .await;
+    let scratch_prefix = format!("PGDATABASE={name}_cellar_");
+    let loading = |variable: &[u8]| variable.starts_with(scratch_prefix.as_bytes());
+    poll("pg_restore at the gate", PATIENCE, || async { (!tools_where(loading).is_empty()).then_some(()) })
+        .await;
+    let scratch: Vec<String> =
+        blocking(|| postgres.databases()).into_iter().filter(|db| db.contains("_cellar_")).collect();
+    assert_eq!(scratch.len(), 1, "one scratch database while loading: {scratch:?}");
+
+    let request = pb::CancelOperationRequest { name: started.name.clone() };
+    server.operations().cancel_operation(request).await.expect("CancelOperation");
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Cancelled, "{done:?}");
+    poll("pg_restore to end", PATIENCE, || async { tools_where(loading).is_empty().then_some(()) }).await;
+    let postgres_ref = &postgres;
+    poll("the scratch database to go", PATIENCE, || async move {
+        let databases = blocking(|| postgres_ref.databases());
+        (!databases.iter().any(|db| db.contains("_cellar_"))).then_some(())
+    })
+    .await;
+    assert_same(&blocking(|| postgres.checksums(&name)), &before, "the target after a cancelled restore");
     assert_kept_secret(postgres.password(), &done);
 }
