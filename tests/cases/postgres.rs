@@ -448,15 +448,19 @@ async fn backup_failure(server: &TestServer, database_id: &str, reason: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_source_fails_the_backup_and_the_import_with_source_unreachable() {
+async fn a_stopped_server_fails_backups_and_imports_from_it_and_restores_into_it_as_unreachable() {
     let server = TestServer::start().await;
     let (mut source, target) = blocking(|| (server_with_fixture("shop"), server_with_fixture("landing")));
     let landing = blocking(|| target.checksums("landing"));
     let database = server.register(postgres_database("pg-stopped", &source.url("shop"))).await;
     let registered_target = server.register(postgres_database("pg-landing", &target.url("landing"))).await;
+    let earlier = ready_backup(&server, &database.id).await;
     blocking(|| source.stop());
 
     let backed_up = backup_failure(&server, &database.id, "SOURCE_UNREACHABLE").await;
+    // The stopped server as the target of a restore is the target that is unreachable.
+    let restored = restore(&server, &earlier, "", "").await;
+    assert_failed(&restored, "TARGET_UNREACHABLE");
     let request = pb::ImportDatabaseRequest {
         database_id: registered_target.id.clone(),
         source_connection_uri: source.url("shop"),
@@ -468,7 +472,7 @@ async fn a_stopped_source_fails_the_backup_and_the_import_with_source_unreachabl
 
     assert_same(&blocking(|| target.checksums("landing")), &landing, "the target after a failed import");
     blocking(|| assert_no_scratch(&target));
-    for operation in [&backed_up, &imported] {
+    for operation in [&backed_up, &restored, &imported] {
         assert_kept_secret(source.password(), operation);
     }
 }
