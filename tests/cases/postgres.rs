@@ -769,3 +769,34 @@ async fn a_cancelled_restore_kills_pg_restore_and_drops_its_scratch_database() {
     assert_same(&blocking(|| postgres.checksums(&name)), &before, "the target after a cancelled restore");
     assert_kept_secret(postgres.password(), &done);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_with_odd_names_back_up_and_restore_whole_or_alone() {
+    let server = TestServer::start().await;
+    let odd = "Odd \"db\" namé 'x' $1";
+    let (source, target) = blocking(|| {
+        let source = PostgresServer::start();
+        source.create_database(odd);
+        source.psql(odd, "CREATE TABLE \"Quoted Table\" (\"Id\" int, note text); INSERT INTO \"Quoted Table\" VALUES (1, 'one'), (2, 'two');");
+        (source, PostgresServer::start())
+    });
+    let original = blocking(|| source.checksums(odd));
+    let alone = server.register(postgres_database("pg-odd", &source.url(odd))).await;
+    let backup = ready_backup(&server, &alone.id).await;
+    assert_eq!(backup.database_name, odd);
+    let copy_name = "copy of \"odd\"";
+    let copied = restore(&server, &backup, "", copy_name).await;
+    assert_eq!(restore_result(&copied).database_name, copy_name);
+    assert_same(&blocking(|| source.checksums(copy_name)), &original, "the copy under an odd name");
+
+    let whole = server.register(postgres_database("pg-odd-server", &source.url(""))).await;
+    let every = ready_backup(&server, &whole.id).await;
+    let parts: Vec<&str> = every.parts.iter().map(|part| part.database_name.as_str()).collect();
+    assert_eq!(parts, [odd, copy_name], "{every:?}");
+    let elsewhere = server.register(postgres_database("pg-odd-target", &target.url(""))).await;
+    restore_result(&restore(&server, &every, &elsewhere.id, odd).await);
+    assert_same(&blocking(|| target.checksums(odd)), &original, "the odd database restored alone");
+    restore_result(&restore(&server, &every, &elsewhere.id, "").await);
+    assert_same(&blocking(|| target.checksums(copy_name)), &original, "the copy restored with every part");
+    blocking(|| assert_no_scratch(&target));
+}
