@@ -409,7 +409,7 @@ async fn dump_files_import_whether_custom_or_plain_sql_gzip_or_zstd() {
 // Failures
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_fails_with_auth_failed_and_is_never_shown() {
+async fn a_wrong_password_or_a_missing_database_fails_with_its_reason_and_no_password_shows() {
     let server = TestServer::start().await;
     let postgres = blocking(|| server_with_fixture("shop"));
     let original = blocking(|| postgres.checksums("shop"));
@@ -431,9 +431,20 @@ async fn a_wrong_password_fails_with_auth_failed_and_is_never_shown() {
     let imported = import(&server, request).await;
     assert_failed(&imported, "AUTH_FAILED");
 
+    let missing = server.register(postgres_database("pg-missing", &postgres.url("no_such_database"))).await;
+    let missing_backup = backup_failure(&server, &missing.id, "DATABASE_NOT_FOUND").await;
+    let request = pb::ImportDatabaseRequest {
+        database_id: good.id.clone(),
+        source_connection_uri: postgres.url("no_such_database"),
+        ..Default::default()
+    };
+    let missing_import = import(&server, request).await;
+    let message = assert_failed(&missing_import, "DATABASE_NOT_FOUND");
+    assert!(message.contains("no_such_database"), "{message}");
+
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after failed loads");
     blocking(|| assert_no_scratch(&postgres));
-    for operation in [&backed_up, &restored, &imported] {
+    for operation in [&backed_up, &restored, &imported, &missing_backup, &missing_import] {
         assert_kept_secret(&wrong_password, operation);
         assert_kept_secret(postgres.password(), operation);
     }
