@@ -814,3 +814,34 @@ async fn databases_with_odd_names_back_up_and_restore_whole_or_alone() {
     assert_same(&blocking(|| target.checksums(copy_name)), &original, "the copy restored with every part");
     blocking(|| assert_no_scratch(&target));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_files_cannot_run_psql_meta_commands_on_the_cellar_host() {
+    let server = TestServer::start().await;
+    let postgres = blocking(|| server_with_fixture("shop"));
+    let original = blocking(|| postgres.checksums("shop"));
+    let database = server.register(postgres_database("pg-meta", &postgres.url("shop"))).await;
+    let dir = tempfile::Builder::new().prefix("cellar-pg-meta-").tempdir().expect("temp dir");
+    let marker = dir.path().join("marker");
+    let local_copy = dir.path().join("copied");
+
+    // Shell commands, local files written, and a dump's own restrict key lifted by the
+    // file itself: a SQL file is data, not a psql script of the Cellar host.
+    let attempts = [
+        format!("CREATE TABLE t (id int);\n\\! touch '{}'\n", marker.display()),
+        format!("\\o '{}'\nSELECT 1;\n", local_copy.display()),
+        format!("\\restrict abc\n\\unrestrict abc\n\\! touch '{}'\n", marker.display()),
+        format!("CREATE TABLE t (id int);\n\\copy t to '{}'\n", local_copy.display()),
+    ];
+    for (index, sql) in attempts.iter().enumerate() {
+        let path = dir.path().join(format!("attempt{index}.sql"));
+        std::fs::write(&path, sql).expect("write the SQL");
+        let done = import_files(&server, &database.id, "", &[&path]).await;
+        let message = assert_failed(&done, "RESTORE_FAILED");
+        assert!(!marker.exists(), "attempt {index} ran a shell command on the Cellar host: {message}");
+        assert!(!local_copy.exists(), "attempt {index} wrote a local file: {message}");
+        assert!(message.contains("restricted"), "attempt {index}: {message}");
+    }
+    assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after refused SQL");
+    blocking(|| assert_no_scratch(&postgres));
+}

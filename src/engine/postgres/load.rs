@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::client::{Server, identifier, literal};
+use super::sql_file;
 use crate::engine::sql::{head, looks_like_text, scratch_name};
 use crate::engine::tool::{self, Tool};
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
@@ -186,11 +187,20 @@ async fn restore_archive(
     Ok(tables.load(Ordering::Relaxed))
 }
 
-/// Runs SQL text in `database` with psql: one transaction, stopping at the first error.
+/// Runs SQL text in `database` with psql: one transaction, stopping at the first error,
+/// in restricted mode so that the file cannot run psql's meta-commands on this host
+/// (see [`sql_file`]).
 async fn run_sql(server: &Server, database: &str, path: &Path) -> Result<(), Error> {
     let psql = server.tool("psql").await?;
+    sql_file::check_psql(&psql)?;
+    let restricted = sql_file::Restricted::copy(path).await?;
     let mut command = server.command(&psql, database);
-    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f"]).arg(path);
+    command
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+        .arg("-c")
+        .arg(format!("\\restrict {}", sql_file::restrict_key()))
+        .arg("-f")
+        .arg(restricted.path());
     tool::run_following(command, server.tail(), &server.judge("psql", database), |_| {}).await
 }
 
