@@ -230,6 +230,7 @@ async fn a_database_backs_up_and_restores_under_another_name_into_another_server
     let result = restore_result(&copied);
     assert_eq!(result.database_name, "shop_copy");
     assert!(result.items_loaded > 0, "{result:?}");
+    assert_eq!(result.items_unit, "tables", "{result:?}");
     assert_same(&blocking(|| source.checksums("shop_copy")), &original, "the copy under another name");
     assert_same(&blocking(|| source.checksums("shop")), &original, "the source after a restore beside it");
 
@@ -359,6 +360,7 @@ async fn a_live_database_imports_alone_or_with_every_database_of_its_server() {
     let result = import_result(&done);
     assert_eq!(result.database_names, ["landing"], "{result:?}");
     assert!(result.items_loaded > 0, "{result:?}");
+    assert_eq!(result.items_unit, "tables", "{result:?}");
     assert_same(&blocking(|| target.checksums("landing")), &shop, "the imported live database");
     assert_kept_secret(source.password(), &done);
 
