@@ -847,3 +847,48 @@ async fn sql_files_cannot_run_psql_meta_commands_on_the_cellar_host() {
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after refused SQL");
     blocking(|| assert_no_scratch(&postgres));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_is_not_a_superuser_backs_up_and_restores_its_own_database() {
+    let server = TestServer::start().await;
+    let password = format!("app{}", uuid::Uuid::new_v4().simple());
+    let postgres = blocking(|| {
+        let postgres = PostgresServer::start();
+        postgres.psql("postgres", &format!("CREATE ROLE app LOGIN CREATEDB PASSWORD '{password}'"));
+        postgres.create_database("appdb");
+        postgres.psql("postgres", "ALTER DATABASE appdb OWNER TO app");
+        postgres.psql(
+            "appdb",
+            "SET ROLE app; CREATE SCHEMA app AUTHORIZATION app; \
+             CREATE TABLE app.orders (id serial PRIMARY KEY, item text, placed timestamptz DEFAULT now()); \
+             INSERT INTO app.orders (item) SELECT 'item ' || g FROM generate_series(1, 200) g; \
+             CREATE VIEW app.recent AS SELECT * FROM app.orders WHERE id > 100;",
+        );
+        postgres
+    });
+    let original = blocking(|| postgres.checksums("appdb"));
+    let url =
+        with_password(&postgres.url("appdb"), postgres.password(), &password).replace("cellar:", "app:");
+    let database = server.register(postgres_database("pg-app", &url)).await;
+
+    let backup = ready_backup(&server, &database.id).await;
+    let copied = restore(&server, &backup, "", "appdb_copy").await;
+    restore_result(&copied);
+    assert_same(&blocking(|| postgres.checksums("appdb_copy")), &original, "a copy made by the role");
+    blocking(|| postgres.psql("appdb", "DELETE FROM app.orders WHERE id < 50"));
+    let replaced = restore(&server, &backup, "", "").await;
+    restore_result(&replaced);
+    assert_same(
+        &blocking(|| postgres.checksums("appdb")),
+        &original,
+        "the role's database restored over itself",
+    );
+    let owner = blocking(|| {
+        postgres.psql("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb'")
+    });
+    assert_eq!(owner, "app", "the restored database belongs to the role");
+    blocking(|| assert_no_scratch(&postgres));
+    for operation in [&copied, &replaced] {
+        assert_kept_secret(&password, operation);
+    }
+}
