@@ -234,6 +234,18 @@ async fn a_database_backs_up_and_restores_under_another_name_into_another_server
     assert_same(&blocking(|| source.checksums("shop_copy")), &original, "the copy under another name");
     assert_same(&blocking(|| source.checksums("shop")), &original, "the source after a restore beside it");
 
+    // Every compression restores alike.
+    for compression in [pb::Compression::Gzip, pb::Compression::None] {
+        let request = pb::CreateBackupRequest { compression: compression as i32, ..backup_of(&database.id) };
+        let started = server.start_backup(request).await;
+        let done = server.wait_done(&started.name).await;
+        let compressed = done.response_backup().unwrap_or_else(|| panic!("no backup: {done:?}")).clone();
+        assert_eq!(compressed.compression, compression as i32);
+        let into = format!("shop_{}", compression.as_str_name().to_ascii_lowercase());
+        restore_result(&restore(&server, &compressed, "", &into).await);
+        assert_same(&blocking(|| source.checksums(&into)), &original, &into);
+    }
+
     // Into another server: the database its URI names, created; registered without
     // one, the backup's database name.
     let replica = server.register(postgres_database("pg-replica", &other.url("replica"))).await;
@@ -891,4 +903,33 @@ async fn a_role_that_is_not_a_superuser_backs_up_and_restores_its_own_database()
     for operation in [&copied, &replaced] {
         assert_kept_secret(&password, operation);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_lost_mid_dump_fails_the_backup_as_unreachable_and_stores_nothing() {
+    let server = TestServer::start().await;
+    let mut postgres = blocking(|| server_with_fixture("shop"));
+    let lock = blocking(|| LockHolder::lock(&postgres, "shop", "every_type"));
+    let database = server.register(postgres_database("pg-lost", &postgres.url("shop"))).await;
+    let started = server.start_backup(backup_of(&database.id)).await;
+    server
+        .wait_for(&started.name, "the dumping phase", |operation| operation.meta().phase == "dumping")
+        .await;
+    let postgres_ref = &postgres;
+    poll("pg_dump waiting for the lock", PATIENCE, || async move {
+        let waiting =
+            blocking(|| postgres_ref.psql("shop", "SELECT count(*) FROM pg_locks WHERE NOT granted"));
+        (waiting != "0").then_some(())
+    })
+    .await;
+
+    blocking(|| postgres.kill());
+    let done = server.wait_done(&started.name).await;
+    let message = assert_failed(&done, "SOURCE_UNREACHABLE");
+    assert!(message.contains("pg_dump"), "{message}");
+    let backup_id = done.meta().backup_id.clone();
+    assert_eq!(backup_state(&server.backup(&backup_id).await), pb::BackupState::Failed);
+    assert_eq!(stored_objects(&server, &backup_id), Vec::<PathBuf>::new(), "objects of a failed backup");
+    drop(lock);
+    assert_kept_secret(postgres.password(), &done);
 }
