@@ -933,3 +933,61 @@ async fn a_source_lost_mid_dump_fails_the_backup_as_unreachable_and_stores_nothi
     drop(lock);
     assert_kept_secret(postgres.password(), &done);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cancelled_while_swapping_leaves_the_target_open_and_no_scratch_database() {
+    // psql stops at a gate before the renames of the swap (after the target stopped
+    // taking connections); the other statements and tools run as usual.
+    let tools = tempfile::Builder::new().prefix("cellar-swap-tools-").tempdir().expect("temp dir");
+    let gate = tools.path().join("gate");
+    let reached = tools.path().join("reached");
+    let made = Command::new("mkfifo").arg(&gate).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    for name in ["pg_dump", "pg_restore"] {
+        script(&tools.path().join(name), &format!("exec '{}' \"$@\"", real_postgres_tool(name).display()));
+    }
+    script(
+        &tools.path().join("psql"),
+        &format!(
+            "[ \"$1\" = --version ] && exec '{real}' \"$@\"\nsql=$(cat)\n\
+             case \"$sql\" in *'RENAME TO'*) touch '{reached}'; exec 3< '{gate}';; esac\n\
+             printf '%s\\n' \"$sql\" | '{real}' \"$@\"",
+            real = real_postgres_tool("psql").display(),
+            reached = reached.display(),
+            gate = gate.display()
+        ),
+    );
+    let options =
+        ServerOptions { tool_path: Some(vec![tools.path().to_owned()]), ..ServerOptions::default() };
+    let server = TestServer::start_with(options).await;
+    let postgres = blocking(|| server_with_fixture("shop"));
+    let database = server.register(postgres_database("pg-swap", &postgres.url("shop"))).await;
+    let backup = ready_backup(&server, &database.id).await;
+    blocking(|| {
+        postgres.psql("shop", "UPDATE every_type SET words = 'kept through the cancel' WHERE id = 10")
+    });
+    let before = blocking(|| postgres.checksums("shop"));
+
+    let request = pb::RestoreBackupRequest { backup_id: backup.id.clone(), ..Default::default() };
+    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+    let reached_ref = &reached;
+    poll("the swap at the gate", PATIENCE, || async move { reached_ref.exists().then_some(()) }).await;
+    let allowed = "SELECT datallowconn FROM pg_database WHERE datname = 'shop'";
+    assert_eq!(blocking(|| postgres.psql("postgres", allowed)), "f", "the target is closed while swapping");
+
+    let request = pb::CancelOperationRequest { name: started.name.clone() };
+    server.operations().cancel_operation(request).await.expect("CancelOperation");
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Cancelled, "{done:?}");
+    let postgres_ref = &postgres;
+    poll("the target to take connections again", PATIENCE, || async move {
+        (blocking(|| postgres_ref.psql("postgres", allowed)) == "t").then_some(())
+    })
+    .await;
+    poll("the scratch database to go", PATIENCE, || async move {
+        let databases = blocking(|| postgres_ref.databases());
+        (!databases.iter().any(|db| db.contains("_cellar_"))).then_some(())
+    })
+    .await;
+    assert_same(&blocking(|| postgres.checksums("shop")), &before, "the target after a cancelled swap");
+}

@@ -134,8 +134,7 @@ impl Server {
 
     /// Drops a database if it exists, ending its sessions first.
     pub(super) async fn drop_database(&self, name: &str, version_num: u32) -> Result<(), Error> {
-        let force = if version_num >= 130_000 { " WITH (FORCE)" } else { "" };
-        self.maintenance(&format!("DROP DATABASE IF EXISTS {}{force}", identifier(name))).await.map(drop)
+        self.maintenance(&drop_database_sql(name, version_num)).await.map(drop)
     }
 
     /// How to read a tool's failure against `database`: the error output says whether
@@ -229,6 +228,13 @@ pub(super) fn check_dump_tool(dump: &Tool, server_major: u32) -> Result<(), Erro
 /// The major version in a `server_version_num` (`150018` gives 15, `90624` gives 9).
 pub(super) fn major_of(version_num: u32) -> u32 {
     version_num / 10_000
+}
+
+/// `DROP DATABASE IF EXISTS name`, ending its sessions first where the server can
+/// (PostgreSQL 13 and newer).
+pub(super) fn drop_database_sql(name: &str, version_num: u32) -> String {
+    let force = if version_num >= 130_000 { " WITH (FORCE)" } else { "" };
+    format!("DROP DATABASE IF EXISTS {}{force}", identifier(name))
 }
 
 /// A name as a PostgreSQL identifier.

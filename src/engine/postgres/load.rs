@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::client::{Server, identifier, literal};
+use super::client::{Server, drop_database_sql, identifier, literal};
 use super::sql_file;
 use crate::engine::sql::{head, looks_like_text, scratch_name};
 use crate::engine::tool::{self, Tool};
@@ -277,6 +277,12 @@ impl Scratch {
             return Ok(());
         }
         let old = scratch_name(target);
+        // From here until the renames commit the target refuses connections; abandoned
+        // (cancelled) before that, it must take them again.
+        let reopen = Deferred::new(
+            &server,
+            format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", identifier(target)),
+        );
         server
             .maintenance(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", identifier(target)))
             .await?;
@@ -307,21 +313,63 @@ impl Scratch {
             }
         };
         if let Err(error) = swapped {
-            let reopen = format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", identifier(target));
-            if let Err(reopen_error) = server.maintenance(&reopen).await {
-                tracing::error!(database = %target, error = %reopen_error, "cannot allow connections again");
-            }
+            reopen.run_now().await;
             self.discard().await;
             return Err(Error::RestoreFailed(format!(
                 "the loaded copy could not replace database {target} (its sessions would not end): {error}; \
                  {target} was left as it was"
             )));
         }
+        // The target's name is the loaded copy's now, which takes connections; the
+        // replaced database goes, even if abandoned here.
+        reopen.disarm();
         self.armed = false;
-        if let Err(error) = server.drop_database(&old, self.version_num).await {
-            tracing::warn!(database = %old, %error, "cannot drop the replaced database");
-        }
+        Deferred::new(&server, drop_database_sql(&old, self.version_num)).run_now().await;
         Ok(())
+    }
+}
+
+/// A maintenance statement that must run even if the load is abandoned (its future
+/// dropped at a cancel) before [`Deferred::run_now`] or [`Deferred::disarm`]: then
+/// it runs in the background.
+struct Deferred {
+    server: Server,
+    sql: String,
+    armed: bool,
+}
+
+impl Deferred {
+    fn new(server: &Server, sql: String) -> Deferred {
+        Deferred { server: server.clone(), sql, armed: true }
+    }
+
+    /// Runs the statement now; a failure is logged (the load's outcome stands).
+    async fn run_now(mut self) {
+        self.armed = false;
+        if let Err(error) = self.server.maintenance(&self.sql).await {
+            tracing::warn!(statement = %self.sql, %error, "a clean-up statement failed");
+        }
+    }
+
+    /// Forgets the statement: it is not needed.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let server = self.server.clone();
+        let sql = std::mem::take(&mut self.sql);
+        runtime.spawn(async move {
+            if let Err(error) = server.maintenance(&sql).await {
+                tracing::warn!(statement = %sql, %error, "an abandoned load's clean-up failed");
+            }
+        });
     }
 }
 
