@@ -991,3 +991,44 @@ async fn a_restore_cancelled_while_swapping_leaves_the_target_open_and_no_scratc
     .await;
     assert_same(&blocking(|| postgres.checksums("shop")), &before, "the target after a cancelled swap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_psql_without_restricted_mode_refuses_sql_files_but_loads_archives() {
+    let tools = tempfile::Builder::new().prefix("cellar-old-psql-").tempdir().expect("temp dir");
+    for name in ["pg_dump", "pg_restore"] {
+        script(&tools.path().join(name), &format!("exec '{}' \"$@\"", real_postgres_tool(name).display()));
+    }
+    // A psql 15.13 (the last before \restrict) in all but name.
+    script(
+        &tools.path().join("psql"),
+        &format!(
+            "[ \"$1\" = --version ] && {{ echo 'psql (PostgreSQL) 15.13'; exit 0; }}\nexec '{}' \"$@\"",
+            real_postgres_tool("psql").display()
+        ),
+    );
+    let options =
+        ServerOptions { tool_path: Some(vec![tools.path().to_owned()]), ..ServerOptions::default() };
+    let server = TestServer::start_with(options).await;
+    let postgres = blocking(|| server_with_fixture("shop"));
+    let original = blocking(|| postgres.checksums("shop"));
+    let database = server.register(postgres_database("pg-old-psql", &postgres.url("shop"))).await;
+    let dumps = tempfile::Builder::new().prefix("cellar-pg-old-psql-").tempdir().expect("temp dir");
+    let plain = pg_dump(&postgres.url("shop"), &["--no-owner"], &dumps.path().join("shop.sql"));
+    let custom = pg_dump(&postgres.url("shop"), &["--format=custom"], &dumps.path().join("shop.pgdump"));
+
+    let refused = import_files(&server, &database.id, "from_plain", &[&plain]).await;
+    let message = assert_failed(&refused, "TOOL_TOO_OLD");
+    assert!(message.contains("psql 15.13") && message.contains("15.14"), "{message}");
+    assert!(
+        !blocking(|| postgres.databases()).contains(&"from_plain".to_owned()),
+        "a refused load created its target"
+    );
+    let loaded = import_files(&server, &database.id, "from_custom", &[&custom]).await;
+    import_result(&loaded);
+    assert_same(
+        &blocking(|| postgres.checksums("from_custom")),
+        &original,
+        "an archive loaded by pg_restore",
+    );
+    blocking(|| assert_no_scratch(&postgres));
+}

@@ -52,6 +52,10 @@ pub(super) async fn load(
     for path in data {
         files.push(inspect(server, &pg_restore, path).await?);
     }
+    if files.iter().any(|file| matches!(file, DataFile::Sql { .. })) {
+        // Refused before anything is created on the server.
+        sql_file::check_psql(&server.tool("psql").await?)?;
+    }
     let tables_total: u64 =
         files.iter().map(|file| if let DataFile::Custom { tables, .. } = file { *tables } else { 0 }).sum();
 
