@@ -514,19 +514,21 @@ async fn damaged_dumps_fail_the_import_and_leave_the_target_as_it_was() {
     let dir = tempfile::Builder::new().prefix("cellar-pg-damaged-").tempdir().expect("temp dir");
 
     // A custom archive cut in the middle of its data: its table of contents still
-    // reads, so the load starts, and pg_restore fails part-way into the scratch database.
+    // reads, so the load starts, and pg_restore fails part-way into the scratch database
+    // on reading the data: SOURCE_CORRUPT.
     let whole = pg_dump(&postgres.url("shop"), &["--format=custom"], &dir.path().join("whole.pgdump"));
     let bytes = std::fs::read(&whole).expect("read the dump");
     let truncated = dir.path().join("truncated.pgdump");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write the truncated dump");
     let truncated_import = import_files(&server, &database.id, "", &[&truncated]).await;
-    let message = assert_failed(&truncated_import, "RESTORE_FAILED");
+    let message = assert_failed(&truncated_import, "SOURCE_CORRUPT");
+    assert!(message.contains("could not read from input file"), "{message}");
     assert!(message.contains("pg_restore"), "{message}");
     assert!(message.contains("left as it was"), "{message}");
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after a truncated archive");
     // Into a database that does not exist yet: it still does not.
     let into_new = import_files(&server, &database.id, "fresh", &[&truncated]).await;
-    assert_failed(&into_new, "RESTORE_FAILED");
+    assert_failed(&into_new, "SOURCE_CORRUPT");
     assert!(
         !blocking(|| postgres.databases()).contains(&"fresh".to_owned()),
         "a failed load created its target"

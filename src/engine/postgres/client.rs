@@ -147,6 +147,16 @@ impl Server {
     }
 }
 
+/// What pg_restore says of an archive that is cut short or damaged (lowercase).
+const DAMAGED_ARCHIVE: &[&str] = &[
+    "could not read from input file",
+    "unexpected end of file",
+    "possibly corrupt archive",
+    "could not uncompress data",
+    "could not decompress",
+    "did not find magic string",
+];
+
 /// Classifies a failed PostgreSQL tool by its error output.
 fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str) -> Error {
     let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
@@ -184,6 +194,8 @@ fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str
         || tool == "pg_dump"
     {
         Error::Unreachable(message)
+    } else if tool == "pg_restore" && DAMAGED_ARCHIVE.iter().any(|needle| lower.contains(needle)) {
+        Error::Corrupt(message)
     } else {
         Error::RestoreFailed(message)
     }
@@ -269,6 +281,8 @@ mod tests {
         assert!(matches!(failed("pg_dump", missing), Error::DatabaseNotFound(_)));
         let bad_sql = "psql:/tmp/x.sql:3: ERROR:  relation \"nope\" does not exist";
         assert!(matches!(failed("psql", bad_sql), Error::RestoreFailed(_)));
+        let truncated = "pg_restore: error: could not read from input file: end of file";
+        assert!(matches!(failed("pg_restore", truncated), Error::Corrupt(_)));
         let message = failed("pg_restore", "pg_restore: error: could not execute query").to_string();
         assert!(message.contains("pg_restore against postgres://u:****@h/db"), "{message}");
     }

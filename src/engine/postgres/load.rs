@@ -220,6 +220,9 @@ fn unchanged(error: Error, target: &str) -> Error {
         Error::RestoreFailed(message) => {
             Error::RestoreFailed(format!("{message} (database {target} was left as it was)"))
         }
+        Error::Corrupt(message) => {
+            Error::Corrupt(format!("{message} (database {target} was left as it was)"))
+        }
         other => other,
     }
 }
