@@ -46,7 +46,7 @@ fn server_with_fixture(database: &str) -> PostgresServer {
 
 /// Backs up `database_id` (its logical database `database_name`, or the default) and
 /// waits for the end.
-async fn backup(server: &TestServer, database_id: &str, database_name: &str) -> pb::Operation {
+async fn run_backup(server: &TestServer, database_id: &str, database_name: &str) -> pb::Operation {
     let request =
         pb::CreateBackupRequest { database_name: database_name.to_owned(), ..backup_of(database_id) };
     let started = server.start_backup(request).await;
@@ -55,7 +55,7 @@ async fn backup(server: &TestServer, database_id: &str, database_name: &str) -> 
 
 /// A READY backup of `database_id`; panics when the backup fails.
 async fn ready_backup(server: &TestServer, database_id: &str) -> pb::Backup {
-    let done = backup(server, database_id, "").await;
+    let done = run_backup(server, database_id, "").await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     let backup = done.response_backup().expect("the backup").clone();
     assert_eq!(backup_state(&backup), pb::BackupState::Ready, "{backup:?}");
@@ -211,7 +211,7 @@ async fn a_database_backs_up_and_restores_under_another_name_into_another_server
     let original = blocking(|| source.checksums("shop"));
     let database = server.register(postgres_database("pg-shop", &source.url("shop"))).await;
 
-    let done = backup(&server, &database.id, "").await;
+    let done = run_backup(&server, &database.id, "").await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     let progress = done.meta().progress.clone().expect("progress");
     assert_eq!(progress.items_unit, "tables", "{progress:?}");
@@ -319,6 +319,11 @@ async fn a_server_without_a_database_backs_up_every_database_and_restores_one_or
         let object = files::path_of_uri(&part.uri);
         assert_eq!(files::sha256_hex(&object), part.sha256, "{part:?}");
     }
+
+    // One database of the server, asked for by name: a backup of its own.
+    let named = run_backup(&server, &database.id, "beta").await;
+    let single = named.response_backup().unwrap_or_else(|| panic!("no backup: {named:?}")).clone();
+    assert_eq!((single.database_name.as_str(), single.parts.len()), ("beta", 0), "{single:?}");
 
     let elsewhere = server.register(postgres_database("pg-target", &target.url(""))).await;
     let not_held = pb::RestoreBackupRequest {
@@ -467,7 +472,7 @@ async fn a_wrong_password_or_a_missing_database_fails_with_its_reason_and_no_pas
 /// Backs up `database_id`, which must fail with `reason`, leaving a FAILED backup and
 /// nothing stored; returns the operation.
 async fn backup_failure(server: &TestServer, database_id: &str, reason: &str) -> pb::Operation {
-    let done = backup(server, database_id, "").await;
+    let done = run_backup(server, database_id, "").await;
     assert_failed(&done, reason);
     let backup_id = done.meta().backup_id.clone();
     assert_eq!(backup_state(&server.backup(&backup_id).await), pb::BackupState::Failed);
