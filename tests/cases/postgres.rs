@@ -347,6 +347,18 @@ async fn a_server_without_a_database_backs_up_every_database_and_restores_one_or
     restore_result(&all);
     assert_same(&blocking(|| target.checksums("alpha")), &alpha, "alpha restored with every part");
     assert_same(&blocking(|| target.checksums("beta")), &beta, "beta restored with every part");
+
+    // A damaged part fails the whole restore before any database is touched.
+    blocking(|| target.psql("alpha", "UPDATE every_type SET words = 'changed on the target' WHERE id = 10"));
+    let changed_alpha = blocking(|| target.checksums("alpha"));
+    let beta_object = files::path_of_uri(&backup.parts[1].uri);
+    let mut stored = std::fs::read(&beta_object).expect("read the part");
+    let middle = stored.len() / 2;
+    stored[middle] ^= 0xff;
+    std::fs::write(&beta_object, stored).expect("damage the part");
+    let damaged = restore(&server, &backup, &elsewhere.id, "").await;
+    assert_failed(&damaged, "SOURCE_CORRUPT");
+    assert_same(&blocking(|| target.checksums("alpha")), &changed_alpha, "alpha, before the damaged beta");
     blocking(|| assert_no_scratch(&target));
 }
 
