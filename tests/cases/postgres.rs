@@ -1051,3 +1051,39 @@ async fn a_psql_without_restricted_mode_refuses_sql_files_but_loads_archives() {
     );
     blocking(|| assert_no_scratch(&postgres));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_every_database_touches_none_when_one_cannot_be_read() {
+    let server = TestServer::start().await;
+    let password = format!("reader{}", uuid::Uuid::new_v4().simple());
+    let (source, target) = blocking(|| {
+        let source = PostgresServer::start();
+        source.psql("postgres", &format!("CREATE ROLE reader LOGIN PASSWORD '{password}'"));
+        for name in ["aaa_readable", "zzz_secret"] {
+            source.create_database(name);
+            source.psql(name, "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);");
+        }
+        source.psql("aaa_readable", "GRANT SELECT ON t TO reader");
+        let target = PostgresServer::start();
+        target.create_database("aaa_readable");
+        target.psql("aaa_readable", "CREATE TABLE mine (id int); INSERT INTO mine VALUES (42);");
+        (source, target)
+    });
+    let before = blocking(|| target.checksums("aaa_readable"));
+    let landing = server.register(postgres_database("pg-every-target", &target.url(""))).await;
+    let reader = with_password(&source.url(""), source.password(), &password).replace("cellar:", "reader:");
+
+    let request = pb::ImportDatabaseRequest {
+        database_id: landing.id.clone(),
+        source_connection_uri: reader,
+        import_all_databases: true,
+        ..Default::default()
+    };
+    let done = import(&server, request).await;
+    let message = assert_failed(&done, "SOURCE_UNREACHABLE");
+    assert!(message.contains("zzz_secret") && message.contains("permission denied"), "{message}");
+    assert_same(&blocking(|| target.checksums("aaa_readable")), &before, "the readable database's namesake");
+    assert!(!blocking(|| target.databases()).contains(&"zzz_secret".to_owned()));
+    blocking(|| assert_no_scratch(&target));
+    assert_kept_secret(&password, &done);
+}
