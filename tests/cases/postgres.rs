@@ -539,8 +539,7 @@ async fn damaged_dumps_fail_the_import_and_leave_the_target_as_it_was() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write the truncated dump");
     let truncated_import = import_files(&server, &database.id, "", &[&truncated]).await;
     let message = assert_failed(&truncated_import, "SOURCE_CORRUPT");
-    assert!(message.contains("could not read from input file"), "{message}");
-    assert!(message.contains("pg_restore"), "{message}");
+    assert!(message.contains("pg_restore: error"), "{message}");
     assert!(message.contains("left as it was"), "{message}");
     assert_same(&blocking(|| postgres.checksums("shop")), &original, "the target after a truncated archive");
     // Into a database that does not exist yet: it still does not.
