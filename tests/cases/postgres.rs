@@ -1,12 +1,15 @@
 //! The PostgreSQL engine end to end over gRPC, against throwaway PostgreSQL servers: a
-//! database backs up (pg_dump custom format) and restores under another name, into
-//! another server and over itself with the same content checksums; a server registered
+//! database backs up (pg_dump custom format, every compression) and restores under
+//! another name, into another server and over itself (in use) with the same content
+//! checksums, also for odd names and a role that is not a superuser; a server registered
 //! without a database backs up every database as parts of one backup, restored one or
 //! all; imports from a live database (or every database of a server) and from dump
-//! files (custom, plain SQL, gzip, zstd). Failures (a wrong password, a stopped server,
-//! damaged dumps, missing or old tools) carry their reason, leave the target as it was
-//! and no scratch database behind, and show no password; a cancelled backup leaves no
-//! pg_dump running and no object stored.
+//! files (custom, plain SQL, gzip, zstd), SQL never running psql meta-commands on the
+//! Cellar host. Failures (a wrong password, a missing database, a stopped or lost
+//! server, damaged dumps, missing or old tools, one unreadable database of many) carry
+//! their reason, leave the target as it was and no scratch database behind, and show no
+//! password; a cancelled backup or restore leaves no tool running, no object stored, no
+//! scratch database, and a target that takes connections.
 
 use std::collections::BTreeMap;
 use std::io::Write;
