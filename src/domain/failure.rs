@@ -102,7 +102,8 @@ pub mod reason {
     pub const REPLICATION_DECLINED: &str = "REPLICATION_DECLINED";
     /// A tool the engine drives (`pg_dump`, `mariadb-dump`, ...) is not installed.
     pub const TOOL_NOT_FOUND: &str = "TOOL_NOT_FOUND";
-    /// The installed tools are older than the database server.
+    /// The installed tools are older than the database server or the data (an archive
+    /// from a newer pg_dump; a psql without restricted mode for SQL files).
     pub const TOOL_TOO_OLD: &str = "TOOL_TOO_OLD";
     /// The logical database named does not exist on the server (or in the backup).
     pub const DATABASE_NOT_FOUND: &str = "DATABASE_NOT_FOUND";

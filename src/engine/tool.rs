@@ -198,7 +198,8 @@ impl Tail {
         Tail { lines: Arc::default(), secrets: Arc::new(secrets) }
     }
 
-    /// Keeps `line`, scrubbed; forgets the oldest beyond the limit.
+    /// Keeps `line`, scrubbed; beyond the limit forgets the oldest line that is not an
+    /// error (a verbose tool's chatter must not push out why it failed), else the oldest.
     pub fn push(&self, line: &str) {
         let line = self.scrub(line.trim_end());
         if line.is_empty() {
@@ -206,7 +207,10 @@ impl Tail {
         }
         let mut lines = self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if lines.len() == TAIL_LINES {
-            lines.pop_front();
+            match lines.iter().position(|kept| !is_error_line(kept)) {
+                Some(chatter) => drop(lines.remove(chatter)),
+                None => drop(lines.pop_front()),
+            }
         }
         lines.push_back(line);
     }
@@ -221,6 +225,13 @@ impl Tail {
         let lines = self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         lines.iter().map(String::as_str).collect::<Vec<_>>().join("; ")
     }
+}
+
+/// Whether a line of a tool's error output says what went wrong (`pg_restore: error:
+/// ...`, `FATAL: ...`, `ERROR 1045 ...`) rather than what it is doing.
+fn is_error_line(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    ["error", "fatal", "failed", "could not"].iter().any(|word| lower.contains(word))
 }
 
 /// Turns a tool's failure (its exit status and error output) into an engine error.
@@ -432,6 +443,15 @@ mod tests {
         let text = tail.text();
         assert!(text.starts_with("line 8 password ****"), "{text}");
         assert!(!text.contains("hunter2"));
+
+        let verbose = Tail::default();
+        verbose.push("pg_restore: error: could not read from input file: end of file");
+        for n in 0..20 {
+            verbose.push(&format!("pg_restore: processing item {n}"));
+        }
+        let text = verbose.text();
+        assert!(text.starts_with("pg_restore: error: could not read"), "{text}");
+        assert!(text.ends_with("processing item 19"), "{text}");
     }
 
     #[tokio::test]

@@ -186,11 +186,19 @@ impl BackupJob {
         } = snapshot;
         let (bytes_before, items_before) = before;
         ctx.set_totals(bytes_before + bytes_total.unwrap_or(0), items_before + items_total.unwrap_or(0));
-        ctx.set_phase("uploading");
-
         let mut writer = self.storage.writer(key).await.map_err(|error| failure::from_storage(&error))?;
         let items_now = || items_done.as_ref().map_or(0, |done| done.load(Ordering::Relaxed));
-        let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, items_before + items_now());
+        // The engine's phase (`dumping`, `snapshotting`) holds until its first bytes
+        // arrive: a dump waiting for a lock, or a server still writing its RDB, is not
+        // uploading yet.
+        let mut uploading = false;
+        let mut on_progress = |bytes: u64| {
+            if !uploading && bytes > 0 {
+                uploading = true;
+                ctx.set_phase("uploading");
+            }
+            ctx.set_done(bytes_before + bytes, items_before + items_now());
+        };
         let stored =
             match pipeline::store(body, self.backup.compression, writer.as_mut(), &mut on_progress).await {
                 Ok(stored) => stored,

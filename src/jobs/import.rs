@@ -110,11 +110,8 @@ impl ImportJob {
             }
             ImportSource::Live(uri) => {
                 let source_database = self.live_source_database(uri);
-                let target_database = self.database_name.clone();
-                (
-                    vec![uri.redacted()],
-                    self.import_live(ctx, uri, source_database, target_database, (0, 0)).await?,
-                )
+                let target_database = self.target_database();
+                (vec![uri.redacted()], self.import_live(ctx, uri, source_database, target_database).await?)
             }
             ImportSource::EveryDatabase(uri) => (vec![uri.redacted()], self.import_every(ctx, uri).await?),
         };
@@ -146,9 +143,9 @@ impl ImportJob {
             spools.push(spool);
         }
         let paths: Vec<PathBuf> = spools.iter().map(|spool| spool.path().to_owned()).collect();
-        let database = self.database_name.as_deref();
-        let loaded = self.load(ctx, database, &paths, bytes, (0, 0)).await?;
-        Ok(Outcome::of(bytes, loaded, database))
+        let database = self.target_database();
+        let loaded = self.load(ctx, database.as_deref(), &paths, bytes, (0, 0)).await?;
+        Ok(Outcome::of(bytes, loaded, database.as_deref()))
     }
 
     // Snapshots one database of a live server into a spool file, then loads it.
@@ -158,27 +155,36 @@ impl ImportJob {
         uri: &ConnectionUri,
         source_database: Option<String>,
         target_database: Option<String>,
-        before: (u64, u64),
     ) -> Result<Outcome, Failure> {
-        let phase = |phase: &'static str| ctx.set_phase(phase);
-        let snapshot = self
-            .engine
-            .snapshot(uri, source_database.as_deref(), &phase)
-            .await
-            .map_err(|error| failure::from_engine(&error))?;
-        let (bytes_before, items_before) = before;
-        ctx.set_totals(
-            bytes_before + snapshot.bytes_total.unwrap_or(0),
-            items_before + snapshot.items_total.unwrap_or(0),
-        );
-        let (spool, unpacked) = self.spool(snapshot.body, ctx, bytes_before).await?;
+        let (spool, bytes) = self.snapshot_to_spool(ctx, uri, source_database.as_deref(), 0).await?;
         let paths = [spool.path().to_owned()];
-        let bytes = unpacked.logical_bytes;
-        let loaded = self.load(ctx, target_database.as_deref(), &paths, bytes, before).await?;
+        let loaded = self.load(ctx, target_database.as_deref(), &paths, bytes, (0, 0)).await?;
         Ok(Outcome::of(bytes, loaded, target_database.as_deref()))
     }
 
-    // Imports every database of a live server, one by one, each into its namesake.
+    // Snapshots one database of a live server into a spool file; returns it and its
+    // size. Progress counts on from `bytes_before` of earlier snapshots.
+    async fn snapshot_to_spool(
+        &self,
+        ctx: &JobContext,
+        uri: &ConnectionUri,
+        source_database: Option<&str>,
+        bytes_before: u64,
+    ) -> Result<(SpoolFile, u64), Failure> {
+        let phase = |phase: &'static str| ctx.set_phase(phase);
+        let snapshot = self
+            .engine
+            .snapshot(uri, source_database, &phase)
+            .await
+            .map_err(|error| failure::from_engine(&error))?;
+        ctx.set_totals(bytes_before + snapshot.bytes_total.unwrap_or(0), 0);
+        let (spool, unpacked) = self.spool(snapshot.body, ctx, bytes_before).await?;
+        Ok((spool, unpacked.logical_bytes))
+    }
+
+    // Imports every database of a live server, each into its namesake: every one is
+    // snapshotted before any is loaded, so that a source failing part-way touches no
+    // database of the target.
     async fn import_every(&self, ctx: &JobContext, uri: &ConnectionUri) -> Result<Outcome, Failure> {
         ctx.set_phase("listing databases");
         let databases = self.engine.databases(uri).await.map_err(|error| failure::from_engine(&error))?;
@@ -192,15 +198,21 @@ impl ImportJob {
                 ),
             ));
         }
+        let mut spooled = Vec::with_capacity(databases.len());
+        let mut read = 0;
+        for database in &databases {
+            let (spool, bytes) = self.snapshot_to_spool(ctx, uri, Some(database), read).await?;
+            read += bytes;
+            spooled.push((spool, bytes));
+        }
         let mut all = Outcome { bytes: 0, items: 0, method: "", databases: Vec::new() };
-        for database in databases {
-            let done = self
-                .import_live(ctx, uri, Some(database.clone()), Some(database), (all.bytes, all.items))
-                .await?;
-            all.bytes += done.bytes;
-            all.items += done.items;
-            all.method = done.method;
-            all.databases.extend(done.databases);
+        for (database, (spool, bytes)) in databases.iter().zip(&spooled) {
+            let paths = [spool.path().to_owned()];
+            let loaded = self.load(ctx, Some(database), &paths, *bytes, (all.bytes, all.items)).await?;
+            all.bytes += bytes;
+            all.items += loaded.items;
+            all.method = loaded.method;
+            all.databases.push(database.clone());
         }
         Ok(all)
     }
@@ -211,6 +223,13 @@ impl ImportJob {
         if !uri.expose().path().trim_start_matches('/').is_empty() {
             return None;
         }
+        self.target_database()
+    }
+
+    // The target's logical database to load into: the one asked for, else the one its
+    // URI names (Redis: none). Named here rather than left to the engine so that the
+    // result says where the data went.
+    fn target_database(&self) -> Option<String> {
         self.database_name.clone().or_else(|| {
             let path = self.target.connection_uri.expose().path().trim_start_matches('/').to_owned();
             (!path.is_empty() && self.target.engine != crate::domain::EngineKind::Redis)

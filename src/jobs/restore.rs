@@ -45,10 +45,18 @@ impl RestoreJob {
         let objects = self.objects();
         let total: u64 = objects.iter().map(|object| object.logical_size_bytes).sum();
         ctx.set_totals(total, 0);
+        // Every object is fetched and checked before any is loaded: a damaged part of a
+        // whole-server backup fails the restore with no database touched.
+        let mut spools = Vec::with_capacity(objects.len());
+        let mut fetched = 0;
+        for object in &objects {
+            spools.push(self.fetch(ctx, object, fetched).await?);
+            fetched += object.logical_size_bytes;
+        }
         let (mut bytes, mut items) = (0, 0);
         let mut method = "";
-        for object in &objects {
-            let loaded = self.restore_object(ctx, object, total, (bytes, items)).await?;
+        for (object, spool) in objects.iter().zip(&spools) {
+            let loaded = self.load_object(ctx, object, spool, total, (bytes, items)).await?;
             bytes += object.logical_size_bytes;
             items += loaded.items;
             method = loaded.method;
@@ -69,12 +77,13 @@ impl RestoreJob {
         })
     }
 
-    // The objects to load: the backup's one object into the database asked for (or the
-    // one it was taken from), or the parts of a whole-server backup (the one named, or
-    // all), each into the database of its name.
+    // The objects to load: the backup's one object into the database asked for (else
+    // the one another registered target's URI names, else the one it was taken from),
+    // or the parts of a whole-server backup (the one named, or all), each into the
+    // database of its name.
     fn objects(&self) -> Vec<StoredObject> {
         if self.backup.parts.is_empty() {
-            let database = [&self.database_name, &self.backup.database_name]
+            let database = [&self.database_name, &self.other_targets_database(), &self.backup.database_name]
                 .into_iter()
                 .find(|name| !name.is_empty())
                 .cloned();
@@ -98,39 +107,59 @@ impl RestoreJob {
             .collect()
     }
 
-    // Downloads, checks and decompresses one object into a spool file, then loads it;
-    // progress counts on from `before` (bytes, items) of earlier objects, towards
-    // `total` bytes.
-    async fn restore_object(
+    // The logical database a target other than the backup's own database names in its
+    // URI (empty if none, or for Redis): registering `postgres://host/staging` and
+    // restoring into it means `staging`, not the backup's database name.
+    fn other_targets_database(&self) -> String {
+        let own = self.backup.database_id == Some(self.target.id);
+        if own || self.target.engine == crate::domain::EngineKind::Redis {
+            return String::new();
+        }
+        let path = self.target.connection_uri.expose().path().trim_start_matches('/').to_owned();
+        percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned()
+    }
+
+    // Downloads, checks and decompresses one object into a spool file; progress counts
+    // on from `bytes_before` of the objects fetched earlier.
+    async fn fetch(
         &self,
         ctx: &JobContext,
         object: &StoredObject,
-        total: u64,
-        before: (u64, u64),
-    ) -> Result<crate::engine::Loaded, Failure> {
-        let (bytes_before, items_before) = before;
+        bytes_before: u64,
+    ) -> Result<SpoolFile, Failure> {
         ctx.set_phase("downloading");
         let reader =
             self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
         let mut spool =
             SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
-        let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, items_before);
+        let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, 0);
         let unpacked = unpack(reader.body, Some(&object.sha256), &mut spool, &mut on_progress)
             .await
             .map_err(|error| failure::from_unpack(&error))?;
-        ctx.set_done(bytes_before + unpacked.logical_bytes, items_before);
+        ctx.set_done(bytes_before + unpacked.logical_bytes, 0);
+        Ok(spool)
+    }
 
+    // Loads one fetched object; progress counts on from `before` (bytes, items) of
+    // earlier objects, towards `total` bytes.
+    async fn load_object(
+        &self,
+        ctx: &JobContext,
+        object: &StoredObject,
+        spool: &SpoolFile,
+        total: u64,
+        before: (u64, u64),
+    ) -> Result<crate::engine::Loaded, Failure> {
+        let (bytes_before, items_before) = before;
         let items_total = AtomicU64::new(0);
-        let total_bytes = total;
         let phase = |phase: &'static str| ctx.set_phase(phase);
-        let progress = |bytes: u64, items: u64, total: u64| {
-            if items_total.swap(total, Ordering::Relaxed) != total {
-                ctx.set_totals(total_bytes, items_before + total);
+        let progress = |bytes: u64, items: u64, items_in_object: u64| {
+            if items_total.swap(items_in_object, Ordering::Relaxed) != items_in_object {
+                ctx.set_totals(total, items_before + items_in_object);
             }
             ctx.set_done(bytes_before + bytes, items_before + items);
         };
-        let loaded = self
-            .engine
+        self.engine
             .load(
                 &self.target.connection_uri,
                 object.database.as_deref(),
@@ -139,8 +168,7 @@ impl RestoreJob {
                 &progress,
             )
             .await
-            .map_err(|error| failure::from_load(&error))?;
-        Ok(loaded)
+            .map_err(|error| failure::from_load(&error))
     }
 }
 

@@ -14,6 +14,7 @@ mod modules;
 mod mysql;
 mod object_stores;
 mod operations;
+mod postgres;
 mod process;
 mod reflection;
 mod remote_destinations;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cellar::engine::redis::LoadMethod;
+use cellar::engine::tool::ToolPath;
 use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
 use cellar::grpc::pb::cellar::v1::database_service_client::DatabaseServiceClient;
 use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationServiceClient;
@@ -36,6 +37,9 @@ pub(crate) struct ServerOptions {
     /// `Settings::allow_hosts`: by default 127.0.0.1 (every port), where the harness's
     /// HTTP servers listen.
     pub(crate) allow_hosts: Vec<String>,
+    /// `engine::Settings::tool_path`: the only directories where pg_dump, pg_restore,
+    /// psql and the MariaDB tools are looked for; `None` for PATH and the usual places.
+    pub(crate) tool_path: Option<Vec<PathBuf>>,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +50,7 @@ impl Default for ServerOptions {
             redis_load: LoadMethod::Auto,
             metrics_listen: None,
             allow_hosts: vec!["127.0.0.1".to_owned()],
+            tool_path: None,
         }
     }
 }
@@ -325,7 +330,10 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
         shutdown_timeout: options.shutdown_timeout,
         spool_dir: None,
         file_roots: vec![std::env::temp_dir()],
-        engines: cellar::engine::Settings { redis_load: options.redis_load, ..Default::default() },
+        engines: cellar::engine::Settings {
+            redis_load: options.redis_load,
+            tool_path: options.tool_path.clone().map(ToolPath::only).unwrap_or_default(),
+        },
         allow_hosts: options
             .allow_hosts
             .iter()

@@ -134,8 +134,7 @@ impl Server {
 
     /// Drops a database if it exists, ending its sessions first.
     pub(super) async fn drop_database(&self, name: &str, version_num: u32) -> Result<(), Error> {
-        let force = if version_num >= 130_000 { " WITH (FORCE)" } else { "" };
-        self.maintenance(&format!("DROP DATABASE IF EXISTS {}{force}", identifier(name))).await.map(drop)
+        self.maintenance(&drop_database_sql(name, version_num)).await.map(drop)
     }
 
     /// How to read a tool's failure against `database`: the error output says whether
@@ -147,6 +146,16 @@ impl Server {
         Arc::new(move |status: ExitStatus, tail: &str| judge(tool, &shown, &database, status, tail))
     }
 }
+
+/// What pg_restore says of an archive that is cut short or damaged (lowercase).
+const DAMAGED_ARCHIVE: &[&str] = &[
+    "could not read from input file",
+    "unexpected end of file",
+    "possibly corrupt archive",
+    "could not uncompress data",
+    "could not decompress",
+    "did not find magic string",
+];
 
 /// Classifies a failed PostgreSQL tool by its error output.
 fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str) -> Error {
@@ -181,10 +190,12 @@ fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str
     ]
     .iter()
     .any(|needle| lower.contains(needle))
+        // Whatever else stops a dump, the source could not be read.
+        || tool == "pg_dump"
     {
         Error::Unreachable(message)
-    } else if tool == "pg_dump" {
-        Error::Unreachable(message)
+    } else if tool == "pg_restore" && DAMAGED_ARCHIVE.iter().any(|needle| lower.contains(needle)) {
+        Error::Corrupt(message)
     } else {
         Error::RestoreFailed(message)
     }
@@ -231,6 +242,13 @@ pub(super) fn major_of(version_num: u32) -> u32 {
     version_num / 10_000
 }
 
+/// `DROP DATABASE IF EXISTS name`, ending its sessions first where the server can
+/// (PostgreSQL 13 and newer).
+pub(super) fn drop_database_sql(name: &str, version_num: u32) -> String {
+    let force = if version_num >= 130_000 { " WITH (FORCE)" } else { "" };
+    format!("DROP DATABASE IF EXISTS {}{force}", identifier(name))
+}
+
 /// A name as a PostgreSQL identifier.
 pub(super) fn identifier(name: &str) -> String {
     quote_identifier(name, '"')
@@ -263,6 +281,8 @@ mod tests {
         assert!(matches!(failed("pg_dump", missing), Error::DatabaseNotFound(_)));
         let bad_sql = "psql:/tmp/x.sql:3: ERROR:  relation \"nope\" does not exist";
         assert!(matches!(failed("psql", bad_sql), Error::RestoreFailed(_)));
+        let truncated = "pg_restore: error: could not read from input file: end of file";
+        assert!(matches!(failed("pg_restore", truncated), Error::Corrupt(_)));
         let message = failed("pg_restore", "pg_restore: error: could not execute query").to_string();
         assert!(message.contains("pg_restore against postgres://u:****@h/db"), "{message}");
     }

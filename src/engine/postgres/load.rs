@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::client::{Server, identifier, literal};
+use super::client::{Server, drop_database_sql, identifier, literal};
+use super::sql_file;
 use crate::engine::sql::{head, looks_like_text, scratch_name};
 use crate::engine::tool::{self, Tool};
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
@@ -50,6 +51,10 @@ pub(super) async fn load(
     let mut files = Vec::new();
     for path in data {
         files.push(inspect(server, &pg_restore, path).await?);
+    }
+    if files.iter().any(|file| matches!(file, DataFile::Sql { .. })) {
+        // Refused before anything is created on the server.
+        sql_file::check_psql(&server.tool("psql").await?)?;
     }
     let tables_total: u64 =
         files.iter().map(|file| if let DataFile::Custom { tables, .. } = file { *tables } else { 0 }).sum();
@@ -113,10 +118,9 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
     if head.starts_with(CUSTOM_MAGIC) {
         let mut command = tool::command(&pg_restore.path);
         command.arg("--list").arg(path);
-        let judge: tool::Judge = Arc::new(|status, tail: &str| {
-            let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
-            Error::Corrupt(format!("the pg_dump archive cannot be read: {said}"))
-        });
+        let version = pg_restore.version.clone();
+        let judge: tool::Judge =
+            Arc::new(move |status, tail: &str| unreadable_archive(&version, status, tail));
         let listing = tool::run(command, None, &server.tail(), &judge).await?;
         let tables =
             String::from_utf8_lossy(&listing).lines().filter(|line| line.contains(" TABLE DATA ")).count();
@@ -133,6 +137,20 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
          formats are not supported: use --format=custom or plain)"
             .to_owned(),
     ))
+}
+
+/// Why `pg_restore --list` could not read an archive: a pg_restore older than the
+/// pg_dump that wrote it says "unsupported version" (the archive is fine: the tool is
+/// too old); anything else is a damaged archive.
+fn unreadable_archive(pg_restore_version: &str, status: std::process::ExitStatus, tail: &str) -> Error {
+    let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
+    if tail.contains("unsupported version") {
+        return Error::ToolTooOld(format!(
+            "pg_restore {pg_restore_version} cannot read this archive, written by a newer pg_dump: {said}; \
+             install a pg_restore at least as new as the pg_dump that wrote it"
+        ));
+    }
+    Error::Corrupt(format!("the pg_dump archive cannot be read: {said}"))
 }
 
 /// Runs `pg_restore` of `archive` into `database`; `on_table` gets the count of tables
@@ -173,11 +191,20 @@ async fn restore_archive(
     Ok(tables.load(Ordering::Relaxed))
 }
 
-/// Runs SQL text in `database` with psql: one transaction, stopping at the first error.
+/// Runs SQL text in `database` with psql: one transaction, stopping at the first error,
+/// in restricted mode so that the file cannot run psql's meta-commands on this host
+/// (see [`sql_file`]).
 async fn run_sql(server: &Server, database: &str, path: &Path) -> Result<(), Error> {
     let psql = server.tool("psql").await?;
+    sql_file::check_psql(&psql)?;
+    let restricted = sql_file::Restricted::copy(path).await?;
     let mut command = server.command(&psql, database);
-    command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f"]).arg(path);
+    command
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+        .arg("-c")
+        .arg(format!("\\restrict {}", sql_file::restrict_key()))
+        .arg("-f")
+        .arg(restricted.path());
     tool::run_following(command, server.tail(), &server.judge("psql", database), |_| {}).await
 }
 
@@ -192,6 +219,9 @@ fn unchanged(error: Error, target: &str) -> Error {
     match error {
         Error::RestoreFailed(message) => {
             Error::RestoreFailed(format!("{message} (database {target} was left as it was)"))
+        }
+        Error::Corrupt(message) => {
+            Error::Corrupt(format!("{message} (database {target} was left as it was)"))
         }
         other => other,
     }
@@ -254,6 +284,12 @@ impl Scratch {
             return Ok(());
         }
         let old = scratch_name(target);
+        // From here until the renames commit the target refuses connections; abandoned
+        // (cancelled) before that, it must take them again.
+        let reopen = Deferred::new(
+            &server,
+            format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", identifier(target)),
+        );
         server
             .maintenance(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", identifier(target)))
             .await?;
@@ -284,21 +320,63 @@ impl Scratch {
             }
         };
         if let Err(error) = swapped {
-            let reopen = format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", identifier(target));
-            if let Err(reopen_error) = server.maintenance(&reopen).await {
-                tracing::error!(database = %target, error = %reopen_error, "cannot allow connections again");
-            }
+            reopen.run_now().await;
             self.discard().await;
             return Err(Error::RestoreFailed(format!(
                 "the loaded copy could not replace database {target} (its sessions would not end): {error}; \
                  {target} was left as it was"
             )));
         }
+        // The target's name is the loaded copy's now, which takes connections; the
+        // replaced database goes, even if abandoned here.
+        reopen.disarm();
         self.armed = false;
-        if let Err(error) = server.drop_database(&old, self.version_num).await {
-            tracing::warn!(database = %old, %error, "cannot drop the replaced database");
-        }
+        Deferred::new(&server, drop_database_sql(&old, self.version_num)).run_now().await;
         Ok(())
+    }
+}
+
+/// A maintenance statement that must run even if the load is abandoned (its future
+/// dropped at a cancel) before [`Deferred::run_now`] or [`Deferred::disarm`]: then
+/// it runs in the background.
+struct Deferred {
+    server: Server,
+    sql: String,
+    armed: bool,
+}
+
+impl Deferred {
+    fn new(server: &Server, sql: String) -> Deferred {
+        Deferred { server: server.clone(), sql, armed: true }
+    }
+
+    /// Runs the statement now; a failure is logged (the load's outcome stands).
+    async fn run_now(mut self) {
+        self.armed = false;
+        if let Err(error) = self.server.maintenance(&self.sql).await {
+            tracing::warn!(statement = %self.sql, %error, "a clean-up statement failed");
+        }
+    }
+
+    /// Forgets the statement: it is not needed.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let server = self.server.clone();
+        let sql = std::mem::take(&mut self.sql);
+        runtime.spawn(async move {
+            if let Err(error) = server.maintenance(&sql).await {
+                tracing::warn!(statement = %sql, %error, "an abandoned load's clean-up failed");
+            }
+        });
     }
 }
 
@@ -330,5 +408,23 @@ mod tests {
         assert_eq!(method_name(&["pg_restore"]), "pg_restore");
         assert_eq!(method_name(&["psql"]), "psql");
         assert_eq!(method_name(&["pg_restore", "psql"]), "pg_restore+psql");
+    }
+
+    #[test]
+    fn an_archive_too_new_for_pg_restore_blames_the_tool() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = std::process::ExitStatus::from_raw(256);
+        let old = unreadable_archive(
+            "9.6.24",
+            failed,
+            "pg_restore: [archiver] unsupported version (1.14) in file header",
+        );
+        assert!(
+            matches!(&old, Error::ToolTooOld(message) if message.contains("pg_restore 9.6.24")),
+            "{old:?}"
+        );
+        let damaged =
+            unreadable_archive("15.18", failed, "pg_restore: error: could not read from input file");
+        assert!(matches!(damaged, Error::Corrupt(_)), "{damaged:?}");
     }
 }

@@ -4,6 +4,7 @@
 
 mod client;
 mod load;
+mod sql_file;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,7 +6,10 @@ use crate::domain::{Failure, Operation, OperationKind, OperationResult, Operatio
 pub(crate) fn operation_to_pb(operation: &Operation) -> pb::Operation {
     let result = match (&operation.error, &operation.result) {
         (Some(error), _) => Some(pb::operation::Result::Error(status_to_pb(error))),
-        (None, Some(result)) => Some(pb::operation::Result::Response(response_to_pb(result))),
+        (None, Some(result)) => Some(pb::operation::Result::Response(response_to_pb(
+            result,
+            operation.progress.items_unit.as_str(),
+        ))),
         (None, None) => None,
     };
     pb::Operation {
@@ -59,7 +62,8 @@ pub(crate) fn status_to_pb(failure: &Failure) -> pb::Status {
     }
 }
 
-fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
+// `items_unit` is what the job counted in its progress (`keys`, `tables`).
+fn response_to_pb(result: &OperationResult, items_unit: &str) -> pb::OperationResponse {
     use pb::operation_response::Result as Response;
     let response = match result {
         OperationResult::Backup(backup) => Response::Backup(super::backup_to_pb(backup)),
@@ -69,6 +73,7 @@ fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
             database_name: restore.database_name.clone(),
             bytes_read: restore.bytes as i64,
             items_loaded: restore.items as i64,
+            items_unit: items_unit.to_owned(),
             load_method: restore.load_method.clone(),
             ..Default::default()
         }),
@@ -78,6 +83,7 @@ fn response_to_pb(result: &OperationResult) -> pb::OperationResponse {
             source_uris: import.source_uris.clone(),
             bytes_read: import.bytes as i64,
             items_loaded: import.items as i64,
+            items_unit: items_unit.to_owned(),
             load_method: import.load_method.clone(),
             database_names: import.database_names.clone(),
             ..Default::default()
