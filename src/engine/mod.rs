@@ -105,6 +105,9 @@ pub struct Snapshot {
     /// Items (tables, ...) dumped so far, for engines that can tell while the data
     /// flows.
     pub items_done: Option<Arc<AtomicU64>>,
+    /// Whether a tool on this host produces the data (`pg_dump`, `mariadb-dump`): it
+    /// then needs this host's cores itself, and the data is compressed on one thread.
+    pub produced_here: bool,
     /// The data.
     pub body: Pin<Box<dyn AsyncRead + Send>>,
 }

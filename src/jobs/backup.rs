@@ -181,9 +181,11 @@ impl BackupJob {
             items_total,
             details,
             items_done,
+            produced_here,
             body,
             ..
         } = snapshot;
+        let threads = if produced_here { pipeline::Threads::One } else { pipeline::Threads::PerCore };
         let (bytes_before, items_before) = before;
         ctx.set_totals(bytes_before + bytes_total.unwrap_or(0), items_before + items_total.unwrap_or(0));
         let mut writer = self.storage.writer(key).await.map_err(|error| failure::from_storage(&error))?;
@@ -199,14 +201,21 @@ impl BackupJob {
             }
             ctx.set_done(bytes_before + bytes, items_before + items_now());
         };
-        let stored =
-            match pipeline::store(body, self.backup.compression, writer.as_mut(), &mut on_progress).await {
-                Ok(stored) => stored,
-                Err(error) => {
-                    abort(writer).await;
-                    return Err(failure::from_pipeline(&error));
-                }
-            };
+        let stored = match pipeline::store_with(
+            body,
+            self.backup.compression,
+            threads,
+            writer.as_mut(),
+            &mut on_progress,
+        )
+        .await
+        {
+            Ok(stored) => stored,
+            Err(error) => {
+                abort(writer).await;
+                return Err(failure::from_pipeline(&error));
+            }
+        };
         let items = items_total.unwrap_or(0).max(items_now());
         ctx.set_done(bytes_before + stored.logical_bytes, items_before + items);
         writer.commit().await.map_err(|error| failure::from_storage(&error))?;

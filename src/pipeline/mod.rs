@@ -67,8 +67,31 @@ pub enum Error {
     },
 }
 
-/// Reads `source` to its end, compresses it with `compression`, and writes the result to
-/// `writer` in chunks of at most [`CHUNK_SIZE`] bytes.
+/// How many threads the compressor may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Threads {
+    /// One zstd worker per core, up to [`MAX_ZSTD_WORKERS`]: for sources that cost this
+    /// host little CPU (a Redis server's replication stream), so that zstd keeps up.
+    #[default]
+    PerCore,
+    /// zstd on the pipeline's own thread: for data a tool on this host produces
+    /// (`pg_dump`, `mariadb-dump`), which needs the other cores itself. It also keeps
+    /// zstd's per-job buffers (about 30 MiB with two workers) out of memory.
+    One,
+}
+
+/// [`store_with`] compressing with [`Threads::PerCore`].
+pub async fn store(
+    source: impl AsyncRead + Unpin + Send,
+    compression: Compression,
+    writer: &mut dyn ObjectWriter,
+    on_progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<Stored, Error> {
+    store_with(source, compression, Threads::PerCore, writer, on_progress).await
+}
+
+/// Reads `source` to its end, compresses it with `compression` on `threads`, and writes
+/// the result to `writer` in chunks of at most [`CHUNK_SIZE`] bytes.
 ///
 /// `on_progress` is called after each read from the source with the number of bytes read so
 /// far; the last call reports the total (an empty source reports nothing). It runs on the
@@ -78,16 +101,18 @@ pub enum Error {
 /// recording the checksum, say); on `Err` it aborts or drops it. Cancel-safe: dropping the
 /// future stops every stage promptly (the compression thread ends at its next chunk) and
 /// leaves the writer uncommitted.
-pub async fn store(
+pub async fn store_with(
     source: impl AsyncRead + Unpin + Send,
     compression: Compression,
+    threads: Threads,
     writer: &mut dyn ObjectWriter,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Stored, Error> {
     let (input_sender, input_receiver) = mpsc::channel(QUEUE_DEPTH);
     let (output_sender, output_receiver) = mpsc::channel(QUEUE_DEPTH);
-    let compressor =
-        tokio::task::spawn_blocking(move || compress_stage(compression, input_receiver, output_sender));
+    let compressor = tokio::task::spawn_blocking(move || {
+        compress_stage(compression, threads, input_receiver, output_sender)
+    });
 
     let stages = async {
         tokio::try_join!(read_stage(source, input_sender, on_progress), write_stage(output_receiver, writer))
@@ -184,13 +209,14 @@ struct Compressed {
 /// The compression stage, on a blocking thread.
 fn compress_stage(
     compression: Compression,
+    threads: Threads,
     input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Bytes>,
 ) -> Result<Compressed, Stop> {
     let sink = HashingSink { output, hasher: Sha256::new(), stored_bytes: 0 };
     match compression {
         Compression::None => pass_through(input, sink),
-        Compression::Zstd => compress_with(zstd_encoder(), compression, input, sink),
+        Compression::Zstd => compress_with(zstd_encoder(threads), compression, input, sink),
         Compression::Gzip => {
             let encoder = GzipEncoder::new(FlateEncoderParams::from(async_compression::Level::Default));
             compress_with(encoder, compression, input, sink)
@@ -199,11 +225,15 @@ fn compress_stage(
 }
 
 /// A zstd encoder at [`ZSTD_LEVEL`] with one worker thread per core, up to
-/// [`MAX_ZSTD_WORKERS`], writing the content checksum the `zstd` command writes (so that
-/// `zstd -t` verifies a stored object). The workers make zstd keep up with the source.
-fn zstd_encoder() -> ZstdEncoder {
+/// [`MAX_ZSTD_WORKERS`] (or none: on the caller's thread, for [`Threads::One`]),
+/// writing the content checksum the `zstd` command writes (so that `zstd -t` verifies
+/// a stored object). The workers make zstd keep up with the source.
+fn zstd_encoder(threads: Threads) -> ZstdEncoder {
     let cores = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let workers = cores.clamp(1, MAX_ZSTD_WORKERS) as u32;
+    let workers = match threads {
+        Threads::PerCore => cores.clamp(1, MAX_ZSTD_WORKERS) as u32,
+        Threads::One => 0,
+    };
     let params = [
         CParameter::nb_workers(workers),
         CParameter::job_size(ZSTD_JOB_SIZE),
@@ -480,6 +510,14 @@ mod tests {
             let (stored, writer, _) = store_all(&data, 64 * 1024, compression).await;
             assert!(stored.stored_bytes < stored.logical_bytes / 2, "{compression} compresses text");
             assert!(decompress_with_command(compression, &writer.bytes) == data, "{compression}");
+            // On one thread too (for data a tool on this host produces).
+            let mut one = MemoryWriter::default();
+            let stored_on_one =
+                store_with(reader(&data, 64 * 1024), compression, Threads::One, &mut one, &mut |_| {})
+                    .await
+                    .unwrap();
+            assert_eq!(stored_on_one.sha256, hex::encode(Sha256::digest(&one.bytes)), "{compression}");
+            assert!(decompress_with_command(compression, &one.bytes) == data, "{compression} on one thread");
         }
         let (_, zstd, _) = store_all(&data, CHUNK_SIZE, Compression::Zstd).await;
         assert_eq!(zstd.bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");

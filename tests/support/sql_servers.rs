@@ -642,9 +642,16 @@ impl MariaDbServer {
         // mariadbd refuses to run as root unless told to.
         let as_root: &[&str] = if running_as_root() { &["--user=root"] } else { &[] };
 
+        // A temporary directory of its own (for the bootstrap server too): mariadbd
+        // deletes every `#sql*` file in its tmpdir when it starts, which would pull the
+        // temporary tables from under the other servers of a parallel test run if they
+        // shared /tmp.
+        let tmp_dir = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp_dir).expect("the server's tmpdir");
         let output = Command::new(&install_db)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data_dir.display()))
+            .arg(format!("--tmpdir={}", tmp_dir.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(as_root)
             .current_dir(dir.path())
@@ -681,6 +688,7 @@ impl MariaDbServer {
                     .arg(format!("--port={port}"))
                     .arg(format!("--pid-file={}", dir.path().join("mariadbd.pid").display()))
                     .arg(format!("--log-error={}", log.display()))
+                    .arg(format!("--tmpdir={}", tmp_dir.display()))
                     .args(["--bind-address=127.0.0.1", "--skip-log-bin", "--skip-name-resolve"])
                     .args(["--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=64M"])
                     .args(["--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"])

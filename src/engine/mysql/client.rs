@@ -149,6 +149,34 @@ impl Server {
         command
     }
 
+    /// The flags that keep a file fed to the client from reaching this host: no client
+    /// command touching files or running programs (`\! cmd`, `system`, `\.`,
+    /// `tee`: MariaDB's `--sandbox`, MySQL's `--system-command=OFF`) and no
+    /// `LOAD DATA LOCAL INFILE` reading our files. A client without either is too old
+    /// to load files it did not write.
+    pub(super) async fn sandbox_flags(&self) -> Result<[&'static str; 2], Error> {
+        let mut command = tool::command(&self.client.path);
+        command.arg("--help");
+        let judge: Judge =
+            Arc::new(|status, _tail: &str| Error::ToolNotFound(format!("exited with {status}")));
+        let help = tool::run(command, None, &Tail::default(), &judge).await?;
+        let help = String::from_utf8_lossy(&help);
+        let flag = if help.contains("--sandbox") {
+            "--sandbox"
+        } else if help.contains("--system-command") {
+            "--system-command=OFF"
+        } else {
+            return Err(Error::ToolTooOld(format!(
+                "{} ({}) cannot load an SQL file safely: it has no sandbox mode (MariaDB 10.5.25, 10.6.18, \
+                 10.11.8, 11.0.6 or newer: --sandbox; MySQL 8.0.40 or newer: --system-command), which keeps the \
+                 file from running commands on this host",
+                self.client_name(),
+                self.client.path.display()
+            )));
+        };
+        Ok([flag, "--local-infile=0"])
+    }
+
     /// The client's name (`mariadb`, `mysql`), for messages.
     pub(super) fn client_name(&self) -> String {
         file_name(&self.client.path)

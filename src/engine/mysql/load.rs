@@ -7,7 +7,9 @@
 //!    statements would then land outside the scratch database.
 //! 2. The files are fed, in order, to the client's standard input (`--binary-mode`,
 //!    stopping at the first error) in a new scratch database made with the target's
-//!    character set and collation.
+//!    character set and collation. The client runs sandboxed (`--sandbox`, or MySQL's
+//!    `--system-command=OFF`, and `--local-infile=0`): a file is data, and may not run
+//!    programs or read and write files on this host.
 //! 3. Once all loaded, the scratch database's tables and objects take the target's
 //!    place ([`super::swap`]). Cancelling before the swap drops the scratch database in
 //!    the background; the swap itself, once started, runs to its end in a task of its
@@ -176,9 +178,11 @@ async fn load_file(
     let input = tokio::fs::File::open(&file.path)
         .await
         .map_err(|error| Error::Corrupt(format!("cannot open the data file: {error}")))?;
+    let sandbox = server.sandbox_flags().await?;
     let mut command = server.client_command();
     command
         .args(["--batch", "--binary-mode", "--max-allowed-packet=1G"])
+        .args(sandbox)
         .arg(format!("--database={database}"));
     let judge = server.judge(&server.client_name(), database, Stage::Load);
     tool::run_feeding(command, input, server.tail(), &judge, on_bytes).await

@@ -129,6 +129,7 @@ impl Engine for MysqlEngine {
             items_total: field(2).parse().ok(),
             details,
             items_done: Some(tables_done),
+            produced_here: true,
             body: Box::pin(ToolOutput::new(child, stdout, tail, judge)),
         })
     }

@@ -157,6 +157,33 @@ async fn bad_data_leaves_the_target_as_it_was() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_files_cannot_run_commands_or_read_files_on_this_host() {
+    let server = with_fixture("shop");
+    let expected = checksums(&server, "shop");
+    let dir = tempfile::tempdir().unwrap();
+    let touched = dir.path().join("touched");
+    let secret = dir.path().join("host-secret.txt");
+    std::fs::write(&secret, "1\tread from the cellar host\n").unwrap();
+    let attempts = [
+        format!("CREATE TABLE t (a INT);\n\\! touch {}\n", touched.display()),
+        format!("CREATE TABLE t (a INT);\nsystem touch {}\n", touched.display()),
+        format!(
+            "CREATE TABLE t (a INT, b TEXT);\nLOAD DATA LOCAL INFILE '{}' INTO TABLE t;\n",
+            secret.display()
+        ),
+    ];
+    for (n, attempt) in attempts.into_iter().enumerate() {
+        let path = dir.path().join(format!("attempt-{n}.sql"));
+        std::fs::write(&path, &attempt).unwrap();
+        let error = load(&server, "shop", &[path]).await.unwrap_err();
+        assert!(matches!(&error, Error::RestoreFailed(_)), "{attempt}: {error}");
+        assert!(!touched.exists(), "{attempt}: a command ran on this host");
+    }
+    assert_eq!(checksums(&server, "shop"), expected);
+    assert_no_scratch(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_failing_half_way_is_undone() {
     let server = with_fixture("shop");
     tokio::task::block_in_place(|| {

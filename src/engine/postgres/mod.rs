@@ -102,6 +102,7 @@ impl Engine for PostgresEngine {
             items_total: field(3).parse().ok(),
             details,
             items_done: Some(tables_done),
+            produced_here: true,
             body: Box::pin(ToolOutput::new(child, stdout, tail, judge)),
         })
     }

@@ -146,6 +146,7 @@ impl Engine for RedisEngine {
             items_total: Some(facts.keys),
             details,
             items_done: None,
+            produced_here: false,
             body: Box::pin(body),
         })
     }
