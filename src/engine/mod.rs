@@ -17,7 +17,7 @@ pub mod redis;
 pub mod sql;
 /// Throwaway PostgreSQL and MariaDB servers; shared with the integration tests.
 #[cfg(test)]
-#[path = "../../tests/support/sql_servers.rs"]
+#[path = "../../tests/support/sql_servers/mod.rs"]
 pub(crate) mod sql_servers;
 pub mod tool;
 

@@ -109,6 +109,21 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// Runs `clean_up` in the background, for a guard's `Drop` when the load it guards was
+/// abandoned (cancelled) half-way; a failure is logged with `what`. Outside a Tokio
+/// runtime (a guard dropped at exit) there is nothing to run it on, and nothing is done.
+pub fn clean_up_later(
+    what: String,
+    clean_up: impl std::future::Future<Output = Result<(), Error>> + Send + 'static,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        if let Err(error) = clean_up.await {
+            tracing::warn!(task = %what, %error, "an abandoned load's clean-up failed");
+        }
+    });
+}
+
 /// The first bytes of a file, for telling formats apart.
 pub async fn head(path: &Path, len: usize) -> Result<Vec<u8>, Error> {
     let file = tokio::fs::File::open(path)

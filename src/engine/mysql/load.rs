@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::client::{Server, Stage, identifier, literal};
 use super::swap;
-use crate::engine::sql::{head, looks_like_text, scratch_name};
+use crate::engine::sql::{clean_up_later, head, looks_like_text, scratch_name};
 use crate::engine::tool;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
 
@@ -251,17 +251,12 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            let server = self.server.clone();
+            let name = std::mem::take(&mut self.name);
+            let what = format!("dropping the scratch database {name}");
+            clean_up_later(what, async move { server.drop_database(&name).await });
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let server = self.server.clone();
-        let name = std::mem::take(&mut self.name);
-        runtime.spawn(async move {
-            if let Err(error) = server.drop_database(&name).await {
-                tracing::warn!(database = %name, %error, "cannot drop an abandoned scratch database");
-            }
-        });
     }
 }
 

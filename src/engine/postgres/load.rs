@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::client::{Server, drop_database_sql, identifier, literal};
 use super::sql_file;
-use crate::engine::sql::{head, looks_like_text, scratch_name};
+use crate::engine::sql::{clean_up_later, head, looks_like_text, scratch_name};
 use crate::engine::tool::{self, Tool};
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
 
@@ -366,34 +366,24 @@ impl Deferred {
 
 impl Drop for Deferred {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            let server = self.server.clone();
+            let sql = std::mem::take(&mut self.sql);
+            let what = format!("the statement {sql}");
+            clean_up_later(what, async move { server.maintenance(&sql).await.map(drop) });
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let server = self.server.clone();
-        let sql = std::mem::take(&mut self.sql);
-        runtime.spawn(async move {
-            if let Err(error) = server.maintenance(&sql).await {
-                tracing::warn!(statement = %sql, %error, "an abandoned load's clean-up failed");
-            }
-        });
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            let server = self.server.clone();
+            let name = std::mem::take(&mut self.name);
+            let version_num = self.version_num;
+            let what = format!("dropping the scratch database {name}");
+            clean_up_later(what, async move { server.drop_database(&name, version_num).await });
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let server = self.server.clone();
-        let name = std::mem::take(&mut self.name);
-        let version_num = self.version_num;
-        runtime.spawn(async move {
-            if let Err(error) = server.drop_database(&name, version_num).await {
-                tracing::warn!(database = %name, %error, "cannot drop an abandoned scratch database");
-            }
-        });
     }
 }
 
