@@ -72,6 +72,15 @@ impl Endpoint {
     pub fn database_or_uri<'a>(&'a self, database: Option<&'a str>) -> Option<&'a str> {
         database.filter(|name| !name.is_empty()).or(self.database.as_deref())
     }
+
+    /// [`Endpoint::database_or_uri`], or `DatabaseNotFound` saying how to name one.
+    pub fn database_to_use(&self, database: Option<&str>) -> Result<String, Error> {
+        self.database_or_uri(database).map(str::to_owned).ok_or_else(|| {
+            Error::DatabaseNotFound(
+                "no database named: give database_name, or name one in the connection URI's path".to_owned(),
+            )
+        })
+    }
 }
 
 /// A scratch database name for loading into `target`: the target's name (cut to fit)
@@ -168,11 +177,13 @@ mod tests {
         assert_eq!(endpoint.secrets(), vec!["p/ss".to_owned(), "p%2Fss".to_owned()]);
         assert_eq!(endpoint.database_or_uri(Some("other")), Some("other"));
         assert_eq!(endpoint.database_or_uri(Some("")), Some("orders"));
+        assert_eq!(endpoint.database_to_use(None).unwrap(), "orders");
 
         let socket = ConnectionUri::parse("postgres://u@%2Fvar%2Frun%2Fpostgresql/").unwrap();
         let endpoint = Endpoint::parse(&socket).unwrap();
         assert_eq!(endpoint.host, "/var/run/postgresql");
         assert_eq!(endpoint.database, None);
+        assert!(matches!(endpoint.database_to_use(None), Err(Error::DatabaseNotFound(_))));
     }
 
     #[test]

@@ -276,6 +276,26 @@ pub fn spawn_streaming(
     Ok((child, stdout))
 }
 
+/// Starts a dump tool whose standard output is the data, counting the lines of its
+/// error output that `counts` picks (one per table, say); returns its output as a
+/// [`ToolOutput`] and the count.
+pub fn spawn_counting(
+    command: Command,
+    tail: Tail,
+    judge: Judge,
+    counts: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> Result<(ToolOutput, Arc<std::sync::atomic::AtomicU64>), Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counted = Arc::new(AtomicU64::new(0));
+    let counter = counted.clone();
+    let (child, stdout) = spawn_streaming(command, tail.clone(), move |line| {
+        if counts(line) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    })?;
+    Ok((ToolOutput::new(child, stdout, tail, judge), counted))
+}
+
 /// Runs a tool to its end, its error output going line by line to `on_line` (scrubbed)
 /// and into `tail`; the judged error when it fails.
 pub async fn run_following(

@@ -13,14 +13,12 @@ mod swap;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
 use self::client::{Server, Stage, check_dump_tool, literal};
 use super::sql::Endpoint;
-use super::tool::{ToolOutput, ToolPath, spawn_streaming};
+use super::tool::{ToolPath, spawn_counting};
 use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
@@ -77,7 +75,7 @@ impl Engine for MysqlEngine {
     ) -> Result<Snapshot, Error> {
         phase("connecting");
         let endpoint = Endpoint::parse(uri)?;
-        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         let facts_sql = format!(
             "SELECT VERSION(), (SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES \
@@ -108,16 +106,10 @@ impl Engine for MysqlEngine {
             command.arg("--column-statistics=0");
         }
         command.arg("--").arg(&database);
-        let tail = server.tail();
-        let tables_done = Arc::new(AtomicU64::new(0));
-        let counter = tables_done.clone();
-        let (child, stdout) = spawn_streaming(command, tail.clone(), move |line| {
-            if line.starts_with(TABLE_DUMP_LINE) {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        })?;
-        phase("dumping");
         let judge = server.judge(&client::file_name(&dump.path), &database, Stage::Query);
+        let (body, tables_done) =
+            spawn_counting(command, server.tail(), judge, |line: &str| line.starts_with(TABLE_DUMP_LINE))?;
+        phase("dumping");
         let details =
             BTreeMap::from([("database".to_owned(), database.clone()), ("tool".to_owned(), dump.describe())]);
         Ok(Snapshot {
@@ -130,7 +122,7 @@ impl Engine for MysqlEngine {
             details,
             items_done: Some(tables_done),
             produced_here: true,
-            body: Box::pin(ToolOutput::new(child, stdout, tail, judge)),
+            body: Box::pin(body),
         })
     }
 
@@ -146,7 +138,7 @@ impl Engine for MysqlEngine {
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {
         let endpoint = Endpoint::parse(uri)?;
-        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         load::load(&server, &database, data, phase, progress).await
     }
@@ -157,10 +149,4 @@ fn is_scratch(name: &str) -> bool {
     let Some(at) = name.len().checked_sub(16) else { return false };
     let Some((marker, tag)) = name.get(at..).map(|end| end.split_at(8)) else { return false };
     marker == "_cellar_" && tag.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-}
-
-fn no_database() -> Error {
-    Error::DatabaseNotFound(
-        "no database named: give database_name, or name one in the connection URI's path".to_owned(),
-    )
 }

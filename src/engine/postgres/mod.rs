@@ -7,14 +7,12 @@ mod load;
 mod sql_file;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
 use self::client::{Server, check_dump_tool, major_of};
 use super::sql::Endpoint;
-use super::tool::{ToolOutput, ToolPath, spawn_streaming};
+use super::tool::{ToolPath, spawn_counting};
 use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
@@ -64,7 +62,7 @@ impl Engine for PostgresEngine {
     ) -> Result<Snapshot, Error> {
         phase("connecting");
         let endpoint = Endpoint::parse(uri)?;
-        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         let facts_sql = "SELECT current_setting('server_version_num'), current_setting('server_version'), \
                          pg_database_size(current_database()), (SELECT count(*) FROM pg_class c JOIN \
@@ -79,16 +77,10 @@ impl Engine for PostgresEngine {
 
         let mut command = server.command(&pg_dump, &database);
         command.args(["--format=custom", "--compress=0", "--verbose", "--no-password"]);
-        let tail = server.tail();
-        let tables_done = Arc::new(AtomicU64::new(0));
-        let counter = tables_done.clone();
-        let (child, stdout) = spawn_streaming(command, tail.clone(), move |line| {
-            if line.contains(TABLE_DUMP_LINE) {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        })?;
-        phase("dumping");
         let judge = server.judge("pg_dump", &database);
+        let (body, tables_done) =
+            spawn_counting(command, server.tail(), judge, |line: &str| line.contains(TABLE_DUMP_LINE))?;
+        phase("dumping");
         let details = BTreeMap::from([
             ("database".to_owned(), database.clone()),
             ("tool".to_owned(), format!("pg_dump {}", pg_dump.version)),
@@ -103,7 +95,7 @@ impl Engine for PostgresEngine {
             details,
             items_done: Some(tables_done),
             produced_here: true,
-            body: Box::pin(ToolOutput::new(child, stdout, tail, judge)),
+            body: Box::pin(body),
         })
     }
 
@@ -119,14 +111,8 @@ impl Engine for PostgresEngine {
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {
         let endpoint = Endpoint::parse(uri)?;
-        let database = endpoint.database_or_uri(database).map(str::to_owned).ok_or_else(no_database)?;
+        let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         load::load(&server, &database, data, phase, progress).await
     }
-}
-
-fn no_database() -> Error {
-    Error::DatabaseNotFound(
-        "no database named: give database_name, or name one in the connection URI's path".to_owned(),
-    )
 }
