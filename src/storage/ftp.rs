@@ -23,7 +23,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +32,7 @@ use percent_encoding::percent_decode_str;
 use suppaftp::tokio::{AsyncFtpStream, AsyncNoTlsStream, TransferStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
 use super::{Error, ObjectMeta, ObjectReader, ObjectWriter, Storage, check_key, check_prefix};
@@ -53,6 +53,9 @@ const PARTIAL_MARKER: &str = ".partial-";
 const FTP_PORT: u16 = 21;
 
 type Transfer = TransferStream<AsyncNoTlsStream>;
+
+mod body;
+use body::FtpBody;
 
 /// Objects on an FTP server, under the directory of the destination's URI.
 #[derive(Clone)]
@@ -425,14 +428,7 @@ impl Storage for FtpStorage {
                     usize::try_from(offset).map_err(|_| Failure::Final("offset too large".to_owned()))?;
                 ftp.resume_transfer(offset_usize).await.map_err(|error| self.failure(error))?;
                 let transfer = ftp.retr_as_stream(&path).await.map_err(|error| self.failure(error))?;
-                let body = FtpBody {
-                    transfer,
-                    _connection: ftp,
-                    remaining: size - offset,
-                    key: key.to_owned(),
-                    idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-                    waiting: false,
-                };
+                let body = FtpBody::new(transfer, ftp, size - offset, key);
                 Ok::<_, Failure>(ObjectReader { size: Some(size), body: Box::pin(body) })
             };
             match opened.await {
@@ -647,246 +643,8 @@ impl Drop for FtpWriter {
     }
 }
 
-/// The data connection of a download, with the control connection it belongs to; a
-/// transfer that ends before `remaining` bytes came fails.
-struct FtpBody {
-    transfer: Transfer,
-    _connection: AsyncFtpStream,
-    remaining: u64,
-    key: String,
-    /// Fails the read when the server sends nothing for [`IDLE_TIMEOUT`] while we wait.
-    idle: Pin<Box<tokio::time::Sleep>>,
-    /// Whether the last poll found nothing to read (the idle clock runs only then, so
-    /// that a slow reader is never taken for a silent server).
-    waiting: bool,
-}
-
-impl AsyncRead for FtpBody {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.transfer).poll_read(cx, buf) {
-            Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    this.idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-                }
-                if this.idle.as_mut().poll(cx).is_ready() {
-                    let message =
-                        format!("the server sent nothing of {} for {} s", this.key, IDLE_TIMEOUT.as_secs());
-                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message)));
-                }
-                Poll::Pending
-            }
-            Poll::Ready(Ok(())) => {
-                this.waiting = false;
-                let count = (buf.filled().len() - before) as u64;
-                if count == 0 && this.remaining > 0 {
-                    let message =
-                        format!("the download of {} broke off {} bytes short", this.key, this.remaining);
-                    return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message)));
-                }
-                this.remaining = this.remaining.saturating_sub(count);
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ResourceName;
-
-    fn destination(uri: &str, credentials: &[(&str, &str)]) -> Destination {
-        Destination::unregistered(ResourceName::parse("ftp").unwrap(), uri, credentials, &[])
-    }
-
-    fn storage(uri: &str, credentials: &[(&str, &str)]) -> FtpStorage {
-        let url = Url::parse(uri).unwrap();
-        FtpStorage::new(&url, &destination(uri, credentials), UrlPolicy::default()).unwrap()
-    }
-
-    #[test]
-    fn uris_and_credentials() {
-        let from_uri = storage("ftp://back%40up:hun%3Ater2@files.example.com:2121/backups/cellar/", &[]);
-        let settings = &from_uri.inner;
-        assert_eq!((settings.host.as_str(), settings.port), ("files.example.com", 2121));
-        assert_eq!((settings.user.as_str(), settings.password.as_str()), ("back@up", "hun:ter2"));
-        assert_eq!(settings.root, "/backups/cellar");
-        assert_eq!(
-            from_uri.uri("db/b/dump"),
-            "ftp://back%40up:****@files.example.com:2121/backups/cellar/db/b/dump"
-        );
-        assert!(!format!("{from_uri:?}").contains("hun"), "{from_uri:?}");
-
-        let from_map = storage("ftp://files.example.com", &[("username", "u"), ("password", "hunter2")]);
-        assert_eq!((from_map.inner.user.as_str(), from_map.inner.password.as_str()), ("u", "hunter2"));
-        assert_eq!((from_map.inner.port, from_map.inner.root.as_str()), (21, ""));
-        assert_eq!(from_map.path_of("a/b").unwrap(), "/a/b");
-        assert!(!from_map.uri("k").contains("hunter2"), "{}", from_map.uri("k"));
-
-        let anonymous = storage("ftp://[::1]/pub", &[]);
-        assert_eq!((anonymous.inner.host.as_str(), anonymous.inner.user.as_str()), ("::1", "anonymous"));
-        assert_eq!(anonymous.uri("k"), "ftp://[::1]/pub/k");
-
-        for key in ["a/.b.partial-1", "line\nbreak"] {
-            assert!(matches!(from_map.path_of(key), Err(Error::InvalidKey { .. })), "{key:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn refused_hosts_and_closed_ports_never_show_the_password() {
-        let refused = storage("ftp://u:hunter2@127.0.0.1:9/dir", &[]);
-        let error = refused.stat("k").await.unwrap_err();
-        assert!(matches!(error, Error::Refused(_)), "{error:?}");
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let uri = format!("ftp://u:hunter2@127.0.0.1:{port}/dir");
-        let url = Url::parse(&uri).unwrap();
-        let policy = UrlPolicy::new(vec![net::AllowedHost::parse("127.0.0.1").unwrap()]);
-        let closed = FtpStorage::new(&url, &destination(&uri, &[]), policy).unwrap();
-        let error = closed.writer("k").await.map(|_| ()).unwrap_err();
-        assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
-        let text = format!("{error} {error:?}");
-        assert!(!text.contains("hunter2") && text.contains("u:****@127.0.0.1"), "{text}");
-    }
-}
-
-#[cfg(test)]
-mod server_tests {
-    use std::time::Instant;
-
-    use super::*;
-    use crate::domain::ResourceName;
-    use crate::storage::suite;
-    use crate::storage::test_servers::StorageServer;
-
-    const USER: &str = "cellar";
-    const PASSWORD: &str = "pw-hunter2";
-
-    fn storage_at(server: &StorageServer, password: &str, dir: &str) -> FtpStorage {
-        let uri = format!("ftp://{USER}:{password}@127.0.0.1:{}{dir}", server.port);
-        let destination = Destination::unregistered(ResourceName::parse("ftp").unwrap(), &uri, &[], &[]);
-        let policy = UrlPolicy::new(vec![net::AllowedHost::parse("127.0.0.1").unwrap()]);
-        FtpStorage::new(&Url::parse(&uri).unwrap(), &destination, policy).unwrap()
-    }
-
-    /// Waits for the clean-ups that dropped writers spawned.
-    async fn wait_for_files(server: &StorageServer, expected: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.files() != expected {
-            assert!(Instant::now() < deadline, "files left on the server: {:?}", server.files());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn passes_the_shared_suite() {
-        let server = StorageServer::ftp(USER, PASSWORD);
-        let storage = storage_at(&server, PASSWORD, "/backups/cellar");
-        suite::run_all(&storage).await;
-        // 64 MiB, generated and checked one 64 KiB chunk at a time.
-        suite::large_object(&storage, "big", 1024).await;
-        wait_for_files(&server, &[]).await;
-    }
-
-    #[tokio::test]
-    async fn temporaries_are_hidden_beside_the_object_until_commit() {
-        let server = StorageServer::ftp(USER, PASSWORD);
-        let storage = storage_at(&server, PASSWORD, "");
-        let mut writer = storage.writer("db/backup/dump.rdb").await.unwrap();
-        writer.write(Bytes::from_static(b"hello\r\n\n\0")).await.unwrap();
-        assert_eq!(writer.commit().await.unwrap(), 9);
-        assert_eq!(server.files(), ["db/backup/dump.rdb"]);
-        assert_eq!(std::fs::read(server.dir.path().join("db/backup/dump.rdb")).unwrap(), b"hello\r\n\n\0");
-
-        let mut pending = storage.writer("db/backup/manifest.json").await.unwrap();
-        pending.write(Bytes::from_static(b"{}")).await.unwrap();
-        let during = server.files();
-        assert_eq!(during.len(), 2, "{during:?}");
-        assert!(during[0].starts_with("db/backup/.manifest.json.partial-"), "{during:?}");
-        drop(pending);
-        wait_for_files(&server, &["db/backup/dump.rdb"]).await;
-
-        storage.delete("db/backup/dump.rdb").await.unwrap();
-        assert!(!server.dir.path().join("db").exists(), "emptied directories are removed");
-    }
-
-    #[tokio::test]
-    async fn concurrent_writes_and_reads_use_their_own_connections() {
-        let server = StorageServer::ftp(USER, PASSWORD);
-        let storage = storage_at(&server, PASSWORD, "/c");
-        let writes = (0..6).map(|index| {
-            let storage = storage.clone();
-            async move {
-                let mut writer = storage.writer(&format!("k{index}")).await.unwrap();
-                for _ in 0..50 {
-                    writer.write(Bytes::from(vec![index as u8; 10_000])).await.unwrap();
-                }
-                writer.commit().await.unwrap()
-            }
-        });
-        assert_eq!(futures::future::join_all(writes).await, vec![500_000; 6]);
-        let reads = (0..6).map(|index| {
-            let storage = storage.clone();
-            async move {
-                let mut body = storage.reader(&format!("k{index}"), 0).await.unwrap().body;
-                let mut bytes = Vec::new();
-                tokio::io::AsyncReadExt::read_to_end(&mut body, &mut bytes).await.unwrap();
-                bytes.iter().all(|byte| *byte == index as u8) && bytes.len() == 500_000
-            }
-        });
-        assert!(futures::future::join_all(reads).await.into_iter().all(|ok| ok));
-        let listed = storage.list("").await.unwrap();
-        assert_eq!(listed.len(), 6);
-    }
-
-    #[tokio::test]
-    async fn a_wrong_password_is_denied_at_once_and_never_shown() {
-        let server = StorageServer::ftp(USER, PASSWORD);
-        let storage = storage_at(&server, "wrong-hunter2", "/d");
-        let started = Instant::now();
-        let first = storage.writer("k").await.map(|_| ()).unwrap_err();
-        // pyftpdlib answers a failed login after 3 s; retries would take four times that.
-        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
-        let errors = [
-            first,
-            storage.reader("k", 0).await.map(|_| ()).unwrap_err(),
-            storage.stat("k").await.map(|_| ()).unwrap_err(),
-            storage.delete("k").await.unwrap_err(),
-            storage.list("").await.map(|_| ()).unwrap_err(),
-        ];
-        for error in errors {
-            assert!(matches!(error, Error::Denied { .. }), "{error:?}");
-            let text = format!("{error} {error:?}");
-            assert!(!text.contains("hunter2"), "{text}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_server_stopped_mid_upload_fails_the_write() {
-        let mut server = StorageServer::ftp(USER, PASSWORD);
-        let storage = storage_at(&server, PASSWORD, "/s");
-        let mut writer = storage.writer("k").await.unwrap();
-        writer.write(Bytes::from(vec![1u8; 1 << 20])).await.unwrap();
-        server.stop();
-        let mut failed = false;
-        for _ in 0..64 {
-            if writer.write(Bytes::from(vec![1u8; 1 << 20])).await.is_err() {
-                failed = true;
-                break;
-            }
-        }
-        let committed = if failed { None } else { Some(writer.commit().await) };
-        assert!(failed || committed.as_ref().is_some_and(Result::is_err), "{committed:?}");
-        assert!(!server.files().contains(&"s/k".to_owned()));
-    }
-}
+mod server_tests;
