@@ -78,6 +78,13 @@ async fn refusing_target(server: &TestServer, name: &str) -> (RedisServer, pb::D
     (target, database)
 }
 
+/// Whether the target is a master again with every borrowed setting back.
+fn is_put_back(target: &RedisServer) -> bool {
+    replication_info(target).contains("role:master")
+        && config(target, "masterauth") == OWN_MASTERAUTH
+        && config(target, "repl-diskless-load") == "disabled"
+}
+
 fn assert_put_back(target: &RedisServer) {
     assert!(replication_info(target).contains("role:master"), "a master again: {}", replication_info(target));
     assert_eq!(config(target, "masterauth"), OWN_MASTERAUTH, "masterauth is put back");
@@ -165,13 +172,10 @@ async fn a_cancelled_replication_restore_leaves_the_targets_data_and_settings() 
     let done = server.wait_done(&started.name).await;
     assert_eq!(done.state(), pb::OperationState::Cancelled, "{done:?}");
 
-    // The target is put back from the background: wait for it, then compare.
-    poll("the target to be a master again", PATIENCE, || async {
-        blocking(|| replication_info(&target).contains("role:master")).then_some(())
-    })
-    .await;
-    poll("the target's settings to be put back", PATIENCE, || async {
-        blocking(|| config(&target, "masterauth") == OWN_MASTERAUTH).then_some(())
+    // The target is put back from the background, one setting after another: wait for
+    // all of them, then compare.
+    poll("the target to be a master with its own settings again", PATIENCE, || async {
+        blocking(|| is_put_back(&target)).then_some(())
     })
     .await;
     blocking(|| assert_put_back(&target));
