@@ -27,6 +27,7 @@ mod convert;
 mod database;
 mod destination;
 mod operation;
+pub mod peer;
 mod redact;
 mod status;
 mod transfer;
