@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::EngineKind;
 use crate::metadata::{SqliteStore, Store};
 use crate::net::AllowedHost;
 use crate::operations::Manager;
@@ -74,6 +75,7 @@ pub async fn run(
         file_roots: settings.file_roots.clone(),
         allow_hosts: settings.allow_hosts.clone(),
     };
+    tokio::spawn(prepare_engines(settings.engines.clone()));
     let cellar = Cellar::new(store, manager.clone(), places)
         .context("cannot start the http client")?
         .with_engine_settings(settings.engines);
@@ -150,6 +152,17 @@ fn sweep_spool(dir: &std::path::Path) {
             && let Err(error) = std::fs::remove_file(entry.path())
         {
             tracing::warn!(%error, file = %entry.path().display(), "cannot remove a stale spool file");
+        }
+    }
+}
+
+// Finds every engine's tools in the background while the server starts, so that the
+// first backup does not wait for `--version` answers, and says what was found.
+async fn prepare_engines(settings: crate::engine::Settings) {
+    for kind in [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Redis] {
+        let Ok(engine) = crate::engine::for_kind(kind, &settings) else { continue };
+        for tool in engine.prepare().await {
+            tracing::debug!(engine = %kind, tool = %tool.path.display(), version = %tool.version, "tool found");
         }
     }
 }

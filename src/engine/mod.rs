@@ -20,6 +20,7 @@ pub mod sql;
 #[path = "../../tests/support/sql_servers/mod.rs"]
 pub(crate) mod sql_servers;
 pub mod tool;
+pub mod tool_versions;
 
 /// An engine failure; the message never contains a password.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +162,14 @@ pub trait Engine: Send + Sync {
     /// The logical databases of the server at `uri` that a whole-server backup holds
     /// (templates and system schemas left out), sorted; empty for engines without
     /// separate logical databases (Redis: one snapshot holds them all).
+    /// Finds what the engine needs before its first operation (its tools and their
+    /// versions, which are remembered), so that the first backup does not wait for it;
+    /// returns the tools found, for the start-up log. Never fails: a tool that is
+    /// missing fails the operation that needs it, with how to install it.
+    async fn prepare(&self) -> Vec<tool::Tool> {
+        Vec::new()
+    }
+
     async fn databases(&self, _uri: &ConnectionUri) -> Result<Vec<String>, Error> {
         Ok(Vec::new())
     }

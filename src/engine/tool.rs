@@ -24,6 +24,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::process::{Child, ChildStdout, Command};
 
 use super::Error;
+use super::tool_versions::VersionCache;
 
 /// How many lines of a tool's error output are kept for messages.
 const TAIL_LINES: usize = 12;
@@ -47,18 +48,20 @@ impl Tool {
     }
 }
 
-/// Where the engines look for their tools.
+/// Where the engines look for their tools, and the versions they reported (shared by
+/// every clone).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolPath {
     /// Only these directories, when set (the `tool_path` setting); else PATH and each
     /// engine's usual places.
     only: Option<Arc<[PathBuf]>>,
+    versions: VersionCache,
 }
 
 impl ToolPath {
     /// Look only in `dirs`.
     pub fn only(dirs: Vec<PathBuf>) -> ToolPath {
-        ToolPath { only: Some(dirs.into()) }
+        ToolPath { only: Some(dirs.into()), versions: VersionCache::default() }
     }
 
     /// The places searched, described for messages.
@@ -73,8 +76,9 @@ impl ToolPath {
     }
 
     /// Every installed copy of the first of `names` found in each place (PATH, then
-    /// `usual` dirs; or only the set directories), with the version each reports;
-    /// duplicates (one file reached twice) removed.
+    /// `usual` dirs; or only the set directories), with the version each reports (asked
+    /// of all at once, and remembered: see [`VersionCache`]); duplicates (one file
+    /// reached twice) removed.
     pub async fn find_all(&self, names: &[&str], usual: &[PathBuf]) -> Vec<Tool> {
         let places: Vec<PathBuf> = match &self.only {
             Some(dirs) => dirs.to_vec(),
@@ -86,13 +90,13 @@ impl ToolPath {
                 places
             }
         };
-        find_in(names, places).await
+        find_in(names, places, &self.versions).await
     }
 }
 
-async fn find_in(names: &[&str], places: Vec<PathBuf>) -> Vec<Tool> {
+async fn find_in(names: &[&str], places: Vec<PathBuf>, versions: &VersionCache) -> Vec<Tool> {
     let mut seen = Vec::new();
-    let mut tools = Vec::new();
+    let mut paths = Vec::new();
     for dir in places {
         let Some(path) = names.iter().map(|name| dir.join(name)).find(|path| is_executable(path)) else {
             continue;
@@ -102,11 +106,15 @@ async fn find_in(names: &[&str], places: Vec<PathBuf>) -> Vec<Tool> {
             continue;
         }
         seen.push(real);
-        if let Some(version) = version_of(&path).await {
-            tools.push(Tool { path, version });
-        }
+        paths.push(path);
     }
-    tools
+    let asked = paths.iter().map(|path| versions.version_of(path, || version_of(path)));
+    let answers = futures::future::join_all(asked).await;
+    paths
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(path, version)| version.map(|version| Tool { path, version }))
+        .collect()
 }
 
 /// The directories `pattern`'s single `*` matches (`/usr/lib/postgresql/*/bin`).

@@ -309,7 +309,7 @@ pub(super) fn file_name(path: &std::path::Path) -> String {
     path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn usual_dirs() -> Vec<PathBuf> {
+pub(super) fn usual_dirs() -> Vec<PathBuf> {
     USUAL_DIRS.iter().map(PathBuf::from).collect()
 }
 

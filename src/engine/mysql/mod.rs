@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use self::client::{Server, Stage, check_dump_tool, literal};
 use super::sql::Endpoint;
-use super::tool::{ToolPath, spawn_counting};
+use super::tool::{Tool, ToolPath, spawn_counting};
 use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
@@ -46,6 +46,16 @@ impl MysqlEngine {
 impl Engine for MysqlEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
+    }
+
+    /// Every `mariadb`/`mysql` client and `mariadb-dump`/`mysqldump` found.
+    async fn prepare(&self) -> Vec<Tool> {
+        let dirs = client::usual_dirs();
+        let (clients, dumps) = futures::join!(
+            self.tools.find_all(&["mariadb", "mysql"], &dirs),
+            self.tools.find_all(&["mariadb-dump", "mysqldump"], &dirs),
+        );
+        clients.into_iter().chain(dumps).collect()
     }
 
     /// `SHOW DATABASES` less the system schemas and scratch databases Cellar left

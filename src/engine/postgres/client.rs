@@ -203,7 +203,7 @@ fn judge(tool: &str, shown: &str, database: &str, status: ExitStatus, tail: &str
 
 /// The newest installed copy of `name`, looking in PATH and under
 /// `/usr/lib/postgresql/*/bin` (or only on the set tool path).
-async fn newest(tools: &ToolPath, name: &str) -> Result<Tool, Error> {
+pub(super) async fn newest(tools: &ToolPath, name: &str) -> Result<Tool, Error> {
     let found = tools.find_all(&[name], &tool::glob_dirs(VERSIONED_DIRS)).await;
     best(&found).cloned().ok_or_else(|| {
         Error::ToolNotFound(format!(

@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use self::client::{Server, check_dump_tool, major_of};
+use self::client::{Server, check_dump_tool, major_of, newest};
 use super::sql::Endpoint;
-use super::tool::{ToolPath, spawn_counting};
+use super::tool::{Tool, ToolPath, spawn_counting};
 use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
+
+/// The tools the engine runs.
+const TOOLS: [&str; 3] = ["psql", "pg_dump", "pg_restore"];
 
 /// What `pg_dump --verbose` writes as it starts on a table's rows.
 const TABLE_DUMP_LINE: &str = "dumping contents of table";
@@ -36,6 +39,12 @@ impl PostgresEngine {
 impl Engine for PostgresEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
+    }
+
+    /// The newest `psql`, `pg_dump` and `pg_restore`.
+    async fn prepare(&self) -> Vec<Tool> {
+        let found = futures::future::join_all(TOOLS.map(|name| newest(&self.tools, name))).await;
+        found.into_iter().filter_map(Result::ok).collect()
     }
 
     /// Every database that accepts connections, less templates, the `postgres`
