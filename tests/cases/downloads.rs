@@ -428,3 +428,65 @@ async fn an_s3_backup_gets_a_presigned_url_and_an_azure_sas_backup_a_listener_li
 async fn whole_of(server: &TestServer, backup: &pb::Backup) -> Vec<u8> {
     download(server, backup, 0).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_server_backup_downloads_its_manifest_or_one_part_by_database_name() {
+    let postgres = blocking(|| {
+        let postgres = crate::support::sql_servers::PostgresServer::start();
+        for name in ["alpha", "beta"] {
+            postgres.create_database(name);
+            postgres.psql(name, "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 300) g;");
+        }
+        postgres
+    });
+    let server = TestServer::start().await;
+    let database = pb::Database {
+        name: "pg-whole".to_owned(),
+        engine: pb::Engine::Postgres as i32,
+        connection_uri: postgres.url(""),
+        ..Default::default()
+    };
+    let database = server.register(database).await;
+    let backup = ready_backup(&server, &database, "").await;
+    let parts: Vec<&str> = backup.parts.iter().map(|part| part.database_name.as_str()).collect();
+    assert_eq!(parts, ["alpha", "beta"], "{backup:?}");
+
+    // Without a name: the manifest, whose SHA-256 is the backup's.
+    let manifest = get(&export(&server, &backup.id, 0).await.download_url, None).await;
+    assert_eq!(manifest.status(), 200);
+    let manifest = manifest.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&manifest), backup.sha256);
+    assert!(String::from_utf8_lossy(&manifest).contains("\"parts\""));
+    assert_eq!(download(&server, &backup, 0).await, manifest);
+
+    for part in &backup.parts {
+        let request = pb::ExportBackupRequest {
+            backup_id: backup.id.clone(),
+            database_name: part.database_name.clone(),
+            ..Default::default()
+        };
+        let url =
+            server.exports().export_backup(request).await.expect("ExportBackup").into_inner().download_url;
+        let response = get(&url, None).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(sha256_hex(&response.bytes().await.unwrap()), part.sha256, "{}", part.database_name);
+        let request = pb::DownloadBackupRequest {
+            backup_id: backup.id.clone(),
+            offset: 0,
+            database_name: part.database_name.clone(),
+        };
+        let mut stream =
+            server.exports().download_backup(request).await.expect("DownloadBackup").into_inner();
+        let mut data = Vec::new();
+        while let Some(message) = stream.message().await.expect("the stream") {
+            data.extend_from_slice(&message.data);
+        }
+        assert_eq!(sha256_hex(&data), part.sha256, "{}", part.database_name);
+    }
+    let request = pb::ExportBackupRequest {
+        backup_id: backup.id.clone(),
+        database_name: "gamma".into(),
+        ..Default::default()
+    };
+    assert_invalid(server.exports().export_backup(request).await, "database_name");
+}
