@@ -15,7 +15,7 @@ use http_body_util::{BodyExt as _, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpListener;
 use tokio_util::io::ReaderStream;
@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::PATH_PREFIX;
 use super::range::{self, Range};
 use crate::service::{Cellar, Error, LinkedObject};
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How much of the object one read takes from the store.
 const READ_BUFFER: usize = 64 * 1024;
@@ -50,8 +53,11 @@ pub async fn serve(listener: TcpListener, cellar: Cellar, stop: CancellationToke
                 let cellar = cellar.clone();
                 async move { Ok::<_, Infallible>(respond(&request, &cellar, peer).await) }
             });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // A client that never finishes its request head is dropped.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 served = connection => {
                     if let Err(error) = served {
