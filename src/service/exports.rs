@@ -121,8 +121,12 @@ impl Cellar {
     /// naming an object that is not the backup's), NotFound or FailedPrecondition for a
     /// backup gone or no longer READY.
     pub async fn open_link(&self, token: &str) -> Result<LinkedObject, Error> {
-        let links =
-            self.links.as_ref().ok_or(Error::NotFound { kind: "download link", id: String::new() })?;
+        let Some(links) = &self.links else {
+            return Err(Error::FailedPrecondition {
+                reason: reason::DOWNLOAD_UNAVAILABLE,
+                message: "the download listener is off".to_owned(),
+            });
+        };
         let now = crate::domain::now().timestamp();
         let claims = links.verify(token, now).map_err(|error| Error::PermissionDenied {
             reason: reason::DOWNLOAD_LINK_INVALID,
