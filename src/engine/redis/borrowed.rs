@@ -164,7 +164,7 @@ pub(crate) struct Undo {
 pub(crate) fn decide(borrowed: &Borrowed, observed: &Observed) -> Undo {
     let ours = (borrowed.master_host.clone(), borrowed.master_port);
     let end_replication = observed.master.as_ref() == Some(&ours);
-    let loaded = observed.replication_ids.iter().any(|id| *id == borrowed.replication_id);
+    let loaded = observed.replication_ids.contains(&borrowed.replication_id);
     let data = match (loaded, end_replication) {
         (true, _) => Data::New,
         (false, true) => Data::Old,
