@@ -9,11 +9,18 @@ use crate::engine::Error;
 use crate::engine::journal::Entry;
 use crate::engine::redis;
 
-/// The first wait before trying an unreachable target again; it doubles up to
-/// [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between two tries.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long to wait between tries: from `first`, doubling, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    first: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// One second first, at most five minutes.
+    pub(crate) const DEFAULT: Backoff =
+        Backoff { first: Duration::from_secs(1), max: Duration::from_secs(300) };
+}
 
 /// What giving a target back did; names settings, never values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,43 +52,104 @@ pub fn spawn_give_back(entry: Entry, uri: ConnectionUri) -> tokio::task::JoinHan
     tokio::spawn(async move {
         let database = entry.database;
         let record = entry.file.path().display().to_string();
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1u32;
-        loop {
-            match give_back(&entry, &uri).await {
-                Ok(done) => {
-                    tracing::warn!(
-                        %database,
-                        target = %uri.redacted(),
-                        replication_ended = done.replication_ended,
-                        put_back = ?done.put_back,
-                        left = ?done.left,
-                        data = done.data,
-                        "gave back a target that a load interrupted by the previous stop had borrowed"
-                    );
-                    if let Err(error) = entry.file.remove().await {
-                        tracing::warn!(%database, %error, "cannot remove a journal record");
-                    }
-                    return;
-                }
-                Err(error @ Error::Unsupported(_)) => {
-                    tracing::error!(%database, %record, %error, "cannot give back what a load interrupted by the previous stop borrowed; the record is kept");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        %database,
-                        target = %uri.redacted(),
-                        attempt,
-                        retry_in_s = backoff.as_secs(),
-                        %error,
-                        "cannot yet give back a target that a load interrupted by the previous stop had borrowed (it may still be a replica of that load)"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    attempt += 1;
+        let retrying = |attempt: u32, wait: Duration, error: &Error| {
+            tracing::warn!(
+                %database,
+                target = %uri.redacted(),
+                attempt,
+                retry_in_s = wait.as_secs(),
+                %error,
+                "cannot yet give back a target that a load interrupted by the previous stop had borrowed (it may still be a replica of that load)"
+            );
+        };
+        match with_backoff(Backoff::DEFAULT, || give_back(&entry, &uri), retrying).await {
+            Ok(done) => {
+                tracing::warn!(
+                    %database,
+                    target = %uri.redacted(),
+                    replication_ended = done.replication_ended,
+                    put_back = ?done.put_back,
+                    left = ?done.left,
+                    data = done.data,
+                    "gave back a target that a load interrupted by the previous stop had borrowed"
+                );
+                if let Err(error) = entry.file.remove().await {
+                    tracing::warn!(%database, %error, "cannot remove a journal record");
                 }
             }
+            Err(error) => tracing::error!(
+                %database,
+                %record,
+                %error,
+                "cannot give back what a load interrupted by the previous stop borrowed; the record is kept"
+            ),
         }
     })
+}
+
+/// Runs `attempt` until it succeeds, or fails with [`Error::Unsupported`] (which trying
+/// again cannot mend), waiting between tries as `backoff` says; `retrying` hears of each
+/// failure before its wait.
+pub(crate) async fn with_backoff<T, F, Fut>(
+    backoff: Backoff,
+    mut attempt: F,
+    retrying: impl Fn(u32, Duration, &Error),
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut wait = backoff.first;
+    let mut tries = 1u32;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error @ Error::Unsupported(_)) => return Err(error),
+            Err(error) => {
+                retrying(tries, wait, &error);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+                tries += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn tries_again_with_growing_waits_until_it_succeeds_or_cannot() {
+        let waits = Mutex::new(Vec::new());
+        let mut left = 7;
+        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(8) };
+        let done = with_backoff(
+            backoff,
+            || {
+                left -= 1;
+                let result = if left == 0 { Ok("done") } else { Err(Error::Unreachable("down".into())) };
+                async move { result }
+            },
+            |_, wait, _| waits.lock().unwrap().push(wait.as_millis()),
+        )
+        .await;
+        assert_eq!(done.unwrap(), "done");
+        assert_eq!(*waits.lock().unwrap(), [1, 2, 4, 8, 8, 8]);
+
+        let mut tries = 0;
+        let failed: Result<(), Error> = with_backoff(
+            backoff,
+            || {
+                tries += 1;
+                async { Err(Error::Unsupported("a bad record".into())) }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(matches!(failed, Err(Error::Unsupported(_))));
+        assert_eq!(tries, 1, "what trying again cannot mend is not tried again");
+    }
 }

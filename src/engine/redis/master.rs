@@ -38,6 +38,7 @@ use super::restore::Limits;
 use super::target::Target;
 use crate::engine::Error;
 use crate::engine::journal::{DatabaseJournal, RecordFile};
+use crate::engine::recover;
 
 /// How often the target is asked whether its load is done.
 const POLL: Duration = Duration::from_millis(50);
@@ -317,9 +318,10 @@ fn shown(reply: &Reply) -> String {
 }
 
 /// The target's settings while it is our replica, recorded in the journal before the
-/// first is changed. Dropped without [`Lease::give_back`] (the job was cancelled), it
-/// gives them back from a background task over a new connection; a crash leaves the
-/// record for the next start.
+/// first is changed. Dropped without [`Lease::give_back`] (the job was cancelled, or
+/// failed mid-way), it gives them back from a background task over a new connection,
+/// retried with backoff while the target cannot be reached; a crash leaves the record
+/// for the next start.
 struct Lease {
     target: Target,
     limits: Limits,
@@ -410,20 +412,23 @@ impl Drop for Lease {
         let (target, limits, borrowed) = (self.target.clone(), self.limits, self.borrowed.clone());
         let record = self.record.take();
         runtime.spawn(async move {
-            let given_back = async {
+            let attempt = || async {
                 let mut control = Connection::open(&target, limits.connect_timeout, limits.idle_timeout).await?;
                 borrowed::give_back(&mut control, &borrowed).await
             };
-            match given_back.await {
+            let retrying = |attempt: u32, wait: std::time::Duration, error: &Error| {
+                tracing::warn!(redis = %target.label, attempt, retry_in_s = wait.as_secs(), %error, "cannot yet give back the target of a stopped load by replication");
+            };
+            match recover::with_backoff(recover::Backoff::DEFAULT, attempt, retrying).await {
                 Ok(undo) => {
-                    tracing::info!(redis = %target.label, data = undo.data.describe(), "a cancelled load by replication gave its target back");
+                    tracing::info!(redis = %target.label, data = undo.data.describe(), "a stopped load by replication gave its target back");
                     forget(record).await;
                 }
                 Err(error) => tracing::warn!(
                     redis = %target.label,
                     %error,
                     record = ?record.as_ref().map(RecordFile::path),
-                    "could not end replication on a cancelled load; the next start tries again"
+                    "could not end replication on a stopped load"
                 ),
             }
         });
