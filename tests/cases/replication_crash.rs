@@ -58,14 +58,32 @@ fn is_given_back(target: &RedisServer) -> bool {
         && config(target, "repl-diskless-load") == "disabled"
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_left_a_replica_by_a_killed_cellar_is_given_back_at_the_next_start() {
+/// What a Cellar killed mid-load left behind.
+struct Crashed {
+    data_dir: tempfile::TempDir,
+    source: RedisServer,
+    target: RedisServer,
+    /// The target's digest before the restore.
+    before: String,
+    /// The interrupted restore operation.
+    operation: String,
+    /// The one-time masterauth the target was left with.
+    one_time: String,
+    /// The killed Cellar's logs.
+    logs: String,
+}
+
+/// Starts a Cellar, restores a big backup by replication into a slow target (registered
+/// at `target_uri(port)`, its port given), and kills Cellar (SIGKILL) while the target
+/// loads; checks that the target is left a replica with the borrowed masterauth, and the
+/// record that says so.
+async fn crash_mid_load(target_uri: impl Fn(&RedisServer) -> String) -> Crashed {
     let data_dir = tempfile::Builder::new().prefix("cellar-crash-").tempdir().unwrap();
     let mut first = ProcessServer::start(data_dir.path()).await;
     let (source, backup) = big_backup(&first).await;
     let target = blocking(slow_target);
     let before = blocking(|| target.digest());
-    let target_database = first.register_redis("crash-target", &target.uri()).await;
+    let target_database = first.register_redis("crash-target", &target_uri(&target)).await;
 
     let request = pb::RestoreBackupRequest {
         backup_id: backup.id.clone(),
@@ -80,7 +98,7 @@ async fn a_target_left_a_replica_by_a_killed_cellar_is_given_back_at_the_next_st
     let records = journal_records(data_dir.path());
     assert_eq!(records.len(), 1, "one record while the target is borrowed: {records:?}");
     first.kill_hard();
-    let first_logs = first.logs();
+    let logs = first.logs();
     drop(first);
 
     // Cellar is gone: the target still follows its dead address, with the one-time
@@ -101,39 +119,123 @@ async fn a_target_left_a_replica_by_a_killed_cellar_is_given_back_at_the_next_st
         let mode = std::fs::metadata(&records[0]).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the record holds the original masterauth");
     }
+    Crashed { data_dir, source, target, before, operation: started.name, one_time, logs }
+}
 
-    let second = ProcessServer::start(data_dir.path()).await;
+/// After the restart: the target is given back (a master, its own settings), holds its
+/// old data or the new whole, the record is gone, the operation INTERRUPTED, and the log
+/// says which data the target kept, with no secret in any log.
+async fn assert_given_back(crashed: &Crashed, second: &ProcessServer) {
+    let target = &crashed.target;
     poll("the target to be given back", PATIENCE, || async {
-        blocking(|| is_given_back(&target)).then_some(())
+        blocking(|| is_given_back(target)).then_some(())
     })
     .await;
     poll("the record to be removed", PATIENCE, || async {
-        journal_records(data_dir.path()).is_empty().then_some(())
+        journal_records(crashed.data_dir.path()).is_empty().then_some(())
     })
     .await;
     let after = blocking(|| target.digest());
     assert!(
-        after == before || after == blocking(|| source.digest()),
+        after == crashed.before || after == blocking(|| crashed.source.digest()),
         "the target holds its old data or the new, not a mix"
     );
-    assert!(blocking(|| replication_info(&target)).contains("role:master"));
 
-    let interrupted = operation(&second, &started.name).await;
+    let interrupted = operation(second, &crashed.operation).await;
     assert_eq!(interrupted.state(), pb::OperationState::Failed, "{interrupted:?}");
     assert_eq!(interrupted.error().expect("an error").reason, "INTERRUPTED", "{interrupted:?}");
 
-    let second_logs = poll("the give-back to be logged", PATIENCE, || async {
+    let logs = poll("the give-back to be logged", PATIENCE, || async {
         let logs = second.logs();
         logs.contains("gave back a target").then_some(logs)
     })
     .await;
     // Killed mid-transfer, the target keeps its old data (swapdb); had the whole file
     // reached it before the kill, it would have finished loading and kept the new.
-    let kept = if after == before { "it keeps its old data" } else { "it keeps the new data" };
-    assert!(second_logs.contains(kept), "the log says which data it kept ({kept}):\n{second_logs}");
-    for logs in [&first_logs, &second_logs] {
-        for secret in [TARGET_PASSWORD, OWN_MASTERAUTH, one_time.as_str()] {
+    let kept = if after == crashed.before { "it keeps its old data" } else { "it keeps the new data" };
+    assert!(logs.contains(kept), "the log says which data it kept ({kept}):\n{logs}");
+    for logs in [&crashed.logs, &logs] {
+        for secret in [TARGET_PASSWORD, OWN_MASTERAUTH, crashed.one_time.as_str()] {
             assert!(!logs.contains(secret), "a secret was logged:\n{logs}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_left_a_replica_by_a_killed_cellar_is_given_back_at_the_next_start() {
+    let crashed = crash_mid_load(RedisServer::uri).await;
+    let second = ProcessServer::start(crashed.data_dir.path()).await;
+    assert_given_back(&crashed, &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_unreachable_at_the_start_is_given_back_once_it_answers() {
+    // Cellar reaches the target through a forwarder, which is stopped across the restart.
+    let port = crate::support::free_port();
+    let forwarder = std::sync::Mutex::new(None);
+    let crashed = crash_mid_load(|target| {
+        *forwarder.lock().unwrap() = Some(Forwarder::start(port, target.port()));
+        format!("redis://default:{TARGET_PASSWORD}@127.0.0.1:{port}")
+    })
+    .await;
+    let forwarder = forwarder.into_inner().unwrap().expect("the forwarder");
+    forwarder.stop();
+
+    // The start is not held up by the target it cannot reach, and says so.
+    let second = ProcessServer::start(crashed.data_dir.path()).await;
+    poll("a retry to be logged", PATIENCE, || async {
+        second.logs().contains("cannot yet give back a target").then_some(())
+    })
+    .await;
+    assert!(blocking(|| replication_info(&crashed.target)).contains("role:slave"), "not given back yet");
+    assert_eq!(journal_records(crashed.data_dir.path()).len(), 1, "the record is kept");
+
+    let _forwarder = Forwarder::start(port, crashed.target.port());
+    assert_given_back(&crashed, &second).await;
+}
+
+/// Forwards connections to 127.0.0.1:`port` to a redis on 127.0.0.1, on a thread of its
+/// own; stopping it closes the port and every connection through it.
+struct Forwarder {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Forwarder {
+    fn start(port: u16, to: u16) -> Forwarder {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = crate::support::poll_blocking("the forwarder's port", PATIENCE, || {
+            std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+        });
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let forwarding = async {
+                    loop {
+                        let Ok((mut inbound, _)) = listener.accept().await else { return };
+                        tokio::spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                            {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = forwarding => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime drops every connection it forwards.
+        });
+        Forwarder { stop, thread }
+    }
+
+    /// Returns once the port and every connection through it are closed.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        blocking(|| self.thread.join().expect("the forwarder's thread"));
     }
 }
