@@ -13,6 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::EngineKind;
+use crate::engine::journal::Journal;
 use crate::metadata::{SqliteStore, Store};
 use crate::net::AllowedHost;
 use crate::operations::Manager;
@@ -75,6 +76,8 @@ pub async fn run(
     if recovered > 0 {
         tracing::warn!(recovered, "failed operations interrupted by the previous stop");
     }
+    let journal = Journal::new(data_dir.join("journal"));
+    give_back_borrowed(&journal, store.as_ref()).await;
 
     let backups_dir = data_dir.join("backups");
     let spool_dir = match &settings.spool_dir {
@@ -87,6 +90,7 @@ pub async fn run(
         spool_dir,
         file_roots: settings.file_roots.clone(),
         allow_hosts: settings.allow_hosts.clone(),
+        journal,
     };
     tokio::spawn(prepare_engines(settings.engines.clone()));
     let mut cellar = Cellar::new(store, manager.clone(), places)
@@ -189,6 +193,41 @@ async fn download_listener(
     };
     tracing::info!(address = %bound, base_url = %base_url, "download links at /download/");
     Ok((listener, crate::download::Links::new(&key, base_url)))
+}
+
+// A load the previous stop interrupted may have left its target borrowed (a Redis still
+// a replica of a listener that is gone, with a one-time masterauth): every record in the
+// journal is given back in the background, so that an unreachable target does not hold up
+// the start.
+async fn give_back_borrowed(journal: &Journal, store: &dyn Store) {
+    let entries = match journal.entries().await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the journal of borrowed targets");
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::error!(%error, "a journal record of a borrowed target is kept unread");
+                continue;
+            }
+        };
+        match store.get_database(entry.database).await {
+            Ok(database) => {
+                tracing::info!(database = %entry.database, target = %database.connection_uri.redacted(), "giving back a target a load interrupted by the previous stop had borrowed");
+                crate::engine::recover::spawn_give_back(entry, database.connection_uri);
+            }
+            Err(error) => tracing::error!(
+                database = %entry.database,
+                record = %entry.file_path().display(),
+                %error,
+                "a load interrupted by the previous stop borrowed a target the catalog cannot name; the record is kept"
+            ),
+        }
+    }
 }
 
 // Spool files left by a stop in the middle of a restore are of no use any more.

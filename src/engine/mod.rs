@@ -11,8 +11,10 @@ use tokio::io::AsyncRead;
 
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
+pub mod journal;
 pub mod mysql;
 pub mod postgres;
+pub mod recover;
 pub mod redis;
 pub mod sql;
 /// Throwaway PostgreSQL and MariaDB servers; shared with the integration tests.
@@ -207,6 +209,21 @@ pub struct Settings {
     pub redis_load: redis::LoadMethod,
     /// Where the PostgreSQL and MySQL tools are looked for.
     pub tool_path: tool::ToolPath,
+}
+
+/// The engine for loads into a database, recording in `journal` (bound to that
+/// database) what a load borrows from the target before it changes it.
+pub fn for_load(
+    kind: EngineKind,
+    settings: &Settings,
+    journal: journal::DatabaseJournal,
+) -> Result<std::sync::Arc<dyn Engine>, Error> {
+    match kind {
+        EngineKind::Redis => Ok(std::sync::Arc::new(
+            redis::RedisEngine::default().with_load_method(settings.redis_load).with_journal(journal),
+        )),
+        other => for_kind(other, settings),
+    }
 }
 
 /// The engine for a kind.

@@ -186,7 +186,7 @@ impl Cellar {
                 ),
             });
         }
-        let engine = self.engine(target.engine)?;
+        let engine = self.loading_engine(&target)?;
         let destination = self.store.get_destination(backup.destination_id).await?;
         let storage = self.open_storage(&destination)?;
         let job = RestoreJob::new(

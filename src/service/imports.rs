@@ -27,7 +27,7 @@ impl Cellar {
             return Ok(existing);
         }
         let target = self.store.get_database(request.database_id).await?;
-        let engine = self.engine(target.engine)?;
+        let engine = self.loading_engine(&target)?;
         let redis = target.engine == EngineKind::Redis;
         if redis && !request.database_name.is_empty() {
             return Err(Invalid::field(

@@ -55,6 +55,8 @@ pub struct Places {
     pub file_roots: Vec<PathBuf>,
     /// Hosts http(s) import sources may reach even at internal addresses.
     pub allow_hosts: Vec<AllowedHost>,
+    /// Where loads record what they borrow from their targets (`<data dir>/journal`).
+    pub journal: engine::journal::Journal,
 }
 
 impl Cellar {
@@ -92,6 +94,14 @@ impl Cellar {
     /// supported yet.
     fn engine(&self, kind: EngineKind) -> Result<Arc<dyn engine::Engine>, Error> {
         engine::for_kind(kind, &self.engines).map_err(|error| Error::Unimplemented(error.to_string()))
+    }
+
+    /// The engine for loads into `target`, recording in the journal what a load borrows
+    /// from it; UNIMPLEMENTED for engines not supported yet.
+    fn loading_engine(&self, target: &crate::domain::Database) -> Result<Arc<dyn engine::Engine>, Error> {
+        let journal = self.places.journal.for_database(target.id);
+        engine::for_load(target.engine, &self.engines, journal)
+            .map_err(|error| Error::Unimplemented(error.to_string()))
     }
 
     /// The operations manager (operations RPCs go straight to it).

@@ -19,6 +19,7 @@ mod postgres;
 mod process;
 mod reflection;
 mod remote_destinations;
+mod replication_crash;
 mod replication_load;
 mod restore;
 mod schedules;

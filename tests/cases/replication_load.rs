@@ -33,7 +33,7 @@ fn restore_result(done: &pb::Operation) -> &pb::RestoreResult {
     }
 }
 
-fn config(redis: &RedisServer, name: &str) -> String {
+pub(super) fn config(redis: &RedisServer, name: &str) -> String {
     let mut client = redis.client();
     let reply = client.ok(&["CONFIG", "GET", name]);
     match reply {
@@ -42,11 +42,11 @@ fn config(redis: &RedisServer, name: &str) -> String {
     }
 }
 
-fn replication_info(redis: &RedisServer) -> String {
+pub(super) fn replication_info(redis: &RedisServer) -> String {
     redis.call(&["INFO", "replication"]).text()
 }
 
-const OWN_MASTERAUTH: &str = "the-target's-own-masterauth";
+pub(super) const OWN_MASTERAUTH: &str = "the-target's-own-masterauth";
 
 /// A target holding data and a `masterauth` of its own.
 fn prepared_target() -> RedisServer {
@@ -105,6 +105,13 @@ async fn a_replication_restore_puts_the_targets_settings_back() {
     assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()));
     blocking(|| assert_put_back(&target));
     assert_no_secret(OWN_MASTERAUTH, &done);
+    assert_journal_empty(&server);
+}
+
+/// No record of borrowed settings is left once a load ended.
+fn assert_journal_empty(server: &TestServer) {
+    let records = crate::support::files::files_under(&server.data_dir().join("journal"));
+    assert!(records.is_empty(), "records left in the journal: {records:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +150,7 @@ async fn required_replication_fails_on_a_target_that_refuses_it_and_leaves_it_un
     assert!(error.message.contains("cannot load by replication"), "{error:?}");
     assert_eq!(blocking(|| target.digest()), before, "the target is untouched");
     blocking(|| assert_put_back(&target));
+    assert_journal_empty(&server);
 }
 
 /// Makes the target load slowly (`key-load-delay` microseconds per key), and starts a
@@ -180,6 +188,10 @@ async fn a_cancelled_replication_restore_leaves_the_targets_data_and_settings() 
     .await;
     blocking(|| assert_put_back(&target));
     assert_eq!(blocking(|| target.digest()), before, "the old data was kept (swapdb)");
+    poll("the record to be removed", PATIENCE, || async {
+        crate::support::files::files_under(&server.data_dir().join("journal")).is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,11 @@
 //! node, `CONFIG` or `REPLICAOF` refused, our address unreachable from it) declines the
 //! path with the target as it was, and the caller falls back to `RESTORE` commands. If
 //! the job is dropped midway, a background task puts the target back.
+//!
+//! Before the first setting changes, what is borrowed (the address the target will
+//! follow, the settings with their values before) is written to the engine's journal
+//! (`borrowed.rs`), and the record removed once they are back: if Cellar dies midway,
+//! the next start gives the target back from the record.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,12 +30,15 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+use super::borrowed::{self, Borrowed, Setting};
 use super::connection::{Connection, Reply, Transport, describe};
 use super::info::ServerFacts;
 use super::plan::{oldest_redis_reading, redis_release};
 use super::restore::Limits;
 use super::target::Target;
 use crate::engine::Error;
+use crate::engine::journal::{DatabaseJournal, RecordFile};
+use crate::engine::recover;
 
 /// How often the target is asked whether its load is done.
 const POLL: Duration = Duration::from_millis(50);
@@ -54,6 +62,7 @@ pub(crate) async fn load(
     control: &mut Connection,
     target: &Target,
     limits: Limits,
+    journal: Option<&DatabaseJournal>,
     path: &Path,
     rdb_version: u16,
     progress: &(dyn Fn(u64) + Sync),
@@ -70,15 +79,18 @@ pub(crate) async fn load(
     };
     let address = listener.local_addr().map_err(|error| Error::Unsupported(error.to_string()))?;
     let password = one_time_password();
+    let replication_id = replication_id();
 
-    let mut lease = match Lease::take(control, target, limits, &password).await? {
+    let borrowing =
+        Borrowing { target, limits, master: address, password: &password, replication_id: &replication_id };
+    let mut lease = match Lease::take(control, borrowing, journal).await? {
         Ok(lease) => lease,
         Err(why) => return Ok(Attempt::Declined(why)),
     };
     let host = address.ip().to_string();
     let port = address.port().to_string();
     match control.command(&[b"REPLICAOF", host.as_bytes(), port.as_bytes()]).await? {
-        Reply::Status(_) => lease.replicating = true,
+        Reply::Status(_) => {}
         other => {
             lease.give_back(control).await?;
             return Ok(Attempt::Declined(format!("the target refused REPLICAOF: {}", shown(&other))));
@@ -86,7 +98,7 @@ pub(crate) async fn load(
     }
 
     // The replica's connection stays open until it is told to stop replicating.
-    let outcome = replicate(control, &listener, &password, limits, path, progress).await?;
+    let outcome = replicate(control, &listener, &password, &replication_id, limits, path, progress).await?;
     lease.give_back(control).await?;
     match outcome {
         Served::Loaded(_link) => Ok(Attempt::Loaded),
@@ -176,6 +188,7 @@ async fn replicate(
     control: &mut Connection,
     listener: &TcpListener,
     password: &str,
+    replication_id: &str,
     limits: Limits,
     path: &Path,
     progress: &(dyn Fn(u64) + Sync),
@@ -188,7 +201,7 @@ async fn replicate(
             accepted.map_err(|error| Error::Unreachable(format!("accepting failed: {error}")))?;
         let _ = socket.set_nodelay(true);
         let mut replica = Connection::new(Box::new(socket), peer.to_string(), limits.idle_timeout);
-        match handshake(&mut replica, password).await {
+        match handshake(&mut replica, password, replication_id).await {
             Ok(true) => break replica,
             Ok(false) => continue,
             Err(error) => tracing::debug!(peer = %peer, %error, "replica handshake failed"),
@@ -244,7 +257,7 @@ async fn replicate(
 /// Plays the master's side of the handshake until the replica asks for a sync; `true`
 /// once it did and `+FULLRESYNC` was sent, `false` for a client that did not
 /// authenticate (it is dropped).
-async fn handshake(replica: &mut Connection, password: &str) -> Result<bool, Error> {
+async fn handshake(replica: &mut Connection, password: &str, replication_id: &str) -> Result<bool, Error> {
     let mut authenticated = false;
     loop {
         let Reply::Array(Some(parts)) = replica.read_reply().await? else { return Ok(false) };
@@ -273,7 +286,7 @@ async fn handshake(replica: &mut Connection, password: &str) -> Result<bool, Err
             b"REPLCONF" => replica.write_all(b"+OK\r\n").await?,
             b"PSYNC" | b"SYNC" => {
                 if command == b"PSYNC" {
-                    let answer = format!("+FULLRESYNC {} 0\r\n", replication_id());
+                    let answer = format!("+FULLRESYNC {replication_id} 0\r\n");
                     replica.write_all(answer.as_bytes()).await?;
                 }
                 return Ok(true);
@@ -304,35 +317,30 @@ fn shown(reply: &Reply) -> String {
     }
 }
 
-/// The target's settings while it is our replica, with what to put back. Dropped without
-/// [`Lease::give_back`] (the job was cancelled), it puts them back from a background task
-/// over a new connection.
+/// The target's settings while it is our replica, recorded in the journal before the
+/// first is changed. Dropped without [`Lease::give_back`] (the job was cancelled, or
+/// failed mid-way), it gives them back from a background task over a new connection,
+/// retried with backoff while the target cannot be reached; a crash leaves the record
+/// for the next start.
 struct Lease {
     target: Target,
     limits: Limits,
-    /// The values the borrowed settings had; never logged (`masterauth` is a secret).
-    saved: Vec<(&'static str, Vec<u8>)>,
-    /// Whether `REPLICAOF` was accepted.
-    replicating: bool,
+    /// What is borrowed, with the values before; `Debug` hides them.
+    borrowed: Borrowed,
+    /// The journal record, once written (none without a journal).
+    record: Option<RecordFile>,
     given_back: bool,
 }
 
 impl Lease {
-    /// Reads the settings to borrow and sets them; `Ok(Err(why))` when the target refused
-    /// (whatever was set already is put back).
+    /// Reads the settings to borrow, records them, and sets them; `Ok(Err(why))` when the
+    /// target refused or the record could not be written (whatever was set already is
+    /// put back).
     async fn take(
         control: &mut Connection,
-        target: &Target,
-        limits: Limits,
-        password: &str,
+        borrowing: Borrowing<'_>,
+        journal: Option<&DatabaseJournal>,
     ) -> Result<Result<Lease, String>, Error> {
-        let mut lease = Lease {
-            target: target.clone(),
-            limits,
-            saved: Vec::new(),
-            replicating: false,
-            given_back: false,
-        };
         let mut values = Vec::new();
         for name in BORROWED {
             match control.command(&[b"CONFIG", b"GET", name.as_bytes()]).await? {
@@ -341,39 +349,56 @@ impl Lease {
                     [] => {} // a setting this release does not have
                     _ => return Ok(Err(format!("the target answered CONFIG GET {name} oddly"))),
                 },
-                other => {
-                    lease.given_back = true;
-                    return Ok(Err(format!("the target refused CONFIG GET: {}", shown(&other))));
-                }
+                other => return Ok(Err(format!("the target refused CONFIG GET: {}", shown(&other)))),
             }
+        }
+        if !values.iter().any(|(name, _)| *name == "repl-diskless-load") {
+            return Ok(Err("the target cannot load a sync in place (repl-diskless-load swapdb)".to_owned()));
         }
         let wanted = |name: &str| -> &[u8] {
             match name {
-                "masterauth" => password.as_bytes(),
+                "masterauth" => borrowing.password.as_bytes(),
                 "repl-diskless-load" => b"swapdb",
                 _ => b"",
             }
         };
-        for (name, value) in values {
+        let borrowed = Borrowed {
+            master_host: borrowing.master.ip().to_string(),
+            master_port: borrowing.master.port(),
+            replication_id: borrowing.replication_id.to_owned(),
+            settings: values.iter().map(|(name, value)| Setting::new(name, value, wanted(name))).collect(),
+        };
+        let record = match journal {
+            Some(journal) => match journal.write(borrowed::KIND, borrowed.to_record()).await {
+                Ok(record) => Some(record),
+                Err(error) => return Ok(Err(format!("cannot record the settings to borrow: {error}"))),
+            },
+            None => None,
+        };
+        let mut lease = Lease {
+            target: borrowing.target.clone(),
+            limits: borrowing.limits,
+            borrowed,
+            record,
+            given_back: false,
+        };
+        for (name, _) in values {
             let reply = control.command(&[b"CONFIG", b"SET", name.as_bytes(), wanted(name)]).await?;
             if !matches!(reply, Reply::Status(_)) {
                 lease.give_back(control).await?;
                 return Ok(Err(format!("the target refused CONFIG SET {name}: {}", shown(&reply))));
             }
-            lease.saved.push((name, value));
-        }
-        if !lease.saved.iter().any(|(name, _)| *name == "repl-diskless-load") {
-            lease.give_back(control).await?;
-            return Ok(Err("the target cannot load a sync in place (repl-diskless-load swapdb)".to_owned()));
         }
         Ok(Ok(lease))
     }
 
-    /// Ends replication and puts every setting back. On failure, the settings are put
-    /// back in the background over a new connection when the lease is dropped.
+    /// Ends replication and puts every setting back, then removes the record. On
+    /// failure, this is tried again in the background over a new connection when the
+    /// lease is dropped.
     async fn give_back(&mut self, control: &mut Connection) -> Result<(), Error> {
-        restore_settings(control, self.replicating, &self.saved).await?;
+        borrowed::give_back(control, &self.borrowed).await?;
         self.given_back = true;
+        forget(self.record.take()).await;
         Ok(())
     }
 }
@@ -384,44 +409,52 @@ impl Drop for Lease {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let (target, limits, replicating) = (self.target.clone(), self.limits, self.replicating);
-        let saved = std::mem::take(&mut self.saved);
+        let (target, limits, borrowed) = (self.target.clone(), self.limits, self.borrowed.clone());
+        let record = self.record.take();
         runtime.spawn(async move {
-            let put_back = async {
+            let attempt = || async {
                 let mut control = Connection::open(&target, limits.connect_timeout, limits.idle_timeout).await?;
-                restore_settings(&mut control, replicating, &saved).await
+                borrowed::give_back(&mut control, &borrowed).await
             };
-            if let Err(error) = put_back.await {
-                tracing::warn!(redis = %target.label, %error, "could not end replication on a cancelled load");
+            let retrying = |attempt: u32, wait: std::time::Duration, error: &Error| {
+                tracing::warn!(redis = %target.label, attempt, retry_in_s = wait.as_secs(), %error, "cannot yet give back the target of a stopped load by replication");
+            };
+            match recover::with_backoff(recover::Backoff::DEFAULT, attempt, retrying).await {
+                Ok(undo) => {
+                    tracing::info!(redis = %target.label, data = undo.data.describe(), "a stopped load by replication gave its target back");
+                    forget(record).await;
+                }
+                Err(error) => tracing::warn!(
+                    redis = %target.label,
+                    %error,
+                    record = ?record.as_ref().map(RecordFile::path),
+                    "could not end replication on a stopped load"
+                ),
             }
         });
     }
 }
 
-/// `REPLICAOF NO ONE` (when `replicating`), then the saved settings.
-async fn restore_settings(
-    control: &mut Connection,
-    replicating: bool,
-    saved: &[(&'static str, Vec<u8>)],
-) -> Result<(), Error> {
-    if replicating {
-        let reply = control.command(&[b"REPLICAOF", b"NO", b"ONE"]).await?;
-        if !matches!(reply, Reply::Status(_)) {
-            return Err(Error::Protocol(format!(
-                "redis at {} refused REPLICAOF NO ONE: {}",
-                control.label(),
-                shown(&reply)
-            )));
-        }
+/// Removes a journal record whose settings are back; a record that stays is harmless:
+/// the next start finds nothing of ours on the target and removes it.
+async fn forget(record: Option<RecordFile>) {
+    if let Some(record) = record
+        && let Err(error) = record.remove().await
+    {
+        tracing::warn!(%error, "cannot remove a journal record");
     }
-    for (name, value) in saved {
-        let reply = control.command(&[b"CONFIG", b"SET", name.as_bytes(), value]).await?;
-        if !matches!(reply, Reply::Status(_)) {
-            // The message is the server's own and names no value.
-            tracing::warn!(redis = control.label(), setting = name, reply = %shown(&reply), "setting not put back");
-        }
-    }
-    Ok(())
+}
+
+/// What a load borrows the target for.
+struct Borrowing<'a> {
+    target: &'a Target,
+    limits: Limits,
+    /// Where the target is told to replicate from.
+    master: SocketAddr,
+    /// The one-time `masterauth`.
+    password: &'a str,
+    /// The replication id `+FULLRESYNC` gives.
+    replication_id: &'a str,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! `RESTORE` payloads, or, for a Redis older than the data, with commands rebuilding
 //! every key (and says so in [`Loaded::warnings`](crate::engine::Loaded)).
 
+mod borrowed;
 mod connection;
 mod crc64;
 mod info;
@@ -48,6 +49,7 @@ use self::rdb_stream::{MAGIC_LEN, RdbStream};
 use self::replication::Framing;
 use self::target::Target;
 use crate::domain::{ConnectionUri, EngineKind};
+use crate::engine::journal::DatabaseJournal;
 use crate::engine::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
 
 /// Snapshots Redis (and servers that speak its replication protocol, such as Valkey).
@@ -57,6 +59,7 @@ pub struct RedisEngine {
     idle_timeout: Duration,
     max_payload: usize,
     load_method: LoadMethod,
+    journal: Option<DatabaseJournal>,
 }
 
 pub use self::restore::LoadMethod;
@@ -69,6 +72,7 @@ impl Default for RedisEngine {
             idle_timeout: Duration::from_secs(60),
             max_payload: rdb::DEFAULT_MAX_PAYLOAD,
             load_method: LoadMethod::Auto,
+            journal: None,
         }
     }
 }
@@ -89,6 +93,13 @@ impl RedisEngine {
     /// as `RESTORE` commands, or only by replication.
     pub fn with_load_method(self, load_method: LoadMethod) -> Self {
         RedisEngine { load_method, ..self }
+    }
+
+    /// Where a load by replication records what it borrows from the target before it
+    /// changes anything, so that the next start can give it back after a crash; without
+    /// a journal nothing is recorded.
+    pub fn with_journal(self, journal: DatabaseJournal) -> Self {
+        RedisEngine { journal: Some(journal), ..self }
     }
 
     /// How long the server may send nothing while we wait for it: a reply, the start of
@@ -170,8 +181,32 @@ impl Engine for RedisEngine {
             idle_timeout: self.idle_timeout,
             max_payload: self.max_payload,
         };
-        restore::load(&target, limits, self.load_method, data, phase, progress).await
+        restore::load(&target, limits, self.load_method, self.journal.as_ref(), data, phase, progress).await
     }
+}
+
+/// The journal kind of a load by replication's records.
+pub(crate) const BORROWED_KIND: &str = borrowed::KIND;
+
+/// Gives back what a load by replication that stopped midway (a crash) borrowed from the
+/// server at `uri`, from its journal `record` (`borrowed.rs`).
+pub(crate) async fn give_back_left(
+    uri: &ConnectionUri,
+    record: serde_json::Value,
+) -> Result<crate::engine::recover::GivenBack, Error> {
+    let engine = RedisEngine::default();
+    let limits = restore::Limits {
+        connect_timeout: engine.connect_timeout,
+        idle_timeout: engine.idle_timeout,
+        max_payload: engine.max_payload,
+    };
+    let undo = borrowed::give_back_left(uri, record, limits).await?;
+    Ok(crate::engine::recover::GivenBack {
+        replication_ended: undo.end_replication,
+        put_back: undo.put_back.into_iter().map(|(name, _)| name).collect(),
+        left: undo.left,
+        data: undo.data.describe(),
+    })
 }
 
 /// Redis has numbered databases, all in one snapshot: a logical database name is a

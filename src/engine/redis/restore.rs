@@ -29,6 +29,7 @@ use super::plan::{Plan, Survey, plan};
 use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader, RdbReader, value_type};
 use super::target::Target;
 use crate::domain::reason;
+use crate::engine::journal::DatabaseJournal;
 use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
 
 /// Batches read ahead of the loader, at most.
@@ -65,6 +66,7 @@ pub(crate) async fn load(
     target: &Target,
     limits: Limits,
     method: LoadMethod,
+    journal: Option<&DatabaseJournal>,
     paths: &[PathBuf],
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
@@ -92,7 +94,7 @@ pub(crate) async fn load(
     if let ([path], false, LoadMethod::Auto | LoadMethod::Replication) = (paths, decoded, method) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
-        match master::load(&mut connection, target, limits, path, survey.version, &report).await? {
+        match master::load(&mut connection, target, limits, journal, path, survey.version, &report).await? {
             Attempt::Loaded => {
                 let bytes = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
                 delete_expired(connection, survey.expired).await?;
