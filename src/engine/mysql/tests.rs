@@ -13,7 +13,7 @@ use super::MysqlEngine;
 use crate::domain::ConnectionUri;
 use crate::engine::sql_servers::MariaDbServer;
 use crate::engine::tool::ToolPath;
-use crate::engine::{Engine, Error};
+use crate::engine::{Engine, Error, LoadData};
 
 /// How long background clean-up may take.
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -56,7 +56,9 @@ async fn load(
     database: &str,
     files: &[PathBuf],
 ) -> Result<crate::engine::Loaded, Error> {
-    MysqlEngine::default().load(&uri(&server.url("")), Some(database), files, &|_| {}, &|_, _, _| {}).await
+    MysqlEngine::default()
+        .load(&uri(&server.url("")), Some(database), LoadData::Files(files), &|_| {}, &|_, _, _| {})
+        .await
 }
 
 fn checksums(server: &MariaDbServer, database: &str) -> std::collections::BTreeMap<String, String> {
@@ -89,7 +91,13 @@ async fn a_dump_loads_into_another_database_and_over_its_own() {
     let engine = MysqlEngine::default();
     let report = |bytes, items, total| *last_progress.lock().unwrap() = (bytes, items, total);
     let loaded = engine
-        .load(&uri(&server.url("")), Some("copy"), std::slice::from_ref(&path), &|_| {}, &report)
+        .load(
+            &uri(&server.url("")),
+            Some("copy"),
+            LoadData::Files(std::slice::from_ref(&path)),
+            &|_| {},
+            &report,
+        )
         .await
         .unwrap();
     assert_eq!((loaded.items, loaded.method), (4, "mysql"));
