@@ -12,6 +12,7 @@ use tokio::io::AsyncRead;
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
 pub mod journal;
+pub mod lines;
 pub mod mysql;
 pub mod postgres;
 pub mod recover;
@@ -155,6 +156,38 @@ pub struct Warning {
     pub message: String,
 }
 
+/// The data a load reads: spooled files, or one stream read once.
+pub enum LoadData<'a> {
+    /// Files on local disk, loaded in order (the engine's native format,
+    /// decompressed), each already read whole and checked (its SHA-256) by the caller:
+    /// the way for several parts that must all be checked before any is loaded.
+    Files(&'a [std::path::PathBuf]),
+    /// One stream of the data, read once; see [`DataStream`].
+    Stream(DataStream<'a>),
+}
+
+/// The data of one object as a stream, checked as it flows (SHA-256 of the stored
+/// bytes, decompression).
+///
+/// Contract:
+/// - The body ends (`Ok(0)`) only once the whole source was read and checked. An engine
+///   replaces its target's data only after it read the body to that end, and after its
+///   own checks of the data passed.
+/// - A read error means the source failed (damage, a checksum mismatch, the source
+///   lost). The caller owns the stream and knows why, so the engine only has to stop:
+///   kill its tool, drop what it prepared (a scratch database), and return an error,
+///   leaving the target as it was.
+/// - The engine may stop reading early (its own check refused the data, the target
+///   failed); the caller then reads the rest to tell damaged data from a refusal.
+pub struct DataStream<'a> {
+    /// The decompressed data.
+    pub body: &'a mut (dyn AsyncRead + Send + Unpin),
+    /// Where an engine that needs the data whole on local disk (Redis: the check before
+    /// the flush, a replication transfer) may write it, in `spool-*` files it removes
+    /// when the load ends.
+    pub spool_dir: &'a std::path::Path,
+}
+
 /// A database engine.
 #[async_trait]
 pub trait Engine: Send + Sync {
@@ -188,15 +221,19 @@ pub trait Engine: Send + Sync {
     ) -> Result<Snapshot, Error>;
 
     /// Replaces the data of the server at `uri` (of its logical `database`, default the
-    /// one the URI names, created if missing) with the data files at `data`, loaded in
-    /// order (the engine's native format, decompressed). Data that cannot be loaded
-    /// fails with the target unchanged: Redis checks every file whole before touching
-    /// the target, the SQL engines load into a scratch database and swap it in.
+    /// one the URI names, created if missing) with `data` (the engine's native format,
+    /// decompressed). Data that cannot be loaded, or a stream that fails, fails the load
+    /// with the target unchanged: Redis checks the data whole before touching the target
+    /// (a stream is spooled and checked in one pass), the SQL engines load into a
+    /// scratch database (a stream straight from the source into their tool) and swap it
+    /// in only once it loaded whole. Cancel-safe: dropping the future kills the tool and
+    /// drops the scratch database in the background (a Redis target mid-load keeps the
+    /// keys loaded so far).
     async fn load(
         &self,
         uri: &ConnectionUri,
         database: Option<&str>,
-        data: &[std::path::PathBuf],
+        data: LoadData<'_>,
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error>;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Error;
 use crate::domain::ConnectionUri;
@@ -143,6 +143,18 @@ pub async fn head(path: &Path, len: usize) -> Result<Vec<u8>, Error> {
         .read_to_end(&mut head)
         .await
         .map_err(|error| Error::Corrupt(format!("cannot read the data file: {error}")))?;
+    Ok(head)
+}
+
+/// The first bytes of a stream (up to `len`, fewer only at its end), for telling formats
+/// apart; they are to be given again before the rest (`head.chain(body)`).
+pub async fn head_of(body: &mut (dyn AsyncRead + Send + Unpin), len: usize) -> Result<Vec<u8>, Error> {
+    let mut head = Vec::with_capacity(len);
+    (&mut *body)
+        .take(len as u64)
+        .read_to_end(&mut head)
+        .await
+        .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
     Ok(head)
 }
 

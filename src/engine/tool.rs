@@ -321,27 +321,30 @@ pub async fn run_following(
 }
 
 /// Runs a tool to its end with `input` on its standard input, calling `on_bytes` with
-/// the count of bytes fed so far; its error output goes into `tail`. The judged error
-/// when it fails; `RestoreFailed` when it exits cleanly without reading all its input.
+/// the count of bytes fed so far; its error output goes line by line to `on_line`
+/// (scrubbed) and into `tail`. The judged error when it fails; `RestoreFailed` when it
+/// exits cleanly without reading all its input. A read error of `input` kills the tool
+/// and is returned as the error it carries (see [`carried`]), else as `Corrupt`.
 pub async fn run_feeding(
     mut command: Command,
     mut input: impl AsyncRead + Unpin,
     tail: Tail,
     judge: &Judge,
     mut on_bytes: impl FnMut(u64),
+    on_line: impl Fn(&str) + Send + Sync + 'static,
 ) -> Result<(), Error> {
     use tokio::io::AsyncReadExt;
     command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|error| spawn_error(&command, &error))?;
-    let follower = follow_stderr(&mut child, tail.clone(), |_| {});
+    let follower = follow_stderr(&mut child, tail.clone(), on_line);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut buffer = vec![0u8; 64 * 1024];
     let mut fed = 0u64;
     let complete = loop {
-        let read = input
-            .read(&mut buffer)
-            .await
-            .map_err(|error| Error::Corrupt(format!("cannot read the data file: {error}")))?;
+        // Returning here drops the child, which kills it.
+        let read = input.read(&mut buffer).await.map_err(|error| {
+            carried(error).unwrap_or_else(|error| Error::Corrupt(format!("cannot read the data: {error}")))
+        })?;
         if read == 0 {
             break true;
         }
@@ -362,6 +365,22 @@ pub async fn run_feeding(
             "{program} stopped reading its input after {fed} bytes without an error"
         ))),
         (false, _) => Err(judge(status, &tail.text())),
+    }
+}
+
+/// The engine [`Error`] a read error carries (a check of the data refusing it, made
+/// with `std::io::Error::new(kind, error)`), else the read error itself.
+pub fn carried(error: std::io::Error) -> Result<Error, std::io::Error> {
+    if !error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return Err(error);
+    }
+    let kind = error.kind();
+    match error.into_inner() {
+        Some(inner) => inner
+            .downcast::<Error>()
+            .map(|carried| *carried)
+            .map_err(|other| std::io::Error::new(kind, other)),
+        None => Err(std::io::Error::from(kind)),
     }
 }
 

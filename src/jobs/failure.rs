@@ -117,6 +117,25 @@ pub(super) fn from_unpack(error: &unpack::Error) -> Failure {
     }
 }
 
+/// The failure of a load that read an [`unpack::Unpacking`] stream: the stream's own
+/// failure when it has one (damaged or changed data, the source lost), the rest of it
+/// read first when the engine stopped early, so that damaged data is reported as such
+/// whatever the engine made of it (as when the data was checked whole before loading);
+/// else the engine's error.
+pub(super) async fn of_streamed_load<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut unpack::Unpacking<R>,
+    error: &engine::Error,
+) -> Failure {
+    if stream.is_reading() {
+        // A failure to read is kept by the stream itself.
+        let _ = tokio::io::copy(stream, &mut tokio::io::sink()).await;
+    }
+    match stream.failure() {
+        Some(stream_error) => from_unpack(stream_error),
+        None => from_load(error),
+    }
+}
+
 /// An unexpected failure: the whole chain goes to the log, a short message to the client.
 pub(super) fn internal(error: &dyn std::error::Error) -> Failure {
     tracing::error!(error = %DisplayChain(error), "internal error in a job");

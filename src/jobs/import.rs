@@ -1,7 +1,7 @@
-//! Importing into a registered database: every source is spooled to local disk first
-//! (files, local or over http(s), decompressed as their content says; a live server
-//! snapshotted over its replication protocol), then the engine checks them all and loads
-//! them in order after one flush.
+//! Importing into a registered database: one file (local, over http(s) or ftp, or in
+//! an object store) is streamed into the engine, decompressed as its content says; with
+//! several, every one is spooled to local disk first, as is a live server's snapshot,
+//! then the engine checks them all and loads them in order after one flush.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +11,9 @@ use async_trait::async_trait;
 
 use super::failure;
 use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, OperationResult, reason};
-use crate::engine::{Engine, Loaded};
+use crate::engine::{DataStream, Engine, LoadData, Loaded};
 use crate::operations::{Job, JobContext};
-use crate::pipeline::unpack::{SpoolFile, Unpacked, unpack};
+use crate::pipeline::unpack::{SpoolFile, Unpacked, Unpacking, unpack};
 use crate::storage::ftp::FtpStorage;
 use crate::storage::http::HttpClient;
 use crate::storage::{ObjectReader, Storage};
@@ -127,9 +127,12 @@ impl ImportJob {
         })
     }
 
-    // Spools every file, then loads them all in one go.
+    // Streams one file into the engine; spools several, then loads them all in one go.
     async fn import_files(&self, ctx: &JobContext, files: &[SourceFile]) -> Result<Outcome, Failure> {
         ctx.set_phase("reading");
+        if let [file] = files {
+            return self.import_stream(ctx, file).await;
+        }
         let (mut stored, mut bytes) = (0, 0);
         let mut spools = Vec::new();
         for file in files {
@@ -144,8 +147,26 @@ impl ImportJob {
         }
         let paths: Vec<PathBuf> = spools.iter().map(|spool| spool.path().to_owned()).collect();
         let database = self.target_database();
-        let loaded = self.load(ctx, database.as_deref(), &paths, bytes, (0, 0)).await?;
+        let loaded = self.load(ctx, database.as_deref(), LoadData::Files(&paths), bytes, (0, 0)).await;
+        let loaded = self.loaded(ctx, loaded)?;
         Ok(Outcome::of(bytes, loaded, database.as_deref()))
+    }
+
+    // Reads one file, decompressed, straight into the engine.
+    async fn import_stream(&self, ctx: &JobContext, file: &SourceFile) -> Result<Outcome, Failure> {
+        let reader = self.open(file).await?;
+        let size = reader.size.unwrap_or(0);
+        ctx.set_totals(size, 0);
+        let mut unpacking =
+            Unpacking::open(reader.body, None).await.map_err(|error| failure::from_unpack(&error))?;
+        let database = self.target_database();
+        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
+        let loaded = self.load(ctx, database.as_deref(), LoadData::Stream(stream), size, (0, 0)).await;
+        let loaded = match loaded {
+            Ok(loaded) => self.loaded(ctx, Ok(loaded))?,
+            Err(error) => return Err(failure::of_streamed_load(&mut unpacking, &error).await),
+        };
+        Ok(Outcome::of(unpacking.logical_bytes(), loaded, database.as_deref()))
     }
 
     // Snapshots one database of a live server into a spool file, then loads it.
@@ -158,7 +179,8 @@ impl ImportJob {
     ) -> Result<Outcome, Failure> {
         let (spool, bytes) = self.snapshot_to_spool(ctx, uri, source_database.as_deref(), 0).await?;
         let paths = [spool.path().to_owned()];
-        let loaded = self.load(ctx, target_database.as_deref(), &paths, bytes, (0, 0)).await?;
+        let loaded = self.load(ctx, target_database.as_deref(), LoadData::Files(&paths), bytes, (0, 0)).await;
+        let loaded = self.loaded(ctx, loaded)?;
         Ok(Outcome::of(bytes, loaded, target_database.as_deref()))
     }
 
@@ -208,7 +230,9 @@ impl ImportJob {
         let mut all = Outcome { bytes: 0, items: 0, method: "", databases: Vec::new() };
         for (database, (spool, bytes)) in databases.iter().zip(&spooled) {
             let paths = [spool.path().to_owned()];
-            let loaded = self.load(ctx, Some(database), &paths, *bytes, (all.bytes, all.items)).await?;
+            let data = LoadData::Files(&paths);
+            let loaded = self.load(ctx, Some(database), data, *bytes, (all.bytes, all.items)).await;
+            let loaded = self.loaded(ctx, loaded)?;
             all.bytes += bytes;
             all.items += loaded.items;
             all.method = loaded.method;
@@ -237,16 +261,16 @@ impl ImportJob {
         })
     }
 
-    // Loads spooled files into the target's `database`; progress counts on from
-    // `before` (bytes, items).
+    // Loads `data` into the target's `database`; progress counts on from `before`
+    // (bytes, items), towards `bytes` more.
     async fn load(
         &self,
         ctx: &JobContext,
         database: Option<&str>,
-        paths: &[PathBuf],
+        data: LoadData<'_>,
         bytes: u64,
         before: (u64, u64),
-    ) -> Result<Loaded, Failure> {
+    ) -> Result<Loaded, crate::engine::Error> {
         let (bytes_before, items_before) = before;
         let items_total = AtomicU64::new(0);
         let phase = |phase: &'static str| ctx.set_phase(phase);
@@ -256,11 +280,16 @@ impl ImportJob {
             }
             ctx.set_done(bytes_before + done, items_before + items);
         };
-        let loaded = self
-            .engine
-            .load(&self.target.connection_uri, database, paths, &phase, &progress)
-            .await
-            .map_err(|error| failure::from_load(&error))?;
+        self.engine.load(&self.target.connection_uri, database, data, &phase, &progress).await
+    }
+
+    // A load's outcome: its warnings on the operation, or its failure.
+    fn loaded(
+        &self,
+        ctx: &JobContext,
+        loaded: Result<Loaded, crate::engine::Error>,
+    ) -> Result<Loaded, Failure> {
+        let loaded = loaded.map_err(|error| failure::from_load(&error))?;
         failure::warn_all(ctx, &loaded.warnings);
         Ok(loaded)
     }

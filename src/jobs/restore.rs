@@ -1,7 +1,8 @@
-//! Restoring a backup: fetch and check the stored bytes (SHA-256), decompress them into a
-//! spool file, then let the engine load it (which leaves the target as it was if the
-//! data cannot be loaded). A whole-server backup restores its databases one by one,
-//! or only the one asked for.
+//! Restoring a backup: the stored bytes are read, checked (SHA-256) and decompressed as
+//! one stream that the engine loads as it comes (it replaces the target only once the
+//! stream ended whole and checked, and leaves the target as it was otherwise). A
+//! whole-server backup's parts are all fetched and checked into spool files first, then
+//! restored into their databases one by one; or only the one asked for, streamed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use async_trait::async_trait;
 
 use super::failure;
 use crate::domain::{Backup, Database, Failure, OperationResult, RestoreResult};
-use crate::engine::Engine;
+use crate::engine::{DataStream, Engine, LoadData};
 use crate::operations::{Job, JobContext};
-use crate::pipeline::unpack::{SpoolFile, unpack};
+use crate::pipeline::unpack::{SpoolFile, Unpacking, unpack};
 use crate::storage::Storage;
 
 /// Loads one backup into one database, replacing its data.
@@ -45,23 +46,14 @@ impl RestoreJob {
         let objects = self.objects();
         let total: u64 = objects.iter().map(|object| object.logical_size_bytes).sum();
         ctx.set_totals(total, 0);
-        // Every object is fetched and checked before any is loaded: a damaged part of a
-        // whole-server backup fails the restore with no database touched.
-        let mut spools = Vec::with_capacity(objects.len());
-        let mut fetched = 0;
-        for object in &objects {
-            spools.push(self.fetch(ctx, object, fetched).await?);
-            fetched += object.logical_size_bytes;
-        }
-        let (mut bytes, mut items) = (0, 0);
-        let mut method = "";
-        for (object, spool) in objects.iter().zip(&spools) {
-            let loaded = self.load_object(ctx, object, spool, total, (bytes, items)).await?;
-            bytes += object.logical_size_bytes;
-            items += loaded.items;
-            method = loaded.method;
-            failure::warn_all(ctx, &loaded.warnings);
-        }
+        let (bytes, items, method) = match objects.as_slice() {
+            [only] => {
+                let loaded = self.stream_object(ctx, only, total).await?;
+                failure::warn_all(ctx, &loaded.warnings);
+                (only.logical_size_bytes, loaded.items, loaded.method)
+            }
+            several => self.spool_and_load(ctx, several, total).await?,
+        };
         ctx.set_done(bytes, items);
         let database_name = match objects.as_slice() {
             [only] => only.database.clone().unwrap_or_default(),
@@ -75,6 +67,64 @@ impl RestoreJob {
             items,
             load_method: method.to_owned(),
         })
+    }
+
+    // Streams one object into the engine: read, checked, decompressed and loaded at once,
+    // with no spool file (the engine may keep one of its own: Redis checks the whole
+    // file before touching the target).
+    async fn stream_object(
+        &self,
+        ctx: &JobContext,
+        object: &StoredObject,
+        total: u64,
+    ) -> Result<crate::engine::Loaded, Failure> {
+        ctx.set_phase("downloading");
+        let reader =
+            self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
+        let mut unpacking = Unpacking::open(reader.body, Some(&object.sha256))
+            .await
+            .map_err(|error| failure::from_unpack(&error))?;
+        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
+        match self.load_object(ctx, object, LoadData::Stream(stream), total, (0, 0)).await {
+            Ok(loaded) => {
+                if unpacking.is_reading() {
+                    tracing::error!(key = %object.key, "an engine loaded a stream without reading it to its end");
+                }
+                Ok(loaded)
+            }
+            Err(error) => Err(failure::of_streamed_load(&mut unpacking, &error).await),
+        }
+    }
+
+    // Fetches and checks every object into a spool file before any is loaded (a damaged
+    // part of a whole-server backup fails the restore with no database touched), then
+    // loads them one by one; returns the bytes, items and load method.
+    async fn spool_and_load(
+        &self,
+        ctx: &JobContext,
+        objects: &[StoredObject],
+        total: u64,
+    ) -> Result<(u64, u64, &'static str), Failure> {
+        let mut spools = Vec::with_capacity(objects.len());
+        let mut fetched = 0;
+        for object in objects {
+            spools.push(self.fetch(ctx, object, fetched).await?);
+            fetched += object.logical_size_bytes;
+        }
+        let (mut bytes, mut items) = (0, 0);
+        let mut method = "";
+        for (object, spool) in objects.iter().zip(&spools) {
+            let data = LoadData::Files(std::slice::from_ref(spool.path_buf()));
+            let loaded = self
+                .load_object(ctx, object, data, total, (bytes, items))
+                .await
+                .map_err(|error| failure::from_load(&error))?;
+            bytes += object.logical_size_bytes;
+            items += loaded.items;
+            method = loaded.method;
+            failure::warn_all(ctx, &loaded.warnings);
+        }
+        Ok((bytes, items, method))
     }
 
     // The objects to load: the backup's one object into the database asked for (else
@@ -140,16 +190,16 @@ impl RestoreJob {
         Ok(spool)
     }
 
-    // Loads one fetched object; progress counts on from `before` (bytes, items) of
+    // Loads one object's data; progress counts on from `before` (bytes, items) of
     // earlier objects, towards `total` bytes.
     async fn load_object(
         &self,
         ctx: &JobContext,
         object: &StoredObject,
-        spool: &SpoolFile,
+        data: LoadData<'_>,
         total: u64,
         before: (u64, u64),
-    ) -> Result<crate::engine::Loaded, Failure> {
+    ) -> Result<crate::engine::Loaded, crate::engine::Error> {
         let (bytes_before, items_before) = before;
         let items_total = AtomicU64::new(0);
         let phase = |phase: &'static str| ctx.set_phase(phase);
@@ -160,15 +210,8 @@ impl RestoreJob {
             ctx.set_done(bytes_before + bytes, items_before + items);
         };
         self.engine
-            .load(
-                &self.target.connection_uri,
-                object.database.as_deref(),
-                &[spool.path().to_owned()],
-                &phase,
-                &progress,
-            )
+            .load(&self.target.connection_uri, object.database.as_deref(), data, &phase, &progress)
             .await
-            .map_err(|error| failure::from_load(&error))
     }
 }
 
@@ -184,8 +227,9 @@ struct StoredObject {
 #[async_trait]
 impl Job for RestoreJob {
     async fn run(&self, ctx: &JobContext) -> Result<OperationResult, Failure> {
-        // Dropping the work at a cancel drops the spool file (removed) and the
-        // connection; a cancel while loading leaves the keys loaded so far.
+        // Dropping the work at a cancel drops the stream, the spool files (removed), the
+        // tool (killed) and the connection; a scratch database is dropped in the
+        // background; a Redis target keeps the keys loaded so far.
         tokio::select! {
             outcome = self.restore(ctx) => outcome.map(OperationResult::Restore),
             () = ctx.token().cancelled() => Err(Failure::cancelled()),

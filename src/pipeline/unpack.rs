@@ -1,27 +1,28 @@
-//! The way back: stored bytes are hashed (and checked against the catalog's SHA-256),
-//! decompressed (the compression recognised by its magic bytes), and written to a spool
-//! file on local disk, so that a restore can verify the whole source before it touches
-//! the target, with memory bounded whatever the size.
+//! The way back: stored bytes are hashed (and checked against the catalog's SHA-256) and
+//! decompressed (the compression recognised by its magic bytes), as a stream
+//! ([`Unpacking`]) that a load reads straight into its tool, or into a spool file on
+//! local disk ([`unpack`]) for loads that must check every part before any is loaded;
+//! memory is bounded whatever the size.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf};
 
 use crate::domain::Compression;
 
 /// Read buffer of the stored bytes.
 const READ_BUFFER: usize = 256 * 1024;
 
-/// What [`unpack`] read and wrote.
+/// What [`unpack`] (or an [`Unpacking`] read to its end) read and wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpacked {
     /// Stored (compressed) bytes read.
     pub stored_bytes: u64,
-    /// Decompressed bytes written to the spool.
+    /// Decompressed bytes.
     pub logical_bytes: u64,
     /// Hex SHA-256 of the stored bytes.
     pub sha256: String,
@@ -29,7 +30,7 @@ pub struct Unpacked {
     pub compression: Compression,
 }
 
-/// Why [`unpack`] failed.
+/// Why [`unpack`] or an [`Unpacking`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading the stored bytes failed.
@@ -52,67 +53,212 @@ pub fn sniff(head: &[u8]) -> Compression {
     }
 }
 
+/// The stored bytes read back as the data they hold: hashed, decompressed as their magic
+/// bytes say. Reading it yields the decompressed data and ends (`Ok(0)`) only once the
+/// whole source was read and its SHA-256 matched the expected one (when given).
+/// Damage, a mismatch or a failing source is a read error, and stays readable as
+/// [`Unpacking::failure`] for the owner to report: whoever reads the stream only has to
+/// stop. Dropping it mid-way is safe (nothing is left behind).
+pub struct Unpacking<R> {
+    decoded: Decoded<R>,
+    compression: Compression,
+    expected_sha256: Option<String>,
+    logical_bytes: u64,
+    state: State,
+}
+
+/// The stored bytes, buffered and hashed as they are read.
+type Stored<R> = BufReader<Hashing<R>>;
+
+enum Decoded<R> {
+    Zstd(ZstdDecoder<Stored<R>>),
+    Gzip(GzipDecoder<Stored<R>>),
+    Plain(Stored<R>),
+}
+
+impl<R: AsyncRead + Unpin> Decoded<R> {
+    fn hashing(&self) -> &Hashing<R> {
+        match self {
+            Decoded::Zstd(decoder) => decoder.get_ref().get_ref(),
+            Decoded::Gzip(decoder) => decoder.get_ref().get_ref(),
+            Decoded::Plain(stored) => stored.get_ref(),
+        }
+    }
+}
+
+enum State {
+    Reading,
+    Done(Unpacked),
+    Failed(Error),
+}
+
+impl<R: AsyncRead + Unpin + Send> Unpacking<R> {
+    /// Starts reading `source` (its first bytes say how it is compressed); its SHA-256
+    /// is checked against `expected_sha256` at the end when given and not empty.
+    pub async fn open(source: R, expected_sha256: Option<&str>) -> Result<Unpacking<R>, Error> {
+        let hashing = Hashing { inner: source, hasher: Sha256::new(), bytes: 0 };
+        let mut stored = BufReader::with_capacity(READ_BUFFER, hashing);
+        let compression = sniff(stored.fill_buf().await.map_err(Error::Source)?);
+        let decoded = match compression {
+            Compression::Zstd => {
+                let mut decoder = ZstdDecoder::new(stored);
+                decoder.multiple_members(true);
+                Decoded::Zstd(decoder)
+            }
+            Compression::Gzip => {
+                let mut decoder = GzipDecoder::new(stored);
+                decoder.multiple_members(true);
+                Decoded::Gzip(decoder)
+            }
+            Compression::None => Decoded::Plain(stored),
+        };
+        let expected_sha256 = expected_sha256.filter(|expected| !expected.is_empty()).map(str::to_owned);
+        Ok(Unpacking { decoded, compression, expected_sha256, logical_bytes: 0, state: State::Reading })
+    }
+}
+
+impl<R: AsyncRead + Unpin> Unpacking<R> {
+    /// Decompressed bytes read so far.
+    pub fn logical_bytes(&self) -> u64 {
+        self.logical_bytes
+    }
+
+    /// What was read, once the stream ended whole and checked.
+    pub fn unpacked(&self) -> Option<&Unpacked> {
+        match &self.state {
+            State::Done(unpacked) => Some(unpacked),
+            _ => None,
+        }
+    }
+
+    /// Why the stream failed, once it did.
+    pub fn failure(&self) -> Option<&Error> {
+        match &self.state {
+            State::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Takes out why the stream failed, once it did.
+    pub fn take_failure(&mut self) -> Option<Error> {
+        match std::mem::replace(&mut self.state, State::Reading) {
+            State::Failed(error) => Some(error),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Whether the stream neither ended nor failed yet.
+    pub fn is_reading(&self) -> bool {
+        matches!(self.state, State::Reading)
+    }
+
+    /// The end of the decompressed data: the whole source was read; it is good when its
+    /// SHA-256 is the expected one.
+    fn finish(&mut self) -> State {
+        let hashing = self.decoded.hashing();
+        let sha256 = hex::encode(hashing.hasher.clone().finalize());
+        if let Some(expected) = &self.expected_sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            return State::Failed(Error::Corrupt(format!(
+                "the stored data's sha-256 is {sha256}, the catalog says {expected}: the object changed or is damaged"
+            )));
+        }
+        State::Done(Unpacked {
+            stored_bytes: hashing.bytes,
+            logical_bytes: self.logical_bytes,
+            sha256,
+            compression: self.compression,
+        })
+    }
+
+    /// What a failed read of the compressed data means.
+    fn classify(&self, error: std::io::Error) -> Error {
+        match error.kind() {
+            std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::Other
+                if self.compression != Compression::None =>
+            {
+                Error::Corrupt(format!("the {} data does not decompress: {error}", self.compression))
+            }
+            _ => Error::Source(error),
+        }
+    }
+}
+
+/// The read error a reader of a failed [`Unpacking`] sees (its owner has the cause).
+fn failed(error: &Error) -> std::io::Error {
+    let kind = match error {
+        Error::Corrupt(_) => std::io::ErrorKind::InvalidData,
+        Error::Source(_) | Error::Spool(_) => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, error.to_string())
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Unpacking<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match &this.state {
+            State::Reading => {}
+            State::Done(_) => return Poll::Ready(Ok(())),
+            State::Failed(error) => return Poll::Ready(Err(failed(error))),
+        }
+        let before = buf.filled().len();
+        let polled = match &mut this.decoded {
+            Decoded::Zstd(decoder) => Pin::new(decoder).poll_read(cx, buf),
+            Decoded::Gzip(decoder) => Pin::new(decoder).poll_read(cx, buf),
+            Decoded::Plain(stored) => Pin::new(stored).poll_read(cx, buf),
+        };
+        let read = buf.filled().len() - before;
+        this.state = match ready!(polled) {
+            Ok(()) if read > 0 => {
+                this.logical_bytes += read as u64;
+                return Poll::Ready(Ok(()));
+            }
+            Ok(()) => this.finish(),
+            Err(error) => State::Failed(this.classify(error)),
+        };
+        match &this.state {
+            State::Failed(error) => Poll::Ready(Err(failed(error))),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// Reads `source` to its end, checks its SHA-256 against `expected_sha256` (when given),
 /// decompresses it as its magic bytes say, and writes the result to `spool`.
-/// `on_progress(stored_bytes_read)` is called after each read. Cancel-safe: dropping the
-/// future leaves a partial spool file that its owner removes.
+/// `on_progress(logical_bytes_written)` is called after each read. Cancel-safe: dropping
+/// the future leaves a partial spool file that its owner removes.
 pub async fn unpack(
     source: impl AsyncRead + Unpin + Send,
     expected_sha256: Option<&str>,
     spool: &mut SpoolFile,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Unpacked, Error> {
-    let hashing = Hashing { inner: source, hasher: Sha256::new(), bytes: 0 };
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, hashing);
-    let compression = sniff(buffered.fill_buf().await.map_err(Error::Source)?);
-    let mut decoded: Pin<Box<dyn AsyncRead + Send + '_>> = match compression {
-        Compression::Zstd => {
-            let mut decoder = ZstdDecoder::new(&mut buffered);
-            decoder.multiple_members(true);
-            Box::pin(decoder)
-        }
-        Compression::Gzip => {
-            let mut decoder = GzipDecoder::new(&mut buffered);
-            decoder.multiple_members(true);
-            Box::pin(decoder)
-        }
-        Compression::None => Box::pin(&mut buffered),
-    };
+    let mut unpacking = Unpacking::open(source, expected_sha256).await?;
     let mut chunk = vec![0u8; READ_BUFFER];
-    let mut logical_bytes = 0u64;
     loop {
-        let count =
-            tokio::io::AsyncReadExt::read(&mut decoded, &mut chunk).await.map_err(|error| {
-                match error.kind() {
-                    std::io::ErrorKind::InvalidData
-                    | std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::Other
-                        if compression != Compression::None =>
-                    {
-                        Error::Corrupt(format!("the {compression} data does not decompress: {error}"))
-                    }
-                    _ => Error::Source(error),
-                }
-            })?;
+        let count = match unpacking.read(&mut chunk).await {
+            Ok(count) => count,
+            Err(error) => return Err(unpacking.take_failure().unwrap_or(Error::Source(error))),
+        };
         if count == 0 {
             break;
         }
         spool.file.write_all(&chunk[..count]).await.map_err(Error::Spool)?;
-        logical_bytes += count as u64;
-        on_progress(logical_bytes);
+        on_progress(unpacking.logical_bytes());
     }
-    drop(decoded);
     spool.file.flush().await.map_err(Error::Spool)?;
-    let hashing = buffered.into_inner();
-    let sha256 = hex::encode(hashing.hasher.finalize());
-    if let Some(expected) = expected_sha256.filter(|expected| !expected.is_empty())
-        && !expected.eq_ignore_ascii_case(&sha256)
-    {
-        return Err(Error::Corrupt(format!(
-            "the stored data's sha-256 is {sha256}, the catalog says {expected}: the object changed or is damaged"
-        )));
-    }
-    Ok(Unpacked { stored_bytes: hashing.bytes, logical_bytes, sha256, compression })
+    // A read of 0 bytes comes only once the stream is done (checked).
+    unpacking.unpacked().cloned().ok_or_else(|| Error::Corrupt("the data ended unchecked".to_owned()))
 }
 
 /// Hashes and counts what passes through.
@@ -158,6 +304,16 @@ impl SpoolFile {
     /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where it is, as an owned path (for a slice of paths).
+    pub fn path_buf(&self) -> &PathBuf {
+        &self.path
+    }
+
+    /// The open file, for writing.
+    pub fn file(&mut self) -> &mut tokio::fs::File {
+        &mut self.file
     }
 }
 
@@ -232,6 +388,33 @@ mod tests {
         let mut spool = SpoolFile::create(&spool_dir).await.unwrap();
         let error = unpack(&bytes[..], None, &mut spool, &mut |_| {}).await.unwrap_err();
         assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_only_after_its_checksum_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("store"));
+        let sha256 = stored(Compression::Zstd, &storage, "object").await;
+
+        let reader = storage.reader("object", 0).await.unwrap();
+        let mut unpacking = Unpacking::open(reader.body, Some(&sha256)).await.unwrap();
+        let mut read = Vec::new();
+        unpacking.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, data());
+        let unpacked = unpacking.unpacked().expect("done");
+        assert_eq!((unpacked.logical_bytes, unpacked.compression), (data().len() as u64, Compression::Zstd));
+        assert_eq!(unpacking.read(&mut [0u8; 16]).await.unwrap(), 0, "it stays at its end");
+
+        // Every byte comes out, but the end is an error: the checksum is not the catalog's.
+        let reader = storage.reader("object", 0).await.unwrap();
+        let mut unpacking = Unpacking::open(reader.body, Some(&"0".repeat(64))).await.unwrap();
+        let mut read = Vec::new();
+        let error = unpacking.read_to_end(&mut read).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(read, data());
+        assert!(matches!(unpacking.failure(), Some(Error::Corrupt(message)) if message.contains("sha-256")));
+        assert!(!unpacking.is_reading());
+        assert!(unpacking.read(&mut [0u8; 16]).await.is_err(), "it stays failed");
     }
 
     #[test]

@@ -1,29 +1,39 @@
 //! Loading into a MySQL or MariaDB database without ever leaving it half-loaded.
 //!
-//! 1. Every file is checked first: SQL text (not a Redis or pg_dump file); a
+//! 1. The data is checked ([`DumpLines`]): SQL text (not a Redis or pg_dump file); a
 //!    `mariadb-dump`/`mysqldump` file must end with its `-- Dump completed` trailer
-//!    (else it was cut short); no file may switch or create databases (`USE`,
+//!    (else it was cut short); no line may switch or create databases (`USE`, `\u`,
 //!    `CREATE DATABASE`: a dump made with `--databases` or `--all-databases`), as its
-//!    statements would then land outside the scratch database.
-//! 2. The files are fed, in order, to the client's standard input (`--binary-mode`,
+//!    statements would then land outside the scratch database. Spooled files are
+//!    checked whole before anything is created; a stream is checked as it flows, each
+//!    line's start judged before the client receives any of it, the trailer at the
+//!    end, before the swap.
+//! 2. The data is fed, in order, to the client's standard input (`--binary-mode`,
 //!    stopping at the first error) in a new scratch database made with the target's
 //!    character set and collation. The client runs sandboxed (`--sandbox`, or MySQL's
 //!    `--system-command=OFF`, and `--local-infile=0`): a file is data, and may not run
 //!    programs or read and write files on this host.
-//! 3. Once all loaded, the scratch database's tables and objects take the target's
-//!    place ([`super::swap`]). Cancelling before the swap drops the scratch database in
-//!    the background; the swap itself, once started, runs to its end in a task of its
-//!    own so that it never stops half-way.
+//! 3. Once all loaded (a stream read to its end: whole and checked), the scratch
+//!    database's tables and objects take the target's place ([`super::swap`]). A
+//!    failure or a cancel before the swap kills the client and drops the scratch
+//!    database (a cancel: in the background); the swap itself, once started, runs to
+//!    its end in a task of its own so that it never stops half-way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::client::{Server, Stage, identifier, literal};
 use super::swap;
-use crate::engine::sql::{clean_up_later, head, looks_like_text, scratch_name};
+use crate::engine::lines::{CheckedLines, LineRule, LineStart, Verdict};
+use crate::engine::sql::{clean_up_later, head, head_of, looks_like_text, scratch_name};
 use crate::engine::tool;
-use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
+use crate::engine::{Error, LoadData, Loaded, PhaseSink, ProgressSink};
+
+/// Bytes of the data's start that say what it is.
+const HEAD_LEN: usize = 4096;
 
 /// How the dump tools' files start (after an optional sandbox-mode line).
 const DUMP_HEADERS: &[&str] = &["-- MySQL dump", "-- MariaDB dump"];
@@ -57,9 +67,23 @@ struct DataFile {
     table_offsets: Vec<u64>,
 }
 
-/// Loads `data` (SQL text, in order) into database `target` of `server`, replacing
-/// it; creates it if missing.
+/// Loads `data` (SQL text: files in order, or one stream) into database `target` of
+/// `server`, replacing it; creates it if missing.
 pub(super) async fn load(
+    server: &Server,
+    target: &str,
+    data: LoadData<'_>,
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    match data {
+        LoadData::Files(paths) => load_files(server, target, paths, phase, progress).await,
+        LoadData::Stream(stream) => load_stream(server, target, stream.body, phase, progress).await,
+    }
+}
+
+/// Checks every file whole, then loads them in order.
+async fn load_files(
     server: &Server,
     target: &str,
     data: &[PathBuf],
@@ -79,7 +103,10 @@ pub(super) async fn load(
     phase("loading");
     let (mut bytes_before, mut tables_before) = (0, 0);
     for file in &files {
-        let loaded = load_file(server, &scratch.name, file, |fed| {
+        let input = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(|error| Error::Corrupt(format!("cannot open the data file: {error}")))?;
+        let loaded = feed(server, &scratch.name, input, |fed| {
             let tables = file.table_offsets.iter().take_while(|offset| **offset < fed).count() as u64;
             progress(bytes_before + fed, tables_before + tables, tables_total);
         })
@@ -98,63 +125,121 @@ pub(super) async fn load(
     Ok(Loaded { items: tables, functions: 0, method: "mysql", warnings: Vec::new() })
 }
 
-/// Checks a data file (see the module's header) and finds where its tables' rows
-/// start.
-async fn inspect(path: &Path) -> Result<DataFile, Error> {
-    let head = head(path, 4096).await?;
+/// Feeds one stream to the client as it comes, checked line by line on the way: the
+/// tables are counted as their rows start (their total is known only at the end).
+async fn load_stream(
+    server: &Server,
+    target: &str,
+    body: &mut (dyn AsyncRead + Send + Unpin),
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    let head = head_of(body, HEAD_LEN).await?;
+    check_head(&head)?;
+
+    phase("connecting");
+    let scratch = Scratch::create(server, target).await?;
+
+    phase("loading");
+    let rule = DumpLines::default();
+    let tables_seen = rule.tables_seen.clone();
+    let input = CheckedLines::new(head.as_slice().chain(body), rule);
+    let mut bytes = 0;
+    let loaded = feed(server, &scratch.name, input, |fed| {
+        bytes = fed;
+        let tables = tables_seen.load(Ordering::Relaxed);
+        progress(fed, tables, tables);
+    })
+    .await;
+    if let Err(error) = loaded {
+        scratch.discard().await;
+        return Err(unchanged(error, target));
+    }
+
+    phase("swapping");
+    let tables = scratch.swap_into(target).await.map_err(|error| unchanged(error, target))?;
+    progress(bytes, tables, tables_seen.load(Ordering::Relaxed).max(tables));
+    Ok(Loaded { items: tables, functions: 0, method: "mysql", warnings: Vec::new() })
+}
+
+/// Refuses data whose first bytes say it is not SQL text.
+fn check_head(head: &[u8]) -> Result<(), Error> {
     if head.starts_with(b"REDIS") {
         return Err(Error::Corrupt("the data is a Redis RDB file, not a MySQL dump".to_owned()));
     }
     if head.starts_with(b"PGDMP") {
         return Err(Error::Corrupt("the data is a pg_dump archive, not a MySQL dump".to_owned()));
     }
-    if !looks_like_text(&head) {
+    if !looks_like_text(head) {
         return Err(Error::Corrupt("the data is not SQL text (a mariadb-dump or mysqldump file)".to_owned()));
     }
-    let is_dump = String::from_utf8_lossy(&head)
-        .lines()
-        .take(3)
-        .any(|line| DUMP_HEADERS.iter().any(|header| line.starts_with(header)));
+    Ok(())
+}
 
+/// Checks a data file whole (see the module's header) and finds where its tables'
+/// rows start.
+async fn inspect(path: &Path) -> Result<DataFile, Error> {
+    check_head(&head(path, HEAD_LEN).await?)?;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|error| Error::Corrupt(format!("cannot open the data file: {error}")))?;
-    let mut reader = BufReader::new(file);
-    let (mut offset, mut line_number) = (0u64, 0u64);
-    let mut table_offsets = Vec::new();
-    let mut last_line = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|error| Error::Corrupt(format!("cannot read the data file: {error}")))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
-        if line.starts_with(TABLE_DATA_LINE.as_bytes()) {
-            table_offsets.push(offset);
-        }
-        if let Some(statement) = foreign_statement(&line) {
-            return Err(Error::Corrupt(format!(
-                "line {line_number} of the data switches or creates databases ({statement}...): a dump made with \
+    let mut lines = CheckedLines::new(file, DumpLines::default());
+    let size = tokio::io::copy(&mut lines, &mut tokio::io::sink()).await.map_err(|error| {
+        tool::carried(error)
+            .unwrap_or_else(|error| Error::Corrupt(format!("cannot read the data file: {error}")))
+    })?;
+    Ok(DataFile { path: path.to_owned(), size, table_offsets: lines.rule().table_offsets.clone() })
+}
+
+/// The line-by-line checks of MySQL data (see the module's header), noting where
+/// tables' rows start.
+#[derive(Debug, Default)]
+struct DumpLines {
+    /// Whether the first lines say a dump tool wrote it (it must then end whole).
+    is_dump: bool,
+    /// Where each table's rows start (byte offsets).
+    table_offsets: Vec<u64>,
+    /// The tables whose rows started so far, for progress while the data flows.
+    tables_seen: Arc<AtomicU64>,
+    /// The start of the last line that is not blank, if it was not indented.
+    last_line: Vec<u8>,
+}
+
+impl LineRule for DumpLines {
+    fn judge(&mut self, line: &LineStart<'_>) -> Verdict {
+        if let Some(statement) = foreign_statement(line.text) {
+            return Verdict::Refuse(Error::Corrupt(format!(
+                "line {} of the data switches or creates databases ({statement}...): a dump made with \
                  --databases or --all-databases cannot be loaded into one database; dump the database alone \
-                 (mariadb-dump DATABASE)"
+                 (mariadb-dump DATABASE)",
+                line.number
             )));
         }
-        if !line.trim_ascii().is_empty() {
-            last_line.clone_from(&line);
+        let at_margin = |prefix: &str| !line.indented && line.text.starts_with(prefix.as_bytes());
+        if line.number <= 3 && DUMP_HEADERS.iter().any(|header| at_margin(header)) {
+            self.is_dump = true;
         }
-        offset += read as u64;
+        if at_margin(TABLE_DATA_LINE) {
+            self.table_offsets.push(line.offset);
+            self.tables_seen.fetch_add(1, Ordering::Relaxed);
+        }
+        if !line.is_blank() {
+            self.last_line.clear();
+            if !line.indented {
+                self.last_line.extend_from_slice(&line.text[..line.text.len().min(DUMP_TRAILER.len())]);
+            }
+        }
+        Verdict::Pass
     }
-    if is_dump && !last_line.starts_with(DUMP_TRAILER.as_bytes()) {
-        return Err(Error::Corrupt(format!(
-            "the dump is truncated: it does not end with the dump tool's \"{DUMP_TRAILER}\" line"
-        )));
+
+    fn finish(&mut self) -> Result<(), Error> {
+        if self.is_dump && !self.last_line.starts_with(DUMP_TRAILER.as_bytes()) {
+            return Err(Error::Corrupt(format!(
+                "the dump is truncated: it does not end with the dump tool's \"{DUMP_TRAILER}\" line"
+            )));
+        }
+        Ok(())
     }
-    Ok(DataFile { path: path.to_owned(), size: offset, table_offsets })
 }
 
 /// The start of `line` when it is a statement reaching outside the current database.
@@ -168,16 +253,13 @@ fn foreign_statement(line: &[u8]) -> Option<String> {
     found.then(|| prefix.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
 }
 
-/// Feeds one file to the client in `database`; `on_bytes` gets the bytes fed so far.
-async fn load_file(
+/// Feeds `input` to the client in `database`; `on_bytes` gets the bytes fed so far.
+async fn feed(
     server: &Server,
     database: &str,
-    file: &DataFile,
+    input: impl AsyncRead + Unpin,
     on_bytes: impl FnMut(u64),
 ) -> Result<(), Error> {
-    let input = tokio::fs::File::open(&file.path)
-        .await
-        .map_err(|error| Error::Corrupt(format!("cannot open the data file: {error}")))?;
     let sandbox = server.sandbox_flags().await?;
     let mut command = server.client_command();
     command
@@ -185,7 +267,7 @@ async fn load_file(
         .args(sandbox)
         .arg(format!("--database={database}"));
     let judge = server.judge(&server.client_name(), database, Stage::Load);
-    tool::run_feeding(command, input, server.tail(), &judge, on_bytes).await
+    tool::run_feeding(command, input, server.tail(), &judge, on_bytes, |_| {}).await
 }
 
 /// Says in a load error that the target was left as it was.

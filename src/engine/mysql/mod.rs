@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use self::client::{Server, Stage, check_dump_tool, literal};
 use super::sql::Endpoint;
 use super::tool::{Tool, ToolPath, spawn_counting};
-use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
+use super::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
 /// What the dump tool's `--verbose` output says once for each table whose rows it
@@ -136,14 +136,14 @@ impl Engine for MysqlEngine {
         })
     }
 
-    /// Phases: `verifying` (each file is SQL text, a dump is whole and names no
-    /// database), `connecting`, `loading` (into a scratch database), `swapping`. See
-    /// [`load`].
+    /// Phases: for files `verifying` (each file is SQL text, a dump is whole and names
+    /// no database), then `connecting`, `loading` (into a scratch database; a stream is
+    /// checked line by line as it is fed), `swapping`. See [`load`].
     async fn load(
         &self,
         uri: &ConnectionUri,
         database: Option<&str>,
-        data: &[std::path::PathBuf],
+        data: LoadData<'_>,
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {

@@ -13,7 +13,7 @@ use super::MysqlEngine;
 use crate::domain::ConnectionUri;
 use crate::engine::sql_servers::MariaDbServer;
 use crate::engine::tool::ToolPath;
-use crate::engine::{Engine, Error};
+use crate::engine::{DataStream, Engine, Error, LoadData};
 
 /// How long background clean-up may take.
 const CLEANUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -56,7 +56,9 @@ async fn load(
     database: &str,
     files: &[PathBuf],
 ) -> Result<crate::engine::Loaded, Error> {
-    MysqlEngine::default().load(&uri(&server.url("")), Some(database), files, &|_| {}, &|_, _, _| {}).await
+    MysqlEngine::default()
+        .load(&uri(&server.url("")), Some(database), LoadData::Files(files), &|_| {}, &|_, _, _| {})
+        .await
 }
 
 fn checksums(server: &MariaDbServer, database: &str) -> std::collections::BTreeMap<String, String> {
@@ -89,7 +91,13 @@ async fn a_dump_loads_into_another_database_and_over_its_own() {
     let engine = MysqlEngine::default();
     let report = |bytes, items, total| *last_progress.lock().unwrap() = (bytes, items, total);
     let loaded = engine
-        .load(&uri(&server.url("")), Some("copy"), std::slice::from_ref(&path), &|_| {}, &report)
+        .load(
+            &uri(&server.url("")),
+            Some("copy"),
+            LoadData::Files(std::slice::from_ref(&path)),
+            &|_| {},
+            &report,
+        )
         .await
         .unwrap();
     assert_eq!((loaded.items, loaded.method), (4, "mysql"));
@@ -287,4 +295,117 @@ fn scratch_names_are_recognised() {
     assert!(!super::is_scratch("shop_cellar_0a1b2c3"));
     assert!(!super::is_scratch("shop_cellar_0A1B2C3D"));
     assert!(!super::is_scratch("shop"));
+}
+
+/// A source that gives `data`, then stalls (never ends).
+struct Stalling {
+    data: Vec<u8>,
+    given: usize,
+}
+
+impl tokio::io::AsyncRead for Stalling {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let count = buf.remaining().min(self.data.len() - self.given).min(4096);
+        if count == 0 {
+            return std::task::Poll::Pending;
+        }
+        let given = self.given;
+        buf.put_slice(&self.data[given..given + count]);
+        self.given += count;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Loads `text` as a stream into `database`.
+async fn load_stream(
+    server: &MariaDbServer,
+    database: &str,
+    text: &str,
+) -> Result<crate::engine::Loaded, Error> {
+    let spool_dir = tempfile::tempdir().unwrap();
+    let mut body = text.as_bytes();
+    let stream = DataStream { body: &mut body, spool_dir: spool_dir.path() };
+    MysqlEngine::default()
+        .load(&uri(&server.url("")), Some(database), LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_loads_whole_or_is_refused_before_it_reaches_another_database() {
+    let server = with_fixture("shop");
+    tokio::task::block_in_place(|| {
+        server.create_database("other_db");
+        server.sql("other_db", "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = dump(&server, "shop", &dir).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (shop, other) = (checksums(&server, "shop"), checksums(&server, "other_db"));
+
+    let loaded = load_stream(&server, "copy", &text).await.unwrap();
+    assert_eq!((loaded.items, loaded.method), (4, "mysql"));
+    assert_eq!(checksums(&server, "copy"), shop);
+
+    // The client never gets the statement that switches databases, nor what follows.
+    let attempts = [
+        "CREATE TABLE a (id INT);\nUSE other_db;\nINSERT INTO t VALUES (2);\n",
+        "CREATE TABLE a (id INT);\n\\u other_db\nDROP TABLE t;\n",
+        "CREATE TABLE a (id INT);\n  use `other_db`\nDROP TABLE t;\n",
+    ];
+    for attempt in attempts {
+        let error = load_stream(&server, "shop", attempt).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Corrupt(message) if message.contains("line 2") && message.contains("--databases")),
+            "{attempt}: {error}"
+        );
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let truncated = lines[..lines.len() / 2].join("\n");
+    let error = load_stream(&server, "shop", &truncated).await.unwrap_err();
+    assert!(matches!(&error, Error::Corrupt(message) if message.contains("truncated")), "{error}");
+    assert_eq!(checksums(&server, "shop"), shop);
+    assert_eq!(checksums(&server, "other_db"), other);
+    assert_no_scratch(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reports_bytes_as_it_loads_and_a_cancel_drops_its_scratch_database() {
+    let server = with_fixture("shop");
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = dump(&server, "shop", &dir).await;
+    let expected = checksums(&server, "shop");
+    let mut text = std::fs::read(&path).unwrap();
+    text.truncate(text.len() * 3 / 4);
+    let mut body = Stalling { data: text, given: 0 };
+    let fed = std::sync::atomic::AtomicU64::new(0);
+    let report = |bytes, _, _| fed.store(bytes, Ordering::Relaxed);
+    let stream = DataStream { body: &mut body, spool_dir: dir.path() };
+    let engine = MysqlEngine::default();
+    let target = uri(&server.url(""));
+    let mut loading =
+        Box::pin(engine.load(&target, Some("shop"), LoadData::Stream(stream), &|_| {}, &report));
+    let deadline = Instant::now() + CLEANUP_DEADLINE;
+    // The stream stalls three quarters in: the load waits there, its progress moved.
+    loop {
+        tokio::select! {
+            outcome = loading.as_mut() => panic!("the load ended on a stalled stream: {outcome:?}"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let scratch = tokio::task::block_in_place(|| server.databases());
+        let loading_tables = scratch.iter().find(|name| name.contains("_cellar_")).is_some_and(|scratch| {
+            tokio::task::block_in_place(|| server.try_sql(scratch, "SHOW TABLES"))
+                .is_ok_and(|tables| tables.contains("every_type"))
+        });
+        if loading_tables && fed.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the load never started");
+    }
+    drop(loading);
+    assert_no_scratch(&server).await;
+    assert_eq!(checksums(&server, "shop"), expected);
 }

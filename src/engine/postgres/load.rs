@@ -1,6 +1,12 @@
 //! Loading into a PostgreSQL database without ever leaving it half-loaded: the data
-//! goes into a new scratch database, and only once every file loaded does the scratch
-//! database take the target's name (the old one is renamed away and dropped).
+//! goes into a new scratch database, and only once every file loaded (a stream: read
+//! to its end, whole and checked) does the scratch database take the target's name
+//! (the old one is renamed away and dropped).
+//!
+//! Spooled files are checked first (`pg_restore --list` reads an archive's table of
+//! contents) and archives restored with parallel jobs. A stream goes straight into
+//! one `pg_restore` (or `psql`) reading its standard input, like `zstd -dc |
+//! pg_restore`: a damaged archive is told from pg_restore's error output.
 //!
 //! The swap needs the target to have no sessions for a moment: connections to it are
 //! refused, its sessions ended, then both renames run in one transaction. The new
@@ -13,11 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 use super::client::{Server, drop_database_sql, identifier, literal};
 use super::sql_file;
-use crate::engine::sql::{clean_up_later, head, looks_like_text, scratch_name};
-use crate::engine::tool::{self, Tool};
-use crate::engine::{Error, Loaded, PhaseSink, ProgressSink};
+use crate::engine::lines::CheckedLines;
+use crate::engine::sql::{clean_up_later, head, head_of, looks_like_text, scratch_name};
+use crate::engine::tool::{self, Judge, Tool};
+use crate::engine::{Error, LoadData, Loaded, PhaseSink, ProgressSink};
+
+/// Bytes of the data's start that say what it is.
+const HEAD_LEN: usize = 4096;
 
 /// The first bytes of a pg_dump custom-format archive.
 const CUSTOM_MAGIC: &[u8] = b"PGDMP";
@@ -37,9 +49,78 @@ enum DataFile {
     Sql { path: PathBuf, size: u64 },
 }
 
-/// Loads `data` (pg_dump archives or SQL text, in order) into database `target` of
-/// `server`, replacing it; creates it if missing.
+/// What the data is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// A pg_dump custom-format archive.
+    Custom,
+    /// SQL text.
+    Sql,
+}
+
+/// Loads `data` (pg_dump archives or SQL text: files in order, or one stream) into
+/// database `target` of `server`, replacing it; creates it if missing.
 pub(super) async fn load(
+    server: &Server,
+    target: &str,
+    data: LoadData<'_>,
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    match data {
+        LoadData::Files(paths) => load_files(server, target, paths, phase, progress).await,
+        LoadData::Stream(stream) => load_stream(server, target, stream.body, phase, progress).await,
+    }
+}
+
+/// Loads one stream as it comes: an archive into one `pg_restore` reading it from its
+/// standard input (tables counted as their rows start; their total is known only at
+/// the end), SQL text into `psql`.
+async fn load_stream(
+    server: &Server,
+    target: &str,
+    body: &mut (dyn AsyncRead + Send + Unpin),
+    phase: PhaseSink<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Loaded, Error> {
+    let head = head_of(body, HEAD_LEN).await?;
+    let format = format_of(&head)?;
+    let tool = match format {
+        Format::Custom => server.tool("pg_restore").await?,
+        Format::Sql => server.tool("psql").await?,
+    };
+    if format == Format::Sql {
+        // Refused before anything is created on the server.
+        sql_file::check_psql(&tool)?;
+    }
+
+    phase("connecting");
+    let server = server.avoiding(target);
+    let version_num = tool::leading_number(&server.maintenance_value("SHOW server_version_num").await?);
+    let scratch = Scratch::create(&server, target, version_num).await?;
+
+    phase("loading");
+    let input = head.as_slice().chain(body);
+    let outcome = match format {
+        Format::Custom => restore_stream(&server, &tool, &scratch.name, input, progress).await,
+        Format::Sql => run_sql(&server, &scratch.name, input, |fed| progress(fed, 0, 0)).await.map(|()| 0),
+    };
+    let tables = match outcome {
+        Ok(tables) => tables,
+        Err(error) => {
+            scratch.discard().await;
+            return Err(unchanged(error, target));
+        }
+    };
+
+    phase("swapping");
+    scratch.swap_into(target).await?;
+    let method = if format == Format::Custom { "pg_restore" } else { "psql" };
+    Ok(Loaded { items: tables, functions: 0, method, warnings: Vec::new() })
+}
+
+/// Checks every file first, then loads them in order.
+async fn load_files(
     server: &Server,
     target: &str,
     data: &[PathBuf],
@@ -84,7 +165,15 @@ pub(super) async fn load(
             }
             DataFile::Sql { path, size } => {
                 methods.push("psql");
-                let done = run_sql(&server, &scratch.name, path).await;
+                let done = match tokio::fs::File::open(path).await {
+                    Ok(input) => {
+                        run_sql(&server, &scratch.name, input, |fed| {
+                            progress(bytes_before + fed, loaded_tables, tables_total)
+                        })
+                        .await
+                    }
+                    Err(error) => Err(Error::Corrupt(format!("cannot open the data file: {error}"))),
+                };
                 bytes_before += size;
                 progress(bytes_before, loaded_tables, tables_total);
                 done
@@ -114,8 +203,8 @@ fn method_name(methods: &[&str]) -> &'static str {
 /// `pg_restore --list` reads, or SQL text.
 async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<DataFile, Error> {
     let size = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
-    let head = head(path, 4096).await?;
-    if head.starts_with(CUSTOM_MAGIC) {
+    let head = head(path, HEAD_LEN).await?;
+    if format_of(&head)? == Format::Custom {
         let mut command = tool::command(&pg_restore.path);
         command.arg("--list").arg(path);
         let version = pg_restore.version.clone();
@@ -126,8 +215,16 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
             String::from_utf8_lossy(&listing).lines().filter(|line| line.contains(" TABLE DATA ")).count();
         return Ok(DataFile::Custom { path: path.to_owned(), tables: tables as u64, size });
     }
-    if looks_like_text(&head) {
-        return Ok(DataFile::Sql { path: path.to_owned(), size });
+    Ok(DataFile::Sql { path: path.to_owned(), size })
+}
+
+/// What the data starting with `head` is: a custom-format archive or SQL text.
+fn format_of(head: &[u8]) -> Result<Format, Error> {
+    if head.starts_with(CUSTOM_MAGIC) {
+        return Ok(Format::Custom);
+    }
+    if looks_like_text(head) {
+        return Ok(Format::Sql);
     }
     if head.starts_with(b"REDIS") {
         return Err(Error::Corrupt("the data is a Redis RDB file, not a PostgreSQL dump".to_owned()));
@@ -191,21 +288,69 @@ async fn restore_archive(
     Ok(tables.load(Ordering::Relaxed))
 }
 
-/// Runs SQL text in `database` with psql: one transaction, stopping at the first error,
-/// in restricted mode so that the file cannot run psql's meta-commands on this host
-/// (see [`sql_file`]).
-async fn run_sql(server: &Server, database: &str, path: &Path) -> Result<(), Error> {
+/// Runs `pg_restore` into `database` reading the archive from `input` (one job: a
+/// stream cannot be read out of order); `progress` gets the bytes fed and the tables
+/// whose rows started. Returns the tables loaded.
+async fn restore_stream(
+    server: &Server,
+    pg_restore: &Tool,
+    database: &str,
+    input: impl AsyncRead + Unpin,
+    progress: ProgressSink<'_>,
+) -> Result<u64, Error> {
+    let mut command = server.command(pg_restore, database);
+    command
+        .args(["--no-owner", "--no-acl", "--exit-on-error", "--verbose", "--no-password"])
+        .arg(format!("--dbname={}", conninfo_dbname(database)));
+    let tables = Arc::new(AtomicU64::new(0));
+    let counter = tables.clone();
+    let judge = archive_judge(server, pg_restore, database);
+    let on_bytes = |fed: u64| {
+        let tables = tables.load(Ordering::Relaxed);
+        progress(fed, tables, tables);
+    };
+    tool::run_feeding(command, input, server.tail(), &judge, on_bytes, move |line| {
+        if line.contains(TABLE_LOAD_LINE) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .await?;
+    Ok(tables.load(Ordering::Relaxed))
+}
+
+/// How to read a failed `pg_restore` of a stream: an archive too new for it blames the
+/// tool (see [`unreadable_archive`]); anything else as for any pg_restore run.
+fn archive_judge(server: &Server, pg_restore: &Tool, database: &str) -> Judge {
+    let version = pg_restore.version.clone();
+    let judge = server.judge("pg_restore", database);
+    Arc::new(move |status, tail: &str| {
+        if tail.contains("unsupported version") {
+            unreadable_archive(&version, status, tail)
+        } else {
+            judge(status, tail)
+        }
+    })
+}
+
+/// Runs SQL text from `input` in `database` with psql: one transaction, stopping at the
+/// first error, in restricted mode so that the text cannot run psql's meta-commands on
+/// this host (see [`sql_file`]); `on_bytes` gets the bytes fed so far.
+async fn run_sql(
+    server: &Server,
+    database: &str,
+    input: impl AsyncRead + Unpin,
+    on_bytes: impl FnMut(u64),
+) -> Result<(), Error> {
     let psql = server.tool("psql").await?;
     sql_file::check_psql(&psql)?;
-    let restricted = sql_file::Restricted::copy(path).await?;
     let mut command = server.command(&psql, database);
     command
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
         .arg("-c")
         .arg(format!("\\restrict {}", sql_file::restrict_key()))
-        .arg("-f")
-        .arg(restricted.path());
-    tool::run_following(command, server.tail(), &server.judge("psql", database), |_| {}).await
+        .args(["-f", "-"]);
+    let input = CheckedLines::new(input, sql_file::DumpRestrictLines::default());
+    tool::run_feeding(command, input, server.tail(), &server.judge("psql", database), on_bytes, |_| {}).await
 }
 
 /// `dbname='...'`: a database name as a libpq connection string, so that a name with

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use self::client::{Server, check_dump_tool, major_of, newest};
 use super::sql::Endpoint;
 use super::tool::{Tool, ToolPath, spawn_counting};
-use super::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
+use super::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
 /// The tools the engine runs.
@@ -108,14 +108,14 @@ impl Engine for PostgresEngine {
         })
     }
 
-    /// Phases: `verifying` (each file is a pg_dump archive whose table of contents
-    /// reads, or SQL text), `connecting`, `loading` (into a scratch database),
-    /// `swapping`. See [`load`].
+    /// Phases: for files `verifying` (each file is a pg_dump archive whose table of
+    /// contents reads, or SQL text), then `connecting`, `loading` (into a scratch
+    /// database; a stream straight into pg_restore or psql), `swapping`. See [`load`].
     async fn load(
         &self,
         uri: &ConnectionUri,
         database: Option<&str>,
-        data: &[std::path::PathBuf],
+        data: LoadData<'_>,
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {

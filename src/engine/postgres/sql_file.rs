@@ -6,14 +6,12 @@
 //! file cannot know.
 //!
 //! pg_dump of those versions writes `\restrict ITS_KEY` at the top of a plain dump and
-//! `\unrestrict ITS_KEY` at the end; a copy of the file without those two lines (blank
-//! lines instead, so that psql's line numbers still match the file) is what runs.
-
-use std::path::{Path, PathBuf};
-
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+//! `\unrestrict ITS_KEY` at the end; the text goes to psql without those two lines
+//! (blank lines instead, so that psql's line numbers still match the file:
+//! [`DumpRestrictLines`]).
 
 use crate::engine::Error;
+use crate::engine::lines::{LineRule, LineStart, Verdict};
 use crate::engine::tool::{Tool, leading_number};
 
 /// The first minor release of each major version whose psql has `\restrict`; every
@@ -49,60 +47,40 @@ pub(super) fn restrict_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A copy of an SQL file without a dump's own `\restrict KEY` (at the top, before any
-/// statement) and `\unrestrict KEY` lines; removed when dropped.
-pub(super) struct Restricted {
-    path: PathBuf,
+/// Blanks a dump's own `\restrict KEY` line (at the top, before any statement) and its
+/// `\unrestrict KEY` lines; every other line passes as it is.
+#[derive(Debug)]
+pub(super) struct DumpRestrictLines {
+    in_header: bool,
+    dump_key: Option<Vec<u8>>,
 }
 
-impl Restricted {
-    /// Writes the copy of `source` beside it.
-    pub(super) async fn copy(source: &Path) -> Result<Restricted, Error> {
-        let mut name = source.as_os_str().to_owned();
-        name.push(".restricted");
-        let copy = Restricted { path: PathBuf::from(name) };
-        let failed = |error: std::io::Error| Error::Corrupt(format!("cannot prepare the SQL file: {error}"));
-        let input = tokio::fs::File::open(source).await.map_err(failed)?;
-        let output = tokio::fs::File::create(&copy.path).await.map_err(failed)?;
-        let mut reader = BufReader::new(input);
-        let mut writer = BufWriter::new(output);
-        let mut line = Vec::new();
-        let mut in_header = true;
-        let mut dump_key: Option<Vec<u8>> = None;
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line).await.map_err(failed)? == 0 {
-                break;
+impl Default for DumpRestrictLines {
+    fn default() -> Self {
+        DumpRestrictLines { in_header: true, dump_key: None }
+    }
+}
+
+impl LineRule for DumpRestrictLines {
+    fn judge(&mut self, line: &LineStart<'_>) -> Verdict {
+        // Both lines stand alone, at the margin; a longer line is neither.
+        let text = trim_line_end(line.text);
+        let alone = line.whole && !line.indented;
+        if self.in_header {
+            if let Some(key) = text.strip_prefix(b"\\restrict ").filter(|_| alone) {
+                self.in_header = false;
+                self.dump_key = Some(key.to_vec());
+                return Verdict::Blank;
             }
-            let text = trim_line_end(&line);
-            let is_dump_line = if in_header {
-                if let Some(key) = text.strip_prefix(b"\\restrict ") {
-                    in_header = false;
-                    dump_key = Some(key.to_vec());
-                    true
-                } else {
-                    in_header = text.is_empty() || text.starts_with(b"--");
-                    false
-                }
-            } else {
-                dump_key.as_deref().is_some_and(|key| text.strip_prefix(b"\\unrestrict ") == Some(key))
-            };
-            let kept: &[u8] = if is_dump_line { b"\n" } else { &line };
-            writer.write_all(kept).await.map_err(failed)?;
+            self.in_header = line.is_blank() || (!line.indented && text.starts_with(b"--"));
+            return Verdict::Pass;
         }
-        writer.flush().await.map_err(failed)?;
-        Ok(copy)
+        let unrestricts = |key: &[u8]| alone && text.strip_prefix(b"\\unrestrict ") == Some(key);
+        if self.dump_key.as_deref().is_some_and(unrestricts) { Verdict::Blank } else { Verdict::Pass }
     }
 
-    /// Where the copy is.
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for Restricted {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -136,28 +114,25 @@ mod tests {
         assert!(restrict_key().chars().all(|c| c.is_ascii_alphanumeric()));
     }
 
-    #[tokio::test]
-    async fn a_dumps_own_restrict_lines_are_blanked_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("cellar-sql-file-{}", restrict_key()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let source = dir.join("dump.sql");
+    /// `text` as psql gets it.
+    fn filtered(text: &str) -> String {
+        let mut scanner = crate::engine::lines::LineScanner::new(DumpRestrictLines::default());
+        let mut out = Vec::new();
+        scanner.scan(text.as_bytes(), &mut out).unwrap();
+        scanner.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_dumps_own_restrict_lines_are_blanked_and_nothing_else() {
         let text = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc123\n\nCREATE TABLE t (a text);\n\
                     COPY t (a) FROM stdin;\n\\restrict abc123\n\\.\n\\unrestrict other\n\\unrestrict abc123\n";
-        std::fs::write(&source, text).unwrap();
-        let copy = Restricted::copy(&source).await.unwrap();
-        let copied = std::fs::read_to_string(copy.path()).unwrap();
         let expected = "--\n-- PostgreSQL database dump\n--\n\n\n\nCREATE TABLE t (a text);\n\
                         COPY t (a) FROM stdin;\n\\restrict abc123\n\\.\n\\unrestrict other\n\n";
-        assert_eq!(copied, expected);
-        let path = copy.path().to_owned();
-        drop(copy);
-        assert!(!path.exists());
-
-        std::fs::write(&source, "SELECT 1;\n\\restrict abc\n\\unrestrict abc\n\\! true\n").unwrap();
-        let copy = Restricted::copy(&source).await.unwrap();
-        let copied = std::fs::read_to_string(copy.path()).unwrap();
-        assert_eq!(copied, "SELECT 1;\n\\restrict abc\n\\unrestrict abc\n\\! true\n", "not a dump's header");
-        drop(copy);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(filtered(text), expected);
+        let text = "SELECT 1;\n\\restrict abc\n\\unrestrict abc\n\\! true\n";
+        assert_eq!(filtered(text), text, "not a dump's header");
+        let text = "  \\restrict abc\n\\unrestrict abc\n";
+        assert_eq!(filtered(text), text, "an indented line is not the dump's");
     }
 }

@@ -50,7 +50,7 @@ use self::replication::Framing;
 use self::target::Target;
 use crate::domain::{ConnectionUri, EngineKind};
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{Engine, Error, Loaded, PhaseSink, ProgressSink, Snapshot};
+use crate::engine::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 
 /// Snapshots Redis (and servers that speak its replication protocol, such as Valkey).
 #[derive(Debug, Clone)]
@@ -162,7 +162,8 @@ impl Engine for RedisEngine {
         })
     }
 
-    /// Phases: `verifying` (the whole file is read once), `connecting`, `verifying` again
+    /// Phases: `verifying` (the whole file is read once; a stream is spooled and read by
+    /// the check in one pass, in the caller's phase), `connecting`, `verifying` again
     /// when a Redis older than the data gets every key decoded, then `replicating` (the
     /// target loads the file as our replica) or `loading` (keys sent as commands after a
     /// flush).
@@ -170,7 +171,7 @@ impl Engine for RedisEngine {
         &self,
         uri: &ConnectionUri,
         database: Option<&str>,
-        data: &[std::path::PathBuf],
+        data: LoadData<'_>,
         phase: PhaseSink<'_>,
         progress: ProgressSink<'_>,
     ) -> Result<Loaded, Error> {

@@ -1,5 +1,6 @@
 //! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
-//! file that cannot be loaded whole never touches the target), then, for one file and a
+//! file that cannot be loaded whole never touches the target; a stream is written to a
+//! spool file and read by the check at once, in one pass), then, for one file and a
 //! target that takes it, a load by replication (`master.rs`); otherwise `FLUSHALL` and
 //! every key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`
 //! and `HPEXPIREAT`, `APPEND`, `XADD` and the stream group commands) for keys too big for
@@ -14,12 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
 
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::connection::{Connection, Reply, describe as describe_reply};
@@ -30,7 +33,8 @@ use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader, RdbReade
 use super::target::Target;
 use crate::domain::reason;
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{Error, Loaded, PhaseSink, ProgressSink, Warning};
+use crate::engine::{DataStream, Error, LoadData, Loaded, PhaseSink, ProgressSink, Warning};
+use crate::pipeline::unpack::SpoolFile;
 
 /// Batches read ahead of the loader, at most.
 const READ_AHEAD: usize = 16;
@@ -46,6 +50,10 @@ const MAX_EXPIRED: usize = 65_536;
 const BYTES_AHEAD: usize = 32 << 20;
 /// The file is read through this buffer.
 const FILE_BUFFER: usize = 1 << 20;
+/// A stream is spooled in chunks of this size, each handed to the check too, with at
+/// most this many waiting for it.
+const TEE_CHUNK: usize = 1 << 20;
+const TEE_QUEUE: usize = 4;
 
 /// The engine's settings a load uses.
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +66,9 @@ pub(crate) struct Limits {
     pub(crate) max_payload: usize,
 }
 
-/// Loads the RDB files at `paths`, in order, into the server at `target`, replacing its
-/// data: every file is read whole first. A single file goes by replication when `method`
+/// Loads the RDB files of `data`, in order, into the server at `target`, replacing its
+/// data: every file is read whole first (a stream: spooled and read by the check as it
+/// is written, in the caller's phase). A single file goes by replication when `method`
 /// allows and the target takes it; otherwise the server is flushed once and every key
 /// sent as commands.
 pub(crate) async fn load(
@@ -67,16 +76,28 @@ pub(crate) async fn load(
     limits: Limits,
     method: LoadMethod,
     journal: Option<&DatabaseJournal>,
-    paths: &[PathBuf],
+    data: LoadData<'_>,
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
 ) -> Result<Loaded, Error> {
-    phase("verifying");
     let started = std::time::Instant::now();
-    let mut survey = Survey::default();
-    for path in paths {
-        survey = survey.add(self::survey(path.clone(), limits.max_payload).await?);
-    }
+    // A stream's spool file lives as long as the load.
+    let (_spool, paths, survey) = match data {
+        LoadData::Files(paths) => {
+            phase("verifying");
+            let mut survey = Survey::default();
+            for path in paths {
+                survey = survey.add(self::survey(path.clone(), limits.max_payload).await?);
+            }
+            (None, paths.to_vec(), survey)
+        }
+        LoadData::Stream(stream) => {
+            let (spool, survey) = spool_checked(stream, limits.max_payload, progress).await?;
+            let path = spool.path().to_owned();
+            (Some(spool), vec![path], survey)
+        }
+    };
+    let paths = paths.as_slice();
     let keys = survey.keys;
     progress(0, 0, keys);
     let verified = started.elapsed();
@@ -320,84 +341,189 @@ async fn send_item(
     Ok(())
 }
 
-// Reads the whole file once without loading anything: counts keys and functions, notes
-// what only some servers can hold, and fails on anything the load would fail on (damage,
-// module types). With `max_payload` 0 every value is decoded as the load will decode it.
-//
-// Values are walked, not kept; keys whose value is too big for one payload are noted,
-// then decoded in a second read (only if there are any), so that nothing here holds
-// more than a batch of elements whatever the sizes.
+// Reads the whole file once without loading anything (see [`walk`]); then the keys too
+// big for one payload, if any, decoded in a second read.
 async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
-        let mut reader = open(&path, max_payload)?.walk_only();
-        let mut survey = Survey { version: reader.version(), ..Survey::default() };
-        let mut big_keys = BTreeSet::new();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64);
-        while let Some(item) = reader.next().map_err(from_rdb)? {
-            if let Item::Walked { value_len, header } = &item {
-                // The payload adds the type byte, the version and the checksum.
-                if value_len.saturating_add(11) > max_payload as u64 {
-                    if let Some(module) = &header.module {
-                        survey.module_too_big.get_or_insert_with(|| {
-                            format!(
-                                "the value of key '{}' (module type {module}) is too big for one RESTORE",
-                                shown(&header.key)
-                            )
-                        });
-                    } else {
-                        big_keys.insert(survey.keys);
-                    }
-                }
-            }
-            match &item {
-                Item::Key { header: KeyHeader { module: Some(module), .. }, payload } => {
-                    let probe = survey.modules.entry(module.clone()).or_default();
-                    if probe.is_none() {
-                        *probe = Some(payload.clone());
-                    }
-                }
-                Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
-                    survey.modules.entry(module.clone()).or_default();
-                }
-                Item::ModuleAux { module } => {
-                    survey.module_aux.insert(module.clone());
-                }
-                _ => {}
-            }
-            match item {
-                Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
-                    survey.keys += 1;
-                    if header.expire_at_ms.is_some_and(|at| at <= now_ms)
-                        && survey.expired.len() < MAX_EXPIRED
-                    {
-                        survey.expired.push((header.db, header.key.clone()));
-                    }
-                    match header.value_type {
-                        value_type::STREAM_LISTPACKS
-                        | value_type::STREAM_LISTPACKS_2
-                        | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
-                        // Redis 7.4's four types, and Valkey 9's type 22.
-                        value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
-                            survey.field_expiry = true
-                        }
-                        _ => {}
-                    }
-                }
-                Item::Function { .. } => survey.functions += 1,
-                _ => {}
-            }
-        }
-        if !big_keys.is_empty() {
-            let mut reader = open(&path, max_payload)?.walk_only().with_decoded_keys(big_keys.clone());
-            while reader.next().map_err(from_rdb)?.is_some() {}
-        }
-        survey.big_keys = vec![big_keys];
+        let survey = walk(open(&path, max_payload)?)?;
+        decode_big_keys(&path, max_payload, &survey)?;
         Ok(survey)
     })
     .await;
     surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
+}
+
+// Writes `stream` to a spool file in `stream.spool_dir` while the check reads the same
+// bytes on a blocking thread (a bounded queue of chunks between them), so that the data
+// is read once to be both spooled and checked; then the keys too big for one payload,
+// if any, are decoded from the spool file. `progress` gets the bytes spooled. A check
+// that fails stops the spooling at once.
+async fn spool_checked(
+    stream: DataStream<'_>,
+    max_payload: usize,
+    progress: ProgressSink<'_>,
+) -> Result<(SpoolFile, Survey), Error> {
+    let dir = stream.spool_dir;
+    let spool_failed = |error: std::io::Error| {
+        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
+    };
+    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
+    let mut check = Some(tokio::task::spawn_blocking(move || {
+        let reader = RdbReader::new(Chunks { received, current: Bytes::new() }).map_err(from_rdb)?;
+        walk(reader.with_max_payload(max_payload))
+    }));
+    let mut checked = None;
+    let mut spooled = 0;
+    loop {
+        let mut chunk = Vec::with_capacity(TEE_CHUNK);
+        let read = (&mut *stream.body)
+            .take(TEE_CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .await
+            .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
+        if read == 0 {
+            break;
+        }
+        spool.file().write_all(&chunk).await.map_err(spool_failed)?;
+        spooled += read as u64;
+        progress(spooled, 0, 0);
+        if let Some(running) = check.take() {
+            if chunks.send(Bytes::from(chunk)).await.is_ok() {
+                check = Some(running);
+            } else {
+                // The check ended before the data did: a failure ends the load now.
+                checked = Some(finished(running).await?);
+            }
+        }
+    }
+    drop(chunks);
+    spool.file().flush().await.map_err(spool_failed)?;
+    let survey = match (checked, check) {
+        (Some(survey), _) => survey,
+        (None, Some(running)) => finished(running).await?,
+        (None, None) => return Err(Error::Unsupported("the rdb check was lost".to_owned())),
+    };
+    let path = spool.path().to_owned();
+    let decoded = tokio::task::spawn_blocking({
+        let survey = survey.clone();
+        move || decode_big_keys(&path, max_payload, &survey)
+    });
+    decoded
+        .await
+        .map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))??;
+    Ok((spool, survey))
+}
+
+/// The outcome of the check's thread.
+async fn finished(check: tokio::task::JoinHandle<Result<Survey, Error>>) -> Result<Survey, Error> {
+    check.await.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
+}
+
+/// The check's side of a spooled stream: the chunks as one `Read`, ending when the
+/// spooling side is gone (early, only when it failed: the check then fails truncated).
+struct Chunks {
+    received: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.received.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let count = buffer.len().min(self.current.len());
+        buffer[..count].copy_from_slice(&self.current[..count]);
+        self.current.advance(count);
+        Ok(count)
+    }
+}
+
+// Reads the whole file once without loading anything: counts keys and functions, notes
+// what only some servers can hold, and fails on anything the load would fail on (damage,
+// module types). With a payload limit of 0 every value is decoded as the load will
+// decode it.
+//
+// Values are walked, not kept; keys whose value is too big for one payload are noted
+// (for a second read, [`decode_big_keys`]), so that nothing here holds more than a
+// batch of elements whatever the sizes.
+fn walk<R: Read>(reader: RdbReader<R>) -> Result<Survey, Error> {
+    let max_payload = reader.max_payload();
+    let mut reader = reader.walk_only();
+    let mut survey = Survey { version: reader.version(), ..Survey::default() };
+    let mut big_keys = BTreeSet::new();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    while let Some(item) = reader.next().map_err(from_rdb)? {
+        if let Item::Walked { value_len, header } = &item {
+            // The payload adds the type byte, the version and the checksum.
+            if value_len.saturating_add(11) > max_payload as u64 {
+                if let Some(module) = &header.module {
+                    survey.module_too_big.get_or_insert_with(|| {
+                        format!(
+                            "the value of key '{}' (module type {module}) is too big for one RESTORE",
+                            shown(&header.key)
+                        )
+                    });
+                } else {
+                    big_keys.insert(survey.keys);
+                }
+            }
+        }
+        match &item {
+            Item::Key { header: KeyHeader { module: Some(module), .. }, payload } => {
+                let probe = survey.modules.entry(module.clone()).or_default();
+                if probe.is_none() {
+                    *probe = Some(payload.clone());
+                }
+            }
+            Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
+                survey.modules.entry(module.clone()).or_default();
+            }
+            Item::ModuleAux { module } => {
+                survey.module_aux.insert(module.clone());
+            }
+            _ => {}
+        }
+        match item {
+            Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
+                survey.keys += 1;
+                if header.expire_at_ms.is_some_and(|at| at <= now_ms) && survey.expired.len() < MAX_EXPIRED {
+                    survey.expired.push((header.db, header.key.clone()));
+                }
+                match header.value_type {
+                    value_type::STREAM_LISTPACKS
+                    | value_type::STREAM_LISTPACKS_2
+                    | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
+                    // Redis 7.4's four types, and Valkey 9's type 22.
+                    value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
+                        survey.field_expiry = true
+                    }
+                    _ => {}
+                }
+            }
+            Item::Function { .. } => survey.functions += 1,
+            _ => {}
+        }
+    }
+    survey.big_keys = vec![big_keys];
+    Ok(survey)
+}
+
+// Decodes the keys of the file at `path` that `survey` found too big for one payload
+// (nothing to do when there are none), as the load will, to check that they decode.
+fn decode_big_keys(path: &Path, max_payload: usize, survey: &Survey) -> Result<(), Error> {
+    let big_keys = survey.big_keys.last().cloned().unwrap_or_default();
+    if big_keys.is_empty() {
+        return Ok(());
+    }
+    let mut reader = open(path, max_payload)?.walk_only().with_decoded_keys(big_keys);
+    while reader.next().map_err(from_rdb)?.is_some() {}
+    Ok(())
 }
 
 /// Items with the file offset after each, and their share of the read-ahead budget.

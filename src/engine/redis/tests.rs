@@ -16,7 +16,7 @@ use super::RedisEngine;
 use super::connection::{Connection, Reply};
 use super::target::Target;
 use crate::domain::ConnectionUri;
-use crate::engine::{Engine, Error, Snapshot};
+use crate::engine::{Engine, Error, LoadData, Snapshot};
 
 /// How long a server may take to start or to load its data.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -559,7 +559,7 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
     }] {
         std::fs::write(&path, &damaged).unwrap();
         let result = RedisEngine::default()
-            .load(&target.uri(""), None, std::slice::from_ref(&path), &|_| {}, &|_, _, _| {})
+            .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
             .await;
         assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
         assert_eq!(digest(&mut target_client).await, before, "the target is untouched");
@@ -571,7 +571,7 @@ async fn load_replaces_the_target_with_a_snapshot_and_refuses_a_damaged_one_unto
     let last = Mutex::new((0, 0, 0));
     let report = |bytes, items, total| *last.lock().unwrap() = (bytes, items, total);
     let loaded = RedisEngine::default()
-        .load(&target.uri(""), None, std::slice::from_ref(&path), &record, &report)
+        .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &record, &report)
         .await
         .unwrap();
     assert_eq!(digest(&mut target_client).await, digest(&mut source_client).await);
@@ -625,7 +625,7 @@ async fn keys_over_the_payload_limit_load_in_element_batches_with_the_same_data(
     let target = RedisServer::start(&[]).await;
     let mut target_client = target.client("").await;
     let loaded = engine
-        .load(&target.uri(""), None, std::slice::from_ref(&path), &|_| {}, &|_, _, _| {})
+        .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
         .await
         .unwrap();
     assert_eq!(loaded.items, 8);
@@ -752,7 +752,9 @@ async fn save_and_load(
 ) -> Result<crate::engine::Loaded, Error> {
     run_text(&mut source.client("").await, &["SAVE"]).await;
     let path = source.dir.path().join("dump.rdb");
-    engine.load(&target.uri(""), None, std::slice::from_ref(&path), &|_| {}, &|_, _, _| {}).await
+    engine
+        .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
+        .await
 }
 
 /// The same `DEBUG DIGEST` on both; when not, the keys whose values differ are named.

@@ -297,3 +297,58 @@ async fn importing_every_database_touches_none_when_one_cannot_be_read() {
     blocking(|| assert_no_scratch(&target));
     assert_kept_secret(&password, &done);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_restore_of_a_changed_cut_or_damaged_object_leaves_the_target_and_no_scratch() {
+    let server = TestServer::start().await;
+    let postgres = blocking(|| server_with_fixture("shop"));
+    let database = server.register(postgres_database("pg-streamed", &postgres.url("shop"))).await;
+    let backup = ready_backup(&server, &database.id).await;
+    blocking(|| postgres.psql("shop", "UPDATE every_type SET words = 'a later backup' WHERE id = 10"));
+    let later = ready_backup(&server, &database.id).await;
+    blocking(|| postgres.psql("shop", "UPDATE every_type SET words = 'the target now' WHERE id = 10"));
+    let original = blocking(|| postgres.checksums("shop"));
+    let data_object = |backup_id: &str| {
+        stored_objects(&server, backup_id)
+            .into_iter()
+            .find(|path| !path.ends_with("manifest.json"))
+            .expect("a data object")
+    };
+    let (object, later_object) = (data_object(&backup.id), data_object(&later.id));
+    let bytes = std::fs::read(&object).expect("read the object");
+
+    // Another backup's object in its place: a whole archive that loads (into the
+    // scratch database, to its end) whose SHA-256 is not the catalog's.
+    std::fs::copy(&later_object, &object).expect("replace the object");
+    let mut middle_flipped = bytes.clone();
+    let middle = middle_flipped.len() / 2;
+    middle_flipped[middle] ^= 0x5a;
+    let damages = [
+        ("changed", None),
+        ("cut", Some(bytes[..bytes.len() / 2].to_vec())),
+        ("flipped", Some(middle_flipped)),
+    ];
+    for (what, damaged) in damages {
+        if let Some(damaged) = damaged {
+            std::fs::write(&object, damaged).expect("damage the object");
+        }
+        let done = restore(&server, &backup, "", "").await;
+        let message = assert_failed(&done, "SOURCE_CORRUPT");
+        if what == "changed" {
+            assert!(message.contains("sha-256"), "{what}: {message}");
+        }
+        assert_same(&blocking(|| postgres.checksums("shop")), &original, what);
+        blocking(|| assert_no_scratch(&postgres));
+        assert_kept_secret(postgres.password(), &done);
+    }
+
+    // The object put back restores, with no spool file on the way.
+    std::fs::write(&object, &bytes).expect("put the object back");
+    let done = restore(&server, &backup, "", "").await;
+    assert_eq!(restore_result(&done).load_method, "pg_restore");
+    assert!(
+        blocking(|| postgres.checksums("shop")) != original,
+        "the restore replaced the target's data with the backup's"
+    );
+    blocking(|| assert_no_scratch(&postgres));
+}

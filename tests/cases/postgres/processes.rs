@@ -87,6 +87,9 @@ async fn a_cancelled_restore_kills_pg_restore_and_drops_its_scratch_database() {
     let scratch: Vec<String> =
         blocking(|| postgres.databases()).into_iter().filter(|db| db.contains("_cellar_")).collect();
     assert_eq!(scratch.len(), 1, "one scratch database while loading: {scratch:?}");
+    // The backup streams from storage into pg_restore: nothing is spooled on the way.
+    let spooled = files::files_under(&server.data_dir().join("spool"));
+    assert!(spooled.is_empty(), "spool files while loading: {spooled:?}");
 
     let request = pb::CancelOperationRequest { name: started.name.clone() };
     server.operations().cancel_operation(request).await.expect("CancelOperation");
