@@ -73,8 +73,8 @@ pub async fn routes(
         }))
         .add_service(BackupServiceServer::new(backup::BackupHandler { cellar: cellar.clone() }))
         .add_service(OperationServiceServer::new(operation::OperationHandler { cellar: cellar.clone() }))
-        .add_service(ImportServiceServer::new(transfer::ImportHandler { cellar }))
-        .add_service(ExportServiceServer::new(transfer::ExportHandler));
+        .add_service(ImportServiceServer::new(transfer::ImportHandler { cellar: cellar.clone() }))
+        .add_service(ExportServiceServer::new(transfer::ExportHandler { cellar }));
     Ok((routes, health))
 }
 

@@ -1,4 +1,4 @@
-//! ImportService and ExportService. ImportDatabase works for Redis targets; the RPCs
+//! ImportService and ExportService. ImportDatabase and ExportDatabase work; the RPCs
 //! whose features have not landed yet answer UNIMPLEMENTED (the honest answer, with a
 //! stable reason).
 
@@ -7,7 +7,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{import_database_from_pb, operation_to_pb};
+use super::convert::{export_database_from_pb, import_database_from_pb, operation_to_pb};
 use super::pb::cellar::v1 as pb;
 use super::status::{invalid_argument, to_status, unimplemented};
 use crate::service::Cellar;
@@ -38,15 +38,20 @@ impl pb::import_service_server::ImportService for ImportHandler {
 }
 
 /// Serves `cellar.v1.ExportService`.
-pub(crate) struct ExportHandler;
+pub(crate) struct ExportHandler {
+    pub(crate) cellar: Cellar,
+}
 
 #[tonic::async_trait]
 impl pb::export_service_server::ExportService for ExportHandler {
     async fn export_database(
         &self,
-        _request: Request<pb::ExportDatabaseRequest>,
+        request: Request<pb::ExportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        Err(unimplemented("ExportDatabase"))
+        let export =
+            export_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let operation = self.cellar.export_database(export).await.map_err(to_status)?;
+        Ok(Response::new(operation_to_pb(&operation)))
     }
 
     async fn export_backup(

@@ -8,6 +8,7 @@ mod backups;
 mod databases;
 mod destinations;
 mod error;
+mod exports;
 mod imports;
 mod requests;
 mod schedules;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 
 pub use error::Error;
 pub use requests::{
-    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, ImportDatabase, NewDatabase, NewDestination,
-    PolicyPatch, RestoreBackup,
+    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, ExportDatabase, ImportDatabase, NewDatabase,
+    NewDestination, PolicyPatch, RestoreBackup,
 };
 
 use crate::domain::EngineKind;

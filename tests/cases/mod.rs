@@ -4,6 +4,7 @@
 mod admission;
 mod backups;
 mod catalog;
+mod export;
 mod faults;
 mod grpcurl;
 mod http_import;

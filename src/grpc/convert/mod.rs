@@ -5,12 +5,14 @@
 mod backup;
 mod database;
 mod destination;
+mod export_database;
 mod import;
 mod operation;
 
 pub(crate) use backup::{backup_patch_from_pb, backup_to_pb, create_backup_from_pb, restore_backup_from_pb};
 pub(crate) use database::{database_patch_from_pb, database_to_pb, new_database_from_pb};
 pub(crate) use destination::{destination_patch_from_pb, destination_to_pb, new_destination_from_pb};
+pub(crate) use export_database::export_database_from_pb;
 pub(crate) use import::import_database_from_pb;
 pub(crate) use operation::operation_to_pb;
 
