@@ -47,7 +47,19 @@ pub struct Config {
     /// Hosts http(s) import sources may reach even at internal addresses (loopback,
     /// private, link-local); empty: public addresses only.
     pub allow_hosts: Vec<AllowedHost>,
+    /// Where the download listener serves signed links; `None`: no listener (then
+    /// ExportBackup works only for stores that presign URLs).
+    pub download_listen: Option<SocketAddr>,
+    /// The public base of the listener's links; `None`: `http://<download_listen>`.
+    pub download_base_url: Option<url::Url>,
+    /// The file holding the links' signing key; `None`: `<data_dir>/download.key`,
+    /// generated at first start.
+    pub download_key_file: Option<PathBuf>,
 }
+
+/// Where the download listener listens unless told otherwise: loopback only.
+pub const DEFAULT_DOWNLOAD_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 50052));
 
 impl Default for Config {
     fn default() -> Self {
@@ -64,6 +76,9 @@ impl Default for Config {
             redis_load: crate::engine::redis::LoadMethod::Auto,
             metrics_listen: None,
             allow_hosts: Vec::new(),
+            download_listen: Some(DEFAULT_DOWNLOAD_LISTEN),
+            download_base_url: None,
+            download_key_file: None,
         }
     }
 }
@@ -99,6 +114,12 @@ pub struct Overrides {
     /// environment gives them).
     #[serde(default, deserialize_with = "list_or_text")]
     pub allow_hosts: Option<Vec<String>>,
+    /// `download_listen`: an address, or empty for no listener.
+    pub download_listen: Option<String>,
+    /// `download_base_url`: an http(s) URL, or empty for `http://<download_listen>`.
+    pub download_base_url: Option<String>,
+    /// `download_key_file`: a path, or empty for the generated key.
+    pub download_key_file: Option<PathBuf>,
 }
 
 /// Everything wrong with a configuration.
@@ -163,6 +184,9 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             }
             "CELLAR_TOOL_PATH" => overrides.tool_path = Some(std::env::split_paths(&value).collect()),
             "CELLAR_ALLOW_HOSTS" => overrides.allow_hosts = Some(split_list(&value)),
+            "CELLAR_DOWNLOAD_LISTEN" => overrides.download_listen = Some(value),
+            "CELLAR_DOWNLOAD_BASE_URL" => overrides.download_base_url = Some(value),
+            "CELLAR_DOWNLOAD_KEY_FILE" => overrides.download_key_file = Some(PathBuf::from(value)),
             _ => {}
         }
     }
@@ -217,6 +241,27 @@ fn apply(
                 )),
             },
         }
+    }
+    if let Some(address) = overrides.download_listen {
+        match address.trim() {
+            "" => config.download_listen = None,
+            text => match text.parse() {
+                Ok(address) => config.download_listen = Some(address),
+                Err(_) => problems.push(format!(
+                    "{}: '{text}' is not an address like 127.0.0.1:50052",
+                    name("download_listen")
+                )),
+            },
+        }
+    }
+    if let Some(base) = overrides.download_base_url {
+        match parse_base_url(base.trim()) {
+            Ok(base) => config.download_base_url = base,
+            Err(problem) => problems.push(format!("{}: {problem}", name("download_base_url"))),
+        }
+    }
+    if let Some(path) = overrides.download_key_file {
+        config.download_key_file = (!path.as_os_str().is_empty()).then_some(path);
     }
     if let Some(method) = overrides.redis_load {
         match crate::engine::redis::LoadMethod::parse(method.trim()) {
@@ -281,6 +326,26 @@ fn apply(
             )),
         }
     }
+}
+
+// An http(s) URL without credentials, query or fragment; empty for none.
+fn parse_base_url(text: &str) -> Result<Option<url::Url>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let url = url::Url::parse(text)
+        .map_err(|_| format!("'{text}' is not a URL like https://backups.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("'{text}' is not an http(s) URL"));
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err("must have no user, password, query or fragment".to_owned());
+    }
+    Ok(Some(url))
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, `1d` (a bare number means seconds).
@@ -412,6 +477,46 @@ mod tests {
         assert_eq!(error.problems.len(), 1, "{error}");
         assert!(error.problems[0].starts_with("CELLAR_ALLOW_HOSTS: 'u@bad'"), "{error}");
         assert!(error.problems[0].contains("'x/y'"), "{error}");
+    }
+
+    #[test]
+    fn download_settings() {
+        let defaults = load(None, env(&[]), Overrides::default()).unwrap();
+        assert_eq!(defaults.download_listen, Some(DEFAULT_DOWNLOAD_LISTEN));
+        assert_eq!((defaults.download_base_url, defaults.download_key_file), (None, None));
+        let config = load(
+            None,
+            env(&[
+                ("CELLAR_DOWNLOAD_LISTEN", "0.0.0.0:8443"),
+                ("CELLAR_DOWNLOAD_BASE_URL", "https://backups.example.com/cellar"),
+                ("CELLAR_DOWNLOAD_KEY_FILE", "/etc/cellar/download.key"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.download_listen, Some("0.0.0.0:8443".parse().unwrap()));
+        assert_eq!(config.download_base_url.unwrap().as_str(), "https://backups.example.com/cellar");
+        assert_eq!(config.download_key_file, Some(PathBuf::from("/etc/cellar/download.key")));
+        let off = Overrides { download_listen: Some(String::new()), ..Overrides::default() };
+        assert_eq!(load(None, env(&[]), off).unwrap().download_listen, None);
+
+        let error = load(
+            None,
+            env(&[("CELLAR_DOWNLOAD_LISTEN", "anywhere")]),
+            Overrides {
+                download_base_url: Some("https://u:pw@example.com/?k=v".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(error.problems.len(), 2, "{error}");
+        assert!(error.problems[0].starts_with("CELLAR_DOWNLOAD_LISTEN: 'anywhere'"), "{error}");
+        assert!(error.problems[1].starts_with("--download-base-url: must have no user"), "{error}");
+        assert!(!error.to_string().contains("pw@"), "{error}");
+        for bad in ["ftp://example.com", "not a url", "http://"] {
+            let flags = Overrides { download_base_url: Some(bad.into()), ..Overrides::default() };
+            assert!(load(None, env(&[]), flags).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,5 +18,6 @@ pub mod operations;
 pub mod service;
 
 pub mod cli;
+pub mod download;
 pub mod grpc;
 pub mod server;

@@ -40,6 +40,19 @@ pub struct Settings {
     pub scheduler: crate::schedule::runner::Settings,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The download listener.
+    pub downloads: DownloadSettings,
+}
+
+/// The download listener's settings.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadSettings {
+    /// Where it listens; `None`: no listener.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The public base of its links; `None`: `http://<the bound address>`.
+    pub base_url: Option<url::Url>,
+    /// The signing key's file; `None`: `<data_dir>/download.key`, generated if absent.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -76,9 +89,17 @@ pub async fn run(
         allow_hosts: settings.allow_hosts.clone(),
     };
     tokio::spawn(prepare_engines(settings.engines.clone()));
-    let cellar = Cellar::new(store, manager.clone(), places)
+    let mut cellar = Cellar::new(store, manager.clone(), places)
         .context("cannot start the http client")?
         .with_engine_settings(settings.engines);
+    let downloads = match &settings.downloads.listen {
+        Some(address) => {
+            let (listener, links) = download_listener(*address, &settings.downloads, &data_dir).await?;
+            cellar = cellar.with_download_links(links);
+            Some(listener)
+        }
+        None => None,
+    };
     let local = cellar.ensure_local_destination().await.context("cannot create the local destination")?;
     // This process is the only one using the local root, so every partial file is stale.
     if let Err(error) = LocalStorage::new(backups_dir).sweep_partials(Duration::ZERO).await {
@@ -102,6 +123,9 @@ pub async fn run(
             stop_scheduling.clone(),
         );
         tokio::spawn(serving);
+    }
+    if let Some(listener) = downloads {
+        tokio::spawn(crate::download::http::serve(listener, cellar.clone(), stop_scheduling.clone()));
     }
     let scheduler = tokio::spawn(crate::schedule::runner::run(
         cellar.clone(),
@@ -142,6 +166,29 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+// Binds the download listener and makes its links: under the base URL, signed with the
+// operator's key or the one generated in the data directory.
+async fn download_listener(
+    address: std::net::SocketAddr,
+    settings: &DownloadSettings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(TcpListener, crate::download::Links)> {
+    let key = match &settings.key_file {
+        Some(file) => crate::download::key::read(file)?,
+        None => crate::download::key::read_or_generate(data_dir)?,
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for downloads on {address}"))?;
+    let bound = listener.local_addr()?;
+    let base_url = match &settings.base_url {
+        Some(url) => url.clone(),
+        None => url::Url::parse(&format!("http://{bound}/")).context("the download listener's address")?,
+    };
+    tracing::info!(address = %bound, base_url = %base_url, "download links at /download/");
+    Ok((listener, crate::download::Links::new(&key, base_url)))
 }
 
 // Spool files left by a stop in the middle of a restore are of no use any more.

@@ -73,6 +73,19 @@ struct ServeArgs {
     /// private, link-local), as `name`, `name:port`, `IP` or `IP:port` (repeat for several).
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
+    /// Where the download listener serves ExportBackup's signed links for stores that
+    /// cannot presign URLs (local, FTP, WebDAV); `127.0.0.1:50052` by default, empty for
+    /// none.
+    #[arg(long, value_name = "ADDR")]
+    download_listen: Option<String>,
+    /// The public base URL of those links, e.g. `https://backups.example.com` behind a
+    /// proxy (default: `http://<download listen address>`).
+    #[arg(long, value_name = "URL")]
+    download_base_url: Option<String>,
+    /// A file holding the links' signing key (at least 32 bytes; default: one generated
+    /// at first start in `<data dir>/download.key`).
+    #[arg(long, value_name = "FILE")]
+    download_key_file: Option<PathBuf>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -98,6 +111,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         redis_load: args.redis_load,
         metrics_listen: args.metrics_listen,
         allow_hosts: (!args.allow_hosts.is_empty()).then_some(args.allow_hosts),
+        download_listen: args.download_listen,
+        download_base_url: args.download_base_url,
+        download_key_file: args.download_key_file,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -144,6 +160,11 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         allow_hosts: config.allow_hosts.clone(),
         scheduler: crate::schedule::runner::Settings::default(),
         metrics_listen: config.metrics_listen,
+        downloads: crate::server::DownloadSettings {
+            listen: config.download_listen,
+            base_url: config.download_base_url.clone(),
+            key_file: config.download_key_file.clone(),
+        },
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -110,6 +110,16 @@ pub mod reason {
     /// The target refused the data part-way through the load; the target was left as
     /// it was.
     pub const RESTORE_FAILED: &str = "RESTORE_FAILED";
+    /// The backup is not READY (being created, deleted, or failed).
+    pub const BACKUP_NOT_READY: &str = "BACKUP_NOT_READY";
+    /// The backup's store cannot presign a URL and the download listener is off.
+    pub const DOWNLOAD_UNAVAILABLE: &str = "DOWNLOAD_UNAVAILABLE";
+    /// A download link that is malformed, tampered with, signed under another key or
+    /// expired.
+    pub const DOWNLOAD_LINK_INVALID: &str = "DOWNLOAD_LINK_INVALID";
+    /// A READY backup's stored object is missing, or no longer matches its recorded
+    /// size or checksum.
+    pub const BACKUP_OBJECT_DAMAGED: &str = "BACKUP_OBJECT_DAMAGED";
 }
 
 /// A failure of an operation (or a warning attached to one).

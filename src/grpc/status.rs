@@ -50,6 +50,14 @@ pub(crate) fn to_status(error: Error) -> Status {
         Error::PermissionDenied { reason, message } => {
             with_reason(Code::PermissionDenied, message, reason, HashMap::new())
         }
+        Error::OutOfRange(message) => with_reason(Code::OutOfRange, message, "OUT_OF_RANGE", HashMap::new()),
+        Error::DataLoss(message) => {
+            tracing::error!(error = %message, "a stored backup is damaged");
+            with_reason(Code::DataLoss, message, reason::BACKUP_OBJECT_DAMAGED, HashMap::new())
+        }
+        Error::StorageUnavailable { reason, message } => {
+            with_reason(Code::Unavailable, message, reason, HashMap::new())
+        }
         Error::Unimplemented(message) => {
             with_reason(Code::Unimplemented, message, "NOT_IMPLEMENTED", HashMap::new())
         }

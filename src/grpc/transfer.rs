@@ -1,13 +1,16 @@
-//! ImportService and ExportService. ImportDatabase and ExportDatabase work; the RPCs
-//! whose features have not landed yet answer UNIMPLEMENTED (the honest answer, with a
-//! stable reason).
+//! ImportService and ExportService. ImportDatabase, ExportDatabase, ExportBackup and
+//! DownloadBackup work; the RPCs whose features have not landed yet answer UNIMPLEMENTED
+//! (the honest answer, with a stable reason).
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::convert::{export_database_from_pb, import_database_from_pb, operation_to_pb};
+use super::convert::{
+    backup_to_pb, chunk_to_pb, download_backup_from_pb, export_backup_from_pb, export_database_from_pb,
+    exported_backup_to_pb, import_database_from_pb, operation_to_pb,
+};
 use super::pb::cellar::v1 as pb;
 use super::status::{invalid_argument, to_status, unimplemented};
 use crate::service::Cellar;
@@ -56,9 +59,12 @@ impl pb::export_service_server::ExportService for ExportHandler {
 
     async fn export_backup(
         &self,
-        _request: Request<pb::ExportBackupRequest>,
+        request: Request<pb::ExportBackupRequest>,
     ) -> Result<Response<pb::ExportBackupResponse>, Status> {
-        Err(unimplemented("ExportBackup"))
+        let export =
+            export_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let exported = self.cellar.export_backup(export).await.map_err(to_status)?;
+        Ok(Response::new(exported_backup_to_pb(&exported)))
     }
 
     type DownloadBackupStream =
@@ -66,8 +72,19 @@ impl pb::export_service_server::ExportService for ExportHandler {
 
     async fn download_backup(
         &self,
-        _request: Request<pb::DownloadBackupRequest>,
+        request: Request<pb::DownloadBackupRequest>,
     ) -> Result<Response<Self::DownloadBackupStream>, Status> {
-        Err(unimplemented("DownloadBackup"))
+        let download =
+            download_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let download = self.cellar.download_backup(download).await.map_err(to_status)?;
+        // The bounded channel is the backpressure: a slow client leaves chunks unread
+        // and the reader waits.
+        let mut backup = Some(backup_to_pb(&download.backup));
+        let messages =
+            tokio_stream::wrappers::ReceiverStream::new(download.chunks).map(move |chunk| match chunk {
+                Ok(chunk) => Ok(chunk_to_pb(chunk, backup.take())),
+                Err(error) => Err(to_status(error.into())),
+            });
+        Ok(Response::new(Box::pin(messages)))
     }
 }

@@ -225,7 +225,7 @@ impl Cellar {
         Ok(self.store.get_destination(id).await?)
     }
 
-    fn open_storage(&self, destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
+    pub(super) fn open_storage(&self, destination: &Destination) -> Result<Arc<dyn Storage>, Error> {
         storage::open_with(destination, &self.http).map_err(|error| match error {
             storage::Error::Unsupported(_) => Error::FailedPrecondition {
                 reason: reason::DESTINATION_NOT_SUPPORTED,

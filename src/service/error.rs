@@ -51,6 +51,20 @@ pub enum Error {
         /// What was refused.
         message: String,
     },
+    /// A position past the end of what the request reads.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A READY backup's stored object is missing or no longer matches the catalog.
+    #[error("{0}")]
+    DataLoss(String),
+    /// A store the request needs failed or cannot be reached; a retry may work.
+    #[error("{message}")]
+    StorageUnavailable {
+        /// A stable reason (`STORAGE_FAILED`, `STORAGE_DENIED`).
+        reason: &'static str,
+        /// What failed.
+        message: String,
+    },
     /// The feature is not available yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -70,6 +84,19 @@ impl From<metadata::Error> for Error {
                 Error::AlreadyExists { kind, field, value }
             }
             metadata::Error::Backend(message) => Error::Internal(message),
+        }
+    }
+}
+
+impl From<crate::download::chunks::Error> for Error {
+    fn from(error: crate::download::chunks::Error) -> Self {
+        use crate::download::chunks::Error as Chunks;
+        match error {
+            Chunks::Read(_) => Error::StorageUnavailable {
+                reason: crate::domain::reason::STORAGE_FAILED,
+                message: error.to_string(),
+            },
+            Chunks::Truncated { .. } | Chunks::Checksum { .. } => Error::DataLoss(error.to_string()),
         }
     }
 }

@@ -1,257 +1,315 @@
-//! Exporting a registered database: a fresh snapshot written to a location the request
-//! names (Redis Enterprise's export), outside the catalog. The location is checked here
-//! like an import source (file roots, the URL policy, object-store endpoints), then
-//! opened as an unregistered destination whose root is the URI's directory.
+//! Taking a stored backup out: download links (ExportBackup), its bytes over gRPC
+//! (DownloadBackup), and the objects the download listener's links name.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Cellar, Error, ExportDatabase};
-use crate::domain::{
-    Compression, Database, Destination, EngineKind, Invalid, Operation, OperationKind, ResourceName, reason,
-};
-use crate::jobs::{ExportJob, export_file_name};
-use crate::operations::Submission;
-use crate::storage::location::ObjectLocation;
+use tokio::sync::mpsc;
+
+use super::{Cellar, DownloadBackup, Error, ExportBackup};
+use crate::domain::{Backup, BackupId, BackupState, Invalid, Timestamp, reason};
+use crate::download::chunks::{self, Chunk};
+use crate::download::token::Claims;
 use crate::storage::{self, Storage};
 
-/// The request field every location problem is reported against.
-const FIELD: &str = "export_uri";
+/// A download URL and what it downloads.
+#[derive(Debug, Clone)]
+pub struct ExportedBackup {
+    /// The URL: presigned by the store, or a link of the download listener.
+    pub download_url: url::Url,
+    /// When it stops working.
+    pub expire_time: Timestamp,
+    /// The backup.
+    pub backup: Backup,
+}
+
+/// A backup's bytes on their way, for DownloadBackup.
+pub struct BackupDownload {
+    /// The backup.
+    pub backup: Backup,
+    /// The object's chunks from the offset asked for, read ahead into a bounded channel.
+    pub chunks: mpsc::Receiver<Result<Chunk, chunks::Error>>,
+}
+
+/// The one object a valid download link opens.
+#[derive(Debug)]
+pub struct LinkedObject {
+    /// The backup it belongs to.
+    pub backup_id: BackupId,
+    /// Its key in the backup's destination.
+    pub key: String,
+    /// Its stored size.
+    pub size: u64,
+    /// The name a browser saves it under: the key's last segment.
+    pub filename: String,
+    /// The destination's store.
+    pub storage: Arc<dyn Storage>,
+}
+
+/// One object of a backup, with what the catalog recorded about it.
+struct Selected {
+    key: String,
+    /// `None` for the manifest of a whole-server backup (its size is not recorded).
+    size: Option<u64>,
+    sha256: String,
+}
 
 impl Cellar {
-    /// Starts writing a fresh snapshot of a database to `request.export_uri`; returns
-    /// the operation. The database is busy for other data operations meanwhile.
-    pub async fn export_database(&self, request: ExportDatabase) -> Result<Operation, Error> {
-        if let Some(existing) =
-            self.existing_operation(OperationKind::ExportDatabase, &request.request_id).await?
-        {
-            return Ok(existing);
-        }
-        let database = self.store.get_database(request.database_id).await?;
-        let engine = self.engine(database.engine)?;
-        let database_name = logical_database(&database, &request.database_name)?;
-        let uri = request.export_uri.expose().clone();
-        let (root, file) = split(&uri).map_err(|problem| Invalid::field(FIELD, problem))?;
-        let format = super::backups::format_of(database.engine);
-        let compression = compression(&request, file.as_deref(), &database)?;
-        let key = file.unwrap_or_else(|| {
-            export_file_name(database.name.as_str(), crate::domain::now(), format, compression)
-        });
-        let storage = self.export_storage(&root, &request).await?;
-        let shown = crate::domain::redact_uri(storage.uri(&key).as_str());
-        let job = ExportJob::new(engine, database.clone(), storage, key, compression, database_name, shown);
-        let submission = Submission {
-            kind: OperationKind::ExportDatabase,
-            database_id: Some(database.id),
-            backup: None,
-            insert_backup: false,
-            request_id: request.request_id,
-            job: Arc::new(job),
-        };
-        Ok(self.manager.submit(submission).await?)
-    }
+    /// A URL from which the backup's object (or one part's) can be fetched with a plain
+    /// GET until the returned expiry: presigned by the store where it can, otherwise a
+    /// signed link of the download listener.
+    pub async fn export_backup(&self, request: ExportBackup) -> Result<ExportedBackup, Error> {
+        let backup = self.ready_backup(request.backup_id).await?;
+        let object = select(&backup, &request.database_name)?;
+        let destination = self.store.get_destination(backup.destination_id).await?;
+        let storage = self.open_storage(&destination)?;
+        let ttl = Duration::from_secs(request.url_ttl.as_secs().max(1));
+        let now = crate::domain::now();
+        let expires = now.timestamp().saturating_add(ttl.as_secs() as i64);
+        let expire_time = chrono::DateTime::from_timestamp(expires, 0).unwrap_or(now);
 
-    // Opens the directory `root` as a store, after the same checks an import source
-    // gets: `file://` only under an allowed root, ftp and http(s) hosts and object-store
-    // endpoints by the URL policy.
-    async fn export_storage(
-        &self,
-        root: &url::Url,
-        request: &ExportDatabase,
-    ) -> Result<Arc<dyn Storage>, Error> {
-        let credentials: Vec<(&str, &str)> =
-            request.credentials.iter().map(|(key, value)| (key.as_str(), value.expose())).collect();
-        let name = ResourceName::parse("export").map_err(|problem| Error::Internal(problem.to_string()))?;
-        let destination = Destination::unregistered(name, root.as_str(), &credentials, &[]);
-        match root.scheme() {
-            "file" => self.check_export_directory(root)?,
-            "http" | "https" => self.check_url(FIELD, root).await?,
-            "ftp" => self.check_ftp_host(FIELD, root).await?,
-            "s3" | "gs" | "abs" | "az" => self.check_export_endpoint(&destination).await?,
-            other => {
-                return Err(Invalid::field(
-                    FIELD,
-                    format!(
-                        "{other}:// locations are not supported; use file://, ftp://, http(s):// (WebDAV), \
-                         s3://, gs://, abs:// or az://"
-                    ),
-                )
-                .into());
-            }
+        match storage.presign_get(&object.key, ttl).await {
+            Ok(Some(download_url)) => return Ok(ExportedBackup { download_url, expire_time, backup }),
+            Ok(None) => {}
+            // A store that has no way to sign (a GCS token without a signing key, say):
+            // the listener's link serves as well.
+            Err(error) => tracing::warn!(backup = %backup.id, %error, "cannot presign a download URL"),
         }
-        storage::open_with(&destination, &self.http).map_err(|error| match error {
-            storage::Error::InvalidDestination(problem) => Invalid::field(FIELD, problem).into(),
-            storage::Error::Unsupported(scheme) => {
-                Invalid::field(FIELD, format!("{scheme}:// locations are not supported")).into()
-            }
-            other => Error::Internal(other.to_string()),
-        })
-    }
-
-    fn check_export_directory(&self, root: &url::Url) -> Result<(), Error> {
-        let Ok(path) = root.to_file_path() else {
-            return Err(Invalid::field(FIELD, "is not an absolute local path").into());
-        };
-        let resolved = std::fs::canonicalize(&path).map_err(|error| {
-            Invalid::field(FIELD, format!("cannot use the directory {}: {error}", path.display()))
-        })?;
-        if !self.under_a_root(&resolved) {
-            return Err(Error::PermissionDenied {
-                reason: reason::URL_NOT_ALLOWED,
+        let Some(links) = &self.links else {
+            return Err(Error::FailedPrecondition {
+                reason: reason::DOWNLOAD_UNAVAILABLE,
                 message: format!(
-                    "{FIELD}: {} is not under an allowed file root (see --file-root)",
-                    path.display()
+                    "destination {} cannot presign download URLs and the download listener is off \
+                     (see download_listen)",
+                    destination.name
                 ),
             });
-        }
-        Ok(())
-    }
-
-    // An http(s) host the URL policy allows; a field problem is INVALID_ARGUMENT.
-    async fn check_url(&self, field: &str, url: &url::Url) -> Result<(), Error> {
-        self.allowed_url(field, url).await?.map(drop).map_err(|problem| Invalid::field(field, problem).into())
-    }
-
-    // An ftp host and port the URL policy allows, judged as an http URL to the same.
-    async fn check_ftp_host(&self, field: &str, url: &url::Url) -> Result<(), Error> {
-        let Some(host) = url.host() else {
-            return Err(Invalid::field(field, "an ftp URL needs a host").into());
         };
-        let probe = url::Url::parse(&format!("http://{host}:{}/", url.port().unwrap_or(21)))
-            .map_err(|_| Invalid::field(field, "the host is not valid"))?;
-        self.check_url(field, &probe).await
+        let claims = Claims { backup_id: backup.id, object_key: object.key, expires };
+        Ok(ExportedBackup { download_url: links.url(&claims), expire_time, backup })
     }
 
-    async fn check_export_endpoint(&self, destination: &Destination) -> Result<(), Error> {
-        let location = match ObjectLocation::parse(destination) {
-            Ok(Some(location)) => location,
-            Ok(None) => return Err(Invalid::field(FIELD, "is not an object-store URI").into()),
-            Err(error) => return Err(Invalid::field(FIELD, location_problem(&error)).into()),
-        };
-        let Some(endpoint) = location.endpoint() else { return Ok(()) };
-        let endpoint =
-            url::Url::parse(endpoint).map_err(|_| Invalid::field(FIELD, "option endpoint is not a URL"))?;
-        self.check_url(FIELD, &endpoint).await
-    }
-}
-
-// The logical database to export: the one asked for, else the one the connection URI
-// names; none for Redis. A SQL server registered without a database needs one named.
-fn logical_database(database: &Database, asked: &str) -> Result<Option<String>, Error> {
-    if database.engine == EngineKind::Redis {
-        if !asked.is_empty() {
-            return Err(Invalid::field(
-                "database_name",
-                "must be empty for Redis: an export holds every numbered database",
-            )
-            .into());
+    /// The backup's stored bytes (or one part's) from `offset` on, streamed in chunks
+    /// of at most 1 MiB; a read from the start is checked against the recorded SHA-256.
+    pub async fn download_backup(&self, request: DownloadBackup) -> Result<BackupDownload, Error> {
+        let backup = self.ready_backup(request.backup_id).await?;
+        let object = select(&backup, &request.database_name)?;
+        let destination = self.store.get_destination(backup.destination_id).await?;
+        let storage = self.open_storage(&destination)?;
+        let size = stored_size(storage.as_ref(), &backup, &object).await?;
+        if request.offset > size {
+            return Err(Error::OutOfRange(format!(
+                "offset {} is past the end of the stored object ({size} bytes)",
+                request.offset
+            )));
         }
-        return Ok(None);
+        let reader = storage
+            .reader(&object.key, request.offset)
+            .await
+            .map_err(|error| storage_error(&backup, &error))?;
+        let source = chunks::Source {
+            body: reader.body,
+            offset: request.offset,
+            size,
+            sha256: (request.offset == 0).then_some(object.sha256),
+        };
+        Ok(BackupDownload { backup, chunks: chunks::spawn(source) })
     }
-    if !asked.is_empty() {
-        return Ok(Some(asked.to_owned()));
+
+    /// The object a download link's token names, if the token is genuine and unexpired
+    /// and the backup still READY. Refusals: PermissionDenied for a bad token (or one
+    /// naming an object that is not the backup's), NotFound or FailedPrecondition for a
+    /// backup gone or no longer READY.
+    pub async fn open_link(&self, token: &str) -> Result<LinkedObject, Error> {
+        let Some(links) = &self.links else {
+            return Err(Error::FailedPrecondition {
+                reason: reason::DOWNLOAD_UNAVAILABLE,
+                message: "the download listener is off".to_owned(),
+            });
+        };
+        let now = crate::domain::now().timestamp();
+        let claims = links.verify(token, now).map_err(|error| Error::PermissionDenied {
+            reason: reason::DOWNLOAD_LINK_INVALID,
+            message: error.to_string(),
+        })?;
+        let backup = self.ready_backup(claims.backup_id).await?;
+        let Some(object) = select_key(&backup, &claims.object_key) else {
+            return Err(Error::PermissionDenied {
+                reason: reason::DOWNLOAD_LINK_INVALID,
+                message: format!("the download link names no object of backup {}", backup.id),
+            });
+        };
+        let destination = self.store.get_destination(backup.destination_id).await?;
+        let storage = self.open_storage(&destination)?;
+        let size = stored_size(storage.as_ref(), &backup, &object).await?;
+        let filename = object.key.rsplit('/').next().unwrap_or(&object.key).to_owned();
+        Ok(LinkedObject { backup_id: backup.id, key: object.key, size, filename, storage })
     }
-    let path = database.connection_uri.expose().path().trim_start_matches('/').to_owned();
-    if path.is_empty() {
-        return Err(Invalid::field(
-            "database_name",
-            format!(
-                "is required: {} is registered without a database, and an export holds one",
-                database.name
-            ),
-        )
-        .into());
+
+    async fn ready_backup(&self, id: BackupId) -> Result<Backup, Error> {
+        let backup = self.store.get_backup(id).await?;
+        if backup.state != BackupState::Ready {
+            return Err(Error::FailedPrecondition {
+                reason: reason::BACKUP_NOT_READY,
+                message: format!("backup {} is {}, not ready", backup.id, backup.state),
+            });
+        }
+        Ok(backup)
     }
-    Ok(Some(percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned()))
 }
 
-// The directory a location URI names, and the object's name in it (`None` for a URI
-// ending in `/`: the name is then made up). The query (a store's options) stays on the
-// directory.
-fn split(uri: &url::Url) -> Result<(url::Url, Option<String>), String> {
-    let path = uri.path();
-    if path.is_empty() || path.ends_with('/') {
-        return Ok((uri.clone(), None));
+/// The object a request names: the backup's own (for a whole-server backup, its
+/// manifest), or with `database_name` one part of a whole-server backup.
+fn select(backup: &Backup, database_name: &str) -> Result<Selected, Error> {
+    if database_name.is_empty() {
+        let size = backup.parts.is_empty().then_some(backup.size_bytes);
+        return Ok(Selected { key: backup.object_key.clone(), size, sha256: backup.sha256.clone() });
     }
-    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let name = percent_encoding::percent_decode_str(name)
-        .decode_utf8()
-        .map_err(|_| "the file name is not UTF-8".to_owned())?;
-    if name == "." || name == ".." || name.contains('/') {
-        return Err(format!("'{name}' is not a file name"));
+    if backup.parts.is_empty() {
+        let problem = format!("must be empty: backup {} is one object, not one per database", backup.id);
+        return Err(Invalid::field("database_name", problem).into());
     }
-    let mut root = uri.clone();
-    root.set_path(&format!("{dir}/"));
-    Ok((root, Some(name.into_owned())))
+    match backup.parts.iter().find(|part| part.database_name == database_name) {
+        Some(part) => Ok(Selected {
+            key: part.object_key.clone(),
+            size: Some(part.size_bytes),
+            sha256: part.sha256.clone(),
+        }),
+        None => {
+            let held: Vec<&str> = backup.parts.iter().map(|part| part.database_name.as_str()).collect();
+            let problem = format!(
+                "backup {} holds the databases {}, not '{database_name}'",
+                backup.id,
+                held.join(", ")
+            );
+            Err(Invalid::field("database_name", problem).into())
+        }
+    }
 }
 
-// The compression asked for, else the one the file name's suffix says, else (for a
-// directory) the database's policy. A suffix that says another compression than the
-// one asked for is refused: the file would lie about its content.
-fn compression(
-    request: &ExportDatabase,
-    file: Option<&str>,
-    database: &Database,
-) -> Result<Compression, Error> {
-    let Some(file) = file else {
-        return Ok(request.compression.unwrap_or(database.backup_policy.compression));
+/// The object of `backup` at `key`, if it is one of the backup's.
+fn select_key(backup: &Backup, key: &str) -> Option<Selected> {
+    if key == backup.object_key {
+        return select(backup, "").ok();
+    }
+    let part = backup.parts.iter().find(|part| part.object_key == key)?;
+    select(backup, &part.database_name).ok()
+}
+
+/// The object's size in the store, checked against the catalog's.
+async fn stored_size(storage: &dyn Storage, backup: &Backup, object: &Selected) -> Result<u64, Error> {
+    let meta = storage.stat(&object.key).await.map_err(|error| storage_error(backup, &error))?;
+    let Some(meta) = meta else {
+        return Err(Error::DataLoss(format!(
+            "the stored object {} of backup {} is missing",
+            object.key, backup.id
+        )));
     };
-    let suffix = suffix_compression(file);
-    match (request.compression, suffix) {
-        (None, suffix) => Ok(suffix.unwrap_or(Compression::None)),
-        (Some(asked), Some(said)) if asked != said => {
-            Err(Invalid::field("compression", format!("is {asked}, but the file name {file} says {said}"))
-                .into())
+    match object.size {
+        Some(recorded) if recorded != meta.size => Err(Error::DataLoss(format!(
+            "the stored object {} of backup {} is {} bytes, not the recorded {recorded}",
+            object.key, backup.id, meta.size
+        ))),
+        _ => Ok(meta.size),
+    }
+}
+
+fn storage_error(backup: &Backup, error: &storage::Error) -> Error {
+    match error {
+        storage::Error::NotFound { key } => {
+            Error::DataLoss(format!("the stored object {key} of backup {} is missing", backup.id))
         }
-        (Some(asked), _) => Ok(asked),
+        storage::Error::Denied { .. } => Error::FailedPrecondition {
+            reason: reason::STORAGE_DENIED,
+            message: format!("cannot read backup {}: {error}", backup.id),
+        },
+        _ => Error::StorageUnavailable {
+            reason: reason::STORAGE_FAILED,
+            message: format!("cannot read backup {}: {error}", backup.id),
+        },
     }
-}
-
-fn suffix_compression(file: &str) -> Option<Compression> {
-    let extension = Path::new(file).extension()?.to_str()?;
-    match extension.to_ascii_lowercase().as_str() {
-        "gz" | "gzip" => Some(Compression::Gzip),
-        "zst" | "zstd" => Some(Compression::Zstd),
-        _ => None,
-    }
-}
-
-fn location_problem(error: &storage::Error) -> String {
-    error.to_string().trim_start_matches("invalid destination uri: ").to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::BackupPart;
 
-    fn check_split(uri: &str, root: &str, file: Option<&str>) {
-        let (got_root, got_file) = split(&url::Url::parse(uri).unwrap()).unwrap();
-        assert_eq!((got_root.as_str(), got_file.as_deref()), (root, file), "{uri}");
+    fn part(name: &str) -> BackupPart {
+        BackupPart {
+            database_name: name.to_owned(),
+            object_key: format!("srv/b/{name}.pgdump.zst"),
+            uri: String::new(),
+            size_bytes: 10,
+            logical_size_bytes: 20,
+            sha256: format!("sha-of-{name}"),
+            items: 1,
+        }
+    }
+
+    fn backup(parts: Vec<BackupPart>) -> Backup {
+        let now = crate::domain::now();
+        Backup {
+            id: BackupId::new(),
+            name: crate::domain::BackupName::parse("nightly").unwrap(),
+            database_id: None,
+            instance_name: "srv".to_owned(),
+            database_name: String::new(),
+            project_id: "default".to_owned(),
+            engine: crate::domain::EngineKind::Postgres,
+            server_version: "16".to_owned(),
+            state: BackupState::Ready,
+            size_bytes: 30,
+            logical_size_bytes: 60,
+            sha256: "sha-of-backup".to_owned(),
+            compression: crate::domain::Compression::Zstd,
+            format: "pg_custom".to_owned(),
+            destination_id: crate::domain::DestinationId::new(),
+            object_key: "srv/b/object".to_owned(),
+            uri: String::new(),
+            origin: crate::domain::BackupOrigin::OnDemand,
+            create_time: now,
+            update_time: now,
+            expire_time: None,
+            labels: crate::domain::Labels::new(),
+            parts,
+        }
+    }
+
+    fn check(backup: &Backup, database_name: &str, expected: Result<(&str, Option<u64>, &str), &str>) {
+        match (select(backup, database_name), expected) {
+            (Ok(selected), Ok((key, size, sha256))) => {
+                assert_eq!(
+                    (selected.key.as_str(), selected.size, selected.sha256.as_str()),
+                    (key, size, sha256)
+                )
+            }
+            (Err(Error::Invalid(invalid)), Err(fragment)) => {
+                assert_eq!(invalid.violations[0].field, "database_name");
+                assert!(invalid.to_string().contains(fragment), "{invalid}");
+            }
+            (other, expected) => {
+                panic!("{database_name:?}: got {:?}, expected {expected:?}", other.map(|s| s.key))
+            }
+        }
     }
 
     #[test]
-    fn a_location_is_a_directory_and_a_file_name() {
-        check_split("ftp://u:p@h:21/exports/db.rdb.gz", "ftp://u:p@h:21/exports/", Some("db.rdb.gz"));
-        check_split("ftp://h/exports/", "ftp://h/exports/", None);
-        check_split(
-            "s3://bucket/a/b.pgdump.zst?region=eu-west-1",
-            "s3://bucket/a/?region=eu-west-1",
-            Some("b.pgdump.zst"),
-        );
-        check_split("s3://bucket/dump.rdb", "s3://bucket/", Some("dump.rdb"));
-        check_split("file:///srv/exports/my%20db.sql", "file:///srv/exports/", Some("my db.sql"));
-        assert!(split(&url::Url::parse("file:///srv/exports/..%2Fetc").unwrap()).is_err());
-        assert!(
-            split(&url::Url::parse("ftp://h/exports/..").unwrap())
-                .is_ok_and(|(root, file)| { root.path() == "/" && file.is_none() })
-        );
-    }
+    fn objects_of_a_backup() {
+        let single = backup(Vec::new());
+        check(&single, "", Ok(("srv/b/object", Some(30), "sha-of-backup")));
+        check(&single, "orders", Err("must be empty"));
+        let whole = backup(vec![part("orders"), part("users")]);
+        check(&whole, "", Ok(("srv/b/object", None, "sha-of-backup")));
+        check(&whole, "users", Ok(("srv/b/users.pgdump.zst", Some(10), "sha-of-users")));
+        check(&whole, "billing", Err("holds the databases orders, users, not 'billing'"));
 
-    #[test]
-    fn compression_comes_from_the_request_or_the_suffix() {
-        assert_eq!(suffix_compression("db.rdb.gz"), Some(Compression::Gzip));
-        assert_eq!(suffix_compression("db.pgdump.ZST"), Some(Compression::Zstd));
-        assert_eq!(suffix_compression("db.rdb"), None);
-        assert_eq!(suffix_compression("db"), None);
+        assert_eq!(
+            select_key(&whole, "srv/b/orders.pgdump.zst").map(|s| s.sha256),
+            Some("sha-of-orders".into())
+        );
+        assert_eq!(select_key(&whole, "srv/b/object").map(|s| s.size), Some(None));
+        assert!(select_key(&whole, "srv/other/object").is_none());
+        assert!(select_key(&single, "srv/b/orders.pgdump.zst").is_none());
     }
 }

@@ -8,6 +8,7 @@ mod backups;
 mod databases;
 mod destinations;
 mod error;
+mod export_database;
 mod exports;
 mod imports;
 mod requests;
@@ -17,9 +18,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::Error;
+pub use exports::{BackupDownload, ExportedBackup, LinkedObject};
 pub use requests::{
-    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, ExportDatabase, ImportDatabase, NewDatabase,
-    NewDestination, PolicyPatch, RestoreBackup,
+    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup, ExportBackup, ExportDatabase,
+    ImportDatabase, NewDatabase, NewDestination, PolicyPatch, RestoreBackup,
 };
 
 use crate::domain::EngineKind;
@@ -39,6 +41,8 @@ pub struct Cellar {
     engines: engine::Settings,
     /// Signalled when a database's policy may have changed; the scheduler waits on it.
     schedules: Arc<tokio::sync::Notify>,
+    /// The download listener's links; `None` when the listener is off.
+    links: Option<Arc<crate::download::Links>>,
 }
 
 /// The local places the core works with, and what imports may reach.
@@ -70,12 +74,19 @@ impl Cellar {
             http,
             engines: engine::Settings::default(),
             schedules: Arc::new(tokio::sync::Notify::new()),
+            links: None,
         })
     }
 
     /// The same core with these engine settings.
     pub fn with_engine_settings(self, engines: engine::Settings) -> Self {
         Cellar { engines, ..self }
+    }
+
+    /// The same core handing out links of the download listener, for stores that
+    /// cannot presign URLs.
+    pub fn with_download_links(self, links: crate::download::Links) -> Self {
+        Cellar { links: Some(Arc::new(links)), ..self }
     }
 
     /// The engine for `kind`, with the server's settings; UNIMPLEMENTED for engines not

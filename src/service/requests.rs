@@ -170,6 +170,29 @@ pub struct ImportDatabase {
     pub request_id: Option<String>,
 }
 
+/// A download link for a READY backup.
+#[derive(Debug, Clone)]
+pub struct ExportBackup {
+    /// The backup.
+    pub backup_id: BackupId,
+    /// For a whole-server backup, the logical database whose object to link; empty for
+    /// the backup's own object (the manifest of a whole-server backup).
+    pub database_name: String,
+    /// How long the link works (1 s to 7 days).
+    pub url_ttl: std::time::Duration,
+}
+
+/// The stored bytes of a READY backup, from an offset.
+#[derive(Debug, Clone)]
+pub struct DownloadBackup {
+    /// The backup.
+    pub backup_id: BackupId,
+    /// As in [`ExportBackup::database_name`].
+    pub database_name: String,
+    /// Where to start in the object.
+    pub offset: u64,
+}
+
 /// A fresh snapshot of a registered database written to a location outside the
 /// catalog.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 mod admission;
 mod backups;
 mod catalog;
+mod downloads;
 mod export;
 mod faults;
 mod grpcurl;

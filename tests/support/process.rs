@@ -53,6 +53,7 @@ impl ProcessServer {
             .args(flags)
             .envs(envs.iter().copied())
             .env("CELLAR_LISTEN", "127.0.0.1:0")
+            .env("CELLAR_DOWNLOAD_LISTEN", "127.0.0.1:0")
             .env("CELLAR_DATA_DIR", data_dir)
             .env("RUST_LOG", "info,cellar=debug")
             .env("NO_COLOR", "1")

@@ -40,6 +40,9 @@ pub(crate) struct ServerOptions {
     /// `engine::Settings::tool_path`: the only directories where pg_dump, pg_restore,
     /// psql and the MariaDB tools are looked for; `None` for PATH and the usual places.
     pub(crate) tool_path: Option<Vec<PathBuf>>,
+    /// Where the download listener listens: by default a free loopback port; `None`
+    /// for no listener.
+    pub(crate) download_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
@@ -51,6 +54,7 @@ impl Default for ServerOptions {
             metrics_listen: None,
             allow_hosts: vec!["127.0.0.1".to_owned()],
             tool_path: None,
+            download_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 }
@@ -345,6 +349,11 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             max_sleep: Duration::from_secs(1),
         },
         metrics_listen: options.metrics_listen,
+        downloads: cellar::server::DownloadSettings {
+            listen: options.download_listen,
+            base_url: None,
+            key_file: None,
+        },
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;
