@@ -30,7 +30,7 @@ impl Cellar {
         let database = self.store.get_database(request.database_id).await?;
         let engine = self.engine(database.engine)?;
         let database_name = logical_database(&database, &request.database_name)?;
-        let uri = request.export_uri.expose().clone();
+        let uri = as_directory_if_one(request.export_uri.expose());
         let (root, file) = split(&uri).map_err(|problem| Invalid::field(FIELD, problem))?;
         let format = super::backups::format_of(database.engine);
         let compression = compression(&request, file.as_deref(), &database)?;
@@ -165,6 +165,18 @@ fn logical_database(database: &Database, asked: &str) -> Result<Option<String>, 
     Ok(Some(percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned()))
 }
 
+// A `file://` URI naming an existing directory, written as one (with a trailing `/`):
+// the export then goes into it rather than over it.
+fn as_directory_if_one(uri: &url::Url) -> url::Url {
+    let is_dir = uri.scheme() == "file" && uri.to_file_path().is_ok_and(|path| path.is_dir());
+    let mut uri = uri.clone();
+    if is_dir && !uri.path().ends_with('/') {
+        let path = format!("{}/", uri.path());
+        uri.set_path(&path);
+    }
+    uri
+}
+
 // The directory a location URI names, and the object's name in it (`None` for a URI
 // ending in `/`: the name is then made up). The query (a store's options) stays on the
 // directory.
@@ -231,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_location_is_a_directory_and_a_file_name() {
-        check_split("ftp://u:p@h:21/exports/db.rdb.gz", "ftp://u:p@h:21/exports/", Some("db.rdb.gz"));
+        check_split("ftp://u:p@h:2121/exports/db.rdb.gz", "ftp://u:p@h:2121/exports/", Some("db.rdb.gz"));
         check_split("ftp://h/exports/", "ftp://h/exports/", None);
         check_split(
             "s3://bucket/a/b.pgdump.zst?region=eu-west-1",

@@ -22,7 +22,9 @@ pub(crate) fn export_database_from_pb(request: pb::ExportDatabaseRequest) -> Res
                 None
             }
             // The URI may hold a password: messages show it redacted.
-            Ok(_) => ConnectionUri::parse(text).map_err(|problem| invalid.add("export_uri", problem)).ok(),
+            Ok(_) => {
+                ConnectionUri::parse_location(text).map_err(|problem| invalid.add("export_uri", problem)).ok()
+            }
             Err(error) => {
                 invalid.add("export_uri", format!("'{}' is not a URI: {error}", redact_uri(text)));
                 None
@@ -66,7 +68,7 @@ mod tests {
         assert!(!format!("{export:?}").contains("hunter2"));
 
         for (uri, expected) in
-            [("", "is required"), ("not a uri", "is not a URI"), ("ftp:///dir/x", "needs a host")]
+            [("", "is required"), ("not a uri", "is not a URI"), ("s3:/bucket/x", "needs a host")]
         {
             let invalid = export_database_from_pb(request(uri)).unwrap_err();
             assert!(invalid.to_string().contains(expected), "{uri}: {invalid}");
