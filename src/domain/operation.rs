@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use super::{Backup, BackupId, DatabaseId, Failure, OperationId, OperationKind, OperationState, Timestamp};
+use super::{
+    Backup, BackupId, Compression, DatabaseId, Failure, OperationId, OperationKind, OperationState, Timestamp,
+};
 
 /// Progress of an operation, one shape for every kind. Zero totals mean "unknown".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -126,6 +128,21 @@ pub struct ExportResult {
     pub logical_size_bytes: u64,
     /// Hex SHA-256 of the written bytes.
     pub sha256: String,
+    /// The logical database exported, where the engine has them.
+    #[serde(default)]
+    pub database_name: String,
+    /// The compression of the written object.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// The data format before compression (`rdb`, `pg_custom`, `mysql_sql`).
+    #[serde(default)]
+    pub format: String,
+    /// Items (keys, tables) written.
+    #[serde(default)]
+    pub items: u64,
+    /// The version of the server the snapshot came from.
+    #[serde(default)]
+    pub server_version: String,
 }
 
 /// The result of a successful operation.

@@ -55,6 +55,15 @@ impl ConnectionUri {
         Ok(ConnectionUri { url })
     }
 
+    /// Parses a storage location (an export's target): as [`ConnectionUri::parse`], but
+    /// a `file://` URI, which names a local path, needs no host.
+    pub fn parse_location(text: &str) -> Result<Self, String> {
+        match Url::parse(text.trim()) {
+            Ok(url) if url.scheme() == "file" => Ok(ConnectionUri { url }),
+            _ => ConnectionUri::parse(text),
+        }
+    }
+
     /// The scheme (`redis`, `rediss`, `postgres`, ...).
     pub fn scheme(&self) -> &str {
         self.url.scheme()

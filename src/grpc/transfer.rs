@@ -1,6 +1,6 @@
-//! ImportService and ExportService. ImportDatabase, ExportBackup and DownloadBackup
-//! work; the RPCs whose features have not landed yet answer UNIMPLEMENTED (the honest
-//! answer, with a stable reason).
+//! ImportService and ExportService. ImportDatabase, ExportDatabase, ExportBackup and
+//! DownloadBackup work; the RPCs whose features have not landed yet answer UNIMPLEMENTED
+//! (the honest answer, with a stable reason).
 
 use std::pin::Pin;
 
@@ -8,8 +8,8 @@ use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    backup_to_pb, chunk_to_pb, download_backup_from_pb, export_backup_from_pb, exported_backup_to_pb,
-    import_database_from_pb, operation_to_pb,
+    backup_to_pb, chunk_to_pb, download_backup_from_pb, export_backup_from_pb, export_database_from_pb,
+    exported_backup_to_pb, import_database_from_pb, operation_to_pb,
 };
 use super::pb::cellar::v1 as pb;
 use super::status::{invalid_argument, to_status, unimplemented};
@@ -49,9 +49,12 @@ pub(crate) struct ExportHandler {
 impl pb::export_service_server::ExportService for ExportHandler {
     async fn export_database(
         &self,
-        _request: Request<pb::ExportDatabaseRequest>,
+        request: Request<pb::ExportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        Err(unimplemented("ExportDatabase"))
+        let export =
+            export_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let operation = self.cellar.export_database(export).await.map_err(to_status)?;
+        Ok(Response::new(operation_to_pb(&operation)))
     }
 
     async fn export_backup(

@@ -5,21 +5,20 @@
 //! one) every database, each its own object listed in the manifest.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::Digest;
 
+use super::snapshot::{StoredSnapshot, Target, abort, store_snapshot};
 use super::{Manifest, backup_dir, data_key, failure, manifest_key, part_key};
 use crate::domain::{
     Backup, BackupPart, BackupState, Code, Database, EngineKind, Failure, OperationResult, Timestamp, reason,
 };
-use crate::engine::{Engine, Snapshot};
+use crate::engine::Engine;
 use crate::metadata::Store;
 use crate::operations::{Job, JobContext};
-use crate::pipeline;
-use crate::storage::{ObjectWriter, Storage};
+use crate::storage::Storage;
 
 /// Takes one backup of a database into a destination.
 pub struct BackupJob {
@@ -28,15 +27,6 @@ pub struct BackupJob {
     storage: Arc<dyn Storage>,
     database: Database,
     backup: Backup,
-}
-
-/// One snapshot stored as one object.
-struct StoredObject {
-    stored: pipeline::Stored,
-    server_version: String,
-    format_version: String,
-    items: u64,
-    details: std::collections::BTreeMap<String, String>,
 }
 
 /// What a backup covers.
@@ -166,60 +156,15 @@ impl BackupJob {
         database: Option<&str>,
         key: &str,
         before: (u64, u64),
-    ) -> Result<StoredObject, Failure> {
-        let phase = |phase: &'static str| ctx.set_phase(phase);
-        let snapshot = self
-            .engine
-            .snapshot(&self.database.connection_uri, database, &phase)
-            .await
-            .map_err(|error| failure::from_engine(&error))?;
-        tracing::info!(backup = %self.backup.id, ?database, ?snapshot, "snapshot started");
-        let Snapshot {
-            server_version,
-            format_version,
-            bytes_total,
-            items_total,
-            details,
-            items_done,
-            produced_here,
-            body,
-            ..
-        } = snapshot;
-        let threads = if produced_here { pipeline::Threads::One } else { pipeline::Threads::PerCore };
-        let (bytes_before, items_before) = before;
-        ctx.set_totals(bytes_before + bytes_total.unwrap_or(0), items_before + items_total.unwrap_or(0));
-        let mut writer = self.storage.writer(key).await.map_err(|error| failure::from_storage(&error))?;
-        let items_now = || items_done.as_ref().map_or(0, |done| done.load(Ordering::Relaxed));
-        // The engine's phase (`dumping`, `snapshotting`) holds until its first bytes
-        // arrive: a dump waiting for a lock, or a server still writing its RDB, is not
-        // uploading yet.
-        let mut uploading = false;
-        let mut on_progress = |bytes: u64| {
-            if !uploading && bytes > 0 {
-                uploading = true;
-                ctx.set_phase("uploading");
-            }
-            ctx.set_done(bytes_before + bytes, items_before + items_now());
+    ) -> Result<StoredSnapshot, Failure> {
+        let target = Target {
+            uri: &self.database.connection_uri,
+            database,
+            storage: self.storage.as_ref(),
+            key,
+            compression: self.backup.compression,
         };
-        let stored = match pipeline::store_with(
-            body,
-            self.backup.compression,
-            threads,
-            writer.as_mut(),
-            &mut on_progress,
-        )
-        .await
-        {
-            Ok(stored) => stored,
-            Err(error) => {
-                abort(writer).await;
-                return Err(failure::from_pipeline(&error));
-            }
-        };
-        let items = items_total.unwrap_or(0).max(items_now());
-        ctx.set_done(bytes_before + stored.logical_bytes, items_before + items);
-        writer.commit().await.map_err(|error| failure::from_storage(&error))?;
-        Ok(StoredObject { stored, server_version, format_version, items, details })
+        store_snapshot(ctx, &self.engine, target, before).await
     }
 
     // Writes the manifest; for a whole-server backup its checksum is the backup's.
@@ -265,12 +210,6 @@ impl BackupJob {
         if let Err(error) = self.store.update_backup(&backup).await {
             tracing::error!(backup = %backup.id, %error, reason = %outcome.reason, "cannot mark backup failed");
         }
-    }
-}
-
-async fn abort(writer: Box<dyn ObjectWriter>) {
-    if let Err(error) = writer.abort().await {
-        tracing::warn!(%error, "cannot discard a partial object");
     }
 }
 

@@ -6,13 +6,16 @@
 
 mod backup;
 mod delete;
+mod export;
 mod failure;
 mod import;
 mod manifest;
 mod restore;
+mod snapshot;
 
 pub use backup::BackupJob;
 pub use delete::DeleteBackupJob;
+pub use export::ExportJob;
 pub use import::{ImportJob, ImportSource, SourceFile};
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
@@ -43,6 +46,23 @@ pub fn part_key(backup: &crate::domain::Backup, database_name: &str) -> String {
         percent_encoding::utf8_percent_encode(database_name, KEPT),
         format_extension(&backup.format),
         backup.compression.extension()
+    )
+}
+
+/// The name of an export written into a directory: `<database name>-<time>.<format><ext>`
+/// (`orders-2026-11-21T05-50-12Z.pgdump.zst`), separators written `-`.
+pub fn export_file_name(
+    instance_name: &str,
+    time: crate::domain::Timestamp,
+    format: &str,
+    compression: crate::domain::Compression,
+) -> String {
+    format!(
+        "{}-{}.{}{}",
+        file_stem(instance_name),
+        time.format("%Y-%m-%dT%H-%M-%SZ"),
+        format_extension(format),
+        compression.extension()
     )
 }
 
@@ -109,5 +129,10 @@ mod tests {
         assert_eq!(file_stem("nightly run/1"), "nightly-run-1");
         assert_eq!(format_extension("pg_custom"), "pgdump");
         assert_eq!(format_extension("rdb"), "rdb");
+        let time = chrono::DateTime::parse_from_rfc3339("2026-11-21T05:50:12Z").unwrap().to_utc();
+        assert_eq!(
+            export_file_name("orders db", time, "pg_custom", crate::domain::Compression::Zstd),
+            "orders-db-2026-11-21T05-50-12Z.pgdump.zst"
+        );
     }
 }

@@ -257,7 +257,7 @@ fn check_logical_name(field: &str, engine: EngineKind, name: &str) -> Result<(),
     problem.map_err(|problem| crate::domain::Invalid::field(field, problem).into())
 }
 
-fn format_of(engine: EngineKind) -> &'static str {
+pub(super) fn format_of(engine: EngineKind) -> &'static str {
     match engine {
         EngineKind::Redis => "rdb",
         EngineKind::Postgres => "pg_custom",

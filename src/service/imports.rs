@@ -158,7 +158,7 @@ impl Cellar {
     // An http(s) source the URL policy allows; the inner error is a field problem. IP
     // literals and ports are checked here, and names resolved once for an early answer;
     // the client checks again when it connects, which is what holds against DNS changes.
-    async fn allowed_url(
+    pub(super) async fn allowed_url(
         &self,
         field: &str,
         source: &url::Url,
@@ -206,7 +206,7 @@ impl Cellar {
         Ok(ConnectionUri::parse(source.as_str()))
     }
 
-    fn under_a_root(&self, path: &Path) -> bool {
+    pub(super) fn under_a_root(&self, path: &Path) -> bool {
         self.places
             .file_roots
             .iter()

@@ -8,6 +8,7 @@ mod backups;
 mod databases;
 mod destinations;
 mod error;
+mod export_database;
 mod exports;
 mod imports;
 mod requests;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 pub use error::Error;
 pub use exports::{BackupDownload, ExportedBackup, LinkedObject};
 pub use requests::{
-    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup, ExportBackup, ImportDatabase,
-    NewDatabase, NewDestination, PolicyPatch, RestoreBackup,
+    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup, ExportBackup, ExportDatabase,
+    ImportDatabase, NewDatabase, NewDestination, PolicyPatch, RestoreBackup,
 };
 
 use crate::domain::EngineKind;

@@ -192,3 +192,23 @@ pub struct DownloadBackup {
     /// Where to start in the object.
     pub offset: u64,
 }
+
+/// A fresh snapshot of a registered database written to a location outside the
+/// catalog.
+#[derive(Debug, Clone)]
+pub struct ExportDatabase {
+    /// The database to snapshot.
+    pub database_id: DatabaseId,
+    /// Where to write: a directory (ending in `/`) or an object's full URI; may hold a
+    /// password (redacted when shown).
+    pub export_uri: ConnectionUri,
+    /// Write-only credentials for the location.
+    pub credentials: BTreeMap<String, Secret>,
+    /// The logical database (PostgreSQL, MySQL); empty for the one the URI names.
+    pub database_name: String,
+    /// The compression asked for; `None` means from the URI's suffix (or, for a
+    /// directory, the database's policy).
+    pub compression: Option<Compression>,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}

@@ -5,6 +5,7 @@ mod admission;
 mod backups;
 mod catalog;
 mod downloads;
+mod export;
 mod faults;
 mod grpcurl;
 mod http_import;

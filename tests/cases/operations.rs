@@ -230,8 +230,9 @@ async fn rpcs_whose_features_have_not_landed_are_unimplemented() {
     assert_code(server.imports().import_database(request).await, Code::InvalidArgument);
     let request = pb::ImportBackupRequest::default();
     assert_code(server.imports().import_backup(request).await, Code::Unimplemented);
+    // ExportDatabase has landed: a request without a location is INVALID_ARGUMENT.
     let request = pb::ExportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };
-    assert_code(server.exports().export_database(request).await, Code::Unimplemented);
+    assert_code(server.exports().export_database(request).await, Code::InvalidArgument);
     // ExportBackup and DownloadBackup have landed: an unknown backup is NOT_FOUND.
     let request = pb::ExportBackupRequest { backup_id: id.clone(), ..Default::default() };
     assert_code(server.exports().export_backup(request).await, Code::NotFound);

@@ -6,6 +6,7 @@ mod backup;
 mod database;
 mod destination;
 mod export;
+mod export_database;
 mod import;
 mod operation;
 
@@ -13,6 +14,7 @@ pub(crate) use backup::{backup_patch_from_pb, backup_to_pb, create_backup_from_p
 pub(crate) use database::{database_patch_from_pb, database_to_pb, new_database_from_pb};
 pub(crate) use destination::{destination_patch_from_pb, destination_to_pb, new_destination_from_pb};
 pub(crate) use export::{chunk_to_pb, download_backup_from_pb, export_backup_from_pb, exported_backup_to_pb};
+pub(crate) use export_database::export_database_from_pb;
 pub(crate) use import::import_database_from_pb;
 pub(crate) use operation::operation_to_pb;
 

@@ -94,7 +94,14 @@ fn response_to_pb(result: &OperationResult, items_unit: &str) -> pb::OperationRe
             size_bytes: export.size_bytes as i64,
             logical_size_bytes: export.logical_size_bytes as i64,
             sha256: export.sha256.clone(),
-            ..Default::default()
+            database_name: export.database_name.clone(),
+            compression: export
+                .compression
+                .map_or(pb::Compression::Unspecified as i32, super::compression_to_pb),
+            format: export.format.clone(),
+            items_exported: export.items as i64,
+            items_unit: items_unit.to_owned(),
+            server_version: export.server_version.clone(),
         }),
     };
     pb::OperationResponse { result: Some(response) }

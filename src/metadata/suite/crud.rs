@@ -305,6 +305,11 @@ pub(crate) async fn operations(store: &dyn Store) {
             size_bytes: 10,
             logical_size_bytes: 20,
             sha256: "cd".repeat(32),
+            database_name: "orders".to_owned(),
+            compression: Some(crate::domain::Compression::Gzip),
+            format: "mysql_sql".to_owned(),
+            items: 3,
+            server_version: "10.11.6".to_owned(),
         }),
     ];
     for result in results {
