@@ -4,7 +4,8 @@
 //! loaded by `pg_restore` with the same content; the manifest beside each file; and the
 //! refusals: a directory outside the allowed roots, a suffix that contradicts the
 //! compression asked for, a busy database, refused credentials (STORAGE_DENIED, the
-//! secret nowhere), and a failed export that leaves an earlier file at its name alone.
+//! secret nowhere), a failed export that leaves an earlier file at its name alone, and a
+//! cancelled one that leaves nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -281,4 +282,32 @@ async fn a_failed_export_leaves_what_was_at_its_name() {
     assert_eq!(done.error().map(|error| error.reason.as_str()), Some("SOURCE_UNREACHABLE"), "{done:?}");
     assert_eq!(std::fs::read(&file).unwrap(), b"an earlier export");
     assert_eq!(files::files_under(dir.path()), vec![file], "no partial file, no manifest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_export_leaves_nothing_and_the_database_free() {
+    let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
+    blocking(|| source.load_slow_dataset(3000, 4096, 1000));
+    let server = TestServer::start().await;
+    let database = server.register_redis("export-cancelled", &source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let request = export_request(&database.id, format!("file://{}/cache.rdb.gz", dir.path().display()));
+    let started = server.exports().export_database(request).await.expect("ExportDatabase").into_inner();
+    server.wait_for_bytes(&started.name).await;
+
+    let request = pb::CancelOperationRequest { name: started.name.clone() };
+    server.operations().cancel_operation(request).await.expect("CancelOperation");
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Cancelled, "{done:?}");
+    assert!(
+        files::files_under(dir.path()).is_empty(),
+        "nothing was left: {:?}",
+        files::files_under(dir.path())
+    );
+
+    blocking(|| source.speed_up_snapshots());
+    let request = export_request(&database.id, format!("file://{}/cache.rdb.gz", dir.path().display()));
+    let done = export(&server, request).await;
+    export_result(&done);
+    assert!(dir.path().join("cache.rdb.gz").is_file());
 }
