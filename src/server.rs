@@ -242,10 +242,11 @@ fn sweep_spool(dir: &std::path::Path) {
     }
 }
 
-// Finds every engine's tools in the background while the server starts, so that the
-// first backup does not wait for `--version` answers, and says what was found.
+// Finds the SQL engines' tools in the background while the server starts, so that the
+// first backup does not wait for `--version` answers, and says what was found (Redis
+// runs no tool).
 async fn prepare_engines(settings: crate::engine::Settings) {
-    for kind in [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Redis] {
+    for kind in [EngineKind::Postgres, EngineKind::Mysql] {
         let Ok(engine) = crate::engine::for_kind(kind, &settings) else { continue };
         for tool in engine.prepare().await {
             tracing::debug!(engine = %kind, tool = %tool.path.display(), version = %tool.version, "tool found");
