@@ -143,7 +143,7 @@ impl OperationKind {
     /// Whether operations of this kind hold their database exclusively while queued or
     /// running (a second one on the same database is refused as busy).
     pub fn locks_database(&self) -> bool {
-        !matches!(self, OperationKind::DeleteBackup)
+        !matches!(self, OperationKind::DeleteBackup | OperationKind::ImportBackup)
     }
 }
 

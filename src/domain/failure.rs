@@ -120,6 +120,9 @@ pub mod reason {
     /// A READY backup's stored object is missing, or no longer matches its recorded
     /// size or checksum.
     pub const BACKUP_OBJECT_DAMAGED: &str = "BACKUP_OBJECT_DAMAGED";
+    /// An archive is in no format Cellar reads, or not in the one its request names
+    /// (`engine`, or the engine of the database it is filed under).
+    pub const FORMAT_UNKNOWN: &str = "FORMAT_UNKNOWN";
 }
 
 /// A failure of an operation (or a warning attached to one).

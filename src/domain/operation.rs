@@ -113,6 +113,13 @@ pub struct ImportResult {
     /// The logical databases loaded, where the engine has them.
     #[serde(default)]
     pub database_names: Vec<String>,
+    /// Bytes after decompression: loaded, or stored in the new backup before its
+    /// compression.
+    #[serde(default)]
+    pub logical_bytes: u64,
+    /// The new backup, READY, for ImportBackup.
+    #[serde(default)]
+    pub backup: Option<Box<super::Backup>>,
 }
 
 /// What an export did.

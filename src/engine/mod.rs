@@ -11,6 +11,7 @@ use tokio::io::AsyncRead;
 
 use crate::domain::{Code, ConnectionUri, EngineKind, reason};
 
+pub mod detect;
 pub mod journal;
 pub mod lines;
 pub mod mysql;
@@ -188,15 +189,25 @@ pub struct DataStream<'a> {
     pub spool_dir: &'a std::path::Path,
 }
 
+/// What [`Engine::check_file`] found in a data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFile {
+    /// The data format: `rdb`, `pg_custom`, `pg_sql`, `mysql_sql`.
+    pub format: &'static str,
+    /// The format's own version (the RDB version, the archive version), when known.
+    pub format_version: String,
+    /// The version of the server that wrote it, when the file says.
+    pub server_version: String,
+    /// Items (keys, tables) in it, when known.
+    pub items: u64,
+}
+
 /// A database engine.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// The engine this is.
     fn kind(&self) -> EngineKind;
 
-    /// The logical databases of the server at `uri` that a whole-server backup holds
-    /// (templates and system schemas left out), sorted; empty for engines without
-    /// separate logical databases (Redis: one snapshot holds them all).
     /// Finds what the engine needs before its first operation (its tools and their
     /// versions, which are remembered), so that the first backup does not wait for it;
     /// returns the tools found, for the start-up log. Never fails: a tool that is
@@ -205,6 +216,9 @@ pub trait Engine: Send + Sync {
         Vec::new()
     }
 
+    /// The logical databases of the server at `uri` that a whole-server backup holds
+    /// (templates and system schemas left out), sorted; empty for engines without
+    /// separate logical databases (Redis: one snapshot holds them all).
     async fn databases(&self, _uri: &ConnectionUri) -> Result<Vec<String>, Error> {
         Ok(Vec::new())
     }
@@ -219,6 +233,12 @@ pub trait Engine: Send + Sync {
         database: Option<&str>,
         phase: PhaseSink<'_>,
     ) -> Result<Snapshot, Error>;
+
+    /// Checks a data file (this engine's native format, decompressed) whole, as a load
+    /// checks its data before it touches a target, without any server: read to its end,
+    /// its checksums and structure verified. What an archive goes through before it
+    /// enters the catalog.
+    async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error>;
 
     /// Replaces the data of the server at `uri` (of its logical `database`, default the
     /// one the URI names, created if missing) with `data` (the engine's native format,

@@ -85,16 +85,6 @@ pub(crate) fn invalid_argument(invalid: &Invalid) -> Status {
     Status::with_error_details(Code::InvalidArgument, invalid.to_string(), details)
 }
 
-/// UNIMPLEMENTED for an RPC whose feature has not landed yet.
-pub(crate) fn unimplemented(rpc: &str) -> Status {
-    with_reason(
-        Code::Unimplemented,
-        format!("{rpc} is not implemented yet"),
-        "NOT_IMPLEMENTED",
-        HashMap::new(),
-    )
-}
-
 fn with_reason(code: Code, message: String, reason: &str, metadata: HashMap<String, String>) -> Status {
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }

@@ -1,6 +1,5 @@
-//! ImportService and ExportService. ImportDatabase, ExportDatabase, ExportBackup and
-//! DownloadBackup work; the RPCs whose features have not landed yet answer UNIMPLEMENTED
-//! (the honest answer, with a stable reason).
+//! ImportService and ExportService: requests converted and validated, then handed to
+//! the core.
 
 use std::pin::Pin;
 
@@ -9,10 +8,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     backup_to_pb, chunk_to_pb, download_backup_from_pb, export_backup_from_pb, export_database_from_pb,
-    exported_backup_to_pb, import_database_from_pb, operation_to_pb,
+    exported_backup_to_pb, import_backup_from_pb, import_database_from_pb, operation_to_pb,
 };
 use super::pb::cellar::v1 as pb;
-use super::status::{invalid_argument, to_status, unimplemented};
+use super::status::{invalid_argument, to_status};
 use crate::service::Cellar;
 
 /// Serves `cellar.v1.ImportService`.
@@ -34,9 +33,12 @@ impl pb::import_service_server::ImportService for ImportHandler {
 
     async fn import_backup(
         &self,
-        _request: Request<pb::ImportBackupRequest>,
+        request: Request<pb::ImportBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        Err(unimplemented("ImportBackup"))
+        let import =
+            import_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        let operation = self.cellar.import_backup(import).await.map_err(to_status)?;
+        Ok(Response::new(operation_to_pb(&operation)))
     }
 }
 

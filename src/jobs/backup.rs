@@ -3,17 +3,20 @@
 //! A server with logical databases (PostgreSQL, MySQL) is backed up one database at a
 //! time: the one asked for, the one its connection URI names, or (when neither names
 //! one) every database, each its own object listed in the manifest.
+//!
+//! The same job brings a live database that is not registered into the catalog
+//! (ImportBackup); a failed import then leaves no record behind.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use sha2::Digest;
 
-use super::snapshot::{StoredSnapshot, Target, abort, store_snapshot};
+use super::manifest::write_manifest;
+use super::snapshot::{StoredSnapshot, Target, store_snapshot};
 use super::{Manifest, backup_dir, data_key, failure, manifest_key, part_key};
 use crate::domain::{
-    Backup, BackupPart, BackupState, Code, Database, EngineKind, Failure, OperationResult, Timestamp, reason,
+    Backup, BackupPart, BackupState, Code, ConnectionUri, Database, EngineKind, Failure, ImportResult,
+    OperationResult, Timestamp, reason,
 };
 use crate::engine::Engine;
 use crate::metadata::Store;
@@ -25,8 +28,38 @@ pub struct BackupJob {
     store: Arc<dyn Store>,
     engine: Arc<dyn Engine>,
     storage: Arc<dyn Storage>,
-    database: Database,
+    source: BackupSource,
     backup: Backup,
+}
+
+/// The server a backup snapshots.
+#[derive(Debug, Clone)]
+pub struct BackupSource {
+    /// Its engine.
+    pub engine: EngineKind,
+    /// How to reach it.
+    pub uri: ConnectionUri,
+    /// How messages name it: the registered database's name, or the URI redacted.
+    pub shown: String,
+    /// Every logical database of the server, whatever the URI names (which is then only
+    /// where to connect).
+    pub every_database: bool,
+    /// Whether it is a server outside the catalog (ImportBackup): a failed attempt then
+    /// removes the backup's record too, not only its objects.
+    pub imported: bool,
+}
+
+impl BackupSource {
+    /// A registered database.
+    pub fn registered(database: &Database) -> Self {
+        BackupSource {
+            engine: database.engine,
+            uri: database.connection_uri.clone(),
+            shown: database.name.to_string(),
+            every_database: false,
+            imported: false,
+        }
+    }
 }
 
 /// What a backup covers.
@@ -38,20 +71,20 @@ enum Scope {
 }
 
 impl BackupJob {
-    /// A job filling the CREATING record `backup` with a snapshot of `database`.
+    /// A job filling the CREATING record `backup` with a snapshot of `source`.
     pub fn new(
         store: Arc<dyn Store>,
         engine: Arc<dyn Engine>,
         storage: Arc<dyn Storage>,
-        database: Database,
+        source: BackupSource,
         backup: Backup,
     ) -> Self {
-        BackupJob { store, engine, storage, database, backup }
+        BackupJob { store, engine, storage, source, backup }
     }
 
     async fn snapshot_and_store(&self, ctx: &JobContext) -> Result<Backup, Failure> {
         let start_time = crate::domain::now();
-        ctx.set_items_unit(crate::domain::ItemsUnit::of(self.database.engine));
+        ctx.set_items_unit(crate::domain::ItemsUnit::of(self.source.engine));
         let mut backup = self.backup.clone();
         let manifest = match self.scope(ctx).await? {
             Scope::One(database) => {
@@ -69,7 +102,7 @@ impl BackupJob {
             Scope::Every(databases) => self.store_every(ctx, &mut backup, &databases, start_time).await?,
         };
         ctx.set_phase("committing");
-        self.write_manifest(&mut backup, &manifest).await?;
+        write_manifest(self.storage.as_ref(), &mut backup, &manifest).await?;
 
         backup.state = BackupState::Ready;
         backup.update_time = crate::domain::now();
@@ -80,30 +113,27 @@ impl BackupJob {
     // The databases to dump: Redis has one snapshot; a SQL server the database asked
     // for, else the one its URI names, else every one it has.
     async fn scope(&self, ctx: &JobContext) -> Result<Scope, Failure> {
-        if self.database.engine == EngineKind::Redis {
+        if self.source.engine == EngineKind::Redis {
             return Ok(Scope::One(None));
         }
         if !self.backup.database_name.is_empty() {
             return Ok(Scope::One(Some(self.backup.database_name.clone())));
         }
-        let path = self.database.connection_uri.expose().path().trim_start_matches('/').to_owned();
-        if !path.is_empty() {
+        let path = self.source.uri.expose().path().trim_start_matches('/').to_owned();
+        if !path.is_empty() && !self.source.every_database {
             let name = percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned();
             return Ok(Scope::One(Some(name)));
         }
         ctx.set_phase("listing databases");
-        let databases = self
-            .engine
-            .databases(&self.database.connection_uri)
-            .await
-            .map_err(|error| failure::from_engine(&error))?;
+        let databases =
+            self.engine.databases(&self.source.uri).await.map_err(|error| failure::from_engine(&error))?;
         if databases.is_empty() {
             return Err(Failure::new(
                 Code::FailedPrecondition,
                 reason::DATABASE_NOT_FOUND,
                 format!(
                     "{} has no databases to back up (templates and system databases are left out)",
-                    self.database.name
+                    self.source.shown
                 ),
             ));
         }
@@ -158,7 +188,7 @@ impl BackupJob {
         before: (u64, u64),
     ) -> Result<StoredSnapshot, Failure> {
         let target = Target {
-            uri: &self.database.connection_uri,
+            uri: &self.source.uri,
             database,
             storage: self.storage.as_ref(),
             key,
@@ -167,26 +197,27 @@ impl BackupJob {
         store_snapshot(ctx, &self.engine, target, before).await
     }
 
-    // Writes the manifest; for a whole-server backup its checksum is the backup's.
-    async fn write_manifest(&self, backup: &mut Backup, manifest: &Manifest) -> Result<(), Failure> {
-        let json = serde_json::to_vec_pretty(manifest).map_err(|error| failure::internal(&error))?;
-        if !backup.parts.is_empty() {
-            backup.sha256 = hex::encode(sha2::Sha256::digest(&json));
+    // What an import of a live server did, for its operation.
+    fn imported(&self, backup: Backup) -> ImportResult {
+        let database_names = match backup.parts.is_empty() {
+            true => Some(backup.database_name.clone()).filter(|name| !name.is_empty()).into_iter().collect(),
+            false => backup.parts.iter().map(|part| part.database_name.clone()).collect(),
+        };
+        ImportResult {
+            database_id: backup.database_id,
+            backup_id: Some(backup.id),
+            source_uris: vec![self.source.uri.redacted()],
+            bytes: backup.logical_size_bytes,
+            items: 0,
+            load_method: String::new(),
+            database_names,
+            logical_bytes: backup.logical_size_bytes,
+            backup: Some(Box::new(backup)),
         }
-        let mut writer = self
-            .storage
-            .writer(&manifest_key(backup))
-            .await
-            .map_err(|error| failure::from_storage(&error))?;
-        if let Err(error) = writer.write(Bytes::from(json)).await {
-            abort(writer).await;
-            return Err(failure::from_storage(&error));
-        }
-        writer.commit().await.map_err(|error| failure::from_storage(&error))?;
-        Ok(())
     }
 
-    // Leaves no trace of a failed or cancelled attempt but a FAILED record: every object
+    // Leaves no trace of a failed or cancelled attempt but a FAILED record (an import:
+    // no record at all): every object
     // under the backup's own directory goes (the parts written so far are not known
     // after a crash, but they are all there).
     async fn clean_up(&self, outcome: &Failure) {
@@ -204,6 +235,12 @@ impl BackupJob {
             if let Err(error) = self.storage.delete(&key).await {
                 tracing::error!(backup = %backup.id, %error, "cannot remove the objects of a failed backup");
             }
+        }
+        if self.source.imported {
+            if let Err(error) = self.store.delete_backup(backup.id).await {
+                tracing::error!(backup = %backup.id, %error, "cannot remove the record of a failed import");
+            }
+            return;
         }
         backup.state = BackupState::Failed;
         backup.update_time = crate::domain::now();
@@ -224,6 +261,7 @@ impl Job for BackupJob {
             () = ctx.token().cancelled() => Err(Failure::cancelled()),
         };
         match outcome {
+            Ok(backup) if self.source.imported => Ok(OperationResult::Import(self.imported(backup))),
             Ok(backup) => Ok(OperationResult::Backup(Box::new(backup))),
             Err(failure) => {
                 ctx.set_phase("cleaning up");

@@ -3,7 +3,7 @@
 //! several, every one is spooled to local disk first, as is a live server's snapshot,
 //! then the engine checks them all and loads them in order after one flush.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -124,6 +124,8 @@ impl ImportJob {
             items: outcome.items,
             load_method: outcome.method.to_owned(),
             database_names: outcome.databases,
+            logical_bytes: outcome.bytes,
+            backup: None,
         })
     }
 
@@ -136,7 +138,7 @@ impl ImportJob {
         let (mut stored, mut bytes) = (0, 0);
         let mut spools = Vec::new();
         for file in files {
-            let reader = self.open(file).await?;
+            let reader = open_source(file, &self.http).await?;
             if let Some(size) = reader.size {
                 ctx.set_totals(stored + size, 0);
             }
@@ -154,7 +156,7 @@ impl ImportJob {
 
     // Reads one file, decompressed, straight into the engine.
     async fn import_stream(&self, ctx: &JobContext, file: &SourceFile) -> Result<Outcome, Failure> {
-        let reader = self.open(file).await?;
+        let reader = open_source(file, &self.http).await?;
         let size = reader.size.unwrap_or(0);
         ctx.set_totals(size, 0);
         let mut unpacking =
@@ -294,36 +296,6 @@ impl ImportJob {
         Ok(loaded)
     }
 
-    // Opens one file source; its size when known.
-    async fn open(&self, file: &SourceFile) -> Result<ObjectReader, Failure> {
-        match file {
-            SourceFile::Local(path) => {
-                let cannot_open = |error: std::io::Error| {
-                    let reason = match error.kind() {
-                        std::io::ErrorKind::NotFound => reason::SOURCE_NOT_FOUND,
-                        _ => reason::SOURCE_UNREACHABLE,
-                    };
-                    Failure::new(Code::NotFound, reason, format!("cannot open {}: {error}", path.display()))
-                };
-                let opened = tokio::fs::File::open(path).await.map_err(cannot_open)?;
-                let size = opened.metadata().await.ok().map(|metadata| metadata.len());
-                Ok(ObjectReader { size, body: Box::pin(opened) })
-            }
-            SourceFile::Http(url) => {
-                self.http.open(url.expose(), 0).await.map_err(|error| failure::from_source(&error))
-            }
-            SourceFile::Object { storage, key } => {
-                storage.reader(key, 0).await.map_err(|error| failure::from_source(&error))
-            }
-            SourceFile::Ftp(url) => {
-                let policy = self.http.policy().clone();
-                let (storage, key) = FtpStorage::for_file(url.expose(), policy)
-                    .map_err(|error| failure::from_source(&error))?;
-                storage.reader(&key, 0).await.map_err(|error| failure::from_source(&error))
-            }
-        }
-    }
-
     // Decompresses one source into a new spool file; returns it and what was read and
     // written. Progress counts stored bytes, after `bytes_before` of earlier sources.
     async fn spool(
@@ -332,14 +304,52 @@ impl ImportJob {
         ctx: &JobContext,
         bytes_before: u64,
     ) -> Result<(SpoolFile, Unpacked), Failure> {
-        let mut spool =
-            SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
         let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, 0);
-        let unpacked = unpack(source, None, &mut spool, &mut on_progress)
-            .await
-            .map_err(|error| failure::from_unpack(&error))?;
-        Ok((spool, unpacked))
+        spool_source(source, &self.spool_dir, &mut on_progress).await
     }
+}
+
+/// Opens one file source (`http` fetches http(s) sources); its size when known.
+pub(super) async fn open_source(file: &SourceFile, http: &HttpClient) -> Result<ObjectReader, Failure> {
+    match file {
+        SourceFile::Local(path) => {
+            let cannot_open = |error: std::io::Error| {
+                let reason = match error.kind() {
+                    std::io::ErrorKind::NotFound => reason::SOURCE_NOT_FOUND,
+                    _ => reason::SOURCE_UNREACHABLE,
+                };
+                Failure::new(Code::NotFound, reason, format!("cannot open {}: {error}", path.display()))
+            };
+            let opened = tokio::fs::File::open(path).await.map_err(cannot_open)?;
+            let size = opened.metadata().await.ok().map(|metadata| metadata.len());
+            Ok(ObjectReader { size, body: Box::pin(opened) })
+        }
+        SourceFile::Http(url) => {
+            http.open(url.expose(), 0).await.map_err(|error| failure::from_source(&error))
+        }
+        SourceFile::Object { storage, key } => {
+            storage.reader(key, 0).await.map_err(|error| failure::from_source(&error))
+        }
+        SourceFile::Ftp(url) => {
+            let policy = http.policy().clone();
+            let (storage, key) =
+                FtpStorage::for_file(url.expose(), policy).map_err(|error| failure::from_source(&error))?;
+            storage.reader(&key, 0).await.map_err(|error| failure::from_source(&error))
+        }
+    }
+}
+
+/// Decompresses one source into a new spool file in `spool_dir`; returns it and what
+/// was read and written. `on_progress` gets the stored bytes read so far.
+pub(super) async fn spool_source(
+    source: impl tokio::io::AsyncRead + Unpin + Send,
+    spool_dir: &Path,
+    on_progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<(SpoolFile, Unpacked), Failure> {
+    let mut spool = SpoolFile::create(spool_dir).await.map_err(|error| failure::internal(&error))?;
+    let unpacked =
+        unpack(source, None, &mut spool, on_progress).await.map_err(|error| failure::from_unpack(&error))?;
+    Ok((spool, unpacked))
 }
 
 #[async_trait]

@@ -2,7 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Backup, BackupPart, Timestamp};
+use bytes::Bytes;
+use sha2::Digest;
+
+use super::snapshot::abort;
+use super::{failure, manifest_key};
+use crate::domain::{Backup, BackupPart, Failure, Timestamp};
+use crate::storage::Storage;
 
 /// What a backup holds, stored next to its data so that the bytes can be understood
 /// (and verified) without the catalog.
@@ -88,4 +94,25 @@ impl Manifest {
             cellar_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
+}
+
+/// Writes `manifest` beside the backup's data on `storage`; for a whole-server backup
+/// its checksum becomes the backup's.
+pub(super) async fn write_manifest(
+    storage: &dyn Storage,
+    backup: &mut Backup,
+    manifest: &Manifest,
+) -> Result<(), Failure> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|error| failure::internal(&error))?;
+    if !backup.parts.is_empty() {
+        backup.sha256 = hex::encode(sha2::Sha256::digest(&json));
+    }
+    let mut writer =
+        storage.writer(&manifest_key(backup)).await.map_err(|error| failure::from_storage(&error))?;
+    if let Err(error) = writer.write(Bytes::from(json)).await {
+        abort(writer).await;
+        return Err(failure::from_storage(&error));
+    }
+    writer.commit().await.map_err(|error| failure::from_storage(&error))?;
+    Ok(())
 }

@@ -9,14 +9,16 @@ mod delete;
 mod export;
 mod failure;
 mod import;
+mod import_archive;
 mod manifest;
 mod restore;
 mod snapshot;
 
-pub use backup::BackupJob;
+pub use backup::{BackupJob, BackupSource};
 pub use delete::DeleteBackupJob;
 pub use export::ExportJob;
 pub use import::{ImportJob, ImportSource, SourceFile};
+pub use import_archive::{ArchivePlaces, ImportArchiveJob};
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
 
@@ -79,7 +81,7 @@ pub fn backup_dir(backup: &crate::domain::Backup) -> String {
 fn format_extension(format: &str) -> &str {
     match format {
         "pg_custom" => "pgdump",
-        "mysql_sql" => "sql",
+        "mysql_sql" | "pg_sql" => "sql",
         other => other,
     }
 }

@@ -8,7 +8,7 @@ use crate::domain::{
     Backup, BackupId, BackupName, BackupState, Destination, DestinationId, EngineKind, Operation,
     OperationKind, reason,
 };
-use crate::jobs::{BackupJob, DeleteBackupJob, RestoreJob};
+use crate::jobs::{BackupJob, BackupSource, DeleteBackupJob, RestoreJob};
 use crate::operations::Submission;
 use crate::storage::{self, Storage};
 
@@ -55,7 +55,8 @@ impl Cellar {
             labels: request.labels,
             parts: Vec::new(),
         };
-        let job = BackupJob::new(self.store.clone(), engine, storage, database.clone(), backup.clone());
+        let source = BackupSource::registered(&database);
+        let job = BackupJob::new(self.store.clone(), engine, storage, source, backup.clone());
         let submission = Submission {
             kind: OperationKind::Backup,
             database_id: Some(database.id),
@@ -220,7 +221,7 @@ impl Cellar {
         }
     }
 
-    async fn resolve_destination(&self, id: Option<DestinationId>) -> Result<Destination, Error> {
+    pub(super) async fn resolve_destination(&self, id: Option<DestinationId>) -> Result<Destination, Error> {
         let Some(id) = id else { return self.local_destination().await };
         Ok(self.store.get_destination(id).await?)
     }

@@ -1,13 +1,14 @@
 //! Importing into registered databases: from files under the allowed roots, from
 //! http(s) URLs the URL policy allows, or from a live server of the same engine.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Cellar, Error, ImportDatabase};
-use crate::domain::{ConnectionUri, Database, EngineKind, Invalid, Operation, OperationKind, reason};
+use crate::domain::{ConnectionUri, Database, EngineKind, Invalid, Operation, OperationKind, Secret, reason};
 use crate::jobs::{ImportJob, ImportSource, SourceFile};
 use crate::net::{self, Reach};
 use crate::operations::Submission;
@@ -72,6 +73,28 @@ impl Cellar {
         Ok(self.manager.submit(submission).await?)
     }
 
+    /// Checks one source and says how to open it; the inner error is a problem of
+    /// `field`. `credentials` (keys as a destination's) are for object stores.
+    pub(super) async fn import_source(
+        &self,
+        field: &str,
+        source: &url::Url,
+        credentials: &BTreeMap<String, Secret>,
+    ) -> Result<Result<SourceFile, String>, Error> {
+        Ok(match source.scheme() {
+            "file" => self.allowed_file(field, source)?.map(SourceFile::Local),
+            "http" | "https" => self.allowed_url(field, source).await?.map(SourceFile::Http),
+            "s3" | "gs" | "abs" | "az" => self.object_source(field, source, credentials).await?,
+            "ftp" => self.allowed_ftp_url(field, source).await?.map(SourceFile::Ftp),
+            other => {
+                return Err(Error::Unimplemented(format!(
+                    "{field}: imports from {other}:// sources are not supported; use file://, ftp://, \
+                     http(s)://, s3://, gs://, abs:// or az://"
+                )));
+            }
+        })
+    }
+
     // Checks every source and says how to open it, in order: `file://` paths inside an
     // allowed root once resolved (so `..` and links cannot leave it), and ftp and http(s)
     // URLs the URL policy allows. Other schemes arrive with their storage.
@@ -80,29 +103,9 @@ impl Cellar {
         let mut files = Vec::new();
         for (index, source) in sources.iter().enumerate() {
             let field = format!("source_uris[{index}]");
-            match source.scheme() {
-                "file" => match self.allowed_file(&field, source)? {
-                    Ok(path) => files.push(SourceFile::Local(path)),
-                    Err(problem) => invalid.add(field, problem),
-                },
-                "http" | "https" => match self.allowed_url(&field, source).await? {
-                    Ok(url) => files.push(SourceFile::Http(url)),
-                    Err(problem) => invalid.add(field, problem),
-                },
-                "s3" | "gs" | "abs" | "az" => match self.object_source(&field, source).await? {
-                    Ok(file) => files.push(file),
-                    Err(problem) => invalid.add(field, problem),
-                },
-                "ftp" => match self.allowed_ftp_url(&field, source).await? {
-                    Ok(url) => files.push(SourceFile::Ftp(url)),
-                    Err(problem) => invalid.add(field, problem),
-                },
-                other => {
-                    return Err(Error::Unimplemented(format!(
-                        "{field}: imports from {other}:// sources are not supported yet; use file://, ftp://, \
-                         http(s)://, s3://, gs://, abs:// or az://"
-                    )));
-                }
+            match self.import_source(&field, source, &BTreeMap::new()).await? {
+                Ok(file) => files.push(file),
+                Err(problem) => invalid.add(field, problem),
             }
         }
         invalid.into_result(|| files).map_err(Error::from)
@@ -116,11 +119,12 @@ impl Cellar {
         &self,
         field: &str,
         source: &url::Url,
+        credentials: &BTreeMap<String, Secret>,
     ) -> Result<Result<SourceFile, String>, Error> {
         let problem = |error: crate::storage::Error| {
             error.to_string().trim_start_matches("invalid destination uri: ").to_owned()
         };
-        let (location, key) = match ObjectLocation::parse_object_uri(source.as_str()) {
+        let (location, key) = match ObjectLocation::parse_object_uri(source.as_str(), credentials) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Ok(Err("is not an object-store URI".to_owned())),
             Err(error) => return Ok(Err(problem(error))),

@@ -10,6 +10,7 @@ mod destinations;
 mod error;
 mod export_database;
 mod exports;
+mod import_backup;
 mod imports;
 mod requests;
 mod schedules;
@@ -20,8 +21,9 @@ use std::sync::Arc;
 pub use error::Error;
 pub use exports::{BackupDownload, ExportedBackup, LinkedObject};
 pub use requests::{
-    BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup, ExportBackup, ExportDatabase,
-    ImportDatabase, NewDatabase, NewDestination, PolicyPatch, RestoreBackup,
+    BackupImportSource, BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup,
+    ExportBackup, ExportDatabase, ImportBackup, ImportDatabase, NewDatabase, NewDestination, PolicyPatch,
+    RestoreBackup,
 };
 
 use crate::domain::EngineKind;

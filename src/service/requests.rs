@@ -170,6 +170,46 @@ pub struct ImportDatabase {
     pub request_id: Option<String>,
 }
 
+/// Where an imported backup's data comes from.
+#[derive(Debug, Clone)]
+pub enum BackupImportSource {
+    /// A live database (its engine told by the scheme).
+    Live(ConnectionUri),
+    /// An archive at a location, with the credentials to read it.
+    Archive {
+        /// The archive's URI (`file://`, `http(s)://`, `ftp://`, `s3://`, `gs://`,
+        /// `abs://`, `az://`); its password shows redacted.
+        url: ConnectionUri,
+        /// Credentials for reading it, keys as in a destination's credentials.
+        credentials: BTreeMap<String, Secret>,
+    },
+}
+
+/// A backup brought into the catalog from outside (ImportBackup).
+#[derive(Debug, Clone)]
+pub struct ImportBackup {
+    /// The name; default made from the creation time.
+    pub name: Option<BackupName>,
+    /// The engine the request names; `None`: the source tells.
+    pub engine: Option<EngineKind>,
+    /// Where the data comes from.
+    pub source: BackupImportSource,
+    /// For a live PostgreSQL or MySQL server: every logical database.
+    pub import_all_databases: bool,
+    /// The stored compression (gzip or zstd).
+    pub compression: Compression,
+    /// Where to store it; default the `local` destination.
+    pub destination_id: Option<DestinationId>,
+    /// The registered database to file it under, if any.
+    pub database_id: Option<DatabaseId>,
+    /// When it expires; `None` for never.
+    pub expire_time: Option<Timestamp>,
+    /// Labels.
+    pub labels: Labels,
+    /// Idempotency key.
+    pub request_id: Option<String>,
+}
+
 /// A download link for a READY backup.
 #[derive(Debug, Clone)]
 pub struct ExportBackup {

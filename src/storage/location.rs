@@ -167,9 +167,12 @@ impl ObjectLocation {
     /// `s3://KEY_ID:SECRET@bucket/dumps/a.rdb.gz?region=eu-west-1`): its options from
     /// the query, its credentials from the user info or the environment. Returns the
     /// location of the object's directory and the object's key in it; `Ok(None)` for
-    /// other schemes.
-    pub fn parse_object_uri(uri: &str) -> Result<Option<(ObjectLocation, String)>, Error> {
-        let Some(mut location) = ObjectLocation::parse_parts(uri, &BTreeMap::new(), &BTreeMap::new())? else {
+    /// other schemes. `credentials` (keys as a destination's) come before the user info.
+    pub fn parse_object_uri(
+        uri: &str,
+        credentials: &BTreeMap<String, Secret>,
+    ) -> Result<Option<(ObjectLocation, String)>, Error> {
+        let Some(mut location) = ObjectLocation::parse_parts(uri, credentials, &BTreeMap::new())? else {
             return Ok(None);
         };
         let (prefix, key) = match location.prefix.rsplit_once('/') {
@@ -644,22 +647,25 @@ mod tests {
     #[test]
     fn object_uris_split_into_a_location_and_a_key() {
         let check = |uri: &str, display: &str, key: &str| {
-            let (location, parsed_key) = ObjectLocation::parse_object_uri(uri).unwrap().unwrap();
+            let (location, parsed_key) =
+                ObjectLocation::parse_object_uri(uri, &BTreeMap::new()).unwrap().unwrap();
             assert_eq!((location.display_uri().as_str(), parsed_key.as_str()), (display, key), "{uri}");
         };
         check("s3://bucket/dumps/a.rdb.gz?region=eu-west-1", "s3://bucket/dumps", "a.rdb.gz");
         check("s3://AKID:s3cr3t@bucket/a.rdb", "s3://bucket", "a.rdb");
         check("gs://bucket/x/y/z.rdb", "gs://bucket/x/y", "z.rdb");
         check("abs://K3y@account/container/dump.rdb", "abs://account/container", "dump.rdb");
-        assert_eq!(ObjectLocation::parse_object_uri("https://host/a.rdb").unwrap(), None);
+        assert_eq!(ObjectLocation::parse_object_uri("https://host/a.rdb", &BTreeMap::new()).unwrap(), None);
         for bad in ["s3://bucket", "s3://bucket/", "abs://K3y@account/container"] {
-            let error = ObjectLocation::parse_object_uri(bad).unwrap_err().to_string();
+            let error = ObjectLocation::parse_object_uri(bad, &BTreeMap::new()).unwrap_err().to_string();
             assert!(error.contains("not an object") || error.contains("need a container"), "{bad}: {error}");
         }
-        let (location, _) =
-            ObjectLocation::parse_object_uri("s3://b/k?endpoint=http://10.0.0.1:9000&allow_http=true")
-                .unwrap()
-                .unwrap();
+        let (location, _) = ObjectLocation::parse_object_uri(
+            "s3://b/k?endpoint=http://10.0.0.1:9000&allow_http=true",
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(location.endpoint(), Some("http://10.0.0.1:9000"));
     }
 

@@ -5,7 +5,8 @@
 //! untouched, a retried 500, and the URL policy refusing internal hosts not on the
 //! allow-list, at the RPC and on a redirect.
 
-use std::path::{Path, PathBuf};
+use crate::support::files::compress;
+use std::path::PathBuf;
 
 use crate::support::{
     HttpServer, OperationExt, RedisOptions, RedisServer, ServerOptions, TestServer, assert_code,
@@ -29,18 +30,6 @@ fn rdb_of(prefix: &str, keys: u32) -> (RedisServer, PathBuf) {
     source.call(&["SAVE"]);
     let path = source.dir().join("dump.rdb");
     (source, path)
-}
-
-/// Compresses `path` with `tool` (`gzip`, `zstd`) into a new file beside it.
-fn compress(path: &Path, tool: &str, suffix: &str) -> PathBuf {
-    let output = PathBuf::from(format!("{}{suffix}", path.display()));
-    let status = std::process::Command::new(tool)
-        .args(["-q", "-k", "-f"])
-        .arg(path)
-        .status()
-        .unwrap_or_else(|error| panic!("{tool} is needed (scripts/test installs it): {error}"));
-    assert!(status.success() && output.exists(), "{tool} made {}", output.display());
-    output
 }
 
 fn import_result(operation: &pb::Operation) -> &pb::ImportResult {

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use crate::support::files::compress;
 use crate::support::{OperationExt, RedisOptions, RedisServer, TestServer, assert_code, blocking, pb};
 
 async fn import(server: &TestServer, request: pb::ImportDatabaseRequest) -> pb::Operation {
@@ -21,17 +22,6 @@ fn rdb_of(prefix: &str, keys: u32) -> (RedisServer, PathBuf) {
     source.call(&["SAVE"]);
     let path = source.dir().join("dump.rdb");
     (source, path)
-}
-
-fn compress(path: &PathBuf, tool: &str, suffix: &str) -> PathBuf {
-    let output = PathBuf::from(format!("{}{suffix}", path.display()));
-    let status = std::process::Command::new(tool)
-        .args(["-q", "-k", "-f"])
-        .arg(path)
-        .status()
-        .unwrap_or_else(|error| panic!("{tool} is needed (scripts/test installs it): {error}"));
-    assert!(status.success() && output.exists(), "{tool} made {}", output.display());
-    output
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod faults;
 mod grpcurl;
 mod http_import;
 mod import;
+mod import_backup;
 mod listing;
 mod metrics;
 mod modules;

@@ -217,7 +217,7 @@ fn millis(time: &Option<prost_types::Timestamp>) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpcs_whose_features_have_not_landed_are_unimplemented() {
+async fn every_rpc_answers_and_bad_requests_start_nothing() {
     let server = TestServer::start().await;
     let database = server.register(redis_database("later", "redis://127.0.0.1:1")).await;
     let id = unknown_id();
@@ -228,8 +228,9 @@ async fn rpcs_whose_features_have_not_landed_are_unimplemented() {
     // ImportDatabase has landed: a request without a source is INVALID_ARGUMENT.
     let request = pb::ImportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };
     assert_code(server.imports().import_database(request).await, Code::InvalidArgument);
+    // ImportBackup has landed: a request without a source is INVALID_ARGUMENT.
     let request = pb::ImportBackupRequest::default();
-    assert_code(server.imports().import_backup(request).await, Code::Unimplemented);
+    assert_code(server.imports().import_backup(request).await, Code::InvalidArgument);
     // ExportDatabase has landed: a request without a location is INVALID_ARGUMENT.
     let request = pb::ExportDatabaseRequest { database_id: database.id.clone(), ..Default::default() };
     assert_code(server.exports().export_database(request).await, Code::InvalidArgument);

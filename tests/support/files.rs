@@ -29,6 +29,19 @@ pub(crate) fn uri_of_dir(dir: &Path) -> String {
     url::Url::from_file_path(dir).expect("absolute path").to_string()
 }
 
+/// Compresses `path` with `tool` (`gzip`, `zstd`), keeping it: the new file is
+/// `path` with `suffix` added.
+pub(crate) fn compress(path: &Path, tool: &str, suffix: &str) -> PathBuf {
+    let output = PathBuf::from(format!("{}{suffix}", path.display()));
+    let status = Command::new(tool)
+        .args(["-q", "-k", "-f"])
+        .arg(path)
+        .status()
+        .unwrap_or_else(|error| panic!("{tool} is needed (scripts/test installs it): {error}"));
+    assert!(status.success() && output.exists(), "{tool} made {}", output.display());
+    output
+}
+
 /// SHA-256 of a file, as 64 lowercase hex digits.
 pub(crate) fn sha256_hex(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));

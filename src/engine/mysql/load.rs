@@ -30,7 +30,7 @@ use super::swap;
 use crate::engine::lines::{CheckedLines, LineRule, LineStart, Verdict};
 use crate::engine::sql::{clean_up_later, head, head_of, looks_like_text, scratch_name};
 use crate::engine::tool;
-use crate::engine::{Error, LoadData, Loaded, PhaseSink, ProgressSink};
+use crate::engine::{CheckedFile, Error, LoadData, Loaded, PhaseSink, ProgressSink};
 
 /// Bytes of the data's start that say what it is.
 const HEAD_LEN: usize = 4096;
@@ -189,6 +189,17 @@ async fn inspect(path: &Path) -> Result<DataFile, Error> {
             .unwrap_or_else(|error| Error::Corrupt(format!("cannot read the data file: {error}")))
     })?;
     Ok(DataFile { path: path.to_owned(), size, table_offsets: lines.rule().table_offsets.clone() })
+}
+
+/// Checks a data file whole, as [`load`] checks its files.
+pub(super) async fn check_file(path: &Path) -> Result<CheckedFile, Error> {
+    let file = inspect(path).await?;
+    Ok(CheckedFile {
+        format: "mysql_sql",
+        format_version: String::new(),
+        server_version: String::new(),
+        items: file.table_offsets.len() as u64,
+    })
 }
 
 /// The line-by-line checks of MySQL data (see the module's header), noting where

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use self::client::{Server, Stage, check_dump_tool, literal};
 use super::sql::Endpoint;
 use super::tool::{Tool, ToolPath, spawn_counting};
-use super::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
+use super::{CheckedFile, Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
 /// What the dump tool's `--verbose` output says once for each table whose rows it
@@ -151,6 +151,12 @@ impl Engine for MysqlEngine {
         let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         load::load(&server, &database, data, phase, progress).await
+    }
+
+    /// SQL text read line by line to its end, with the checks a load makes: no
+    /// statement reaching another database, a dump tool's file ending whole.
+    async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error> {
+        load::check_file(path).await
     }
 }
 

@@ -29,7 +29,7 @@ use crate::engine::tool::{self, Judge, Tool};
 use crate::engine::{Error, LoadData, Loaded, PhaseSink, ProgressSink};
 
 /// Bytes of the data's start that say what it is.
-const HEAD_LEN: usize = 4096;
+pub(super) const HEAD_LEN: usize = 4096;
 
 /// The first bytes of a pg_dump custom-format archive.
 const CUSTOM_MAGIC: &[u8] = b"PGDMP";
@@ -51,7 +51,7 @@ enum DataFile {
 
 /// What the data is, by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     /// A pg_dump custom-format archive.
     Custom,
     /// SQL text.
@@ -219,7 +219,7 @@ async fn inspect(server: &Server, pg_restore: &Tool, path: &Path) -> Result<Data
 }
 
 /// What the data starting with `head` is: a custom-format archive or SQL text.
-fn format_of(head: &[u8]) -> Result<Format, Error> {
+pub(super) fn format_of(head: &[u8]) -> Result<Format, Error> {
     if head.starts_with(CUSTOM_MAGIC) {
         return Ok(Format::Custom);
     }
@@ -239,7 +239,11 @@ fn format_of(head: &[u8]) -> Result<Format, Error> {
 /// Why `pg_restore --list` could not read an archive: a pg_restore older than the
 /// pg_dump that wrote it says "unsupported version" (the archive is fine: the tool is
 /// too old); anything else is a damaged archive.
-fn unreadable_archive(pg_restore_version: &str, status: std::process::ExitStatus, tail: &str) -> Error {
+pub(super) fn unreadable_archive(
+    pg_restore_version: &str,
+    status: std::process::ExitStatus,
+    tail: &str,
+) -> Error {
     let said = if tail.is_empty() { format!("it exited with {status}") } else { tail.to_owned() };
     if tail.contains("unsupported version") {
         return Error::ToolTooOld(format!(

@@ -2,6 +2,7 @@
 //! format, uncompressed: Cellar compresses), loads with `pg_restore` (or `psql` for
 //! SQL text) into a scratch database that is swapped in only once it loaded whole.
 
+mod check;
 mod client;
 mod load;
 mod sql_file;
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use self::client::{Server, check_dump_tool, major_of, newest};
 use super::sql::Endpoint;
 use super::tool::{Tool, ToolPath, spawn_counting};
-use super::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
+use super::{CheckedFile, Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 use crate::domain::{ConnectionUri, EngineKind};
 
 /// The tools the engine runs.
@@ -123,5 +124,11 @@ impl Engine for PostgresEngine {
         let database = endpoint.database_to_use(database)?;
         let server = Server::new(endpoint, &self.tools).await?;
         load::load(&server, &database, data, phase, progress).await
+    }
+
+    /// An archive read to its end by `pg_restore`; SQL text checked for pg_dump's last
+    /// line. See [`check`].
+    async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error> {
+        check::check_file(&self.tools, path).await
     }
 }

@@ -50,7 +50,7 @@ use self::replication::Framing;
 use self::target::Target;
 use crate::domain::{ConnectionUri, EngineKind};
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
+use crate::engine::{CheckedFile, Engine, Error, LoadData, Loaded, PhaseSink, ProgressSink, Snapshot};
 
 /// Snapshots Redis (and servers that speak its replication protocol, such as Valkey).
 #[derive(Debug, Clone)]
@@ -183,6 +183,12 @@ impl Engine for RedisEngine {
             max_payload: self.max_payload,
         };
         restore::load(&target, limits, self.load_method, self.journal.as_ref(), data, phase, progress).await
+    }
+
+    /// Reads the RDB file whole as a load's check does: every key walked (big keys
+    /// decoded), the CRC64 trailer matched.
+    async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error> {
+        restore::check_file(path, self.max_payload).await
     }
 }
 

@@ -33,7 +33,7 @@ use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader, RdbReade
 use super::target::Target;
 use crate::domain::reason;
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{DataStream, Error, LoadData, Loaded, PhaseSink, ProgressSink, Warning};
+use crate::engine::{CheckedFile, DataStream, Error, LoadData, Loaded, PhaseSink, ProgressSink, Warning};
 use crate::pipeline::unpack::SpoolFile;
 
 /// Batches read ahead of the loader, at most.
@@ -339,6 +339,17 @@ async fn send_item(
         _ => {}
     }
     Ok(())
+}
+
+/// Checks the RDB file at `path` whole, as a load does before it touches a target.
+pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
+    let survey = survey(path.to_owned(), max_payload).await?;
+    Ok(CheckedFile {
+        format: "rdb",
+        format_version: survey.version.to_string(),
+        server_version: String::new(),
+        items: survey.keys,
+    })
 }
 
 // Reads the whole file once without loading anything (see [`walk`]); then the keys too

@@ -148,7 +148,7 @@ pub(crate) fn backup_patch_from_pb(
     }
 }
 
-fn optional_name(name: &str, invalid: &mut Invalid) -> Option<BackupName> {
+pub(super) fn optional_name(name: &str, invalid: &mut Invalid) -> Option<BackupName> {
     if name.is_empty() {
         return None;
     }

@@ -8,6 +8,7 @@ mod destination;
 mod export;
 mod export_database;
 mod import;
+mod import_backup;
 mod operation;
 
 pub(crate) use backup::{backup_patch_from_pb, backup_to_pb, create_backup_from_pb, restore_backup_from_pb};
@@ -16,6 +17,7 @@ pub(crate) use destination::{destination_patch_from_pb, destination_to_pb, new_d
 pub(crate) use export::{chunk_to_pb, download_backup_from_pb, export_backup_from_pb, exported_backup_to_pb};
 pub(crate) use export_database::export_database_from_pb;
 pub(crate) use import::import_database_from_pb;
+pub(crate) use import_backup::import_backup_from_pb;
 pub(crate) use operation::operation_to_pb;
 
 use std::time::Duration;

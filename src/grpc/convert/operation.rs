@@ -86,7 +86,10 @@ fn response_to_pb(result: &OperationResult, items_unit: &str) -> pb::OperationRe
             items_unit: items_unit.to_owned(),
             load_method: import.load_method.clone(),
             database_names: import.database_names.clone(),
-            ..Default::default()
+            logical_bytes: import.logical_bytes as i64,
+            engine: import.backup.as_ref().map_or(0, |backup| super::engine_to_pb(backup.engine)),
+            format: import.backup.as_ref().map(|backup| backup.format.clone()).unwrap_or_default(),
+            backup: import.backup.as_deref().map(super::backup_to_pb),
         }),
         OperationResult::Export(export) => Response::ExportResult(pb::ExportResult {
             database_id: export.database_id.map(|id| id.to_string()).unwrap_or_default(),

@@ -298,6 +298,8 @@ pub(crate) async fn operations(store: &dyn Store) {
             items: 0,
             load_method: String::new(),
             database_names: vec!["orders".to_owned()],
+            logical_bytes: 9,
+            backup: Some(Box::new(run.backup("imported"))),
         }),
         OperationResult::Export(ExportResult {
             database_id,
