@@ -55,6 +55,14 @@ pub struct Config {
     /// The file holding the links' signing key; `None`: `<data_dir>/download.key`,
     /// generated at first start.
     pub download_key_file: Option<PathBuf>,
+    /// The listeners' TLS certificate chain (PEM); `None`: plain TCP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates for client certificates (mTLS); `None`: none asked for.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate when `tls_client_ca_file` is set.
+    pub tls_client_auth: crate::tls::ClientAuth,
 }
 
 /// Where the download listener listens unless told otherwise: loopback only.
@@ -79,6 +87,10 @@ impl Default for Config {
             download_listen: Some(DEFAULT_DOWNLOAD_LISTEN),
             download_base_url: None,
             download_key_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: crate::tls::ClientAuth::Required,
         }
     }
 }
@@ -120,6 +132,14 @@ pub struct Overrides {
     pub download_base_url: Option<String>,
     /// `download_key_file`: a path, or empty for the generated key.
     pub download_key_file: Option<PathBuf>,
+    /// `tls_cert_file`: a path, or empty for plain TCP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: a path.
+    pub tls_key_file: Option<PathBuf>,
+    /// `tls_client_ca_file`: a path, or empty for no client certificates.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `tls_client_auth`: `required` or `optional`.
+    pub tls_client_auth: Option<String>,
 }
 
 /// Everything wrong with a configuration.
@@ -158,7 +178,29 @@ pub fn load(
     }
     apply(&mut config, from_env(env), &|key| format!("CELLAR_{}", key.to_ascii_uppercase()), &mut problems);
     apply(&mut config, flags, &|key| format!("--{}", key.replace('_', "-")), &mut problems);
+    if let Err(problem) = config.tls() {
+        problems.push(problem);
+    }
     if problems.is_empty() { Ok(config) } else { Err(Error { problems }) }
+}
+
+impl Config {
+    /// The listeners' TLS settings, `None` for plain TCP; an error when the files set do
+    /// not go together (a certificate without its key, a client CA without either).
+    pub fn tls(&self) -> Result<Option<crate::tls::TlsSettings>, String> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Ok(Some(crate::tls::TlsSettings {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                client_ca_file: self.tls_client_ca_file.clone(),
+                client_auth: self.tls_client_auth,
+            })),
+            (None, None) if self.tls_client_ca_file.is_none() => Ok(None),
+            (None, None) => Err("tls_client_ca_file: needs tls_cert_file and tls_key_file".to_owned()),
+            (Some(_), None) => Err("tls_cert_file: needs tls_key_file".to_owned()),
+            (None, Some(_)) => Err("tls_key_file: needs tls_cert_file".to_owned()),
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<Overrides, String> {
@@ -187,6 +229,10 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_DOWNLOAD_LISTEN" => overrides.download_listen = Some(value),
             "CELLAR_DOWNLOAD_BASE_URL" => overrides.download_base_url = Some(value),
             "CELLAR_DOWNLOAD_KEY_FILE" => overrides.download_key_file = Some(PathBuf::from(value)),
+            "CELLAR_TLS_CERT_FILE" => overrides.tls_cert_file = Some(PathBuf::from(value)),
+            "CELLAR_TLS_KEY_FILE" => overrides.tls_key_file = Some(PathBuf::from(value)),
+            "CELLAR_TLS_CLIENT_CA_FILE" => overrides.tls_client_ca_file = Some(PathBuf::from(value)),
+            "CELLAR_TLS_CLIENT_AUTH" => overrides.tls_client_auth = Some(value),
             _ => {}
         }
     }
@@ -262,6 +308,22 @@ fn apply(
     }
     if let Some(path) = overrides.download_key_file {
         config.download_key_file = (!path.as_os_str().is_empty()).then_some(path);
+    }
+    if let Some(path) = overrides.tls_cert_file {
+        config.tls_cert_file = (!path.as_os_str().is_empty()).then_some(path);
+    }
+    if let Some(path) = overrides.tls_key_file {
+        config.tls_key_file = (!path.as_os_str().is_empty()).then_some(path);
+    }
+    if let Some(path) = overrides.tls_client_ca_file {
+        config.tls_client_ca_file = (!path.as_os_str().is_empty()).then_some(path);
+    }
+    if let Some(mode) = overrides.tls_client_auth {
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "required" => config.tls_client_auth = crate::tls::ClientAuth::Required,
+            "optional" => config.tls_client_auth = crate::tls::ClientAuth::Optional,
+            _ => problems.push(format!("{}: '{mode}' is not required or optional", name("tls_client_auth"))),
+        }
     }
     if let Some(method) = overrides.redis_load {
         match crate::engine::redis::LoadMethod::parse(method.trim()) {
@@ -517,6 +579,40 @@ mod tests {
             let flags = Overrides { download_base_url: Some(bad.into()), ..Overrides::default() };
             assert!(load(None, env(&[]), flags).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_files_go_together() {
+        assert_eq!(load(None, env(&[]), Overrides::default()).unwrap().tls(), Ok(None));
+        let config = load(
+            None,
+            env(&[
+                ("CELLAR_TLS_CERT_FILE", "/etc/cellar/tls.crt"),
+                ("CELLAR_TLS_KEY_FILE", "/etc/cellar/tls.key"),
+                ("CELLAR_TLS_CLIENT_CA_FILE", "/etc/cellar/clients.crt"),
+            ]),
+            Overrides { tls_client_auth: Some("Optional".into()), ..Overrides::default() },
+        )
+        .unwrap();
+        let tls = config.tls().unwrap().expect("TLS settings");
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("/etc/cellar/clients.crt")));
+        assert_eq!(tls.client_auth, crate::tls::ClientAuth::Optional);
+
+        let error = load(
+            None,
+            env(&[("CELLAR_TLS_CERT_FILE", "/etc/cellar/tls.crt"), ("CELLAR_TLS_CLIENT_AUTH", "sometimes")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.problems,
+            [
+                "CELLAR_TLS_CLIENT_AUTH: 'sometimes' is not required or optional",
+                "tls_cert_file: needs tls_key_file"
+            ]
+        );
+        let ca_alone = Overrides { tls_client_ca_file: Some("/ca.crt".into()), ..Overrides::default() };
+        assert!(load(None, env(&[]), ca_alone).is_err());
     }
 
     #[test]

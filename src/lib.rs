@@ -21,3 +21,4 @@ pub mod cli;
 pub mod download;
 pub mod grpc;
 pub mod server;
+pub mod tls;

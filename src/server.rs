@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::EngineKind;
@@ -43,6 +42,8 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The download listener.
     pub downloads: DownloadSettings,
+    /// TLS for every listener; `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// The download listener's settings.
@@ -63,6 +64,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let data_dir = absolute(&settings.data_dir)?;
+    let tls = match settings.tls.clone() {
+        Some(tls) => Some(crate::tls::Tls::load(tls).context("cannot set up TLS")?),
+        None => None,
+    };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let catalog_path = data_dir.join("catalog.sqlite");
@@ -98,7 +103,9 @@ pub async fn run(
         .with_engine_settings(settings.engines);
     let downloads = match &settings.downloads.listen {
         Some(address) => {
-            let (listener, links) = download_listener(*address, &settings.downloads, &data_dir).await?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let (listener, links) =
+                download_listener(*address, &settings.downloads, &data_dir, scheme).await?;
             cellar = cellar.with_download_links(links);
             Some(listener)
         }
@@ -122,6 +129,7 @@ pub async fn run(
         tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
         let serving = crate::metrics::http::serve(
             listener,
+            tls.as_ref().map(|tls| tls.speaking(crate::tls::Protocol::Http1)),
             manager.metrics(),
             manager.clone(),
             stop_scheduling.clone(),
@@ -129,7 +137,12 @@ pub async fn run(
         tokio::spawn(serving);
     }
     if let Some(listener) = downloads {
-        tokio::spawn(crate::download::http::serve(listener, cellar.clone(), stop_scheduling.clone()));
+        tokio::spawn(crate::download::http::serve(
+            listener,
+            tls.as_ref().map(|tls| tls.speaking(crate::tls::Protocol::Http1)),
+            cellar.clone(),
+            stop_scheduling.clone(),
+        ));
     }
     let scheduler = tokio::spawn(crate::schedule::runner::run(
         cellar.clone(),
@@ -144,11 +157,19 @@ pub async fn run(
         .http2_keepalive_interval(Some(crate::grpc::KEEPALIVE_INTERVAL))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            crate::tls::incoming(listener, tls.clone()),
             stop_accepting.clone().cancelled_owned(),
         );
     tokio::pin!(server);
-    tracing::info!(%address, data_dir = %data_dir.display(), "cellar listening");
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(stop_scheduling.clone()));
+    }
+    let transport = match &tls {
+        Some(tls) if tls.verifies_clients() => "tls+client-certificates",
+        Some(_) => "tls",
+        None => "plaintext",
+    };
+    tracing::info!(%address, transport, data_dir = %data_dir.display(), "cellar listening");
 
     tokio::select! {
         result = &mut server => return result.context("the gRPC server failed"),
@@ -178,6 +199,7 @@ async fn download_listener(
     address: std::net::SocketAddr,
     settings: &DownloadSettings,
     data_dir: &std::path::Path,
+    scheme: &str,
 ) -> anyhow::Result<(TcpListener, crate::download::Links)> {
     let key = match &settings.key_file {
         Some(file) => crate::download::key::read(file)?,
@@ -189,7 +211,9 @@ async fn download_listener(
     let bound = listener.local_addr()?;
     let base_url = match &settings.base_url {
         Some(url) => url.clone(),
-        None => url::Url::parse(&format!("http://{bound}/")).context("the download listener's address")?,
+        None => {
+            url::Url::parse(&format!("{scheme}://{bound}/")).context("the download listener's address")?
+        }
     };
     tracing::info!(address = %bound, base_url = %base_url, "download links at /download/");
     Ok((listener, crate::download::Links::new(&key, base_url)))

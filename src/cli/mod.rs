@@ -86,6 +86,21 @@ struct ServeArgs {
     /// at first start in `<data dir>/download.key`).
     #[arg(long, value_name = "FILE")]
     download_key_file: Option<PathBuf>,
+    /// The TLS certificate chain (PEM) of every listener (gRPC, downloads, metrics);
+    /// reloaded when it changes or on SIGHUP. Plain TCP when unset.
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert-file`.
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that sign client certificates: clients then authenticate
+    /// with one (mTLS).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca_file: Option<PathBuf>,
+    /// With `--tls-client-ca-file`: `required` (default) or `optional` client
+    /// certificates.
+    #[arg(long, value_name = "MODE")]
+    tls_client_auth: Option<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -114,6 +129,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         download_listen: args.download_listen,
         download_base_url: args.download_base_url,
         download_key_file: args.download_key_file,
+        tls_cert_file: args.tls_cert_file,
+        tls_key_file: args.tls_key_file,
+        tls_client_ca_file: args.tls_client_ca_file,
+        tls_client_auth: args.tls_client_auth,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -165,6 +184,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
             base_url: config.download_base_url.clone(),
             key_file: config.download_key_file.clone(),
         },
+        tls: config.tls().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::PATH_PREFIX;
 use super::range::{self, Range};
 use crate::service::{Cellar, Error, LinkedObject};
+use crate::tls::{Accepted, Tls};
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -34,10 +35,10 @@ const READ_BUFFER: usize = 64 * 1024;
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves download links on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, cellar: Cellar, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, tls: Option<Tls>, cellar: Cellar, stop: CancellationToken) {
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let accepted = tokio::select! {
+            accepted = Accepted::next(&listener, tls.as_ref()) => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "download listener cannot accept");
@@ -46,9 +47,17 @@ pub async fn serve(listener: TcpListener, cellar: Cellar, stop: CancellationToke
             },
             () = stop.cancelled() => return,
         };
+        let peer = accepted.remote();
         let cellar = cellar.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let stream = match accepted.handshake().await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+            };
             let service = hyper::service::service_fn(move |request| {
                 let cellar = cellar.clone();
                 async move { Ok::<_, Infallible>(respond(&request, &cellar, peer).await) }

@@ -13,15 +13,22 @@ use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 use crate::operations::Manager;
+use crate::tls::{Accepted, Tls};
 
 /// The content type of Prometheus's text format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves `GET /metrics` on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, manager: Manager, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    metrics: Arc<Metrics>,
+    manager: Manager,
+    stop: CancellationToken,
+) {
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let accepted = tokio::select! {
+            accepted = Accepted::next(&listener, tls.as_ref()) => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "metrics listener cannot accept");
@@ -30,10 +37,18 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, manager: Manage
             },
             () = stop.cancelled() => return,
         };
+        let peer = accepted.remote();
         let metrics = metrics.clone();
         let manager = manager.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let stream = match accepted.handshake().await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+            };
             let service = hyper::service::service_fn(move |request| {
                 let response = respond(&request, &metrics, &manager);
                 async move { Ok::<_, Infallible>(response) }

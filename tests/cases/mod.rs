@@ -26,3 +26,4 @@ mod replication_load;
 mod restore;
 mod schedules;
 mod sql_servers;
+mod tls;

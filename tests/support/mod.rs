@@ -9,6 +9,7 @@ pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod logs;
 pub(crate) mod object_stores;
+pub(crate) mod pki;
 pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod server;

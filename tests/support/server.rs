@@ -19,7 +19,7 @@ use cellar::server::Settings;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::{OperationExt, PATIENCE, RedisServer, files, logs, pb, redis_database};
 
@@ -43,6 +43,9 @@ pub(crate) struct ServerOptions {
     /// Where the download listener listens: by default a free loopback port; `None`
     /// for no listener.
     pub(crate) download_listen: Option<SocketAddr>,
+    /// TLS for the listeners, and how the test's client connects (it trusts the CA,
+    /// and presents a certificate for mTLS); `None`: plain TCP.
+    pub(crate) tls: Option<(cellar::tls::TlsSettings, ClientTlsConfig)>,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +58,7 @@ impl Default for ServerOptions {
             allow_hosts: vec!["127.0.0.1".to_owned()],
             tool_path: None,
             download_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            tls: None,
         }
     }
 }
@@ -354,11 +358,18 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             base_url: None,
             key_file: None,
         },
+        tls: options.tls.as_ref().map(|(settings, _)| settings.clone()),
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;
     }));
-    let endpoint = Channel::from_shared(format!("http://{addr}")).expect("endpoint");
+    let endpoint = match &options.tls {
+        Some((_, client)) => Channel::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(client.clone())
+            .expect("the client's TLS settings"),
+        None => Channel::from_shared(format!("http://{addr}")).expect("endpoint"),
+    };
     let channel = tokio::select! {
         connected = tokio::time::timeout(PATIENCE, endpoint.connect()) => {
             connected.expect("the server accepts a connection in time").expect("connect to the server")
