@@ -63,8 +63,6 @@ pub mod reason {
     pub const TARGET_UNREACHABLE: &str = "TARGET_UNREACHABLE";
     /// The database server refused the credentials.
     pub const AUTH_FAILED: &str = "AUTH_FAILED";
-    /// A `file://` source lies outside the allowed file roots.
-    pub const SOURCE_NOT_ALLOWED: &str = "SOURCE_NOT_ALLOWED";
     /// An import source (a file or URL) does not exist.
     pub const SOURCE_NOT_FOUND: &str = "SOURCE_NOT_FOUND";
     /// The storage or server holding the data refused the credentials (HTTP 401, 403).

@@ -42,6 +42,7 @@ impl Cellar {
         request_id: Option<&str>,
     ) -> Result<Destination, Error> {
         let now = crate::domain::now();
+        let builtin = new.name.as_str() == LOCAL_DESTINATION && new.uri.starts_with("file:");
         let destination = Destination {
             id: DestinationId::new(),
             name: new.name,
@@ -52,6 +53,9 @@ impl Cellar {
             create_time: now,
             update_time: now,
         };
+        if !builtin {
+            self.check_reach(&destination).await?;
+        }
         match self.store.create_destination(&destination, request_id).await? {
             Created::New => {
                 tracing::info!(destination = %destination.id, name = %destination.name, "destination created");
@@ -104,6 +108,9 @@ impl Cellar {
         if let Err((field, problem)) = location::check_settings(uri, credentials, options) {
             return Err(Invalid::field(format!("destination.{field}"), problem).into());
         }
+        if destination.name.as_str() != LOCAL_DESTINATION {
+            self.check_reach(&destination).await?;
+        }
         destination.update_time = crate::domain::now();
         self.store.update_destination(&destination).await?;
         Ok(destination)
@@ -126,5 +133,21 @@ impl Cellar {
         }
         self.store.delete_destination(id).await?;
         Ok(())
+    }
+
+    // A destination whose host (an http(s) or ftp server, an object store's endpoint)
+    // the URL policy lets through, as for import sources: internal addresses only for
+    // allow-listed hosts (PERMISSION_DENIED, reason URL_NOT_ALLOWED). Local directories
+    // are the operator's to choose.
+    async fn check_reach(&self, destination: &Destination) -> Result<(), Error> {
+        let Ok(uri) = url::Url::parse(&destination.uri) else { return Ok(()) };
+        match uri.scheme() {
+            "http" | "https" => self.check_url("destination.uri", &uri).await,
+            "ftp" => self.check_ftp_host("destination.uri", &uri).await,
+            "s3" | "gs" | "abs" | "az" => {
+                self.check_endpoint("destination.options.endpoint", destination).await
+            }
+            _ => Ok(()),
+        }
     }
 }

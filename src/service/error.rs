@@ -46,7 +46,7 @@ pub enum Error {
     /// The request reaches for something this server does not allow.
     #[error("{message}")]
     PermissionDenied {
-        /// A stable reason (`SOURCE_NOT_ALLOWED`, `URL_NOT_ALLOWED`).
+        /// A stable reason (`URL_NOT_ALLOWED`).
         reason: &'static str,
         /// What was refused.
         message: String,

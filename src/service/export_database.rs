@@ -67,7 +67,7 @@ impl Cellar {
             "file" => self.check_export_directory(root)?,
             "http" | "https" => self.check_url(FIELD, root).await?,
             "ftp" => self.check_ftp_host(FIELD, root).await?,
-            "s3" | "gs" | "abs" | "az" => self.check_export_endpoint(&destination).await?,
+            "s3" | "gs" | "abs" | "az" => self.check_endpoint(FIELD, &destination).await?,
             other => {
                 return Err(Invalid::field(
                     FIELD,
@@ -108,12 +108,12 @@ impl Cellar {
     }
 
     // An http(s) host the URL policy allows; a field problem is INVALID_ARGUMENT.
-    async fn check_url(&self, field: &str, url: &url::Url) -> Result<(), Error> {
+    pub(super) async fn check_url(&self, field: &str, url: &url::Url) -> Result<(), Error> {
         self.allowed_url(field, url).await?.map(drop).map_err(|problem| Invalid::field(field, problem).into())
     }
 
     // An ftp host and port the URL policy allows, judged as an http URL to the same.
-    async fn check_ftp_host(&self, field: &str, url: &url::Url) -> Result<(), Error> {
+    pub(super) async fn check_ftp_host(&self, field: &str, url: &url::Url) -> Result<(), Error> {
         let Some(host) = url.host() else {
             return Err(Invalid::field(field, "an ftp URL needs a host").into());
         };
@@ -122,16 +122,18 @@ impl Cellar {
         self.check_url(field, &probe).await
     }
 
-    async fn check_export_endpoint(&self, destination: &Destination) -> Result<(), Error> {
+    // An object store's `endpoint` option the URL policy allows (none: the cloud's
+    // own); problems are reported against `field`.
+    pub(super) async fn check_endpoint(&self, field: &str, destination: &Destination) -> Result<(), Error> {
         let location = match ObjectLocation::parse(destination) {
             Ok(Some(location)) => location,
-            Ok(None) => return Err(Invalid::field(FIELD, "is not an object-store URI").into()),
-            Err(error) => return Err(Invalid::field(FIELD, location_problem(&error)).into()),
+            Ok(None) => return Err(Invalid::field(field, "is not an object-store URI").into()),
+            Err(error) => return Err(Invalid::field(field, location_problem(&error)).into()),
         };
         let Some(endpoint) = location.endpoint() else { return Ok(()) };
         let endpoint =
-            url::Url::parse(endpoint).map_err(|_| Invalid::field(FIELD, "option endpoint is not a URL"))?;
-        self.check_url(FIELD, &endpoint).await
+            url::Url::parse(endpoint).map_err(|_| Invalid::field(field, "option endpoint is not a URL"))?;
+        self.check_url(field, &endpoint).await
     }
 }
 

@@ -149,7 +149,7 @@ impl Cellar {
         match std::fs::canonicalize(&path) {
             Ok(resolved) if self.under_a_root(&resolved) => Ok(Ok(resolved)),
             Ok(_) => Err(Error::PermissionDenied {
-                reason: reason::SOURCE_NOT_ALLOWED,
+                reason: reason::URL_NOT_ALLOWED,
                 message: format!(
                     "{field}: {} is not under an allowed file root (see --file-root)",
                     path.display()

@@ -27,3 +27,4 @@ mod restore;
 mod schedules;
 mod sql_servers;
 mod tls;
+mod url_safety;

@@ -123,7 +123,7 @@ async fn requests_that_cannot_work_start_nothing() {
     assert_eq!(error_reason(&refused).as_deref(), Some("URL_NOT_ALLOWED"), "{refused:?}");
     let outside = archive("file:///etc/hostname");
     let refused = assert_code(imports().import_backup(outside).await, Code::PermissionDenied);
-    assert_eq!(error_reason(&refused).as_deref(), Some("SOURCE_NOT_ALLOWED"), "{refused:?}");
+    assert_eq!(error_reason(&refused).as_deref(), Some("URL_NOT_ALLOWED"), "{refused:?}");
 
     assert!(server.all_operations("").await.is_empty(), "nothing was started");
     assert!(all_backups(&server).await.is_empty());
