@@ -184,6 +184,7 @@ pub(crate) fn error_reason(status: &tonic::Status) -> Option<String> {
 /// Asserts that `secret` appears nowhere in the debug form of `value`.
 #[track_caller]
 pub(crate) fn assert_no_secret(secret: &str, value: &impl Debug) {
+    logs::remember_secret(secret);
     let shown = format!("{value:?}");
     assert!(!shown.contains(secret), "the secret leaked: {shown}");
 }

@@ -191,6 +191,7 @@ fn collect_lines(
             {
                 let _ = address.send(addr);
             }
+            super::logs::archive_process_output(&format!("{line}\n"));
             let mut logs = logs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             logs.push_str(&line);
             logs.push('\n');
