@@ -75,7 +75,7 @@ async fn backup_of_a_password_protected_source_never_shows_the_password() {
     assert_no_secret(password, &everything);
     let listed = server.backups().list_backups(pb::ListBackupsRequest::default()).await.unwrap().into_inner();
     assert_no_secret(password, &listed);
-    assert!(!logs::captured().contains(password), "the password was logged");
+    logs::assert_not_logged(password);
 }
 
 /// Takes a backup with `compression`, follows it to the end, and checks everything the

@@ -66,6 +66,14 @@ pub(crate) fn capture() {
     });
 }
 
+/// Asserts that `secret` is in nothing captured so far (and notes it for the scan of
+/// the whole run).
+#[track_caller]
+pub(crate) fn assert_not_logged(secret: &str) {
+    remember_secret(secret);
+    assert!(!captured().contains(secret), "a secret was logged");
+}
+
 /// Everything captured so far.
 pub(crate) fn captured() -> String {
     let buffer = CAPTURED.get().expect("logs::capture() was called by TestServer::start");
