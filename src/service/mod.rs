@@ -13,6 +13,7 @@ mod exports;
 mod imports;
 mod requests;
 mod schedules;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub use error::Error;
 pub use exports::{BackupDownload, ExportedBackup, LinkedObject};
 pub use requests::{
     BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup, ExportBackup, ExportDatabase,
-    ImportDatabase, NewDatabase, NewDestination, PolicyPatch, RestoreBackup,
+    ImportDatabase, NewDatabase, NewDestination, PolicyPatch, RestoreBackup, WebhookPatch,
 };
 
 use crate::domain::EngineKind;

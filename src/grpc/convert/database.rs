@@ -3,9 +3,10 @@
 use super::*;
 use crate::domain::{
     BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy,
+    Secret, Webhook,
 };
 use crate::schedule::Schedule;
-use crate::service::{DatabasePatch, NewDatabase, PolicyPatch};
+use crate::service::{DatabasePatch, NewDatabase, PolicyPatch, WebhookPatch};
 
 /// Fields an UpdateDatabase mask may name.
 const UPDATABLE: &[&str] = &[
@@ -19,6 +20,9 @@ const UPDATABLE: &[&str] = &[
     "backup_policy.compression",
     "backup_policy.retention",
     "backup_policy.backup_ttl",
+    "webhook",
+    "webhook.url",
+    "webhook.secret",
 ];
 
 pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
@@ -48,7 +52,13 @@ pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
         update_time: Some(timestamp_to_pb(database.update_time)),
         // The handler adds it: it depends on the database's backups, not on the record.
         next_backup_time: None,
+        webhook: database.webhook.as_ref().map(webhook_to_pb),
     }
+}
+
+// The secret is input only: a response says that one is stored, never what it is.
+fn webhook_to_pb(webhook: &Webhook) -> pb::Webhook {
+    pb::Webhook { url: webhook.url.to_string(), secret: String::new(), secret_set: true }
 }
 
 /// A CreateDatabase request, validated.
@@ -74,10 +84,12 @@ pub(crate) fn new_database_from_pb(
     let policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), None, &mut invalid)
         .apply(BackupPolicy::default());
     let labels = labels_from_pb("database.labels", &database.labels, &mut invalid);
+    let webhook = webhook_from_pb(database.webhook.as_ref(), &mut invalid);
     let (Some(name), Some(engine), Some(connection_uri)) = (name, engine, uri) else {
         return Err(invalid);
     };
-    let new = NewDatabase { name, project_id, engine, connection_uri, backup_policy: policy, labels };
+    let new =
+        NewDatabase { name, project_id, engine, connection_uri, backup_policy: policy, labels, webhook };
     invalid.into_result(|| (new, request_id))
 }
 
@@ -122,6 +134,7 @@ pub(crate) fn database_patch_from_pb(
     if has("labels") {
         patch.labels = Some(labels_from_pb("database.labels", &database.labels, &mut invalid));
     }
+    patch.webhook = webhook_patch_from_pb(database.webhook.as_ref(), &has, &mut invalid);
     let policy_paths: Vec<&str> = paths.iter().filter_map(|path| policy_field(path)).collect();
     if !policy_paths.is_empty() {
         patch.backup_policy =
@@ -160,7 +173,62 @@ fn implied_paths(database: &pb::Database) -> Vec<String> {
         add(policy.retention.is_some(), "backup_policy.retention");
         add(policy.backup_ttl.is_some(), "backup_policy.backup_ttl");
     }
+    if let Some(webhook) = &database.webhook {
+        let path = match (webhook.url.is_empty(), webhook.secret.is_empty()) {
+            (false, true) => "webhook.url",
+            (true, false) => "webhook.secret",
+            _ => "webhook",
+        };
+        paths.push(path.to_owned());
+    }
     paths
+}
+
+/// A create's webhook: none when unset or empty, else an endpoint and a secret.
+fn webhook_from_pb(webhook: Option<&pb::Webhook>, invalid: &mut Invalid) -> Option<Webhook> {
+    let webhook = webhook.filter(|webhook| !webhook.url.is_empty() || !webhook.secret.is_empty())?;
+    let url = webhook_url_from_pb(&webhook.url, invalid);
+    let secret = webhook_secret_from_pb(&webhook.secret, invalid);
+    Some(Webhook { url: url?, secret: secret? })
+}
+
+/// An update's webhook changes, for the mask paths `has` says are named: `webhook` and
+/// `webhook.url` set the endpoint (empty: remove the webhook), `webhook` and
+/// `webhook.secret` the secret (empty under `webhook`: keep the stored one).
+fn webhook_patch_from_pb(
+    webhook: Option<&pb::Webhook>,
+    has: &dyn Fn(&str) -> bool,
+    invalid: &mut Invalid,
+) -> WebhookPatch {
+    let default_webhook = pb::Webhook::default();
+    let webhook = webhook.unwrap_or(&default_webhook);
+    let mut patch = WebhookPatch::default();
+    if has("webhook") || has("webhook.url") {
+        patch.url = match webhook.url.trim() {
+            "" => Some(None),
+            url => webhook_url_from_pb(url, invalid).map(Some),
+        };
+    }
+    if has("webhook.secret") || (has("webhook") && !webhook.secret.is_empty()) {
+        patch.secret = webhook_secret_from_pb(&webhook.secret, invalid);
+    }
+    patch
+}
+
+fn webhook_url_from_pb(url: &str, invalid: &mut Invalid) -> Option<url::Url> {
+    if url.trim().is_empty() {
+        invalid.add("database.webhook.url", "is required");
+        return None;
+    }
+    Webhook::parse_url(url).map_err(|problem| invalid.add("database.webhook.url", problem)).ok()
+}
+
+fn webhook_secret_from_pb(secret: &str, invalid: &mut Invalid) -> Option<Secret> {
+    if secret.is_empty() {
+        invalid.add("database.webhook.secret", "is required: the key that signs each notification");
+        return None;
+    }
+    Webhook::parse_secret(secret).map_err(|problem| invalid.add("database.webhook.secret", problem)).ok()
 }
 
 impl PolicyPatch {
