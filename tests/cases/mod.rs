@@ -25,3 +25,4 @@ mod replication_load;
 mod restore;
 mod schedules;
 mod sql_servers;
+mod webhooks;
