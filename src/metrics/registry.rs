@@ -187,3 +187,19 @@ impl Metrics {
 fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_deliveries_are_counted_by_outcome() {
+        let metrics = Metrics::new();
+        metrics.webhook_delivery("delivered");
+        metrics.webhook_delivery("delivered");
+        metrics.webhook_delivery("failed");
+        let text = metrics.render(0, 0);
+        assert!(text.contains(r#"cellar_webhook_deliveries_total{outcome="delivered"} 2"#), "{text}");
+        assert!(text.contains(r#"cellar_webhook_deliveries_total{outcome="failed"} 1"#), "{text}");
+    }
+}
