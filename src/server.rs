@@ -41,7 +41,7 @@ pub struct Settings {
     pub file_roots: Vec<PathBuf>,
     /// How engines load data.
     pub engines: crate::engine::Settings,
-    /// Hosts http(s) import sources may reach even at internal addresses.
+    /// Hosts http(s) import sources and webhooks may reach even at internal addresses.
     pub allow_hosts: Vec<AllowedHost>,
     /// How the scheduler paces itself.
     pub scheduler: crate::schedule::runner::Settings,

@@ -360,4 +360,70 @@ mod tests {
         assert_eq!(fields, ["database.name", "database.connection_uri", "database.backup_policy.schedule"]);
         assert!(!invalid.to_string().contains("hunter2"));
     }
+
+    fn update_webhook(webhook: pb::Webhook, paths: &[&str]) -> WebhookPatch {
+        let request = pb::UpdateDatabaseRequest {
+            database: Some(pb::Database {
+                id: crate::domain::DatabaseId::new().to_string(),
+                webhook: Some(webhook),
+                ..Default::default()
+            }),
+            update_mask: (!paths.is_empty()).then(|| prost_types::FieldMask {
+                paths: paths.iter().map(|path| path.to_string()).collect(),
+            }),
+        };
+        database_patch_from_pb(request).unwrap().1.webhook
+    }
+
+    #[test]
+    fn webhook_mask_paths() {
+        let url = "https://hooks.example.com/in";
+        let secret = "0123456789abcdef-secret";
+        let hook = |url: &str, secret: &str| pb::Webhook {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            secret_set: false,
+        };
+        let parts = |patch: WebhookPatch| {
+            let url = patch.url.map(|url| url.map(|url| url.to_string()));
+            (url, patch.secret.map(|secret| secret.expose().to_owned()))
+        };
+        let set = (Some(Some(url.to_owned())), Some(secret.to_owned()));
+        assert_eq!(parts(update_webhook(hook(url, secret), &["webhook"])), set);
+        assert_eq!(parts(update_webhook(hook(url, secret), &[])), set);
+        // A URL alone keeps the stored secret; a secret alone keeps the stored URL.
+        let moved = (Some(Some(url.to_owned())), None);
+        assert_eq!(parts(update_webhook(hook(url, ""), &[])), moved);
+        assert_eq!(parts(update_webhook(hook(url, secret), &["webhook.url"])), moved);
+        assert_eq!(
+            parts(update_webhook(hook("", secret), &["webhook.secret"])),
+            (None, Some(secret.to_owned()))
+        );
+        // An empty URL removes the webhook; other paths leave it alone.
+        assert_eq!(parts(update_webhook(hook("", ""), &["webhook"])), (Some(None), None));
+        assert_eq!(parts(update_webhook(hook("", ""), &[])), (Some(None), None));
+        assert_eq!(parts(update_webhook(hook(url, secret), &["labels"])), (None, None));
+    }
+
+    #[test]
+    fn webhook_problems_name_their_field_without_the_secret() {
+        let request = pb::CreateDatabaseRequest {
+            database: Some(pb::Database {
+                name: "hooked".into(),
+                engine: pb::Engine::Redis as i32,
+                connection_uri: "redis://h:6379".into(),
+                webhook: Some(pb::Webhook {
+                    url: "gopher://h/x".into(),
+                    secret: "hunter2".into(),
+                    secret_set: true,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        };
+        let invalid = new_database_from_pb(request).unwrap_err();
+        let fields: Vec<&str> = invalid.violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["database.webhook.url", "database.webhook.secret"]);
+        assert!(!invalid.to_string().contains("hunter2"));
+    }
 }
