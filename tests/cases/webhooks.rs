@@ -4,7 +4,8 @@
 //! delivery again, signed with the rotated secret; a failed backup's error in the body;
 //! URLs the policy refuses, at registration (PERMISSION_DENIED, URL_NOT_ALLOWED) and at
 //! send time (a redirect to a metadata address is not followed); the secret never in a
-//! response or a log; updates that set, keep, rotate and clear the webhook.
+//! response or a log; updates that set, keep, rotate and clear the webhook; a backup a
+//! stop interrupts still notified; a delivery still retrying at a stop dropped, logged.
 
 use std::time::Duration;
 
@@ -325,4 +326,34 @@ async fn a_stop_drops_pending_deliveries_and_says_so() {
     server.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(20), "the stop took {:?}", stopping.elapsed());
     assert!(logs::captured().contains("dropping webhook deliveries still pending at shutdown"));
+}
+
+/// An operation a graceful stop interrupts is notified before the server exits, when
+/// the receiver answers within the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_interrupted_by_a_stop_is_notified() {
+    let receiver = WebhookReceiver::start(0).await;
+    let mut server = TestServer::start().await;
+    let source = blocking(|| {
+        let source = RedisServer::start(RedisOptions::diskless());
+        // About 4 s of snapshot: the stop lands while it runs.
+        source.load_slow_dataset(4000, 4096, 1000);
+        source
+    });
+    let database = pb::Database {
+        webhook: webhook(&receiver.url("/in"), SECRET),
+        ..redis_database("interrupted", &source.uri())
+    };
+    let database = server.register(database).await;
+    let started = server.start_backup(backup_of(&database.id)).await;
+    server.wait_for_bytes(&started.name).await;
+    server.stop().await;
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_signed(&received[0], SECRET);
+    let operation = body_of(&received[0])["operation"].clone();
+    assert_eq!(operation["name"], started.name.as_str());
+    assert_eq!(operation["state"], "OPERATION_STATE_FAILED");
+    assert_eq!(operation["error"]["reason"], "INTERRUPTED");
 }
