@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
-const SECRET_BEARING_MESSAGES: [&str; 5] = [
+const SECRET_BEARING_MESSAGES: [&str; 6] = [
     ".cellar.v1.Database",
+    ".cellar.v1.Webhook",
     ".cellar.v1.Destination",
     ".cellar.v1.ImportDatabaseRequest",
     ".cellar.v1.ImportBackupRequest",

@@ -44,8 +44,8 @@ pub struct Config {
     pub redis_load: crate::engine::redis::LoadMethod,
     /// Where the Prometheus endpoint listens; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
-    /// Hosts http(s) import sources may reach even at internal addresses (loopback,
-    /// private, link-local); empty: public addresses only.
+    /// Hosts http(s) import sources and webhooks may reach even at internal addresses
+    /// (loopback, private, link-local); empty: public addresses only.
     pub allow_hosts: Vec<AllowedHost>,
     /// Where the download listener serves signed links; `None`: no listener (then
     /// ExportBackup works only for stores that presign URLs).

@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod storage;
 
 pub mod jobs;
+pub mod notify;
 pub mod operations;
 pub mod service;
 

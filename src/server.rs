@@ -14,10 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::EngineKind;
 use crate::engine::journal::Journal;
 use crate::metadata::{SqliteStore, Store};
-use crate::net::AllowedHost;
+use crate::net::{AllowedHost, UrlPolicy};
+use crate::notify::{Notifier, RetryPolicy};
 use crate::operations::Manager;
 use crate::service::{Cellar, Places};
+use crate::storage::http::HttpClient;
 use crate::storage::local::LocalStorage;
+
+/// How long webhook deliveries still pending at shutdown may take to finish before
+/// they are dropped.
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// What the server needs from the configuration.
 #[derive(Debug, Clone)]
@@ -34,7 +40,7 @@ pub struct Settings {
     pub file_roots: Vec<PathBuf>,
     /// How engines load data.
     pub engines: crate::engine::Settings,
-    /// Hosts http(s) import sources may reach even at internal addresses.
+    /// Hosts http(s) import sources and webhooks may reach even at internal addresses.
     pub allow_hosts: Vec<AllowedHost>,
     /// How the scheduler paces itself.
     pub scheduler: crate::schedule::runner::Settings,
@@ -77,6 +83,8 @@ pub async fn run(
             .with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
     );
     let manager = Manager::new(store.clone(), settings.max_concurrent_backups);
+    let notifier = start_notifier(store.clone(), &settings.allow_hosts, manager.metrics())?;
+    manager.notify_with(notifier.clone());
     let recovered = manager.recover().await.context("cannot recover interrupted operations")?;
     if recovered > 0 {
         tracing::warn!(recovered, "failed operations interrupted by the previous stop");
@@ -184,6 +192,7 @@ pub async fn run(
     if !drained {
         tracing::warn!("some operations did not stop within the shutdown timeout");
     }
+    notifier.shutdown(NOTIFY_GRACE).await;
     // Watch streams end once their operations are done; give open calls a moment.
     match tokio::time::timeout(Duration::from_secs(2), server).await {
         Ok(result) => result.context("the gRPC server failed while stopping")?,
@@ -191,6 +200,18 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+// The completion notifier, with an HTTP client of its own under the same URL policy as
+// imports (so a slow webhook receiver never holds up an import's connections).
+fn start_notifier(
+    store: Arc<dyn Store>,
+    allow_hosts: &[AllowedHost],
+    metrics: Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Notifier> {
+    let client = HttpClient::new(UrlPolicy::new(allow_hosts.to_vec()))
+        .context("cannot start the http client of webhooks")?;
+    Ok(Notifier::start(store, client, metrics, RetryPolicy::default()))
 }
 
 // Binds the download listener and makes its links: under the base URL, signed with the

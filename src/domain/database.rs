@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::enums::Compression;
-use super::{ConnectionUri, DatabaseId, DestinationId, EngineKind, Invalid, Labels, Timestamp};
+use super::{ConnectionUri, DatabaseId, DestinationId, EngineKind, Invalid, Labels, Timestamp, Webhook};
 
 /// A validated display name for a database or destination: 1 to 63 characters, letters,
 /// digits, `-`, `_` and `.`, starting with a letter or digit. Unique per kind.
@@ -112,6 +112,8 @@ pub struct Database {
     pub backup_policy: BackupPolicy,
     /// Free-form labels.
     pub labels: Labels,
+    /// Where completion notifications go; `None` for none.
+    pub webhook: Option<Webhook>,
     /// When it was registered.
     pub create_time: Timestamp,
     /// When it last changed.

@@ -13,6 +13,7 @@ pub mod list;
 mod operation;
 mod secret;
 mod validate;
+mod webhook;
 
 pub use backup::{Backup, BackupName, BackupPart};
 pub use database::{BackupPolicy, DEFAULT_PROJECT, Database, ResourceName, RetentionPolicy};
@@ -25,6 +26,7 @@ pub use operation::{
 };
 pub use secret::{ConnectionUri, Secret, redact_uri};
 pub use validate::{FieldViolation, Invalid};
+pub use webhook::{MAX_SECRET_CHARS, MIN_SECRET_CHARS, Webhook, shown_url};
 
 /// Timestamps everywhere in the domain: UTC with sub-second precision.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

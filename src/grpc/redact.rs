@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::pb::cellar::v1 as pb;
-use crate::domain::redact_uri;
+use crate::domain::{redact_uri, shown_url};
 
 /// Shows a map's keys only.
 struct Keys<'a>(&'a std::collections::HashMap<String, String>);
@@ -27,7 +27,21 @@ impl fmt::Debug for pb::Database {
             .field("connection_uri", &redact_uri(&self.connection_uri))
             .field("backup_policy", &self.backup_policy)
             .field("labels", &self.labels)
+            .field("webhook", &self.webhook)
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for pb::Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The query may carry a token: only scheme, host, port and path are shown.
+        let url =
+            url::Url::parse(&self.url).map(|url| shown_url(&url)).unwrap_or_else(|_| redact_uri(&self.url));
+        f.debug_struct("Webhook")
+            .field("url", &url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "****" })
+            .field("secret_set", &self.secret_set)
+            .finish()
     }
 }
 
@@ -83,7 +97,15 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let database = pb::Database { connection_uri: "redis://u:hunter2@h:1".into(), ..Default::default() };
+        let database = pb::Database {
+            connection_uri: "redis://u:hunter2@h:1".into(),
+            webhook: Some(pb::Webhook {
+                url: "https://hooks.example.com/in?token=hunter2".into(),
+                secret: "hunter2-hunter2-hunter2".into(),
+                secret_set: false,
+            }),
+            ..Default::default()
+        };
         let destination = pb::Destination {
             uri: "ftp://u:hunter2@h/d".into(),
             credentials: [("secret_key".to_owned(), "hunter2".to_owned())].into(),

@@ -22,7 +22,8 @@ use crate::domain::list::{ListQuery, schemas};
 use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupPolicy, BackupState, Code, Compression, ConnectionUri,
     Database, DatabaseId, Destination, DestinationId, EngineKind, Failure, Operation, OperationKind,
-    OperationResult, OperationState, Progress, ResourceName, RetentionPolicy, Secret, Timestamp, reason,
+    OperationResult, OperationState, Progress, ResourceName, RetentionPolicy, Secret, Timestamp, Webhook,
+    reason,
 };
 
 /// A password and a credential that must never appear in an error.
@@ -134,6 +135,10 @@ impl Run {
                 backup_ttl: Some(Duration::new(7 * 86_400, 250_000_001)),
             },
             labels: labels(&[("env", "prod"), ("suite", &self.tag)]),
+            webhook: Some(Webhook {
+                url: Webhook::parse_url("https://hooks.example.com/cellar?team=db").unwrap(),
+                secret: Secret::new(format!("whsec-{SECRET}")),
+            }),
             create_time: time("2026-02-03T04:05:06.123456Z"),
             update_time: time("2026-02-03T04:05:07.654321Z"),
         }

@@ -6,8 +6,8 @@
 //! `cellar_last_backup_size_bytes`, `cellar_last_backup_duration_seconds`, labelled
 //! `database_id` and `database`. Globally: `cellar_operations_total` (`kind`,
 //! `outcome`), `cellar_operation_duration_seconds` (a histogram by `kind`),
-//! `cellar_bytes_moved_total` (`kind`), and the gauges `cellar_operations_queued` and
-//! `cellar_operations_running`.
+//! `cellar_bytes_moved_total` (`kind`), `cellar_webhook_deliveries_total` (`outcome`),
+//! and the gauges `cellar_operations_queued` and `cellar_operations_running`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -88,6 +88,12 @@ impl Metrics {
                 Unit::Bytes,
                 "Bytes read from databases or stored objects by operations, by kind.",
             ),
+            (
+                "cellar_webhook_deliveries_total",
+                Unit::Count,
+                "Completion webhook deliveries, by outcome: delivered, rejected (a final 4xx), failed \
+                 (retries exhausted), refused (URL policy) or dropped.",
+            ),
         ];
         for (name, unit, help) in counters {
             self.recorder.describe_counter(name.into(), Some(unit), help.into());
@@ -120,6 +126,12 @@ impl Metrics {
         {
             self.backup_ready(backup);
         }
+    }
+
+    /// Counts a completion webhook delivery that ended with `outcome` (`delivered`,
+    /// `rejected`, `failed`, `refused` or `dropped`).
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        self.counter("cellar_webhook_deliveries_total", vec![Label::new("outcome", outcome)]).increment(1);
     }
 
     /// Records a READY backup as its database's latest success, if it is newer than the
@@ -174,4 +186,20 @@ impl Metrics {
 
 fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_deliveries_are_counted_by_outcome() {
+        let metrics = Metrics::new();
+        metrics.webhook_delivery("delivered");
+        metrics.webhook_delivery("delivered");
+        metrics.webhook_delivery("failed");
+        let text = metrics.render(0, 0);
+        assert!(text.contains(r#"cellar_webhook_deliveries_total{outcome="delivered"} 2"#), "{text}");
+        assert!(text.contains(r#"cellar_webhook_deliveries_total{outcome="failed"} 1"#), "{text}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Admission, queueing, cancellation and the life cycle of every operation.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ use crate::domain::{
 };
 use crate::metadata::{self, Store};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 
 /// Progress is written to the catalog at most this often while a job runs; state
 /// changes are written at once.
@@ -90,6 +91,8 @@ struct Inner {
     // state under this lock, so a slow write of an old state (a cancel racing the job's
     // end) can never land after the final one.
     persist_lock: tokio::sync::Mutex<()>,
+    // Told of every operation that ends, once its final state is recorded.
+    notifier: OnceLock<Notifier>,
 }
 
 #[derive(Default)]
@@ -120,8 +123,25 @@ impl Manager {
             state: Mutex::new(State::default()),
             submit_lock: tokio::sync::Mutex::new(()),
             persist_lock: tokio::sync::Mutex::new(()),
+            notifier: OnceLock::new(),
         };
         Manager { inner: Arc::new(inner) }
+    }
+
+    /// Tells `notifier` of every operation that ends from now on (recovered ones
+    /// included), once its final state is in the catalog. Set once; a second call is
+    /// ignored.
+    pub fn notify_with(&self, notifier: Notifier) {
+        if self.inner.notifier.set(notifier).is_err() {
+            tracing::warn!("the operations manager already has a notifier");
+        }
+    }
+
+    // Hands an ended operation to the notifier, which never waits.
+    fn notify(&self, operation: &Operation) {
+        if let Some(notifier) = self.inner.notifier.get() {
+            notifier.operation_ended(operation);
+        }
     }
 
     /// Fails every operation a previous process left queued or running (reason
@@ -146,6 +166,7 @@ impl Manager {
                 finish(&mut operation, Err(failure));
                 store.update_operation(&operation).await?;
                 fail_created_backup(store.as_ref(), &operation).await?;
+                self.notify(&operation);
                 recovered += 1;
             }
         }
@@ -469,6 +490,7 @@ impl Manager {
         self.persist(&operation).await;
         self.inner.metrics.operation_finished(&operation);
         sender.send_replace(operation.clone());
+        self.notify(&operation);
         operation
     }
 

@@ -13,6 +13,9 @@ impl Cellar {
         request_id: Option<&str>,
     ) -> Result<Database, Error> {
         self.check_destination_exists(new.backup_policy.destination_id).await?;
+        if let Some(webhook) = &new.webhook {
+            self.check_webhook(webhook).await?;
+        }
         let now = crate::domain::now();
         let database = Database {
             id: DatabaseId::new(),
@@ -22,6 +25,7 @@ impl Cellar {
             connection_uri: new.connection_uri,
             backup_policy: new.backup_policy,
             labels: new.labels,
+            webhook: new.webhook,
             create_time: now,
             update_time: now,
         };
@@ -66,6 +70,7 @@ impl Cellar {
         if let Some(labels) = patch.labels {
             database.labels = labels;
         }
+        database.webhook = self.patched_webhook(database.webhook.take(), patch.webhook).await?;
         database.update_time = crate::domain::now();
         self.store.update_database(&database).await?;
         self.schedules_changed();

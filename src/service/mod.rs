@@ -14,6 +14,7 @@ mod import_backup;
 mod imports;
 mod requests;
 mod schedules;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub use exports::{BackupDownload, ExportedBackup, LinkedObject};
 pub use requests::{
     BackupImportSource, BackupPatch, CreateBackup, DatabasePatch, DestinationPatch, DownloadBackup,
     ExportBackup, ExportDatabase, ImportBackup, ImportDatabase, NewDatabase, NewDestination, PolicyPatch,
-    RestoreBackup,
+    RestoreBackup, WebhookPatch,
 };
 
 use crate::domain::EngineKind;

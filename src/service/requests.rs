@@ -2,7 +2,7 @@
 
 use crate::domain::{
     BackupId, BackupName, BackupOrigin, BackupPolicy, Compression, ConnectionUri, DatabaseId, DestinationId,
-    EngineKind, Labels, ResourceName, RetentionPolicy, Secret, Timestamp,
+    EngineKind, Labels, ResourceName, RetentionPolicy, Secret, Timestamp, Webhook,
 };
 use std::collections::BTreeMap;
 
@@ -21,6 +21,8 @@ pub struct NewDatabase {
     pub backup_policy: BackupPolicy,
     /// Labels.
     pub labels: Labels,
+    /// Completion notifications (the URL policy is checked by the core).
+    pub webhook: Option<Webhook>,
 }
 
 /// Changes to a database; `None` leaves a field as it is.
@@ -36,6 +38,18 @@ pub struct DatabasePatch {
     pub backup_policy: PolicyPatch,
     /// New labels (replacing all).
     pub labels: Option<Labels>,
+    /// Changes to the webhook.
+    pub webhook: WebhookPatch,
+}
+
+/// Changes to a database's webhook; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    /// New endpoint (`Some(None)`: remove the webhook). A new endpoint keeps the stored
+    /// secret unless `secret` replaces it; a database without a webhook needs both.
+    pub url: Option<Option<url::Url>>,
+    /// New secret, for the stored endpoint or the new one.
+    pub secret: Option<Secret>,
 }
 
 /// Changes to a backup policy; `None` leaves a field as it is.

@@ -118,6 +118,27 @@ impl HttpClient {
         Ok(Head { size: content_length(&response) })
     }
 
+    /// Sends one `POST` of `body` with `headers` to `url`, once (the caller has its own
+    /// retry schedule), answering the response whatever its status; the whole exchange
+    /// must end within `timeout`. The URL policy is checked first, and again when the
+    /// name resolves and on every redirect. Errors: [`Error::Refused`] when the policy
+    /// refuses the URL or a redirect, [`Error::Unreachable`] when the server cannot be
+    /// reached or does not answer in time.
+    pub async fn post_once(
+        &self,
+        url: &Url,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        self.policy.check_url(url)?;
+        let request = self.client.post(url.clone()).headers(headers).body(body).timeout(timeout);
+        request.send().await.map_err(|error| match refusal(&error) {
+            Some(refused) => Error::Refused(refused),
+            None => Error::Unreachable { key: redact_uri(url.as_str()), detail: describe(&error) },
+        })
+    }
+
     // Sends one request, retrying transient failures; answers a success status only.
     async fn send(&self, method: Method, url: &Url, offset: u64) -> Result<Response, Error> {
         let shown = redact_uri(url.as_str());

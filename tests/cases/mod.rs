@@ -28,3 +28,4 @@ mod schedules;
 mod sql_servers;
 mod tls;
 mod url_safety;
+mod webhooks;

@@ -17,6 +17,7 @@ pub(crate) mod sql_servers;
 /// FTP and WebDAV servers; shared with the library's own backend tests.
 #[path = "../../src/storage/test_servers.rs"]
 pub(crate) mod storage_servers;
+pub(crate) mod webhooks;
 
 use std::fmt::Debug;
 use std::future::Future;

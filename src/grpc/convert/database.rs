@@ -3,9 +3,10 @@
 use super::*;
 use crate::domain::{
     BackupPolicy, ConnectionUri, DEFAULT_PROJECT, Database, DestinationId, ResourceName, RetentionPolicy,
+    Secret, Webhook,
 };
 use crate::schedule::Schedule;
-use crate::service::{DatabasePatch, NewDatabase, PolicyPatch};
+use crate::service::{DatabasePatch, NewDatabase, PolicyPatch, WebhookPatch};
 
 /// Fields an UpdateDatabase mask may name.
 const UPDATABLE: &[&str] = &[
@@ -19,6 +20,9 @@ const UPDATABLE: &[&str] = &[
     "backup_policy.compression",
     "backup_policy.retention",
     "backup_policy.backup_ttl",
+    "webhook",
+    "webhook.url",
+    "webhook.secret",
 ];
 
 pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
@@ -48,7 +52,13 @@ pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
         update_time: Some(timestamp_to_pb(database.update_time)),
         // The handler adds it: it depends on the database's backups, not on the record.
         next_backup_time: None,
+        webhook: database.webhook.as_ref().map(webhook_to_pb),
     }
+}
+
+// The secret is input only: a response says that one is stored, never what it is.
+fn webhook_to_pb(webhook: &Webhook) -> pb::Webhook {
+    pb::Webhook { url: webhook.url.to_string(), secret: String::new(), secret_set: true }
 }
 
 /// A CreateDatabase request, validated.
@@ -74,10 +84,12 @@ pub(crate) fn new_database_from_pb(
     let policy = PolicyPatch::from_pb(database.backup_policy.as_ref(), None, &mut invalid)
         .apply(BackupPolicy::default());
     let labels = labels_from_pb("database.labels", &database.labels, &mut invalid);
+    let webhook = webhook_from_pb(database.webhook.as_ref(), &mut invalid);
     let (Some(name), Some(engine), Some(connection_uri)) = (name, engine, uri) else {
         return Err(invalid);
     };
-    let new = NewDatabase { name, project_id, engine, connection_uri, backup_policy: policy, labels };
+    let new =
+        NewDatabase { name, project_id, engine, connection_uri, backup_policy: policy, labels, webhook };
     invalid.into_result(|| (new, request_id))
 }
 
@@ -122,6 +134,7 @@ pub(crate) fn database_patch_from_pb(
     if has("labels") {
         patch.labels = Some(labels_from_pb("database.labels", &database.labels, &mut invalid));
     }
+    patch.webhook = webhook_patch_from_pb(database.webhook.as_ref(), &has, &mut invalid);
     let policy_paths: Vec<&str> = paths.iter().filter_map(|path| policy_field(path)).collect();
     if !policy_paths.is_empty() {
         patch.backup_policy =
@@ -160,7 +173,62 @@ fn implied_paths(database: &pb::Database) -> Vec<String> {
         add(policy.retention.is_some(), "backup_policy.retention");
         add(policy.backup_ttl.is_some(), "backup_policy.backup_ttl");
     }
+    if let Some(webhook) = &database.webhook {
+        let path = match (webhook.url.is_empty(), webhook.secret.is_empty()) {
+            (false, true) => "webhook.url",
+            (true, false) => "webhook.secret",
+            _ => "webhook",
+        };
+        paths.push(path.to_owned());
+    }
     paths
+}
+
+/// A create's webhook: none when unset or empty, else an endpoint and a secret.
+fn webhook_from_pb(webhook: Option<&pb::Webhook>, invalid: &mut Invalid) -> Option<Webhook> {
+    let webhook = webhook.filter(|webhook| !webhook.url.is_empty() || !webhook.secret.is_empty())?;
+    let url = webhook_url_from_pb(&webhook.url, invalid);
+    let secret = webhook_secret_from_pb(&webhook.secret, invalid);
+    Some(Webhook { url: url?, secret: secret? })
+}
+
+/// An update's webhook changes, for the mask paths `has` says are named: `webhook` and
+/// `webhook.url` set the endpoint (empty: remove the webhook), `webhook` and
+/// `webhook.secret` the secret (empty under `webhook`: keep the stored one).
+fn webhook_patch_from_pb(
+    webhook: Option<&pb::Webhook>,
+    has: &dyn Fn(&str) -> bool,
+    invalid: &mut Invalid,
+) -> WebhookPatch {
+    let default_webhook = pb::Webhook::default();
+    let webhook = webhook.unwrap_or(&default_webhook);
+    let mut patch = WebhookPatch::default();
+    if has("webhook") || has("webhook.url") {
+        patch.url = match webhook.url.trim() {
+            "" => Some(None),
+            url => webhook_url_from_pb(url, invalid).map(Some),
+        };
+    }
+    if has("webhook.secret") || (has("webhook") && !webhook.secret.is_empty()) {
+        patch.secret = webhook_secret_from_pb(&webhook.secret, invalid);
+    }
+    patch
+}
+
+fn webhook_url_from_pb(url: &str, invalid: &mut Invalid) -> Option<url::Url> {
+    if url.trim().is_empty() {
+        invalid.add("database.webhook.url", "is required");
+        return None;
+    }
+    Webhook::parse_url(url).map_err(|problem| invalid.add("database.webhook.url", problem)).ok()
+}
+
+fn webhook_secret_from_pb(secret: &str, invalid: &mut Invalid) -> Option<Secret> {
+    if secret.is_empty() {
+        invalid.add("database.webhook.secret", "is required: the key that signs each notification");
+        return None;
+    }
+    Webhook::parse_secret(secret).map_err(|problem| invalid.add("database.webhook.secret", problem)).ok()
 }
 
 impl PolicyPatch {
@@ -290,6 +358,72 @@ mod tests {
         let invalid = new_database_from_pb(request).unwrap_err();
         let fields: Vec<&str> = invalid.violations.iter().map(|violation| violation.field.as_str()).collect();
         assert_eq!(fields, ["database.name", "database.connection_uri", "database.backup_policy.schedule"]);
+        assert!(!invalid.to_string().contains("hunter2"));
+    }
+
+    fn update_webhook(webhook: pb::Webhook, paths: &[&str]) -> WebhookPatch {
+        let request = pb::UpdateDatabaseRequest {
+            database: Some(pb::Database {
+                id: crate::domain::DatabaseId::new().to_string(),
+                webhook: Some(webhook),
+                ..Default::default()
+            }),
+            update_mask: (!paths.is_empty()).then(|| prost_types::FieldMask {
+                paths: paths.iter().map(|path| path.to_string()).collect(),
+            }),
+        };
+        database_patch_from_pb(request).unwrap().1.webhook
+    }
+
+    #[test]
+    fn webhook_mask_paths() {
+        let url = "https://hooks.example.com/in";
+        let secret = "0123456789abcdef-secret";
+        let hook = |url: &str, secret: &str| pb::Webhook {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            secret_set: false,
+        };
+        let parts = |patch: WebhookPatch| {
+            let url = patch.url.map(|url| url.map(|url| url.to_string()));
+            (url, patch.secret.map(|secret| secret.expose().to_owned()))
+        };
+        let set = (Some(Some(url.to_owned())), Some(secret.to_owned()));
+        assert_eq!(parts(update_webhook(hook(url, secret), &["webhook"])), set);
+        assert_eq!(parts(update_webhook(hook(url, secret), &[])), set);
+        // A URL alone keeps the stored secret; a secret alone keeps the stored URL.
+        let moved = (Some(Some(url.to_owned())), None);
+        assert_eq!(parts(update_webhook(hook(url, ""), &[])), moved);
+        assert_eq!(parts(update_webhook(hook(url, secret), &["webhook.url"])), moved);
+        assert_eq!(
+            parts(update_webhook(hook("", secret), &["webhook.secret"])),
+            (None, Some(secret.to_owned()))
+        );
+        // An empty URL removes the webhook; other paths leave it alone.
+        assert_eq!(parts(update_webhook(hook("", ""), &["webhook"])), (Some(None), None));
+        assert_eq!(parts(update_webhook(hook("", ""), &[])), (Some(None), None));
+        assert_eq!(parts(update_webhook(hook(url, secret), &["labels"])), (None, None));
+    }
+
+    #[test]
+    fn webhook_problems_name_their_field_without_the_secret() {
+        let request = pb::CreateDatabaseRequest {
+            database: Some(pb::Database {
+                name: "hooked".into(),
+                engine: pb::Engine::Redis as i32,
+                connection_uri: "redis://h:6379".into(),
+                webhook: Some(pb::Webhook {
+                    url: "gopher://h/x".into(),
+                    secret: "hunter2".into(),
+                    secret_set: true,
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        };
+        let invalid = new_database_from_pb(request).unwrap_err();
+        let fields: Vec<&str> = invalid.violations.iter().map(|violation| violation.field.as_str()).collect();
+        assert_eq!(fields, ["database.webhook.url", "database.webhook.secret"]);
         assert!(!invalid.to_string().contains("hunter2"));
     }
 }

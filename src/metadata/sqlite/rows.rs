@@ -16,7 +16,7 @@ use super::query::{Param, Sql};
 use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupPolicy, BackupState, Compression, ConnectionUri,
     Database, DatabaseId, Destination, DestinationId, EngineKind, Operation, ResourceName, RetentionPolicy,
-    Timestamp,
+    Secret, Timestamp, Webhook,
 };
 use crate::metadata::Error;
 
@@ -84,6 +84,11 @@ pub(super) fn database_values(database: &Database) -> Result<Values, Error> {
         ("policy_backup_ttl_seconds", ttl_seconds.into()),
         ("policy_backup_ttl_nanos", ttl_nanos.into()),
         ("labels", to_json(&database.labels, "database labels")?.into()),
+        ("webhook_url", database.webhook.as_ref().map(|webhook| webhook.url.to_string()).into()),
+        (
+            "webhook_secret",
+            database.webhook.as_ref().map(|webhook| webhook.secret.expose().to_owned()).into(),
+        ),
         ("create_time", micros(database.create_time).into()),
         ("update_time", micros(database.update_time).into()),
     ])
@@ -110,6 +115,16 @@ pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
         },
         backup_ttl: ttl,
     };
+    let webhook =
+        match (reader.get::<Option<String>>("webhook_url")?, reader.get::<Option<String>>("webhook_secret")?)
+        {
+            (Some(url), Some(secret)) => Some(Webhook {
+                url: Webhook::parse_url(&url).map_err(|_| reader.invalid("webhook_url"))?,
+                secret: Secret::new(secret),
+            }),
+            (None, None) => None,
+            _ => return Err(reader.invalid("webhook")),
+        };
     Ok(Database {
         id: reader.parsed("id", DatabaseId::parse)?,
         name: reader.parsed("name", |text| ResourceName::parse(text).ok())?,
@@ -118,6 +133,7 @@ pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
         connection_uri: reader.parsed("connection_uri", |text| ConnectionUri::parse(text).ok())?,
         backup_policy,
         labels: reader.json("labels")?,
+        webhook,
         create_time: reader.time("create_time")?,
         update_time: reader.time("update_time")?,
     })

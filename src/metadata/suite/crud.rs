@@ -5,7 +5,7 @@ use super::{Run, SECRET, assert_already_exists, assert_not_found, labels, time};
 use crate::domain::{
     BackupId, BackupPolicy, BackupState, Compression, ConnectionUri, DatabaseId, DestinationId, EngineKind,
     ExportResult, ImportResult, Operation, OperationId, OperationKind, OperationResult, OperationState,
-    RestoreResult, Secret,
+    RestoreResult, Secret, Webhook,
 };
 use crate::metadata::{Created, Store};
 
@@ -20,6 +20,7 @@ pub(crate) async fn databases(store: &dyn Store) {
     let mut minimal = run.database("minimal");
     minimal.backup_policy = BackupPolicy::default();
     minimal.labels.clear();
+    minimal.webhook = None;
     minimal.connection_uri = ConnectionUri::parse("redis://cache.internal:6379").unwrap();
     minimal.engine = EngineKind::Redis;
     store.create_database(&minimal, None).await.unwrap();
@@ -41,7 +42,18 @@ pub(crate) async fn databases(store: &dyn Store) {
     changed.backup_policy.retention.keep_daily = 30;
     changed.backup_policy.backup_ttl = None;
     changed.labels = labels(&[("env", "staging"), ("owner", "team \"a\"")]);
+    changed.webhook = Some(Webhook {
+        url: Webhook::parse_url("http://10.0.0.7:8080/hooks/cellar").unwrap(),
+        secret: Secret::new(format!("rotated-{SECRET}")),
+    });
     changed.update_time = time("2026-06-07T08:09:10.111213Z");
+    store.update_database(&changed).await.unwrap();
+    assert_eq!(store.get_database(changed.id).await.unwrap(), changed);
+    // A webhook can be removed, and set again.
+    let mut unhooked = changed.clone();
+    unhooked.webhook = None;
+    store.update_database(&unhooked).await.unwrap();
+    assert_eq!(store.get_database(changed.id).await.unwrap(), unhooked);
     store.update_database(&changed).await.unwrap();
     assert_eq!(store.get_database(changed.id).await.unwrap(), changed);
     let mut ghost = changed.clone();
