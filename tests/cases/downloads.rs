@@ -140,6 +140,24 @@ async fn a_local_backup_downloads_through_a_signed_link_whole_in_ranges_and_by_g
     let body = response.bytes().await.expect("the body");
     assert_eq!(sha256_hex(&body), backup.sha256, "the downloaded bytes are the backup's");
 
+    // curl, as a person would: the whole object, then a range.
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = dir.path().join("fetched");
+    let curl =
+        files::tool("curl", "curl not found: run scripts/test (it installs it) or apt-get install curl");
+    let status = std::process::Command::new(&curl)
+        .args(["-sSf", "--noproxy", "*", "-o"])
+        .arg(&fetched)
+        .arg(&url)
+        .status();
+    assert!(status.is_ok_and(|status| status.success()), "curl fetched the link");
+    assert_eq!(files::sha256_hex(&fetched), backup.sha256, "curl's bytes are the backup's");
+    let ranged = std::process::Command::new(&curl)
+        .args(["-sSf", "--noproxy", "*", "-r", "100-199"])
+        .arg(&url)
+        .output();
+    assert_eq!(ranged.expect("curl -r").stdout, stored[100..200]);
+
     let head = http().head(&url).send().await.expect("HEAD");
     assert_eq!(head.status(), 200);
     assert_eq!(header(&head, "content-length"), stored.len().to_string());
