@@ -55,6 +55,12 @@ pub struct Config {
     /// The file holding the links' signing key; `None`: `<data_dir>/download.key`,
     /// generated at first start.
     pub download_key_file: Option<PathBuf>,
+    /// Where the catalog key comes from: `catalog_key_file`, else `CELLAR_CATALOG_KEY`,
+    /// else a key generated in the user's configuration directory.
+    pub catalog_key: crate::metadata::KeySource,
+    /// age identity files (`AGE-SECRET-KEY-1...` lines) that open encrypted backups for
+    /// restores; empty: encrypted backups cannot be restored.
+    pub age_identity_files: Vec<PathBuf>,
 }
 
 /// Where the download listener listens unless told otherwise: loopback only.
@@ -79,6 +85,8 @@ impl Default for Config {
             download_listen: Some(DEFAULT_DOWNLOAD_LISTEN),
             download_base_url: None,
             download_key_file: None,
+            catalog_key: crate::metadata::KeySource::Default,
+            age_identity_files: Vec::new(),
         }
     }
 }
@@ -120,6 +128,14 @@ pub struct Overrides {
     pub download_base_url: Option<String>,
     /// `download_key_file`: a path, or empty for the generated key.
     pub download_key_file: Option<PathBuf>,
+    /// `catalog_key_file`: a path, or empty for the generated key.
+    pub catalog_key_file: Option<PathBuf>,
+    /// The catalog key itself: from `CELLAR_CATALOG_KEY` only, never from a file.
+    #[serde(skip)]
+    pub catalog_key: Option<crate::domain::Secret>,
+    /// `age_identity_file`: one path or a list (the environment separates them with `:`).
+    #[serde(default, deserialize_with = "list_or_text")]
+    pub age_identity_file: Option<Vec<String>>,
 }
 
 /// Everything wrong with a configuration.
@@ -187,6 +203,12 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_DOWNLOAD_LISTEN" => overrides.download_listen = Some(value),
             "CELLAR_DOWNLOAD_BASE_URL" => overrides.download_base_url = Some(value),
             "CELLAR_DOWNLOAD_KEY_FILE" => overrides.download_key_file = Some(PathBuf::from(value)),
+            "CELLAR_CATALOG_KEY_FILE" => overrides.catalog_key_file = Some(PathBuf::from(value)),
+            "CELLAR_CATALOG_KEY" => overrides.catalog_key = Some(crate::domain::Secret::new(value)),
+            "CELLAR_AGE_IDENTITY_FILE" => {
+                let paths = std::env::split_paths(&value).map(|path| path.display().to_string());
+                overrides.age_identity_file = Some(paths.collect());
+            }
             _ => {}
         }
     }
@@ -200,6 +222,7 @@ fn apply(
     name: &dyn Fn(&str) -> String,
     problems: &mut Vec<String>,
 ) {
+    apply_keys(config, &overrides, name, problems);
     if let Some(listen) = overrides.listen {
         match listen.trim().parse() {
             Ok(address) => config.listen = address,
@@ -325,6 +348,29 @@ fn apply(
                 name("shutdown_timeout")
             )),
         }
+    }
+}
+
+// The catalog key's source and the age identity files.
+fn apply_keys(
+    config: &mut Config,
+    overrides: &Overrides,
+    name: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) {
+    use crate::metadata::KeySource;
+    match (&overrides.catalog_key_file, &overrides.catalog_key) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{}: give a key file or a key, not both", name("catalog_key")))
+        }
+        (Some(path), None) if path.as_os_str().is_empty() => config.catalog_key = KeySource::Default,
+        (Some(path), None) => config.catalog_key = KeySource::File(path.clone()),
+        (None, Some(key)) if key.expose().is_empty() => config.catalog_key = KeySource::Default,
+        (None, Some(key)) => config.catalog_key = KeySource::Value(key.clone()),
+        (None, None) => {}
+    }
+    if let Some(files) = &overrides.age_identity_file {
+        config.age_identity_files = files.iter().filter(|file| !file.is_empty()).map(PathBuf::from).collect();
     }
 }
 

@@ -3,7 +3,7 @@
 //! deadline).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The download listener.
     pub downloads: DownloadSettings,
+    /// Where the catalog key comes from.
+    pub catalog_key: crate::metadata::KeySource,
+    /// age identity files that open encrypted backups.
+    pub age_identity_files: Vec<PathBuf>,
 }
 
 /// The download listener's settings.
@@ -66,11 +70,16 @@ pub async fn run(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let catalog_path = data_dir.join("catalog.sqlite");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&catalog_path)
-            .await
-            .with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
-    );
+    let (catalog_key, key_place) =
+        crate::metadata::key::load(&settings.catalog_key, |name| std::env::var(name).ok())?;
+    if Path::new(&key_place).starts_with(&data_dir) {
+        tracing::warn!(path = %key_place, "the catalog key is in the data directory: a copy of the directory opens the catalog's secrets");
+    }
+    tracing::info!(key = %key_place, key_id = %catalog_key.id(), "catalog key");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&catalog_path, &catalog_key).await.with_context(|| {
+            format!("cannot open catalog {} with the catalog key from {key_place}", catalog_path.display())
+        })?);
     let manager = Manager::new(store.clone(), settings.max_concurrent_backups);
     let recovered = manager.recover().await.context("cannot recover interrupted operations")?;
     if recovered > 0 {

@@ -86,6 +86,15 @@ struct ServeArgs {
     /// at first start in `<data dir>/download.key`).
     #[arg(long, value_name = "FILE")]
     download_key_file: Option<PathBuf>,
+    /// A file holding the catalog key (64 hex digits) that seals the catalog's secrets
+    /// (default: `CELLAR_CATALOG_KEY`, else `$XDG_CONFIG_HOME/cellar/catalog.key` or
+    /// `~/.config/cellar/catalog.key`, generated at first start).
+    #[arg(long, value_name = "FILE")]
+    catalog_key_file: Option<PathBuf>,
+    /// An age identity file (`age-keygen` output) that opens encrypted backups for
+    /// restores (repeat for several).
+    #[arg(long = "age-identity-file", value_name = "FILE")]
+    age_identity_files: Vec<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -114,6 +123,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         download_listen: args.download_listen,
         download_base_url: args.download_base_url,
         download_key_file: args.download_key_file,
+        catalog_key_file: args.catalog_key_file,
+        catalog_key: None,
+        age_identity_file: (!args.age_identity_files.is_empty()).then_some(args.age_identity_files),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -165,6 +177,8 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
             base_url: config.download_base_url.clone(),
             key_file: config.download_key_file.clone(),
         },
+        catalog_key: config.catalog_key.clone(),
+        age_identity_files: config.age_identity_files.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -26,7 +26,7 @@ use crate::domain::{
 };
 
 /// A password and a credential that must never appear in an error.
-const SECRET: &str = "hunter2-catalog-secret";
+pub(crate) const SECRET: &str = "hunter2-catalog-secret";
 
 /// Runs every check of the suite against `store`.
 pub(crate) async fn run_all(store: &dyn Store) {
@@ -74,6 +74,18 @@ pub(crate) async fn write_sample(store: &dyn Store) -> Sample {
     store.create_backup(&sample.backup).await.unwrap();
     store.create_operation(&sample.operation, Some(&sample.operation_backup)).await.unwrap();
     sample
+}
+
+impl Sample {
+    /// The sample's database.
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The sample's destination.
+    pub(crate) fn destination(&self) -> &Destination {
+        &self.destination
+    }
 }
 
 /// Checks that every resource of `sample` reads back unchanged.
