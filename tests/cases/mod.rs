@@ -24,4 +24,5 @@ mod replication_crash;
 mod replication_load;
 mod restore;
 mod schedules;
+mod secrets;
 mod sql_servers;
