@@ -101,10 +101,15 @@ pub async fn run(
         allow_hosts: settings.allow_hosts.clone(),
         journal,
     };
+    let identities = crate::pipeline::identities::Identities::load(&settings.age_identity_files)?;
+    if !identities.is_empty() {
+        tracing::info!(recipients = ?identities.recipients(), "age identities for encrypted backups");
+    }
     tokio::spawn(prepare_engines(settings.engines.clone()));
     let mut cellar = Cellar::new(store, manager.clone(), places)
         .context("cannot start the http client")?
-        .with_engine_settings(settings.engines);
+        .with_engine_settings(settings.engines)
+        .with_age_identities(identities);
     let downloads = match &settings.downloads.listen {
         Some(address) => {
             let (listener, links) = download_listener(*address, &settings.downloads, &data_dir).await?;

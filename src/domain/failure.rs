@@ -120,6 +120,9 @@ pub mod reason {
     /// A READY backup's stored object is missing, or no longer matches its recorded
     /// size or checksum.
     pub const BACKUP_OBJECT_DAMAGED: &str = "BACKUP_OBJECT_DAMAGED";
+    /// The data is age-encrypted and the server holds no identity that decrypts it
+    /// (`age_identity_file`).
+    pub const DECRYPTION_KEY_MISSING: &str = "DECRYPTION_KEY_MISSING";
 }
 
 /// A failure of an operation (or a warning attached to one).

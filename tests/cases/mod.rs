@@ -5,6 +5,7 @@ mod admission;
 mod backups;
 mod catalog;
 mod downloads;
+mod encryption;
 mod export;
 mod faults;
 mod grpcurl;

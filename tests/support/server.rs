@@ -131,6 +131,12 @@ impl TestServer {
         format!("{:#}", ran.expect_err("the server must refuse to start"))
     }
 
+    /// Stops gracefully, then starts again on the same data directory with `options`.
+    pub(crate) async fn restart_with(&mut self, options: ServerOptions) {
+        self.options = options;
+        self.restart().await;
+    }
+
     /// Stops gracefully, then starts again on the same data directory (new port).
     pub(crate) async fn restart(&mut self) {
         self.stop().await;

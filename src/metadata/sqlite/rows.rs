@@ -95,6 +95,7 @@ pub(super) fn database_values(database: &Database, sealer: &Sealer) -> Result<Va
         ("policy_keep_monthly", retention.keep_monthly.into()),
         ("policy_backup_ttl_seconds", ttl_seconds.into()),
         ("policy_backup_ttl_nanos", ttl_nanos.into()),
+        ("policy_age_recipients", to_json(&policy.age_recipients, "policy age recipients")?.into()),
         ("labels", to_json(&database.labels, "database labels")?.into()),
         ("create_time", micros(database.create_time).into()),
         ("update_time", micros(database.update_time).into()),
@@ -122,6 +123,7 @@ pub(super) fn database_from_row(row: &SqliteRow, sealer: &Sealer) -> Result<Data
             keep_monthly: reader.unsigned("policy_keep_monthly")?,
         },
         backup_ttl: ttl,
+        age_recipients: reader.json("policy_age_recipients")?,
     };
     Ok(Database {
         id: reader.parsed("id", DatabaseId::parse)?,
@@ -204,6 +206,7 @@ pub(super) fn backup_values(backup: &Backup) -> Result<Values, Error> {
         ("expire_time", backup.expire_time.map(micros).into()),
         ("labels", to_json(&backup.labels, "backup labels")?.into()),
         ("parts", to_json(&backup.parts, "backup parts")?.into()),
+        ("age_recipients", to_json(&backup.age_recipients, "backup age recipients")?.into()),
     ])
 }
 
@@ -234,6 +237,7 @@ pub(super) fn backup_from_row(row: &SqliteRow) -> Result<Backup, Error> {
         expire_time: reader.optional_time("expire_time")?,
         labels: reader.json("labels")?,
         parts: reader.json("parts")?,
+        age_recipients: reader.json("age_recipients")?,
     })
 }
 

@@ -11,3 +11,10 @@ CREATE TABLE catalog_key (
     key_id                      TEXT NOT NULL,
     check_value                 TEXT NOT NULL
 ) STRICT;
+
+-- Backup encryption: a policy's age recipients (X25519 public keys, no secrets) and the
+-- recipients a backup's objects were encrypted to, as JSON arrays of `age1...` text;
+-- empty for none.
+ALTER TABLE databases ADD COLUMN policy_age_recipients TEXT NOT NULL DEFAULT '[]'
+    CHECK (json_valid(policy_age_recipients));
+ALTER TABLE backups ADD COLUMN age_recipients TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(age_recipients));
