@@ -566,6 +566,54 @@ mod tests {
     }
 
     #[test]
+    fn catalog_key_and_age_identities() {
+        use crate::metadata::KeySource;
+        let defaults = load(None, env(&[]), Overrides::default()).unwrap();
+        assert_eq!((defaults.catalog_key, defaults.age_identity_files), (KeySource::Default, Vec::new()));
+        let config = load(
+            None,
+            env(&[
+                ("CELLAR_CATALOG_KEY", "not-shown-key"),
+                ("CELLAR_AGE_IDENTITY_FILE", "/k/one.txt:/k/two.txt"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.catalog_key, KeySource::Value(crate::domain::Secret::new("not-shown-key")));
+        assert_eq!(config.age_identity_files, [PathBuf::from("/k/one.txt"), PathBuf::from("/k/two.txt")]);
+        assert!(!format!("{config:?}").contains("not-shown-key"));
+        let flags =
+            Overrides { catalog_key_file: Some("/etc/cellar/catalog.key".into()), ..Overrides::default() };
+        let config = load(None, env(&[("CELLAR_CATALOG_KEY", "k")]), flags).unwrap();
+        assert_eq!(
+            config.catalog_key,
+            KeySource::File(PathBuf::from("/etc/cellar/catalog.key")),
+            "flags win"
+        );
+        let error = load(
+            None,
+            env(&[("CELLAR_CATALOG_KEY", "not-shown-key"), ("CELLAR_CATALOG_KEY_FILE", "/k")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.problems[0].starts_with("CELLAR_CATALOG_KEY: give a key file or a key"), "{error}");
+        assert!(!error.to_string().contains("not-shown-key"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cellar.toml");
+        std::fs::write(&file, "age_identity_file = \"/k/key.txt\"\ncatalog_key_file = \"/k/catalog.key\"\n")
+            .unwrap();
+        let config = load(Some(&file), env(&[]), Overrides::default()).unwrap();
+        assert_eq!(config.age_identity_files, [PathBuf::from("/k/key.txt")]);
+        assert_eq!(config.catalog_key, KeySource::File(PathBuf::from("/k/catalog.key")));
+        std::fs::write(&file, "catalog_key = \"00\"\n").unwrap();
+        assert!(
+            load(Some(&file), env(&[]), Overrides::default()).is_err(),
+            "the key itself never in the file"
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
