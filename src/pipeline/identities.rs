@@ -116,15 +116,15 @@ mod tests {
         let public = identity.to_public().to_string();
         let path = dir.path().join("key.txt");
         std::fs::write(&path, format!("# created: today\n# public key: {public}\n{secret}\n")).unwrap();
-        let identities = Identities::load(&[path.clone()]).unwrap();
-        assert_eq!(identities.recipients(), [public.clone()]);
+        let identities = Identities::load(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(identities.recipients(), std::slice::from_ref(&public));
         assert!(identities.opens_any(&[AgeRecipient::parse(&public).unwrap()]));
         let other = age::x25519::Identity::generate().to_public().to_string();
         assert!(!identities.opens_any(&[AgeRecipient::parse(&other).unwrap()]));
         assert!(!format!("{identities:?}").contains(&secret));
 
         std::fs::write(&path, format!("{secret}x\n")).unwrap();
-        let error = Identities::load(&[path.clone()]).unwrap_err();
+        let error = Identities::load(std::slice::from_ref(&path)).unwrap_err();
         assert!(matches!(error, Error::Malformed { line: 1, .. }), "{error}");
         assert!(!error.to_string().contains(&secret), "{error}");
         std::fs::write(&path, "# nothing\n").unwrap();

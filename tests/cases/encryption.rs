@@ -55,13 +55,13 @@ async fn an_encrypted_backup_opens_with_the_age_command_and_restores_only_with_t
 
     let database = server.register(encrypted_database("encrypted", &source.uri(), &[&recipient])).await;
     let policy = database.backup_policy.clone().expect("a policy");
-    assert_eq!(policy.age_recipients, [recipient.clone()]);
+    assert_eq!(policy.age_recipients, std::slice::from_ref(&recipient));
     let operation = server.start_backup(backup_of(&database.id)).await;
     let done = server.wait_done(&operation.name).await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     let backup = done.response_backup().expect("the backup").clone();
     assert!(backup.encrypted, "{backup:?}");
-    assert_eq!(backup.age_recipients, [recipient.clone()]);
+    assert_eq!(backup.age_recipients, std::slice::from_ref(&recipient));
 
     // Stored: the age format, checksummed as stored; the manifest says for whom.
     let object = files::path_of_uri(&backup.uri);
