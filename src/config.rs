@@ -63,6 +63,12 @@ pub struct Config {
     pub tls_client_ca_file: Option<PathBuf>,
     /// Whether clients must present a certificate when `tls_client_ca_file` is set.
     pub tls_client_auth: crate::tls::ClientAuth,
+    /// Where the catalog key comes from: `catalog_key_file`, else `CELLAR_CATALOG_KEY`,
+    /// else a key generated in the user's configuration directory.
+    pub catalog_key: crate::metadata::KeySource,
+    /// age identity files (`AGE-SECRET-KEY-1...` lines) that open encrypted backups for
+    /// restores; empty: encrypted backups cannot be restored.
+    pub age_identity_files: Vec<PathBuf>,
 }
 
 /// Where the download listener listens unless told otherwise: loopback only.
@@ -91,6 +97,8 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             tls_client_auth: crate::tls::ClientAuth::Required,
+            catalog_key: crate::metadata::KeySource::Default,
+            age_identity_files: Vec::new(),
         }
     }
 }
@@ -140,6 +148,14 @@ pub struct Overrides {
     pub tls_client_ca_file: Option<PathBuf>,
     /// `tls_client_auth`: `required` or `optional`.
     pub tls_client_auth: Option<String>,
+    /// `catalog_key_file`: a path, or empty for the generated key.
+    pub catalog_key_file: Option<PathBuf>,
+    /// The catalog key itself: from `CELLAR_CATALOG_KEY` only, never from a file.
+    #[serde(skip)]
+    pub catalog_key: Option<crate::domain::Secret>,
+    /// `age_identity_file`: one path or a list (the environment separates them with `:`).
+    #[serde(default, deserialize_with = "list_or_text")]
+    pub age_identity_file: Option<Vec<String>>,
 }
 
 /// Everything wrong with a configuration.
@@ -233,6 +249,12 @@ fn from_env(env: impl IntoIterator<Item = (String, String)>) -> Overrides {
             "CELLAR_TLS_KEY_FILE" => overrides.tls_key_file = Some(PathBuf::from(value)),
             "CELLAR_TLS_CLIENT_CA_FILE" => overrides.tls_client_ca_file = Some(PathBuf::from(value)),
             "CELLAR_TLS_CLIENT_AUTH" => overrides.tls_client_auth = Some(value),
+            "CELLAR_CATALOG_KEY_FILE" => overrides.catalog_key_file = Some(PathBuf::from(value)),
+            "CELLAR_CATALOG_KEY" => overrides.catalog_key = Some(crate::domain::Secret::new(value)),
+            "CELLAR_AGE_IDENTITY_FILE" => {
+                let paths = std::env::split_paths(&value).map(|path| path.display().to_string());
+                overrides.age_identity_file = Some(paths.collect());
+            }
             _ => {}
         }
     }
@@ -246,6 +268,7 @@ fn apply(
     name: &dyn Fn(&str) -> String,
     problems: &mut Vec<String>,
 ) {
+    apply_keys(config, &overrides, name, problems);
     if let Some(listen) = overrides.listen {
         match listen.trim().parse() {
             Ok(address) => config.listen = address,
@@ -387,6 +410,29 @@ fn apply(
                 name("shutdown_timeout")
             )),
         }
+    }
+}
+
+// The catalog key's source and the age identity files.
+fn apply_keys(
+    config: &mut Config,
+    overrides: &Overrides,
+    name: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) {
+    use crate::metadata::KeySource;
+    match (&overrides.catalog_key_file, &overrides.catalog_key) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{}: give a key file or a key, not both", name("catalog_key")))
+        }
+        (Some(path), None) if path.as_os_str().is_empty() => config.catalog_key = KeySource::Default,
+        (Some(path), None) => config.catalog_key = KeySource::File(path.clone()),
+        (None, Some(key)) if key.expose().is_empty() => config.catalog_key = KeySource::Default,
+        (None, Some(key)) => config.catalog_key = KeySource::Value(key.clone()),
+        (None, None) => {}
+    }
+    if let Some(files) = &overrides.age_identity_file {
+        config.age_identity_files = files.iter().filter(|file| !file.is_empty()).map(PathBuf::from).collect();
     }
 }
 
@@ -613,6 +659,54 @@ mod tests {
         );
         let ca_alone = Overrides { tls_client_ca_file: Some("/ca.crt".into()), ..Overrides::default() };
         assert!(load(None, env(&[]), ca_alone).is_err());
+    }
+
+    #[test]
+    fn catalog_key_and_age_identities() {
+        use crate::metadata::KeySource;
+        let defaults = load(None, env(&[]), Overrides::default()).unwrap();
+        assert_eq!((defaults.catalog_key, defaults.age_identity_files), (KeySource::Default, Vec::new()));
+        let config = load(
+            None,
+            env(&[
+                ("CELLAR_CATALOG_KEY", "not-shown-key"),
+                ("CELLAR_AGE_IDENTITY_FILE", "/k/one.txt:/k/two.txt"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.catalog_key, KeySource::Value(crate::domain::Secret::new("not-shown-key")));
+        assert_eq!(config.age_identity_files, [PathBuf::from("/k/one.txt"), PathBuf::from("/k/two.txt")]);
+        assert!(!format!("{config:?}").contains("not-shown-key"));
+        let flags =
+            Overrides { catalog_key_file: Some("/etc/cellar/catalog.key".into()), ..Overrides::default() };
+        let config = load(None, env(&[("CELLAR_CATALOG_KEY", "k")]), flags).unwrap();
+        assert_eq!(
+            config.catalog_key,
+            KeySource::File(PathBuf::from("/etc/cellar/catalog.key")),
+            "flags win"
+        );
+        let error = load(
+            None,
+            env(&[("CELLAR_CATALOG_KEY", "not-shown-key"), ("CELLAR_CATALOG_KEY_FILE", "/k")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.problems[0].starts_with("CELLAR_CATALOG_KEY: give a key file or a key"), "{error}");
+        assert!(!error.to_string().contains("not-shown-key"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cellar.toml");
+        std::fs::write(&file, "age_identity_file = \"/k/key.txt\"\ncatalog_key_file = \"/k/catalog.key\"\n")
+            .unwrap();
+        let config = load(Some(&file), env(&[]), Overrides::default()).unwrap();
+        assert_eq!(config.age_identity_files, [PathBuf::from("/k/key.txt")]);
+        assert_eq!(config.catalog_key, KeySource::File(PathBuf::from("/k/catalog.key")));
+        std::fs::write(&file, "catalog_key = \"00\"\n").unwrap();
+        assert!(
+            load(Some(&file), env(&[]), Overrides::default()).is_err(),
+            "the key itself never in the file"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! deadline).
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,10 @@ pub struct Settings {
     pub downloads: DownloadSettings,
     /// TLS for every listener; `None`: plain TCP.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Where the catalog key comes from.
+    pub catalog_key: crate::metadata::KeySource,
+    /// age identity files that open encrypted backups.
+    pub age_identity_files: Vec<PathBuf>,
 }
 
 /// The download listener's settings.
@@ -77,11 +81,16 @@ pub async fn run(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let catalog_path = data_dir.join("catalog.sqlite");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&catalog_path)
-            .await
-            .with_context(|| format!("cannot open catalog {}", catalog_path.display()))?,
-    );
+    let (catalog_key, key_place) =
+        crate::metadata::key::load(&settings.catalog_key, |name| std::env::var(name).ok())?;
+    if Path::new(&key_place).starts_with(&data_dir) {
+        tracing::warn!(path = %key_place, "the catalog key is in the data directory: a copy of the directory opens the catalog's secrets");
+    }
+    tracing::info!(key = %key_place, key_id = %catalog_key.id(), "catalog key");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&catalog_path, &catalog_key).await.with_context(|| {
+            format!("cannot open catalog {} with the catalog key from {key_place}", catalog_path.display())
+        })?);
     let manager = Manager::new(store.clone(), settings.max_concurrent_backups);
     let notifier = start_notifier(store.clone(), &settings.allow_hosts, manager.metrics())?;
     manager.notify_with(notifier.clone());
@@ -105,10 +114,15 @@ pub async fn run(
         allow_hosts: settings.allow_hosts.clone(),
         journal,
     };
+    let identities = crate::pipeline::identities::Identities::load(&settings.age_identity_files)?;
+    if !identities.is_empty() {
+        tracing::info!(recipients = ?identities.recipients(), "age identities for encrypted backups");
+    }
     tokio::spawn(prepare_engines(settings.engines.clone()));
     let mut cellar = Cellar::new(store, manager.clone(), places)
         .context("cannot start the http client")?
-        .with_engine_settings(settings.engines);
+        .with_engine_settings(settings.engines)
+        .with_age_identities(identities);
     let downloads = match &settings.downloads.listen {
         Some(address) => {
             let scheme = if tls.is_some() { "https" } else { "http" };

@@ -108,7 +108,10 @@ wait_for 30 "$redis_pid" "redis-server" redis_ready
 cellar_port=$(free_port)
 cellar_addr=127.0.0.1:$cellar_port
 log "starting $cellar serve on $cellar_addr"
-"$cellar" serve --listen "$cellar_addr" --data-dir "$tmp/cellar-data" --download-listen 127.0.0.1:0 \
+# The catalog key is generated at first start in $XDG_CONFIG_HOME/cellar: here a
+# throwaway one, so that the example leaves no key behind.
+XDG_CONFIG_HOME="$tmp/config" \
+  "$cellar" serve --listen "$cellar_addr" --data-dir "$tmp/cellar-data" --download-listen 127.0.0.1:0 \
   >"$tmp/cellar.log" 2>&1 &
 cellar_pid=$!
 cellar_ready() {

@@ -101,6 +101,15 @@ struct ServeArgs {
     /// certificates.
     #[arg(long, value_name = "MODE")]
     tls_client_auth: Option<String>,
+    /// A file holding the catalog key (64 hex digits) that seals the catalog's secrets
+    /// (default: `CELLAR_CATALOG_KEY`, else `$XDG_CONFIG_HOME/cellar/catalog.key` or
+    /// `~/.config/cellar/catalog.key`, generated at first start).
+    #[arg(long, value_name = "FILE")]
+    catalog_key_file: Option<PathBuf>,
+    /// An age identity file (`age-keygen` output) that opens encrypted backups for
+    /// restores (repeat for several).
+    #[arg(long = "age-identity-file", value_name = "FILE")]
+    age_identity_files: Vec<String>,
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -133,6 +142,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         tls_key_file: args.tls_key_file,
         tls_client_ca_file: args.tls_client_ca_file,
         tls_client_auth: args.tls_client_auth,
+        catalog_key_file: args.catalog_key_file,
+        catalog_key: None,
+        age_identity_file: (!args.age_identity_files.is_empty()).then_some(args.age_identity_files),
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -185,6 +197,8 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
             key_file: config.download_key_file.clone(),
         },
         tls: config.tls().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
+        catalog_key: config.catalog_key.clone(),
+        age_identity_files: config.age_identity_files.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::domain::list::{Clause, ListQuery, Op, Value};
 use crate::domain::{Backup, BackupOrigin, BackupState, Database};
-use crate::metadata::{SqliteStore, Store};
+use crate::metadata::{KeySource, SqliteStore, Store};
 use crate::schedule::Schedule;
 use crate::schedule::retention::{self, Candidate};
 
@@ -22,6 +22,10 @@ pub(super) struct RetentionPlanArgs {
     /// Only this database (its name or id).
     #[arg(long, value_name = "DATABASE")]
     database: Option<String>,
+    /// The catalog key's file, as `cellar serve` takes it (default:
+    /// `CELLAR_CATALOG_KEY`, else the generated key in the user's configuration directory).
+    #[arg(long, value_name = "FILE", env = "CELLAR_CATALOG_KEY_FILE")]
+    catalog_key_file: Option<PathBuf>,
 }
 
 /// Prints the plan; exit code 2 when the catalog cannot be read.
@@ -44,8 +48,15 @@ pub(super) fn run(args: RetentionPlanArgs) -> ExitCode {
 async fn plan(args: &RetentionPlanArgs) -> anyhow::Result<String> {
     let catalog = args.data_dir.join("catalog.sqlite");
     anyhow::ensure!(catalog.is_file(), "no catalog at {} (see --data-dir)", catalog.display());
-    let store =
-        SqliteStore::open(&catalog).await.with_context(|| format!("cannot open {}", catalog.display()))?;
+    let source = match (&args.catalog_key_file, std::env::var("CELLAR_CATALOG_KEY")) {
+        (Some(path), _) => KeySource::File(path.clone()),
+        (None, Ok(key)) => KeySource::Value(crate::domain::Secret::new(key)),
+        (None, Err(_)) => KeySource::Default,
+    };
+    let (key, place) = crate::metadata::key::load(&source, |name| std::env::var(name).ok())?;
+    let store = SqliteStore::open(&catalog, &key)
+        .await
+        .with_context(|| format!("cannot open {} with the catalog key from {place}", catalog.display()))?;
     let databases = store.list_databases(&ListQuery::all(Vec::new())).await?.items;
     let chosen: Vec<&Database> = databases
         .iter()

@@ -122,6 +122,17 @@ pub struct Backup {
     /// (then `object_key` is the manifest's and `sha256` the manifest's). Empty for a
     /// backup held in one object.
     pub parts: Vec<BackupPart>,
+    /// The age recipients its objects are encrypted to (compressed, then encrypted);
+    /// empty: not encrypted.
+    #[serde(default)]
+    pub age_recipients: Vec<super::AgeRecipient>,
+}
+
+impl Backup {
+    /// Whether its objects are age-encrypted.
+    pub fn encrypted(&self) -> bool {
+        !self.age_recipients.is_empty()
+    }
 }
 
 /// One logical database's object in a whole-server backup.

@@ -81,6 +81,9 @@ pub struct BackupPolicy {
     pub retention: RetentionPolicy,
     /// Default time-to-live of new backups; `None` means they do not expire.
     pub backup_ttl: Option<Duration>,
+    /// The age recipients new backups are encrypted to; empty: not encrypted.
+    #[serde(default)]
+    pub age_recipients: Vec<super::AgeRecipient>,
 }
 
 impl Default for BackupPolicy {
@@ -91,6 +94,7 @@ impl Default for BackupPolicy {
             compression: Compression::Zstd,
             retention: RetentionPolicy::default(),
             backup_ttl: None,
+            age_recipients: Vec::new(),
         }
     }
 }

@@ -121,6 +121,9 @@ pub mod reason {
     /// An archive is in no format Cellar reads, or not in the one its request names
     /// (`engine`, or the engine of the database it is filed under).
     pub const FORMAT_UNKNOWN: &str = "FORMAT_UNKNOWN";
+    /// The data is age-encrypted and the server holds no identity that decrypts it
+    /// (`age_identity_file`).
+    pub const DECRYPTION_KEY_MISSING: &str = "DECRYPTION_KEY_MISSING";
 }
 
 /// A failure of an operation (or a warning attached to one).

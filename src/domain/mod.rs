@@ -6,6 +6,7 @@
 mod backup;
 mod database;
 mod destination;
+mod encryption;
 mod enums;
 mod failure;
 mod ids;
@@ -18,6 +19,7 @@ mod webhook;
 pub use backup::{Backup, BackupName, BackupPart};
 pub use database::{BackupPolicy, DEFAULT_PROJECT, Database, ResourceName, RetentionPolicy};
 pub use destination::{DESTINATION_SCHEMES, Destination, LOCAL_DESTINATION, check_destination_uri};
+pub use encryption::AgeRecipient;
 pub use enums::{BackupOrigin, BackupState, Compression, EngineKind, OperationKind, OperationState};
 pub use failure::{Code, Failure, reason};
 pub use ids::{BackupId, DatabaseId, DestinationId, OperationId};

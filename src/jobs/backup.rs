@@ -193,6 +193,7 @@ impl BackupJob {
             storage: self.storage.as_ref(),
             key,
             compression: self.backup.compression,
+            recipients: &self.backup.age_recipients,
         };
         store_snapshot(ctx, &self.engine, target, before).await
     }

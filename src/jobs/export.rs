@@ -68,6 +68,8 @@ impl ExportJob {
             storage: self.storage.as_ref(),
             key: &self.key,
             compression: self.compression,
+            // Exports are written in the clear: the policy's recipients are for backups.
+            recipients: &[],
         };
         let object = store_snapshot(ctx, &self.engine, target, (0, 0)).await?;
         self.committed.store(true, Ordering::SeqCst);
@@ -105,6 +107,7 @@ impl ExportJob {
             end_time: crate::domain::now(),
             details: object.details,
             parts: Vec::new(),
+            encryption: None,
             cellar_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         self.write_manifest(&manifest).await?;

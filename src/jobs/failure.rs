@@ -99,6 +99,9 @@ pub(super) fn from_unpack(error: &unpack::Error) -> Failure {
         unpack::Error::Corrupt(message) => {
             Failure::new(Code::DataLoss, reason::SOURCE_CORRUPT, message.clone())
         }
+        unpack::Error::KeyMissing(message) => {
+            Failure::new(Code::FailedPrecondition, reason::DECRYPTION_KEY_MISSING, message.clone())
+        }
         unpack::Error::Source(io) => {
             let inner = io.get_ref();
             if let Some(storage_error) = inner.and_then(|inner| inner.downcast_ref::<storage::Error>()) {

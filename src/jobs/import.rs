@@ -13,6 +13,7 @@ use super::failure;
 use crate::domain::{Code, ConnectionUri, Database, Failure, ImportResult, OperationResult, reason};
 use crate::engine::{DataStream, Engine, LoadData, Loaded};
 use crate::operations::{Job, JobContext};
+use crate::pipeline::identities::Identities;
 use crate::pipeline::unpack::{SpoolFile, Unpacked, Unpacking, unpack};
 use crate::storage::ftp::FtpStorage;
 use crate::storage::http::HttpClient;
@@ -159,8 +160,9 @@ impl ImportJob {
         let reader = open_source(file, &self.http).await?;
         let size = reader.size.unwrap_or(0);
         ctx.set_totals(size, 0);
-        let mut unpacking =
-            Unpacking::open(reader.body, None).await.map_err(|error| failure::from_unpack(&error))?;
+        let mut unpacking = Unpacking::open(reader.body, None, &Identities::default())
+            .await
+            .map_err(|error| failure::from_unpack(&error))?;
         let database = self.target_database();
         let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
         let loaded = self.load(ctx, database.as_deref(), LoadData::Stream(stream), size, (0, 0)).await;
@@ -348,7 +350,7 @@ pub(super) async fn spool_source(
 ) -> Result<(SpoolFile, Unpacked), Failure> {
     let mut spool = SpoolFile::create(spool_dir).await.map_err(|error| failure::internal(&error))?;
     let unpacked =
-        unpack(source, None, &mut spool, on_progress).await.map_err(|error| failure::from_unpack(&error))?;
+        unpack(source, None, &Identities::default(), &mut spool, on_progress).await.map_err(|error| failure::from_unpack(&error))?;
     Ok((spool, unpacked))
 }
 

@@ -161,7 +161,17 @@ impl ImportArchiveJob {
         let mut writer =
             self.storage.writer(&backup.object_key).await.map_err(|error| failure::from_storage(&error))?;
         let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
-        match pipeline::store(data, backup.compression, writer.as_mut(), &mut on_progress).await {
+        let recipients = &backup.age_recipients;
+        let stored = pipeline::store_with(
+            data,
+            backup.compression,
+            pipeline::Threads::PerCore,
+            recipients,
+            writer.as_mut(),
+            &mut on_progress,
+        )
+        .await;
+        match stored {
             Ok(stored) => {
                 writer.commit().await.map_err(|error| failure::from_storage(&error))?;
                 Ok(stored)

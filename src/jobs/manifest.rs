@@ -56,8 +56,20 @@ pub struct Manifest {
     /// (then `data_key` and `sha256` are empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<BackupPart>,
+    /// How the data objects are encrypted (after compression); absent when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// The Cellar version that wrote it.
     pub cellar_version: String,
+}
+
+/// A manifest's word on encryption: the scheme and whom to, never a key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Encryption {
+    /// `age` (the standard format: `age -d -i <identity file>` decrypts an object).
+    pub format: String,
+    /// The age recipients (X25519 public keys) the objects are encrypted to.
+    pub recipients: Vec<String>,
 }
 
 impl Manifest {
@@ -91,6 +103,10 @@ impl Manifest {
             end_time: crate::domain::now(),
             details,
             parts: backup.parts.clone(),
+            encryption: backup.encrypted().then(|| Encryption {
+                format: "age".to_owned(),
+                recipients: backup.age_recipients.iter().map(ToString::to_string).collect(),
+            }),
             cellar_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }

@@ -14,6 +14,7 @@ use super::failure;
 use crate::domain::{Backup, Database, Failure, OperationResult, RestoreResult};
 use crate::engine::{DataStream, Engine, LoadData};
 use crate::operations::{Job, JobContext};
+use crate::pipeline::identities::Identities;
 use crate::pipeline::unpack::{SpoolFile, Unpacking, unpack};
 use crate::storage::Storage;
 
@@ -25,11 +26,13 @@ pub struct RestoreJob {
     target: Database,
     database_name: String,
     spool_dir: PathBuf,
+    identities: Arc<Identities>,
 }
 
 impl RestoreJob {
     /// A job loading `backup` (from `storage`) into `target`; `spool_dir` holds the
-    /// decompressed data while it is checked and loaded.
+    /// decompressed data while it is checked and loaded; `identities` decrypt an
+    /// encrypted backup.
     pub fn new(
         storage: Arc<dyn Storage>,
         engine: Arc<dyn Engine>,
@@ -37,8 +40,9 @@ impl RestoreJob {
         target: Database,
         database_name: String,
         spool_dir: PathBuf,
+        identities: Arc<Identities>,
     ) -> Self {
-        RestoreJob { storage, engine, backup, target, database_name, spool_dir }
+        RestoreJob { storage, engine, backup, target, database_name, spool_dir, identities }
     }
 
     async fn restore(&self, ctx: &JobContext) -> Result<RestoreResult, Failure> {
@@ -81,7 +85,7 @@ impl RestoreJob {
         ctx.set_phase("downloading");
         let reader =
             self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
-        let mut unpacking = Unpacking::open(reader.body, Some(&object.sha256))
+        let mut unpacking = Unpacking::open(reader.body, Some(&object.sha256), &self.identities)
             .await
             .map_err(|error| failure::from_unpack(&error))?;
         let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
@@ -183,9 +187,10 @@ impl RestoreJob {
         let mut spool =
             SpoolFile::create(&self.spool_dir).await.map_err(|error| failure::internal(&error))?;
         let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, 0);
-        let unpacked = unpack(reader.body, Some(&object.sha256), &mut spool, &mut on_progress)
-            .await
-            .map_err(|error| failure::from_unpack(&error))?;
+        let unpacked =
+            unpack(reader.body, Some(&object.sha256), &self.identities, &mut spool, &mut on_progress)
+                .await
+                .map_err(|error| failure::from_unpack(&error))?;
         ctx.set_done(bytes_before + unpacked.logical_bytes, 0);
         Ok(spool)
     }

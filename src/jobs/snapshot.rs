@@ -39,6 +39,8 @@ pub(super) struct Target<'a> {
     pub(super) key: &'a str,
     /// How to compress it.
     pub(super) compression: Compression,
+    /// Whom to encrypt it to (after compressing); empty: not encrypted.
+    pub(super) recipients: &'a [crate::domain::AgeRecipient],
 }
 
 /// Snapshots `target.database` of the server into the object `target.key`, committed;
@@ -91,6 +93,7 @@ pub(super) async fn store_snapshot(
         body,
         target.compression,
         threads,
+        target.recipients,
         writer.as_mut(),
         &mut on_progress,
     )

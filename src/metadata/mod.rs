@@ -10,12 +10,15 @@
 //! row, never a mix); every future is cancel-safe in that dropping it mid-way leaves the
 //! catalog as before the call or as after it.
 
+pub mod key;
+pub mod seal;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 
 use async_trait::async_trait;
 
+pub use key::{CatalogKey, KeySource};
 pub use sqlite::SqliteStore;
 
 use crate::domain::list::{ListQuery, Page};

@@ -7,9 +7,11 @@
 
 mod query;
 mod rows;
+mod sealing;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +21,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use self::query::{BACKUPS, DATABASES, DESTINATIONS, OPERATIONS, Table};
+use super::key::CatalogKey;
+use super::seal::Sealer;
 use super::{Created, Error, Store};
 use crate::domain::list::{ListQuery, Page};
 use crate::domain::{
@@ -30,19 +34,24 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections of a file-backed catalog: one writer at a time, readers beside it.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// The catalog in a SQLite database.
+/// The catalog in a SQLite database, its secrets sealed with the catalog key.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    sealer: Arc<Sealer>,
 }
 
 impl SqliteStore {
     /// Opens the catalog at `path`, creating the file and its parent directory when
-    /// missing, and brings its schema up to date.
+    /// missing, brings its schema up to date, checks that `key` is the catalog's (a
+    /// catalog takes the key it is first opened with), and seals any secret still stored
+    /// in plain text (a catalog from before secrets were sealed).
     ///
     /// The journal is a write-ahead log with `synchronous = FULL`: a commit is on disk
     /// when it returns, and a crash (even a power loss) leaves the file consistent.
-    pub async fn open(path: &Path) -> Result<Self, Error> {
+    /// `secure_delete` overwrites what a write replaces, so that no earlier plain value
+    /// stays readable in the file's free space.
+    pub async fn open(path: &Path, key: &CatalogKey) -> Result<Self, Error> {
         let shown = path.display();
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent).await.map_err(|error| {
@@ -55,13 +64,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await
             .map_err(|error| Error::Backend(format!("opening the catalog at {shown}: {error}")))?;
-        Self::migrated(pool).await
+        Self::migrated(pool, key).await
     }
 
     /// Opens an empty catalog that lives in memory until the store is dropped (tests).
@@ -79,7 +89,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|error| Error::Backend(format!("opening an in-memory catalog: {error}")))?;
-        Self::migrated(pool).await
+        let key = CatalogKey::random().map_err(|error| Error::Backend(error.to_string()))?;
+        Self::migrated(pool, &key).await
     }
 
     /// Closes every connection, waiting for those in use to be returned. Later calls
@@ -88,12 +99,21 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn migrated(pool: SqlitePool) -> Result<Self, Error> {
+    async fn migrated(pool: SqlitePool, key: &CatalogKey) -> Result<Self, Error> {
         sqlx::migrate!("src/metadata/migrations")
             .run(&pool)
             .await
             .map_err(|error| Error::Backend(format!("migrating the catalog: {error}")))?;
-        Ok(SqliteStore { pool })
+        let sealer = Arc::new(Sealer::new(key));
+        let sealed = sealing::check_key_and_seal(&pool, &sealer).await?;
+        if sealed > 0 {
+            tracing::info!(
+                values = sealed,
+                key_id = sealer.key_id(),
+                "sealed the catalog's plain-text secrets"
+            );
+        }
+        Ok(SqliteStore { pool, sealer })
     }
 
     /// A write transaction that holds the write lock from its start, so reading before
@@ -107,7 +127,7 @@ impl SqliteStore {
         table: Table,
         kind: &'static str,
         id: String,
-        decode: fn(&SqliteRow) -> Result<T, Error>,
+        decode: impl Fn(&SqliteRow) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let sql = format!("SELECT * FROM {} WHERE id = ?", table.name);
         let row = sqlx::query(&sql)
@@ -125,7 +145,7 @@ impl SqliteStore {
         &self,
         table: Table,
         query: &ListQuery,
-        decode: fn(&SqliteRow) -> Result<T, Error>,
+        decode: impl Fn(&SqliteRow) -> Result<T, Error>,
     ) -> Result<Page<T>, Error> {
         let sql = query::list_sql(table, query)?;
         let context = format!("listing {}", table.name);
@@ -139,7 +159,7 @@ impl SqliteStore {
             .map_err(backend(&context))?;
         let rows = sql.select.query().fetch_all(&mut *transaction).await.map_err(backend(&context))?;
         transaction.commit().await.map_err(backend(&context))?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<T>, Error>>()?;
+        let items = rows.iter().map(&decode).collect::<Result<Vec<T>, Error>>()?;
         Ok(query.page(items, u64::try_from(total).unwrap_or_default()))
     }
 
@@ -206,22 +226,24 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_database(&self, database: &Database, request_id: Option<&str>) -> Result<Created, Error> {
-        let values = rows::database_values(database)?;
+        let values = rows::database_values(database, &self.sealer)?;
         let (id, name) = (database.id.to_string(), database.name.as_str());
         self.create_named(DATABASES, "database", id, name, values, request_id).await
     }
 
     async fn get_database(&self, id: DatabaseId) -> Result<Database, Error> {
-        self.fetch_one_by_id(DATABASES, "database", id.to_string(), rows::database_from_row).await
+        let decode = |row: &SqliteRow| rows::database_from_row(row, &self.sealer);
+        self.fetch_one_by_id(DATABASES, "database", id.to_string(), decode).await
     }
 
     async fn list_databases(&self, query: &ListQuery) -> Result<Page<Database>, Error> {
-        self.list(DATABASES, query, rows::database_from_row).await
+        self.list(DATABASES, query, |row| rows::database_from_row(row, &self.sealer)).await
     }
 
     async fn update_database(&self, database: &Database) -> Result<(), Error> {
         let id = database.id.to_string();
-        let statement = rows::update(DATABASES.name, id.clone(), rows::database_values(database)?);
+        let statement =
+            rows::update(DATABASES.name, id.clone(), rows::database_values(database, &self.sealer)?);
         let unique = [Unique::name(DATABASES, database.name.as_str())];
         self.change_one(statement, "database", id, &unique).await
     }
@@ -235,13 +257,14 @@ impl Store for SqliteStore {
         destination: &Destination,
         request_id: Option<&str>,
     ) -> Result<Created, Error> {
-        let values = rows::destination_values(destination)?;
+        let values = rows::destination_values(destination, &self.sealer)?;
         let (id, name) = (destination.id.to_string(), destination.name.as_str());
         self.create_named(DESTINATIONS, "destination", id, name, values, request_id).await
     }
 
     async fn get_destination(&self, id: DestinationId) -> Result<Destination, Error> {
-        self.fetch_one_by_id(DESTINATIONS, "destination", id.to_string(), rows::destination_from_row).await
+        let decode = |row: &SqliteRow| rows::destination_from_row(row, &self.sealer);
+        self.fetch_one_by_id(DESTINATIONS, "destination", id.to_string(), decode).await
     }
 
     async fn find_destination_by_name(&self, name: &str) -> Result<Option<Destination>, Error> {
@@ -250,16 +273,17 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend("finding a destination by name"))?;
-        row.as_ref().map(rows::destination_from_row).transpose()
+        row.as_ref().map(|row| rows::destination_from_row(row, &self.sealer)).transpose()
     }
 
     async fn list_destinations(&self, query: &ListQuery) -> Result<Page<Destination>, Error> {
-        self.list(DESTINATIONS, query, rows::destination_from_row).await
+        self.list(DESTINATIONS, query, |row| rows::destination_from_row(row, &self.sealer)).await
     }
 
     async fn update_destination(&self, destination: &Destination) -> Result<(), Error> {
         let id = destination.id.to_string();
-        let statement = rows::update(DESTINATIONS.name, id.clone(), rows::destination_values(destination)?);
+        let statement =
+            rows::update(DESTINATIONS.name, id.clone(), rows::destination_values(destination, &self.sealer)?);
         let unique = [Unique::name(DESTINATIONS, destination.name.as_str())];
         self.change_one(statement, "destination", id, &unique).await
     }
@@ -434,18 +458,100 @@ mod tests {
     async fn suite_on_file_and_data_survives_reopening() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("nested/dir/catalog.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let key = CatalogKey::random().unwrap();
+        let store = SqliteStore::open(&path, &key).await.unwrap();
         suite::run_all(&store).await;
         let written = suite::write_sample(&store).await;
         store.close().await;
 
-        let reopened = SqliteStore::open(&path).await.unwrap();
+        let reopened = SqliteStore::open(&path, &key).await.unwrap();
         suite::check_sample(&reopened, &written).await;
         // Running the suite again on a catalog holding data checks that it is scoped.
         suite::run_all(&reopened).await;
         let journal_mode: String =
             sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&reopened.pool).await.unwrap();
         assert_eq!(journal_mode, "wal");
+    }
+
+    /// Every byte of the catalog's files (the database, its write-ahead log).
+    fn catalog_bytes(path: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            bytes.extend(std::fs::read(side).unwrap_or_default());
+        }
+        bytes
+    }
+
+    fn holds(haystack: &[u8], needle: &str) -> bool {
+        haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_and_plain_ones_of_an_older_catalog_sealed_at_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("catalog.db");
+        let key = CatalogKey::random().unwrap();
+        let store = SqliteStore::open(&path, &key).await.unwrap();
+        let written = suite::write_sample(&store).await;
+        assert!(!holds(&catalog_bytes(&path), suite::SECRET), "a secret is in the catalog's files");
+
+        // An older catalog: the same rows with their secrets in plain text.
+        let database = written.database();
+        let destination = written.destination();
+        sqlx::query("UPDATE databases SET connection_uri = ? WHERE id = ?")
+            .bind(database.connection_uri.expose().as_str())
+            .bind(database.id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let credentials = serde_json::to_string(&destination.credentials).unwrap();
+        sqlx::query("UPDATE destinations SET uri = ?, credentials = ? WHERE id = ?")
+            .bind(&destination.uri)
+            .bind(credentials)
+            .bind(destination.id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let error = store.get_database(database.id).await.unwrap_err();
+        assert!(error.to_string().contains("connection_uri is not sealed"), "{error}");
+        store.close().await;
+        assert!(holds(&catalog_bytes(&path), suite::SECRET), "the test wrote plain secrets");
+
+        let reopened = SqliteStore::open(&path, &key).await.unwrap();
+        suite::check_sample(&reopened, &written).await;
+        reopened.close().await;
+        assert!(!holds(&catalog_bytes(&path), suite::SECRET), "a plain secret stayed in the catalog's files");
+    }
+
+    #[tokio::test]
+    async fn another_key_does_not_open_the_catalog_and_a_moved_value_does_not_open() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("catalog.db");
+        let key = CatalogKey::random().unwrap();
+        let store = SqliteStore::open(&path, &key).await.unwrap();
+        let written = suite::write_sample(&store).await;
+        let other = suite::write_sample(&store).await;
+        // One row's sealed URI copied into another row does not open there.
+        sqlx::query("UPDATE databases SET connection_uri = (SELECT connection_uri FROM databases WHERE id = ?) WHERE id = ?")
+            .bind(written.database().id.to_string())
+            .bind(other.database().id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let error = store.get_database(other.database().id).await.unwrap_err();
+        assert!(error.to_string().contains("belongs to another row"), "{error}");
+        store.close().await;
+
+        let wrong = CatalogKey::random().unwrap();
+        let error = SqliteStore::open(&path, &wrong).await.unwrap_err().to_string();
+        assert!(
+            error.contains("wrong catalog key") && error.contains(&key.id()) && error.contains(&wrong.id()),
+            "{error}"
+        );
+        let reopened = SqliteStore::open(&path, &key).await.unwrap();
+        assert_eq!(reopened.get_database(written.database().id).await.unwrap(), *written.database());
     }
 
     #[tokio::test]

@@ -27,7 +27,10 @@ use crate::domain::{
 };
 
 /// A password and a credential that must never appear in an error.
-const SECRET: &str = "hunter2-catalog-secret";
+pub(crate) const SECRET: &str = "hunter2-catalog-secret";
+
+/// An age recipient (a public key) for the policies and backups of the suite.
+const AGE_RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
 /// Runs every check of the suite against `store`.
 pub(crate) async fn run_all(store: &dyn Store) {
@@ -75,6 +78,18 @@ pub(crate) async fn write_sample(store: &dyn Store) -> Sample {
     store.create_backup(&sample.backup).await.unwrap();
     store.create_operation(&sample.operation, Some(&sample.operation_backup)).await.unwrap();
     sample
+}
+
+impl Sample {
+    /// The sample's database.
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The sample's destination.
+    pub(crate) fn destination(&self) -> &Destination {
+        &self.destination
+    }
 }
 
 /// Checks that every resource of `sample` reads back unchanged.
@@ -133,6 +148,7 @@ impl Run {
                     keep_monthly: 5,
                 },
                 backup_ttl: Some(Duration::new(7 * 86_400, 250_000_001)),
+                age_recipients: vec![crate::domain::AgeRecipient::parse(AGE_RECIPIENT).unwrap()],
             },
             labels: labels(&[("env", "prod"), ("suite", &self.tag)]),
             webhook: Some(Webhook {
@@ -190,6 +206,7 @@ impl Run {
             expire_time: Some(time("2026-03-03T04:05:06.100000Z")),
             labels: labels(&[("suite", &self.tag), ("env", "prod")]),
             parts: Vec::new(),
+            age_recipients: vec![crate::domain::AgeRecipient::parse(AGE_RECIPIENT).unwrap()],
         }
     }
 

@@ -1,7 +1,9 @@
 //! The bytes between engines and storage. [`store`] takes an engine's stream into an
-//! object: counted, compressed, hashed, written. [`unpack`] brings an object back:
-//! hashed and checked, decompressed, spooled to local disk for verification.
+//! object: counted, compressed, encrypted with age when asked (compressed first:
+//! encrypted bytes do not compress), hashed, written. [`unpack`] brings an object back:
+//! hashed and checked, decrypted, decompressed, spooled to local disk for verification.
 
+pub mod identities;
 pub mod unpack;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +16,7 @@ use async_compression::codecs::zstd::params::CParameter;
 use async_compression::codecs::{Encode, GzipEncoder, ZstdEncoder};
 use async_compression::core::util::PartialBuffer;
 
-use crate::domain::Compression;
+use crate::domain::{AgeRecipient, Compression};
 use crate::storage::{self, ObjectWriter};
 
 /// The size of the chunks read from the source and handed to the writer.
@@ -56,6 +58,9 @@ pub enum Error {
     /// Writing the object failed.
     #[error("writing the object failed: {0}")]
     Storage(#[source] storage::Error),
+    /// The age encryptor could not start.
+    #[error("age encryption failed: {0}")]
+    Encryption(String),
     /// The compressor failed.
     #[error("{compression} compression failed: {source}")]
     Compression {
@@ -87,11 +92,13 @@ pub async fn store(
     writer: &mut dyn ObjectWriter,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Stored, Error> {
-    store_with(source, compression, Threads::PerCore, writer, on_progress).await
+    store_with(source, compression, Threads::PerCore, &[], writer, on_progress).await
 }
 
-/// Reads `source` to its end, compresses it with `compression` on `threads`, and writes
-/// the result to `writer` in chunks of at most [`CHUNK_SIZE`] bytes.
+/// Reads `source` to its end, compresses it with `compression` on `threads`, encrypts
+/// that to `recipients` in the standard age format (none: not encrypted), and writes the
+/// result to `writer` in chunks of at most [`CHUNK_SIZE`] bytes (plus one age chunk).
+/// The sizes and the SHA-256 returned are of the bytes written.
 ///
 /// `on_progress` is called after each read from the source with the number of bytes read so
 /// far; the last call reports the total (an empty source reports nothing). It runs on the
@@ -105,13 +112,15 @@ pub async fn store_with(
     source: impl AsyncRead + Unpin + Send,
     compression: Compression,
     threads: Threads,
+    recipients: &[AgeRecipient],
     writer: &mut dyn ObjectWriter,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Stored, Error> {
     let (input_sender, input_receiver) = mpsc::channel(QUEUE_DEPTH);
     let (output_sender, output_receiver) = mpsc::channel(QUEUE_DEPTH);
+    let recipients: Vec<age::x25519::Recipient> = recipients.iter().map(AgeRecipient::to_age).collect();
     let compressor = tokio::task::spawn_blocking(move || {
-        compress_stage(compression, threads, input_receiver, output_sender)
+        compress_stage(compression, threads, &recipients, input_receiver, output_sender)
     });
 
     let stages = async {
@@ -206,14 +215,15 @@ struct Compressed {
     sha256: [u8; 32],
 }
 
-/// The compression stage, on a blocking thread.
+/// The compression (and encryption) stage, on a blocking thread.
 fn compress_stage(
     compression: Compression,
     threads: Threads,
+    recipients: &[age::x25519::Recipient],
     input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Bytes>,
 ) -> Result<Compressed, Stop> {
-    let sink = HashingSink { output, hasher: Sha256::new(), stored_bytes: 0 };
+    let sink = Sink::new(recipients, HashingSink { output, hasher: Sha256::new(), stored_bytes: 0 })?;
     match compression {
         Compression::None => pass_through(input, sink),
         Compression::Zstd => compress_with(zstd_encoder(threads), compression, input, sink),
@@ -261,11 +271,84 @@ impl HashingSink {
     }
 }
 
-fn pass_through(mut input: mpsc::Receiver<Input>, mut sink: HashingSink) -> Result<Compressed, Stop> {
+/// Where the compressed bytes go: to the hashing sink, or through age to it.
+enum Sink {
+    Plain(HashingSink),
+    Age(Box<age::stream::StreamWriter<AgeOutput>>),
+}
+
+impl Sink {
+    fn new(recipients: &[age::x25519::Recipient], hashing: HashingSink) -> Result<Sink, Stop> {
+        if recipients.is_empty() {
+            return Ok(Sink::Plain(hashing));
+        }
+        let recipients = recipients.iter().map(|recipient| recipient as &dyn age::Recipient);
+        let failed = |error: &dyn std::fmt::Display| Stop::Failed(Error::Encryption(error.to_string()));
+        let encryptor = age::Encryptor::with_recipients(recipients).map_err(|error| failed(&error))?;
+        let output = AgeOutput { sink: hashing, buffer: Vec::with_capacity(CHUNK_SIZE + AGE_CHUNK) };
+        let writer = encryptor.wrap_output(output).map_err(|error| failed(&error))?;
+        Ok(Sink::Age(Box::new(writer)))
+    }
+
+    fn send(&mut self, chunk: Bytes) -> Result<(), Stop> {
+        match self {
+            Sink::Plain(sink) => sink.send(chunk),
+            // The only write error is the hashing sink's: its receiver went away.
+            Sink::Age(writer) => std::io::Write::write_all(writer, &chunk).map_err(|_| Stop::Abandoned),
+        }
+    }
+
+    fn finish(self) -> Result<Compressed, Stop> {
+        match self {
+            Sink::Plain(sink) => Ok(sink.finish()),
+            Sink::Age(writer) => {
+                let mut output = writer.finish().map_err(|_| Stop::Abandoned)?;
+                output.send_buffer()?;
+                Ok(output.sink.finish())
+            }
+        }
+    }
+}
+
+/// The size of age's STREAM chunks (the ciphertext adds 16 bytes to each).
+const AGE_CHUNK: usize = 64 * 1024 + 16;
+
+/// What age writes: gathered into chunks of about [`CHUNK_SIZE`] for the hashing sink.
+struct AgeOutput {
+    sink: HashingSink,
+    buffer: Vec<u8>,
+}
+
+impl AgeOutput {
+    fn send_buffer(&mut self) -> Result<(), Stop> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::copy_from_slice(&self.buffer);
+        self.buffer.clear();
+        self.sink.send(chunk)
+    }
+}
+
+impl std::io::Write for AgeOutput {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK_SIZE {
+            self.send_buffer().map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn pass_through(mut input: mpsc::Receiver<Input>, mut sink: Sink) -> Result<Compressed, Stop> {
     loop {
         match input.blocking_recv() {
             Some(Input::Chunk(chunk)) => sink.send(chunk)?,
-            Some(Input::End) => return Ok(sink.finish()),
+            Some(Input::End) => return sink.finish(),
             None => return Err(Stop::Abandoned),
         }
     }
@@ -275,11 +358,11 @@ fn compress_with(
     mut encoder: impl Encode,
     compression: Compression,
     mut input: mpsc::Receiver<Input>,
-    mut sink: HashingSink,
+    mut sink: Sink,
 ) -> Result<Compressed, Stop> {
     let failed = |error| Stop::Failed(Error::Compression { compression, source: error });
     let mut output = PartialBuffer::new(vec![0u8; CHUNK_SIZE]);
-    let emit = |output: &mut PartialBuffer<Vec<u8>>, sink: &mut HashingSink| {
+    let emit = |output: &mut PartialBuffer<Vec<u8>>, sink: &mut Sink| {
         let chunk = Bytes::copy_from_slice(output.written());
         output.reset();
         sink.send(chunk)
@@ -303,7 +386,7 @@ fn compress_with(
                 if !output.written().is_empty() {
                     emit(&mut output, &mut sink)?;
                 }
-                return Ok(sink.finish());
+                return sink.finish();
             }
             None => return Err(Stop::Abandoned),
         }
@@ -513,7 +596,7 @@ mod tests {
             // On one thread too (for data a tool on this host produces).
             let mut one = MemoryWriter::default();
             let stored_on_one =
-                store_with(reader(&data, 64 * 1024), compression, Threads::One, &mut one, &mut |_| {})
+                store_with(reader(&data, 64 * 1024), compression, Threads::One, &[], &mut one, &mut |_| {})
                     .await
                     .unwrap();
             assert_eq!(stored_on_one.sha256, hex::encode(Sha256::digest(&one.bytes)), "{compression}");

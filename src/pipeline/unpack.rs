@@ -1,4 +1,5 @@
-//! The way back: stored bytes are hashed (and checked against the catalog's SHA-256) and
+//! The way back: stored bytes are hashed (and checked against the catalog's SHA-256),
+//! decrypted when they are age-encrypted (with the server's identities), and
 //! decompressed (the compression recognised by its magic bytes), as a stream
 //! ([`Unpacking`]) that a load reads straight into its tool, or into a spool file on
 //! local disk ([`unpack`]) for loads that must check every part before any is loaded;
@@ -6,13 +7,19 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt as _, TokioAsyncReadCompatExt as _};
 
+use super::identities::Identities;
 use crate::domain::Compression;
+
+/// What every age file starts with.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
 /// Read buffer of the stored bytes.
 const READ_BUFFER: usize = 256 * 1024;
@@ -28,6 +35,8 @@ pub struct Unpacked {
     pub sha256: String,
     /// The compression found in the data.
     pub compression: Compression,
+    /// Whether the stored bytes were age-encrypted.
+    pub encrypted: bool,
 }
 
 /// Why [`unpack`] or an [`Unpacking`] failed.
@@ -42,6 +51,9 @@ pub enum Error {
     /// Writing the spool file failed.
     #[error("writing the spool file failed: {0}")]
     Spool(#[source] std::io::Error),
+    /// The data is age-encrypted and no identity the server holds opens it.
+    #[error("{0}")]
+    KeyMissing(String),
 }
 
 /// The compression whose magic bytes start `head`; plain data otherwise.
@@ -61,6 +73,8 @@ pub fn sniff(head: &[u8]) -> Compression {
 /// stop. Dropping it mid-way is safe (nothing is left behind).
 pub struct Unpacking<R> {
     decoded: Decoded<R>,
+    hashed: Arc<Mutex<Hashed>>,
+    encrypted: bool,
     compression: Compression,
     expected_sha256: Option<String>,
     logical_bytes: u64,
@@ -68,22 +82,34 @@ pub struct Unpacking<R> {
 }
 
 /// The stored bytes, buffered and hashed as they are read.
-type Stored<R> = BufReader<Hashing<R>>;
+type Raw<R> = BufReader<Hashing<R>>;
+
+/// The stored bytes as they are, or decrypted.
+enum Clear<R> {
+    Plain(Raw<R>),
+    Age(Compat<age::stream::StreamReader<Compat<Raw<R>>>>),
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Clear<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Clear::Plain(raw) => Pin::new(raw).poll_read(cx, buf),
+            Clear::Age(decrypted) => Pin::new(decrypted).poll_read(cx, buf),
+        }
+    }
+}
+
+/// The clear bytes, buffered for the decompressor.
+type Stored<R> = BufReader<Clear<R>>;
 
 enum Decoded<R> {
     Zstd(ZstdDecoder<Stored<R>>),
     Gzip(GzipDecoder<Stored<R>>),
     Plain(Stored<R>),
-}
-
-impl<R: AsyncRead + Unpin> Decoded<R> {
-    fn hashing(&self) -> &Hashing<R> {
-        match self {
-            Decoded::Zstd(decoder) => decoder.get_ref().get_ref(),
-            Decoded::Gzip(decoder) => decoder.get_ref().get_ref(),
-            Decoded::Plain(stored) => stored.get_ref(),
-        }
-    }
 }
 
 enum State {
@@ -93,12 +119,29 @@ enum State {
 }
 
 impl<R: AsyncRead + Unpin + Send> Unpacking<R> {
-    /// Starts reading `source` (its first bytes say how it is compressed); its SHA-256
-    /// is checked against `expected_sha256` at the end when given and not empty.
-    pub async fn open(source: R, expected_sha256: Option<&str>) -> Result<Unpacking<R>, Error> {
-        let hashing = Hashing { inner: source, hasher: Sha256::new(), bytes: 0 };
-        let mut stored = BufReader::with_capacity(READ_BUFFER, hashing);
-        let compression = sniff(stored.fill_buf().await.map_err(Error::Source)?);
+    /// Starts reading `source` (its first bytes say whether it is age-encrypted and how
+    /// it is compressed); its SHA-256 is checked against `expected_sha256` at the end
+    /// when given and not empty. Encrypted data is decrypted with one of `identities`:
+    /// none that opens it is [`Error::KeyMissing`], before any data comes out.
+    pub async fn open(
+        source: R,
+        expected_sha256: Option<&str>,
+        identities: &Identities,
+    ) -> Result<Unpacking<R>, Error> {
+        let hashed = Arc::new(Mutex::new(Hashed { hasher: Sha256::new(), bytes: 0 }));
+        let hashing = Hashing { inner: source, hashed: hashed.clone() };
+        let mut raw = BufReader::with_capacity(READ_BUFFER, hashing);
+        let encrypted = raw.fill_buf().await.map_err(Error::Source)?.starts_with(AGE_MAGIC);
+        let clear =
+            if encrypted { Clear::Age(decrypt(raw, identities).await?.compat()) } else { Clear::Plain(raw) };
+        let mut stored = BufReader::with_capacity(READ_BUFFER, clear);
+        let compression = match stored.fill_buf().await {
+            Ok(head) => sniff(head),
+            Err(error) if encrypted => {
+                return Err(Error::Corrupt(format!("the age-encrypted data does not decrypt: {error}")));
+            }
+            Err(error) => return Err(Error::Source(error)),
+        };
         let decoded = match compression {
             Compression::Zstd => {
                 let mut decoder = ZstdDecoder::new(stored);
@@ -113,8 +156,39 @@ impl<R: AsyncRead + Unpin + Send> Unpacking<R> {
             Compression::None => Decoded::Plain(stored),
         };
         let expected_sha256 = expected_sha256.filter(|expected| !expected.is_empty()).map(str::to_owned);
-        Ok(Unpacking { decoded, compression, expected_sha256, logical_bytes: 0, state: State::Reading })
+        Ok(Unpacking {
+            decoded,
+            hashed,
+            encrypted,
+            compression,
+            expected_sha256,
+            logical_bytes: 0,
+            state: State::Reading,
+        })
     }
+}
+
+/// Opens an age file with one of `identities`.
+async fn decrypt<R: AsyncRead + Unpin + Send>(
+    raw: Raw<R>,
+    identities: &Identities,
+) -> Result<age::stream::StreamReader<Compat<Raw<R>>>, Error> {
+    if identities.is_empty() {
+        return Err(Error::KeyMissing(
+            "the data is age-encrypted and the server has no identity to decrypt it (set age_identity_file)"
+                .to_owned(),
+        ));
+    }
+    let decryptor = age::Decryptor::new_async_buffered(raw.compat())
+        .await
+        .map_err(|error| Error::Corrupt(format!("the age header does not read: {error}")))?;
+    decryptor.decrypt_async(identities.as_age()).map_err(|error| match error {
+        age::DecryptError::NoMatchingKeys => Error::KeyMissing(format!(
+            "the data is age-encrypted and none of the server's identities ({}) is one of its recipients",
+            identities.recipients().join(", ")
+        )),
+        other => Error::Corrupt(format!("the age-encrypted data does not decrypt: {other}")),
+    })
 }
 
 impl<R: AsyncRead + Unpin> Unpacking<R> {
@@ -158,8 +232,10 @@ impl<R: AsyncRead + Unpin> Unpacking<R> {
     /// The end of the decompressed data: the whole source was read; it is good when its
     /// SHA-256 is the expected one.
     fn finish(&mut self) -> State {
-        let hashing = self.decoded.hashing();
-        let sha256 = hex::encode(hashing.hasher.clone().finalize());
+        let (sha256, stored_bytes) = match self.hashed.lock() {
+            Ok(hashed) => (hex::encode(hashed.hasher.clone().finalize()), hashed.bytes),
+            Err(_) => return State::Failed(Error::Corrupt("the checksum was lost".to_owned())),
+        };
         if let Some(expected) = &self.expected_sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
@@ -168,15 +244,23 @@ impl<R: AsyncRead + Unpin> Unpacking<R> {
             )));
         }
         State::Done(Unpacked {
-            stored_bytes: hashing.bytes,
+            stored_bytes,
             logical_bytes: self.logical_bytes,
             sha256,
             compression: self.compression,
+            encrypted: self.encrypted,
         })
     }
 
     /// What a failed read of the compressed data means.
     fn classify(&self, error: std::io::Error) -> Error {
+        // age fails a chunk that does not authenticate with InvalidData.
+        if self.encrypted
+            && error.kind() == std::io::ErrorKind::InvalidData
+            && self.compression == Compression::None
+        {
+            return Error::Corrupt(format!("the age-encrypted data does not decrypt: {error}"));
+        }
         match error.kind() {
             std::io::ErrorKind::InvalidData
             | std::io::ErrorKind::UnexpectedEof
@@ -194,7 +278,7 @@ impl<R: AsyncRead + Unpin> Unpacking<R> {
 fn failed(error: &Error) -> std::io::Error {
     let kind = match error {
         Error::Corrupt(_) => std::io::ErrorKind::InvalidData,
-        Error::Source(_) | Error::Spool(_) => std::io::ErrorKind::Other,
+        Error::Source(_) | Error::Spool(_) | Error::KeyMissing(_) => std::io::ErrorKind::Other,
     };
     std::io::Error::new(kind, error.to_string())
 }
@@ -240,10 +324,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for Unpacking<R> {
 pub async fn unpack(
     source: impl AsyncRead + Unpin + Send,
     expected_sha256: Option<&str>,
+    identities: &Identities,
     spool: &mut SpoolFile,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Unpacked, Error> {
-    let mut unpacking = Unpacking::open(source, expected_sha256).await?;
+    let mut unpacking = Unpacking::open(source, expected_sha256, identities).await?;
     let mut chunk = vec![0u8; READ_BUFFER];
     loop {
         let count = match unpacking.read(&mut chunk).await {
@@ -261,9 +346,15 @@ pub async fn unpack(
     unpacking.unpacked().cloned().ok_or_else(|| Error::Corrupt("the data ended unchecked".to_owned()))
 }
 
-/// Hashes and counts what passes through.
+/// Hashes and counts what passes through, into a state its owner reads at the end (the
+/// reader itself ends up deep inside the decryptor and decompressor).
 struct Hashing<R> {
     inner: R,
+    hashed: Arc<Mutex<Hashed>>,
+}
+
+/// The stored bytes' hash and count so far.
+struct Hashed {
     hasher: Sha256,
     bytes: u64,
 }
@@ -276,10 +367,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
+        if let Poll::Ready(Ok(())) = polled
+            && let Ok(mut hashed) = self.hashed.lock()
+        {
             let new = &buf.filled()[before..];
-            self.hasher.update(new);
-            self.bytes += new.len() as u64;
+            hashed.hasher.update(new);
+            hashed.bytes += new.len() as u64;
         }
         polled
     }
@@ -353,7 +446,10 @@ mod tests {
             let mut spool = SpoolFile::create(&dir.path().join("spool")).await.unwrap();
             let mut progress = 0;
             let mut on_progress = |done| progress = done;
-            let unpacked = unpack(reader.body, Some(&sha256), &mut spool, &mut on_progress).await.unwrap();
+            let unpacked =
+                unpack(reader.body, Some(&sha256), &Identities::default(), &mut spool, &mut on_progress)
+                    .await
+                    .unwrap();
             assert_eq!(unpacked.compression, compression);
             assert_eq!(unpacked.logical_bytes, data().len() as u64);
             assert_eq!(progress, unpacked.logical_bytes);
@@ -370,23 +466,25 @@ mod tests {
         let storage = LocalStorage::new(dir.path().join("store"));
         stored(Compression::Zstd, &storage, "object").await;
         let spool_dir = dir.path().join("spool");
+        let none = Identities::default();
 
         let reader = storage.reader("object", 0).await.unwrap();
         let mut spool = SpoolFile::create(&spool_dir).await.unwrap();
-        let error = unpack(reader.body, Some(&"0".repeat(64)), &mut spool, &mut |_| {}).await.unwrap_err();
+        let error =
+            unpack(reader.body, Some(&"0".repeat(64)), &none, &mut spool, &mut |_| {}).await.unwrap_err();
         assert!(matches!(&error, Error::Corrupt(message) if message.contains("sha-256")), "{error:?}");
 
         let mut bytes = std::fs::read(dir.path().join("store/object")).unwrap();
         bytes.truncate(bytes.len() / 2);
         let mut spool = SpoolFile::create(&spool_dir).await.unwrap();
-        let error = unpack(&bytes[..], None, &mut spool, &mut |_| {}).await.unwrap_err();
+        let error = unpack(&bytes[..], None, &none, &mut spool, &mut |_| {}).await.unwrap_err();
         assert!(matches!(&error, Error::Corrupt(message) if message.contains("zstd")), "{error:?}");
 
         let mut bytes = std::fs::read(dir.path().join("store/object")).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x55;
         let mut spool = SpoolFile::create(&spool_dir).await.unwrap();
-        let error = unpack(&bytes[..], None, &mut spool, &mut |_| {}).await.unwrap_err();
+        let error = unpack(&bytes[..], None, &none, &mut spool, &mut |_| {}).await.unwrap_err();
         assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
     }
 
@@ -397,7 +495,8 @@ mod tests {
         let sha256 = stored(Compression::Zstd, &storage, "object").await;
 
         let reader = storage.reader("object", 0).await.unwrap();
-        let mut unpacking = Unpacking::open(reader.body, Some(&sha256)).await.unwrap();
+        let mut unpacking =
+            Unpacking::open(reader.body, Some(&sha256), &Identities::default()).await.unwrap();
         let mut read = Vec::new();
         unpacking.read_to_end(&mut read).await.unwrap();
         assert_eq!(read, data());
@@ -407,7 +506,8 @@ mod tests {
 
         // Every byte comes out, but the end is an error: the checksum is not the catalog's.
         let reader = storage.reader("object", 0).await.unwrap();
-        let mut unpacking = Unpacking::open(reader.body, Some(&"0".repeat(64))).await.unwrap();
+        let mut unpacking =
+            Unpacking::open(reader.body, Some(&"0".repeat(64)), &Identities::default()).await.unwrap();
         let mut read = Vec::new();
         let error = unpacking.read_to_end(&mut read).await.unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
@@ -415,6 +515,61 @@ mod tests {
         assert!(matches!(unpacking.failure(), Some(Error::Corrupt(message)) if message.contains("sha-256")));
         assert!(!unpacking.is_reading());
         assert!(unpacking.read(&mut [0u8; 16]).await.is_err(), "it stays failed");
+    }
+
+    #[tokio::test]
+    async fn encrypted_objects_open_only_with_an_identity_of_their_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("store"));
+        let identity = age::x25519::Identity::generate();
+        let recipient = crate::domain::AgeRecipient::parse(&identity.to_public().to_string()).unwrap();
+        let mut writer = storage.writer("object").await.unwrap();
+        let threads = crate::pipeline::Threads::One;
+        let stored = crate::pipeline::store_with(
+            &data()[..],
+            Compression::Zstd,
+            threads,
+            &[recipient],
+            writer.as_mut(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        writer.commit().await.unwrap();
+        let bytes = std::fs::read(dir.path().join("store/object")).unwrap();
+        assert!(bytes.starts_with(AGE_MAGIC));
+        assert_eq!(stored.sha256, hex::encode(Sha256::digest(&bytes)), "the checksum is of the stored bytes");
+        assert_eq!(stored.stored_bytes, bytes.len() as u64);
+        assert_eq!(stored.logical_bytes, data().len() as u64);
+        // Compressed, then encrypted: age's own reader gives the zstd frame.
+        let decryptor = age::Decryptor::new(&bytes[..]).unwrap();
+        let mut compressed = Vec::new();
+        std::io::Read::read_to_end(
+            &mut decryptor.decrypt(std::iter::once(&identity as &dyn age::Identity)).unwrap(),
+            &mut compressed,
+        )
+        .unwrap();
+        assert_eq!(sniff(&compressed), Compression::Zstd);
+
+        let identities = Identities::from_keys(&[identity]);
+        let mut unpacking = Unpacking::open(&bytes[..], Some(&stored.sha256), &identities).await.unwrap();
+        let mut read = Vec::new();
+        unpacking.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, data());
+        let unpacked = unpacking.unpacked().expect("done");
+        assert!(unpacked.encrypted && unpacked.compression == Compression::Zstd, "{unpacked:?}");
+
+        let other = Identities::from_keys(&[age::x25519::Identity::generate()]);
+        for identities in [Identities::default(), other] {
+            let error = Unpacking::open(&bytes[..], None, &identities).await.err().expect("refused");
+            assert!(matches!(error, Error::KeyMissing(_)), "{error:?}");
+        }
+        let mut damaged = bytes.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x01;
+        let mut spool = SpoolFile::create(&dir.path().join("spool")).await.unwrap();
+        let error = unpack(&damaged[..], None, &identities, &mut spool, &mut |_| {}).await.unwrap_err();
+        assert!(matches!(&error, Error::Corrupt(message) if message.contains("decrypt")), "{error:?}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl Cellar {
             expire_time,
             labels: request.labels,
             parts: Vec::new(),
+            age_recipients: database.backup_policy.age_recipients.clone(),
         };
         let source = BackupSource::registered(&database);
         let job = BackupJob::new(self.store.clone(), engine, storage, source, backup.clone());
@@ -187,6 +188,16 @@ impl Cellar {
                 ),
             });
         }
+        if backup.encrypted() && !self.identities.opens_any(&backup.age_recipients) {
+            return Err(Error::FailedPrecondition {
+                reason: crate::domain::reason::DECRYPTION_KEY_MISSING,
+                message: format!(
+                    "backup {} is encrypted to {} and the server holds no identity for any of them (age_identity_file)",
+                    backup.id,
+                    backup.age_recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
         let engine = self.loading_engine(&target)?;
         let destination = self.store.get_destination(backup.destination_id).await?;
         let storage = self.open_storage(&destination)?;
@@ -197,6 +208,7 @@ impl Cellar {
             target.clone(),
             request.target_database_name,
             self.places.spool_dir.clone(),
+            self.identities.clone(),
         );
         let submission = Submission {
             kind: OperationKind::Restore,

@@ -273,6 +273,7 @@ mod tests {
             expire_time: None,
             labels: crate::domain::Labels::new(),
             parts,
+            age_recipients: Vec::new(),
         }
     }
 

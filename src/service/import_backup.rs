@@ -60,6 +60,11 @@ impl Cellar {
             expire_time: request.expire_time,
             labels: request.labels.clone(),
             parts: Vec::new(),
+            // Filed under a database, it is encrypted as that database's backups are.
+            age_recipients: filed
+                .as_ref()
+                .map(|database| database.backup_policy.age_recipients.clone())
+                .unwrap_or_default(),
         };
         let (job, insert_backup): (Arc<dyn Job>, bool) = match &request.source {
             BackupImportSource::Live(uri) => {

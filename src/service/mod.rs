@@ -46,6 +46,8 @@ pub struct Cellar {
     schedules: Arc<tokio::sync::Notify>,
     /// The download listener's links; `None` when the listener is off.
     links: Option<Arc<crate::download::Links>>,
+    /// The age identities that decrypt encrypted backups for restores.
+    identities: Arc<crate::pipeline::identities::Identities>,
 }
 
 /// The local places the core works with, and what imports may reach.
@@ -80,6 +82,7 @@ impl Cellar {
             engines: engine::Settings::default(),
             schedules: Arc::new(tokio::sync::Notify::new()),
             links: None,
+            identities: Arc::default(),
         })
     }
 
@@ -92,6 +95,11 @@ impl Cellar {
     /// cannot presign URLs.
     pub fn with_download_links(self, links: crate::download::Links) -> Self {
         Cellar { links: Some(Arc::new(links)), ..self }
+    }
+
+    /// The same core decrypting encrypted backups with `identities` for restores.
+    pub fn with_age_identities(self, identities: crate::pipeline::identities::Identities) -> Self {
+        Cellar { identities: Arc::new(identities), ..self }
     }
 
     /// The engine for `kind`, with the server's settings; UNIMPLEMENTED for engines not

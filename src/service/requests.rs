@@ -65,6 +65,8 @@ pub struct PolicyPatch {
     pub retention: Option<RetentionPolicy>,
     /// New backup time-to-live (`Some(None)`: backups do not expire).
     pub backup_ttl: Option<Option<std::time::Duration>>,
+    /// New age recipients (empty: backups are not encrypted).
+    pub age_recipients: Option<Vec<crate::domain::AgeRecipient>>,
 }
 
 impl PolicyPatch {
@@ -84,6 +86,9 @@ impl PolicyPatch {
         }
         if let Some(backup_ttl) = self.backup_ttl {
             policy.backup_ttl = backup_ttl;
+        }
+        if let Some(age_recipients) = self.age_recipients {
+            policy.age_recipients = age_recipients;
         }
         policy
     }

@@ -172,6 +172,7 @@ async fn retention_plan_shows_what_would_be_deleted_and_deletes_nothing() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_cellar"))
         .args(["retention-plan", "--database", "planned", "--data-dir"])
         .arg(server.data_dir())
+        .env("CELLAR_CATALOG_KEY", crate::support::TEST_CATALOG_KEY)
         .output()
         .expect("run cellar retention-plan");
     let text = String::from_utf8_lossy(&output.stdout);

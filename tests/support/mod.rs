@@ -34,6 +34,10 @@ use tonic_types::StatusExt;
 /// The longest any single wait in a test may take before the test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
+/// The catalog key test servers use unless a test gives another (so that no test writes
+/// a generated key into the user's configuration directory).
+pub(crate) const TEST_CATALOG_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 /// How often pollers look again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 

@@ -51,6 +51,7 @@ impl ProcessServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)
+            .env("CELLAR_CATALOG_KEY", super::TEST_CATALOG_KEY)
             .envs(envs.iter().copied())
             .env("CELLAR_LISTEN", "127.0.0.1:0")
             .env("CELLAR_DOWNLOAD_LISTEN", "127.0.0.1:0")

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cellar::domain::Secret;
 use cellar::engine::redis::LoadMethod;
 use cellar::engine::tool::ToolPath;
 use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
@@ -14,6 +15,7 @@ use cellar::grpc::pb::cellar::v1::destination_service_client::DestinationService
 use cellar::grpc::pb::cellar::v1::export_service_client::ExportServiceClient;
 use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
 use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
+use cellar::metadata::KeySource;
 use cellar::net::AllowedHost;
 use cellar::server::Settings;
 use tempfile::TempDir;
@@ -46,6 +48,10 @@ pub(crate) struct ServerOptions {
     /// TLS for the listeners, and how the test's client connects (it trusts the CA,
     /// and presents a certificate for mTLS); `None`: plain TCP.
     pub(crate) tls: Option<(cellar::tls::TlsSettings, ClientTlsConfig)>,
+    /// Where the catalog key comes from: by default [`super::TEST_CATALOG_KEY`].
+    pub(crate) catalog_key: KeySource,
+    /// `Settings::age_identity_files`.
+    pub(crate) age_identity_files: Vec<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +65,8 @@ impl Default for ServerOptions {
             tool_path: None,
             download_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             tls: None,
+            catalog_key: KeySource::Value(Secret::new(super::TEST_CATALOG_KEY)),
+            age_identity_files: Vec::new(),
         }
     }
 }
@@ -112,6 +120,25 @@ impl TestServer {
                 tokio::time::timeout(PATIENCE, task).await.expect("the server stops within the deadline");
             ended.expect("the server task panicked").expect("server::run returned an error");
         }
+    }
+
+    /// Stops gracefully, then starts on the same data directory with `options`, which
+    /// must fail: returns the error `server::run` gave (the server stays stopped).
+    pub(crate) async fn restart_failing(&mut self, options: ServerOptions) -> String {
+        self.stop().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let settings = settings(self.data_dir.path(), &options);
+        let ran =
+            tokio::time::timeout(PATIENCE, cellar::server::run(listener, settings, std::future::pending()))
+                .await
+                .expect("the server gives up starting within the deadline");
+        format!("{:#}", ran.expect_err("the server must refuse to start"))
+    }
+
+    /// Stops gracefully, then starts again on the same data directory with `options`.
+    pub(crate) async fn restart_with(&mut self, options: ServerOptions) {
+        self.options = options;
+        self.restart().await;
     }
 
     /// Stops gracefully, then starts again on the same data directory (new port).
@@ -332,7 +359,28 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, stop_requested) = oneshot::channel::<()>();
-    let settings = Settings {
+    let settings = settings(data_dir, options);
+    let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
+        let _ = stop_requested.await;
+    }));
+    let endpoint = match &options.tls {
+        Some((_, client)) => Channel::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(client.clone())
+            .expect("the client's TLS settings"),
+        None => Channel::from_shared(format!("http://{addr}")).expect("endpoint"),
+    };
+    let channel = tokio::select! {
+        connected = tokio::time::timeout(PATIENCE, endpoint.connect()) => {
+            connected.expect("the server accepts a connection in time").expect("connect to the server")
+        }
+        ended = &mut task => panic!("the server stopped while starting: {ended:?}"),
+    };
+    Running { addr, channel, shutdown, task }
+}
+
+fn settings(data_dir: &Path, options: &ServerOptions) -> Settings {
+    Settings {
         data_dir: data_dir.to_owned(),
         max_concurrent_backups: options.max_concurrent_backups,
         shutdown_timeout: options.shutdown_timeout,
@@ -359,22 +407,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             key_file: None,
         },
         tls: options.tls.as_ref().map(|(settings, _)| settings.clone()),
-    };
-    let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
-        let _ = stop_requested.await;
-    }));
-    let endpoint = match &options.tls {
-        Some((_, client)) => Channel::from_shared(format!("https://{addr}"))
-            .expect("endpoint")
-            .tls_config(client.clone())
-            .expect("the client's TLS settings"),
-        None => Channel::from_shared(format!("http://{addr}")).expect("endpoint"),
-    };
-    let channel = tokio::select! {
-        connected = tokio::time::timeout(PATIENCE, endpoint.connect()) => {
-            connected.expect("the server accepts a connection in time").expect("connect to the server")
-        }
-        ended = &mut task => panic!("the server stopped while starting: {ended:?}"),
-    };
-    Running { addr, channel, shutdown, task }
+        catalog_key: options.catalog_key.clone(),
+        age_identity_files: options.age_identity_files.clone(),
+    }
 }

@@ -36,6 +36,8 @@ pub(crate) fn backup_to_pb(backup: &Backup) -> pb::Backup {
         object_key: backup.object_key.clone(),
         manifest_uri,
         parts: backup.parts.iter().map(part_to_pb).collect(),
+        encrypted: backup.encrypted(),
+        age_recipients: backup.age_recipients.iter().map(ToString::to_string).collect(),
     }
 }
 

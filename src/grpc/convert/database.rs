@@ -23,6 +23,7 @@ const UPDATABLE: &[&str] = &[
     "webhook",
     "webhook.url",
     "webhook.secret",
+    "backup_policy.age_recipients",
 ];
 
 pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
@@ -46,6 +47,7 @@ pub(crate) fn database_to_pb(database: &Database) -> pb::Database {
                 keep_monthly: retention.keep_monthly as i32,
             }),
             backup_ttl: policy.backup_ttl.map(duration_to_pb),
+            age_recipients: policy.age_recipients.iter().map(ToString::to_string).collect(),
         }),
         labels: labels_to_pb(&database.labels),
         create_time: Some(timestamp_to_pb(database.create_time)),
@@ -172,6 +174,7 @@ fn implied_paths(database: &pb::Database) -> Vec<String> {
         add(policy.compression != 0, "backup_policy.compression");
         add(policy.retention.is_some(), "backup_policy.retention");
         add(policy.backup_ttl.is_some(), "backup_policy.backup_ttl");
+        add(!policy.age_recipients.is_empty(), "backup_policy.age_recipients");
     }
     if let Some(webhook) = &database.webhook {
         let path = match (webhook.url.is_empty(), webhook.secret.is_empty()) {
@@ -275,6 +278,19 @@ impl PolicyPatch {
                     .and_then(|ttl| duration_from_pb("database.backup_policy.backup_ttl", ttl, invalid))
                     .filter(|ttl| !ttl.is_zero()),
             );
+        }
+        if wanted("age_recipients") {
+            let mut recipients = Vec::new();
+            for (index, text) in policy.age_recipients.iter().enumerate() {
+                match crate::domain::AgeRecipient::parse(text) {
+                    Ok(recipient) if !recipients.contains(&recipient) => recipients.push(recipient),
+                    Ok(_) => {}
+                    Err(problem) => {
+                        invalid.add(format!("database.backup_policy.age_recipients[{index}]"), problem)
+                    }
+                }
+            }
+            patch.age_recipients = Some(recipients);
         }
         patch
     }

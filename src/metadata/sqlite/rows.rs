@@ -19,6 +19,7 @@ use crate::domain::{
     Secret, Timestamp, Webhook,
 };
 use crate::metadata::Error;
+use crate::metadata::seal::{self, Sealer};
 
 /// A resource's columns other than `id`, with their values.
 pub(super) type Values = Vec<(&'static str, Param)>;
@@ -55,8 +56,9 @@ pub(super) fn micros(time: Timestamp) -> i64 {
     time.timestamp_micros()
 }
 
-/// The columns of `databases` other than `id` and `request_id`.
-pub(super) fn database_values(database: &Database) -> Result<Values, Error> {
+/// The columns of `databases` other than `id` and `request_id`; the connection URI
+/// sealed.
+pub(super) fn database_values(database: &Database, sealer: &Sealer) -> Result<Values, Error> {
     let policy = &database.backup_policy;
     let retention = &policy.retention;
     let (ttl_seconds, ttl_nanos) = match policy.backup_ttl {
@@ -72,7 +74,17 @@ pub(super) fn database_values(database: &Database) -> Result<Values, Error> {
         ("name", database.name.as_str().into()),
         ("project_id", database.project_id.as_str().into()),
         ("engine", database.engine.as_str().into()),
-        ("connection_uri", database.connection_uri.expose().as_str().into()),
+        (
+            "connection_uri",
+            seal(
+                sealer,
+                "databases",
+                "connection_uri",
+                &database.id.to_string(),
+                database.connection_uri.expose().as_str(),
+            )?
+            .into(),
+        ),
         ("policy_destination_id", policy.destination_id.map(|id| id.to_string()).into()),
         ("policy_schedule", policy.schedule.as_str().into()),
         ("policy_compression", policy.compression.as_str().into()),
@@ -83,6 +95,7 @@ pub(super) fn database_values(database: &Database) -> Result<Values, Error> {
         ("policy_keep_monthly", retention.keep_monthly.into()),
         ("policy_backup_ttl_seconds", ttl_seconds.into()),
         ("policy_backup_ttl_nanos", ttl_nanos.into()),
+        ("policy_age_recipients", to_json(&policy.age_recipients, "policy age recipients")?.into()),
         ("labels", to_json(&database.labels, "database labels")?.into()),
         ("webhook_url", database.webhook.as_ref().map(|webhook| webhook.url.to_string()).into()),
         (
@@ -95,8 +108,9 @@ pub(super) fn database_values(database: &Database) -> Result<Values, Error> {
 }
 
 /// Reads a `databases` row.
-pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
+pub(super) fn database_from_row(row: &SqliteRow, sealer: &Sealer) -> Result<Database, Error> {
     let reader = Reader::new(row, "database")?;
+    let connection_uri = reader.opened("databases", "connection_uri", sealer)?;
     let ttl = match (reader.get("policy_backup_ttl_seconds")?, reader.get("policy_backup_ttl_nanos")?) {
         (Some(seconds), Some(nanos)) => Some(reader.duration("policy_backup_ttl", seconds, nanos)?),
         (None, None) => None,
@@ -114,6 +128,7 @@ pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
             keep_monthly: reader.unsigned("policy_keep_monthly")?,
         },
         backup_ttl: ttl,
+        age_recipients: reader.json("policy_age_recipients")?,
     };
     let webhook =
         match (reader.get::<Option<String>>("webhook_url")?, reader.get::<Option<String>>("webhook_secret")?)
@@ -130,7 +145,8 @@ pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
         name: reader.parsed("name", |text| ResourceName::parse(text).ok())?,
         project_id: reader.get("project_id")?,
         engine: reader.parsed("engine", EngineKind::parse)?,
-        connection_uri: reader.parsed("connection_uri", |text| ConnectionUri::parse(text).ok())?,
+        connection_uri: ConnectionUri::parse(&connection_uri)
+            .map_err(|_| reader.invalid("connection_uri"))?,
         backup_policy,
         labels: reader.json("labels")?,
         webhook,
@@ -139,12 +155,20 @@ pub(super) fn database_from_row(row: &SqliteRow) -> Result<Database, Error> {
     })
 }
 
-/// The columns of `destinations` other than `id` and `request_id`.
-pub(super) fn destination_values(destination: &Destination) -> Result<Values, Error> {
+/// The columns of `destinations` other than `id` and `request_id`; the URI (which may
+/// hold a password) and the credentials sealed.
+pub(super) fn destination_values(destination: &Destination, sealer: &Sealer) -> Result<Values, Error> {
+    let id = destination.id.to_string();
+    let credentials = to_json(&destination.credentials, "destination credentials")?;
     Ok(vec![
         ("name", destination.name.as_str().into()),
-        ("uri", destination.uri.as_str().into()),
-        ("credentials", to_json(&destination.credentials, "destination credentials")?.into()),
+        ("uri", seal(sealer, "destinations", "uri", &id, &destination.uri)?.into()),
+        // The column must hold JSON: the sealed text goes in as a JSON string.
+        (
+            "credentials",
+            to_json(&seal(sealer, "destinations", "credentials", &id, &credentials)?, "sealed credentials")?
+                .into(),
+        ),
         ("options", to_json(&destination.options, "destination options")?.into()),
         ("labels", to_json(&destination.labels, "destination labels")?.into()),
         ("create_time", micros(destination.create_time).into()),
@@ -153,13 +177,15 @@ pub(super) fn destination_values(destination: &Destination) -> Result<Values, Er
 }
 
 /// Reads a `destinations` row.
-pub(super) fn destination_from_row(row: &SqliteRow) -> Result<Destination, Error> {
+pub(super) fn destination_from_row(row: &SqliteRow, sealer: &Sealer) -> Result<Destination, Error> {
     let reader = Reader::new(row, "destination")?;
+    let sealed_credentials: String = reader.json("credentials")?;
+    let credentials = reader.open("destinations", "credentials", sealer, &sealed_credentials)?;
     Ok(Destination {
         id: reader.parsed("id", DestinationId::parse)?,
         name: reader.parsed("name", |text| ResourceName::parse(text).ok())?,
-        uri: reader.get("uri")?,
-        credentials: reader.json("credentials")?,
+        uri: reader.opened("destinations", "uri", sealer)?,
+        credentials: reader.json_text("credentials", &credentials)?,
         options: reader.json("options")?,
         labels: reader.json("labels")?,
         create_time: reader.time("create_time")?,
@@ -196,6 +222,7 @@ pub(super) fn backup_values(backup: &Backup) -> Result<Values, Error> {
         ("expire_time", backup.expire_time.map(micros).into()),
         ("labels", to_json(&backup.labels, "backup labels")?.into()),
         ("parts", to_json(&backup.parts, "backup parts")?.into()),
+        ("age_recipients", to_json(&backup.age_recipients, "backup age recipients")?.into()),
     ])
 }
 
@@ -226,6 +253,7 @@ pub(super) fn backup_from_row(row: &SqliteRow) -> Result<Backup, Error> {
         expire_time: reader.optional_time("expire_time")?,
         labels: reader.json("labels")?,
         parts: reader.json("parts")?,
+        age_recipients: reader.json("age_recipients")?,
     })
 }
 
@@ -247,6 +275,19 @@ pub(super) fn operation_values(operation: &Operation) -> Result<Values, Error> {
 /// Reads an `operations` row (from its `body`).
 pub(super) fn operation_from_row(row: &SqliteRow) -> Result<Operation, Error> {
     Reader::new(row, "operation")?.json("body")
+}
+
+/// Seals a secret column's value for its row.
+pub(super) fn seal(
+    sealer: &Sealer,
+    table: &str,
+    column: &str,
+    id: &str,
+    value: &str,
+) -> Result<String, Error> {
+    sealer
+        .seal(&seal::place(table, column, id), value)
+        .map_err(|error| Error::Backend(format!("sealing {column} of {table} row {id}: {error}")))
 }
 
 fn to_json(value: &impl Serialize, what: &str) -> Result<String, Error> {
@@ -327,11 +368,29 @@ impl<'r> Reader<'r> {
         }
     }
 
+    /// A sealed column, opened. A value that does not open fails the read, naming the
+    /// row, the column and why (another key, damage), never the value.
+    fn opened(&self, table: &str, column: &str, sealer: &Sealer) -> Result<String, Error> {
+        let text: String = self.get(column)?;
+        self.open(table, column, sealer, &text)
+    }
+
+    /// Opens `text`, the sealed value of `column`.
+    fn open(&self, table: &str, column: &str, sealer: &Sealer, text: &str) -> Result<String, Error> {
+        sealer
+            .open(&seal::place(table, column, &self.id), text)
+            .map_err(|error| Error::Backend(format!("{} {}: {column} {error}", self.kind, self.id)))
+    }
+
     fn json<T: DeserializeOwned>(&self, column: &str) -> Result<T, Error> {
         let text: String = self.get(column)?;
+        self.json_text(column, &text)
+    }
+
+    fn json_text<T: DeserializeOwned>(&self, column: &str, text: &str) -> Result<T, Error> {
         // serde_json messages may quote the offending value (a credential); keep only
         // where and what kind of error it was.
-        serde_json::from_str(&text).map_err(|error| {
+        serde_json::from_str(text).map_err(|error| {
             Error::Backend(format!(
                 "{} {} has an invalid {column} ({:?} error at line {}, column {})",
                 self.kind,

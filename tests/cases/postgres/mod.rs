@@ -4,6 +4,7 @@
 //! or restore tool outlives its operation or Cellar). This module holds what they
 //! share.
 
+mod encrypted;
 mod failures;
 mod flows;
 mod processes;
