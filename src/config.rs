@@ -55,6 +55,9 @@ pub struct Config {
     /// The file holding the links' signing key; `None`: `<data_dir>/download.key`,
     /// generated at first start.
     pub download_key_file: Option<PathBuf>,
+    /// Who may call: tokens, JWT verification (`[auth]`); none configured: open, which
+    /// only a loopback `listen` allows.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// Where the download listener listens unless told otherwise: loopback only.
@@ -79,6 +82,7 @@ impl Default for Config {
             download_listen: Some(DEFAULT_DOWNLOAD_LISTEN),
             download_base_url: None,
             download_key_file: None,
+            auth: crate::auth::config::AuthConfig::default(),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Overrides {
     pub download_base_url: Option<String>,
     /// `download_key_file`: a path, or empty for the generated key.
     pub download_key_file: Option<PathBuf>,
+    /// The `[auth]` section (config file only: tokens do not belong in flags).
+    pub auth: Option<crate::auth::config::AuthFile>,
 }
 
 /// Everything wrong with a configuration.
@@ -158,6 +164,7 @@ pub fn load(
     }
     apply(&mut config, from_env(env), &|key| format!("CELLAR_{}", key.to_ascii_uppercase()), &mut problems);
     apply(&mut config, flags, &|key| format!("--{}", key.replace('_', "-")), &mut problems);
+    problems.extend(crate::auth::config::check_listen(config.listen, &config.auth));
     if problems.is_empty() { Ok(config) } else { Err(Error { problems }) }
 }
 
@@ -259,6 +266,9 @@ fn apply(
             Ok(base) => config.download_base_url = base,
             Err(problem) => problems.push(format!("{}: {problem}", name("download_base_url"))),
         }
+    }
+    if let Some(auth) = overrides.auth {
+        crate::auth::config::apply(&mut config.auth, auth, name, problems);
     }
     if let Some(path) = overrides.download_key_file {
         config.download_key_file = (!path.as_os_str().is_empty()).then_some(path);

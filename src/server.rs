@@ -43,6 +43,8 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The download listener.
     pub downloads: DownloadSettings,
+    /// Who may call; nothing configured: open, on a loopback address only.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// The download listener's settings.
@@ -62,6 +64,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let authenticator = authenticator(&listener, &settings.auth)?;
     let data_dir = absolute(&settings.data_dir)?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -124,12 +127,14 @@ pub async fn run(
             listener,
             manager.metrics(),
             manager.clone(),
+            authenticator.clone(),
             stop_scheduling.clone(),
         );
         tokio::spawn(serving);
     }
     if let Some(listener) = downloads {
-        tokio::spawn(crate::download::http::serve(listener, cellar.clone(), stop_scheduling.clone()));
+        let auth = authenticator.clone();
+        tokio::spawn(crate::download::http::serve(listener, cellar.clone(), auth, stop_scheduling.clone()));
     }
     let scheduler = tokio::spawn(crate::schedule::runner::run(
         cellar.clone(),
@@ -142,6 +147,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(crate::grpc::KEEPALIVE_INTERVAL))
+        .layer(crate::grpc::auth::AuthLayer::new(authenticator))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
@@ -170,6 +176,31 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+// The authenticator the settings ask for; without one, only a loopback address may be
+// served, and the log says that calls are not authenticated.
+fn authenticator(
+    listener: &TcpListener,
+    auth: &crate::auth::config::AuthConfig,
+) -> anyhow::Result<Option<Arc<crate::auth::Authenticator>>> {
+    let address = listener.local_addr()?;
+    if let Some(problem) = crate::auth::config::check_listen(address, auth) {
+        anyhow::bail!("{problem}");
+    }
+    let authenticator =
+        crate::auth::Authenticator::from_config(auth).context("cannot set up authentication")?;
+    match &authenticator {
+        Some(_) => tracing::info!(
+            tokens = auth.tokens.len(),
+            jwt = auth.jwt.is_some(),
+            "authentication on: every call needs a bearer token"
+        ),
+        None => {
+            tracing::warn!(%address, "authentication off: no [auth] tokens or JWT key configured, every caller on this loopback address is an admin")
+        }
+    }
+    Ok(authenticator.map(Arc::new))
 }
 
 // Binds the download listener and makes its links: under the base URL, signed with the

@@ -1,8 +1,10 @@
 //! The command line: `cellar serve` runs the server; `cellar retention-plan` shows what
-//! retention and expiry would delete now. Client commands come later.
+//! retention and expiry would delete now; `cellar hash-token` prints what an
+//! `[[auth.tokens]]` entry stores. Client commands come later.
 
 mod logging;
 mod retention;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ enum Command {
     /// Show, without deleting anything, which backups each database's retention and
     /// expiry would delete now, and when its schedule runs next (reads the catalog).
     RetentionPlan(retention::RetentionPlanArgs),
+    /// Print the SHA-256 of a token read from standard input, for `[[auth.tokens]]`
+    /// `sha256` (or, with `--generate`, make a new token and print both).
+    HashToken(token::HashTokenArgs),
 }
 
 /// Flags of `cellar serve`; each overrides the config file and `CELLAR_*` variables.
@@ -94,6 +99,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::RetentionPlan(args) => retention::run(args),
+        Command::HashToken(args) => token::run(args),
     }
 }
 
@@ -114,6 +120,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         download_listen: args.download_listen,
         download_base_url: args.download_base_url,
         download_key_file: args.download_key_file,
+        auth: None,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -165,6 +172,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
             base_url: config.download_base_url.clone(),
             key_file: config.download_key_file.clone(),
         },
+        auth: config.auth.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

@@ -12,6 +12,7 @@ use super::convert::{
     exported_backup_to_pb, import_database_from_pb, operation_to_pb,
 };
 use super::pb::cellar::v1 as pb;
+use super::scope::{self, caller};
 use super::status::{invalid_argument, to_status, unimplemented};
 use crate::service::Cellar;
 
@@ -26,16 +27,19 @@ impl pb::import_service_server::ImportService for ImportHandler {
         &self,
         request: Request<pb::ImportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let import =
             import_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::database(&caller, &self.cellar, import.database_id).await?;
         let operation = self.cellar.import_database(import).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
 
     async fn import_backup(
         &self,
-        _request: Request<pb::ImportBackupRequest>,
+        request: Request<pb::ImportBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        scope::unscoped(&caller(&request)?)?;
         Err(unimplemented("ImportBackup"))
     }
 }
@@ -51,8 +55,10 @@ impl pb::export_service_server::ExportService for ExportHandler {
         &self,
         request: Request<pb::ExportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let export =
             export_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::database(&caller, &self.cellar, export.database_id).await?;
         let operation = self.cellar.export_database(export).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -61,8 +67,10 @@ impl pb::export_service_server::ExportService for ExportHandler {
         &self,
         request: Request<pb::ExportBackupRequest>,
     ) -> Result<Response<pb::ExportBackupResponse>, Status> {
+        let caller = caller(&request)?;
         let export =
             export_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::backup(&caller, &self.cellar, export.backup_id).await?;
         let exported = self.cellar.export_backup(export).await.map_err(to_status)?;
         Ok(Response::new(exported_backup_to_pb(&exported)))
     }
@@ -74,8 +82,10 @@ impl pb::export_service_server::ExportService for ExportHandler {
         &self,
         request: Request<pb::DownloadBackupRequest>,
     ) -> Result<Response<Self::DownloadBackupStream>, Status> {
+        let caller = caller(&request)?;
         let download =
             download_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::backup(&caller, &self.cellar, download.backup_id).await?;
         let download = self.cellar.download_backup(download).await.map_err(to_status)?;
         // The bounded channel is the backpressure: a slow client leaves chunks unread
         // and the reader waits.

@@ -43,6 +43,8 @@ pub(crate) struct ServerOptions {
     /// Where the download listener listens: by default a free loopback port; `None`
     /// for no listener.
     pub(crate) download_listen: Option<SocketAddr>,
+    /// `Settings::auth`: none configured by default (open, on loopback).
+    pub(crate) auth: cellar::auth::config::AuthConfig,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +57,7 @@ impl Default for ServerOptions {
             allow_hosts: vec!["127.0.0.1".to_owned()],
             tool_path: None,
             download_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            auth: cellar::auth::config::AuthConfig::default(),
         }
     }
 }
@@ -354,6 +357,7 @@ async fn launch(data_dir: &Path, options: &ServerOptions) -> Running {
             base_url: None,
             key_file: None,
         },
+        auth: options.auth.clone(),
     };
     let mut task = tokio::spawn(cellar::server::run(listener, settings, async move {
         let _ = stop_requested.await;
