@@ -14,6 +14,7 @@ use super::convert::{
 use super::pb::cellar::v1 as pb;
 use super::scope::{self, caller};
 use super::status::{invalid_argument, to_status, unimplemented};
+use crate::domain::DatabaseId;
 use crate::service::Cellar;
 
 /// Serves `cellar.v1.ImportService`.
@@ -27,10 +28,13 @@ impl pb::import_service_server::ImportService for ImportHandler {
         &self,
         request: Request<pb::ImportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        // The scope first: a caller outside it learns nothing from the sources' checks.
         let caller = caller(&request)?;
+        if let Some(id) = DatabaseId::parse(&request.get_ref().database_id) {
+            scope::database(&caller, &self.cellar, id).await?;
+        }
         let import =
             import_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
-        scope::database(&caller, &self.cellar, import.database_id).await?;
         let operation = self.cellar.import_database(import).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -55,10 +59,13 @@ impl pb::export_service_server::ExportService for ExportHandler {
         &self,
         request: Request<pb::ExportDatabaseRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        // The scope first: a caller outside it learns nothing from the location's checks.
         let caller = caller(&request)?;
+        if let Some(id) = DatabaseId::parse(&request.get_ref().database_id) {
+            scope::database(&caller, &self.cellar, id).await?;
+        }
         let export =
             export_database_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
-        scope::database(&caller, &self.cellar, export.database_id).await?;
         let operation = self.cellar.export_database(export).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
