@@ -106,7 +106,7 @@ impl Scope {
     pub fn covers(&self, database: &Database) -> bool {
         let id = database.id.to_string();
         self.databases.iter().any(|named| *named == id || named == database.name.as_str())
-            || self.projects.iter().any(|project| *project == database.project_id)
+            || self.projects.contains(&database.project_id)
             || self.labels.iter().any(|label| match label.split_once('=') {
                 Some((key, value)) => {
                     database.labels.get(key.trim()).is_some_and(|held| held == value.trim())

@@ -129,7 +129,8 @@ where
         };
         let caller = match admit(self.authenticator.as_deref(), &request, permission) {
             Ok(caller) => caller,
-            Err((caller, status)) => {
+            Err(refused) => {
+                let (caller, status) = *refused;
                 let role = caller.as_ref().map(|caller| caller.role);
                 let caller_id = caller.as_ref().map_or("-", |caller| caller.id.as_str());
                 let outcome = code_name(status.code());
@@ -175,16 +176,17 @@ fn admit<B>(
     authenticator: Option<&Authenticator>,
     request: &http::Request<B>,
     permission: Permission,
-) -> Result<Caller, (Option<Caller>, Status)> {
+) -> Result<Caller, Box<(Option<Caller>, Status)>> {
     let Some(authenticator) = authenticator else {
         return Ok(Caller::anonymous(permission));
     };
     let header = request.headers().get(http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let identity = authenticator.authenticate(header).map_err(|error| (None, unauthenticated(&error)))?;
+    let identity =
+        authenticator.authenticate(header).map_err(|error| Box::new((None, unauthenticated(&error))))?;
     let caller = Caller::new(identity.id, identity.role, identity.scope, permission);
     if !caller.role.reaches(permission.level) {
         let why = format!("the {} role may not use it", caller.role);
-        return Err((Some(caller), permission_denied(permission.name, &why)));
+        return Err(Box::new((Some(caller), permission_denied(permission.name, &why))));
     }
     Ok(caller)
 }
