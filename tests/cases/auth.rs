@@ -260,10 +260,15 @@ async fn call(clients: &AuthedClients, rpc: &str, target: &Target) -> Result<(),
 
 /// Writes the configuration file: four tokens (hashes only) and an HS256 JWT key.
 fn write_config(dir: &Path) -> std::path::PathBuf {
+    write_config_with(dir, "")
+}
+
+/// Like [`write_config`], with more `[auth]` settings.
+fn write_config_with(dir: &Path, settings: &str) -> std::path::PathBuf {
     let secret_file = dir.join("jwt.secret");
     std::fs::write(&secret_file, HS_SECRET).unwrap();
     let text = [
-        "[auth]\n".to_owned(),
+        format!("[auth]\n{settings}"),
         token_entry("root", ADMIN, "admin", None),
         token_entry("ops", OPERATOR, "operator", None),
         token_entry("shop-team", MEMBER, "member", Some("{ databases = [\"inside\"] }")),
@@ -419,6 +424,46 @@ async fn every_role_against_every_rpc() {
         "{logs}"
     );
     assert_no_secret(&logs, &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_links_can_require_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(dir.path(), "download_requires_token = true\n");
+    let server = start(dir.path(), &config).await;
+    let (inside_redis, outside_redis) = blocking(|| {
+        (RedisServer::start(RedisOptions::diskless()), RedisServer::start(RedisOptions::diskless()))
+    });
+    let admin = AuthedClients::connect(server.addr, Some(ADMIN)).await;
+    let inside = target(&admin, "inside", &inside_redis).await;
+    let outside = target(&admin, "outside", &outside_redis).await;
+    let link = |backup: String| {
+        let admin = admin.clone();
+        async move {
+            let request = pb::ExportBackupRequest { backup_id: backup, ..Default::default() };
+            admin.exports().export_backup(request).await.expect("ExportBackup").into_inner().download_url
+        }
+    };
+    let (inside_url, outside_url) = (link(inside.backup).await, link(outside.backup).await);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status = |url: String, token: Option<&'static str>| {
+        let request = client.get(url);
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.expect("a download answer").status().as_u16() }
+    };
+    assert_eq!(status(inside_url.clone(), None).await, 401);
+    assert_eq!(status(inside_url.clone(), Some(WRONG)).await, 401);
+    assert_eq!(status(inside_url.clone(), Some(VIEWER)).await, 403);
+    assert_eq!(status(inside_url.clone(), Some(MEMBER)).await, 200);
+    assert_eq!(status(outside_url.clone(), Some(MEMBER)).await, 403);
+    assert_eq!(status(outside_url.clone(), Some(OPERATOR)).await, 200);
+    let logs = server.logs();
+    assert!(logs.contains("backups.download"), "the downloads are audited:\n{logs}");
+    let link_token = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    assert_no_secret(&logs, &[&link_token(&inside_url), &link_token(&outside_url)]);
 }
 
 /// A JWT with `claims` signed by `key`.
