@@ -69,6 +69,9 @@ pub struct Config {
     /// age identity files (`AGE-SECRET-KEY-1...` lines) that open encrypted backups for
     /// restores; empty: encrypted backups cannot be restored.
     pub age_identity_files: Vec<PathBuf>,
+    /// Who may call: tokens, JWT verification (`[auth]`); none configured: open, which
+    /// only a loopback `listen` allows.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// Where the download listener listens unless told otherwise: loopback only.
@@ -99,6 +102,7 @@ impl Default for Config {
             tls_client_auth: crate::tls::ClientAuth::Required,
             catalog_key: crate::metadata::KeySource::Default,
             age_identity_files: Vec::new(),
+            auth: crate::auth::config::AuthConfig::default(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Overrides {
     /// `age_identity_file`: one path or a list (the environment separates them with `:`).
     #[serde(default, deserialize_with = "list_or_text")]
     pub age_identity_file: Option<Vec<String>>,
+    /// The `[auth]` section (config file only: tokens do not belong in flags).
+    pub auth: Option<crate::auth::config::AuthFile>,
 }
 
 /// Everything wrong with a configuration.
@@ -197,6 +203,7 @@ pub fn load(
     if let Err(problem) = config.tls() {
         problems.push(problem);
     }
+    problems.extend(crate::auth::config::check_listen(config.listen, &config.auth));
     if problems.is_empty() { Ok(config) } else { Err(Error { problems }) }
 }
 
@@ -328,6 +335,9 @@ fn apply(
             Ok(base) => config.download_base_url = base,
             Err(problem) => problems.push(format!("{}: {problem}", name("download_base_url"))),
         }
+    }
+    if let Some(auth) = overrides.auth {
+        crate::auth::config::apply(&mut config.auth, auth, name, problems);
     }
     if let Some(path) = overrides.download_key_file {
         config.download_key_file = (!path.as_os_str().is_empty()).then_some(path);

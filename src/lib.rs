@@ -2,6 +2,7 @@
 //! served over gRPC. Modules in reading order: the domain vocabulary, then the parts
 //! that move data, then the runtime that drives them, then the transports.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 

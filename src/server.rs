@@ -54,6 +54,8 @@ pub struct Settings {
     pub catalog_key: crate::metadata::KeySource,
     /// age identity files that open encrypted backups.
     pub age_identity_files: Vec<PathBuf>,
+    /// Who may call; nothing configured: open, on a loopback address only.
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 /// The download listener's settings.
@@ -73,6 +75,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let authenticator = authenticator(&listener, &settings.auth)?;
     let data_dir = absolute(&settings.data_dir)?;
     let tls = match settings.tls.clone() {
         Some(tls) => Some(crate::tls::Tls::load(tls).context("cannot set up TLS")?),
@@ -154,15 +157,19 @@ pub async fn run(
             tls.as_ref().map(|tls| tls.speaking(crate::tls::Protocol::Http1)),
             manager.metrics(),
             manager.clone(),
+            authenticator.clone(),
             stop_scheduling.clone(),
         );
         tokio::spawn(serving);
     }
     if let Some(listener) = downloads {
+        let auth = authenticator.clone();
+        let tls = tls.as_ref().map(|tls| tls.speaking(crate::tls::Protocol::Http1));
         tokio::spawn(crate::download::http::serve(
             listener,
-            tls.as_ref().map(|tls| tls.speaking(crate::tls::Protocol::Http1)),
+            tls,
             cellar.clone(),
+            auth,
             stop_scheduling.clone(),
         ));
     }
@@ -177,6 +184,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(crate::grpc::KEEPALIVE_INTERVAL))
+        .layer(crate::grpc::auth::AuthLayer::new(authenticator))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             crate::tls::incoming(listener, tls.clone()),
@@ -226,6 +234,31 @@ fn start_notifier(
     let client = HttpClient::new(UrlPolicy::new(allow_hosts.to_vec()))
         .context("cannot start the http client of webhooks")?;
     Ok(Notifier::start(store, client, metrics, RetryPolicy::default()))
+}
+
+// The authenticator the settings ask for; without one, only a loopback address may be
+// served, and the log says that calls are not authenticated.
+fn authenticator(
+    listener: &TcpListener,
+    auth: &crate::auth::config::AuthConfig,
+) -> anyhow::Result<Option<Arc<crate::auth::Authenticator>>> {
+    let address = listener.local_addr()?;
+    if let Some(problem) = crate::auth::config::check_listen(address, auth) {
+        anyhow::bail!("{problem}");
+    }
+    let authenticator =
+        crate::auth::Authenticator::from_config(auth).context("cannot set up authentication")?;
+    match &authenticator {
+        Some(_) => tracing::info!(
+            tokens = auth.tokens.len(),
+            jwt = auth.jwt.is_some(),
+            "authentication on: every call needs a bearer token"
+        ),
+        None => {
+            tracing::warn!(%address, "authentication off: no [auth] tokens or JWT key configured, every caller on this loopback address is an admin")
+        }
+    }
+    Ok(authenticator.map(Arc::new))
 }
 
 // Binds the download listener and makes its links: under the base URL, signed with the

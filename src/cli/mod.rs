@@ -1,8 +1,10 @@
 //! The command line: `cellar serve` runs the server; `cellar retention-plan` shows what
-//! retention and expiry would delete now. Client commands come later.
+//! retention and expiry would delete now; `cellar hash-token` prints what an
+//! `[[auth.tokens]]` entry stores. Client commands come later.
 
 mod logging;
 mod retention;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ enum Command {
     /// Show, without deleting anything, which backups each database's retention and
     /// expiry would delete now, and when its schedule runs next (reads the catalog).
     RetentionPlan(retention::RetentionPlanArgs),
+    /// Print the SHA-256 of a token read from standard input, for `[[auth.tokens]]`
+    /// `sha256` (or, with `--generate`, make a new token and print both).
+    HashToken(token::HashTokenArgs),
 }
 
 /// Flags of `cellar serve`; each overrides the config file and `CELLAR_*` variables.
@@ -118,6 +123,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::RetentionPlan(args) => retention::run(args),
+        Command::HashToken(args) => token::run(args),
     }
 }
 
@@ -145,6 +151,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         catalog_key_file: args.catalog_key_file,
         catalog_key: None,
         age_identity_file: (!args.age_identity_files.is_empty()).then_some(args.age_identity_files),
+        auth: None,
     };
     let config = match crate::config::load(args.config.as_deref(), std::env::vars(), overrides) {
         Ok(config) => config,
@@ -199,6 +206,7 @@ async fn serve_config(config: crate::config::Config) -> anyhow::Result<()> {
         tls: config.tls().map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?,
         catalog_key: config.catalog_key.clone(),
         age_identity_files: config.age_identity_files.clone(),
+        auth: config.auth.clone(),
     };
     crate::server::run(listener, settings, crate::server::shutdown_signal()).await
 }

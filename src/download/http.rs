@@ -5,8 +5,13 @@
 //! Nothing of the URL but the token is used: the token's signed claims name the backup
 //! and the object key, which the catalog must confirm; no path from the request ever
 //! reaches a store or the filesystem. Tokens never reach a log line.
+//!
+//! With `download_requires_token`, a request also needs a bearer token whose role may
+//! download (`backups.download`; a member's only for its scope's databases), and every
+//! download is audited.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
@@ -23,8 +28,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::PATH_PREFIX;
 use super::range::{self, Range};
+use crate::auth::http::{Refusal, admit};
+use crate::auth::{Authenticator, Caller, Level, Permission};
 use crate::service::{Cellar, Error, LinkedObject};
 use crate::tls::{Accepted, Tls};
+
+/// What a download needs when the listener asks for a bearer token.
+const BACKUPS_DOWNLOAD: Permission = Permission { name: "backups.download", level: Level::Data };
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -34,8 +44,16 @@ const READ_BUFFER: usize = 64 * 1024;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
-/// Serves download links on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, tls: Option<Tls>, cellar: Cellar, stop: CancellationToken) {
+/// Serves download links on `listener` until `stop` is cancelled; with an authenticator
+/// that asks for it, only to callers with a valid bearer token.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    cellar: Cellar,
+    auth: Option<Arc<Authenticator>>,
+    stop: CancellationToken,
+) {
+    let auth = auth.filter(|auth| auth.download_requires_token());
     loop {
         let accepted = tokio::select! {
             accepted = Accepted::next(&listener, tls.as_ref()) => match accepted {
@@ -49,6 +67,7 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, cellar: Cellar, stop
         };
         let peer = accepted.remote();
         let cellar = cellar.clone();
+        let auth = auth.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let stream = match accepted.handshake().await {
@@ -60,7 +79,14 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, cellar: Cellar, stop
             };
             let service = hyper::service::service_fn(move |request| {
                 let cellar = cellar.clone();
-                async move { Ok::<_, Infallible>(respond(&request, &cellar, peer).await) }
+                let auth = auth.clone();
+                async move {
+                    let response = match auth {
+                        Some(auth) => respond_to_bearer(&request, &cellar, &auth, peer).await,
+                        None => respond(&request, &cellar, peer).await,
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             // A client that never finishes its request head is dropped.
             let connection = hyper::server::conn::http1::Builder::new()
@@ -77,6 +103,64 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, cellar: Cellar, stop
             }
         });
     }
+}
+
+// A download that needs a bearer token as well as the link.
+async fn respond_to_bearer(
+    request: &Request<Incoming>,
+    cellar: &Cellar,
+    auth: &Authenticator,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let caller = match admit(auth, authorization, BACKUPS_DOWNLOAD, peer) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            let (status, message) = match refusal {
+                Refusal::Unauthenticated(error) => (StatusCode::UNAUTHORIZED, error.to_string()),
+                Refusal::Forbidden(message) => (StatusCode::FORBIDDEN, message),
+            };
+            let mut response = text(status, &message);
+            insert(&mut response, header::WWW_AUTHENTICATE, "Bearer");
+            return response;
+        }
+    };
+    let token = request.uri().path().strip_prefix(PATH_PREFIX).filter(|token| is_token(token));
+    if caller.role.is_scoped()
+        && let Some(token) = token
+        && let Ok(object) = cellar.open_link(token).await
+    {
+        caller.touches(format!("backups/{}", object.backup_id));
+        if !in_scope(&caller, cellar, &object).await {
+            audit(&caller, peer, "403");
+            return text(
+                StatusCode::FORBIDDEN,
+                "permission backups.download denied: the database is not in the caller's scope",
+            );
+        }
+    }
+    let response = respond(request, cellar, peer).await;
+    audit(&caller, peer, response.status().as_str());
+    response
+}
+
+// Whether a member's scope covers the database of the linked backup.
+async fn in_scope(caller: &Caller, cellar: &Cellar, object: &LinkedObject) -> bool {
+    let Ok(backup) = cellar.get_backup(object.backup_id).await else { return false };
+    let Some(database) = backup.database_id else { return false };
+    cellar.get_database(database).await.is_ok_and(|database| caller.covers(&database))
+}
+
+fn audit(caller: &Caller, peer: std::net::SocketAddr, outcome: &str) {
+    let resource = caller.resource();
+    crate::auth::audit::record(crate::auth::audit::Entry {
+        caller: &caller.id,
+        role: Some(caller.role),
+        permission: caller.permission.name,
+        resource: resource.as_deref(),
+        peer: Some(peer),
+        outcome,
+    });
 }
 
 async fn respond(request: &Request<Incoming>, cellar: &Cellar, peer: std::net::SocketAddr) -> Response<Body> {

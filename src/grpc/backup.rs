@@ -7,6 +7,7 @@ use super::convert::{
     request_id_from_pb, require_id, restore_backup_from_pb, total_size,
 };
 use super::pb::cellar::v1 as pb;
+use super::scope::{self, Visible, caller};
 use super::status::{invalid_argument, to_status};
 use crate::domain::list::schemas;
 use crate::domain::{BackupId, Invalid};
@@ -23,8 +24,10 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let create =
             create_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::database(&caller, &self.cellar, create.database_id).await?;
         let operation = self.cellar.create_backup(create).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -33,8 +36,10 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let caller = caller(&request)?;
         let id = require_id("id", &request.get_ref().id, BackupId::parse)
             .map_err(|invalid| invalid_argument(&invalid))?;
+        scope::backup(&caller, &self.cellar, id).await?;
         let backup = self.cellar.get_backup(id).await.map_err(to_status)?;
         Ok(Response::new(backup_to_pb(&backup)))
     }
@@ -43,6 +48,7 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let query = list_query(
             &schemas::BACKUPS,
@@ -53,10 +59,12 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         )
         .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.list_backups(&query).await.map_err(to_status)?;
+        let mut visible = Visible::new(&caller, &self.cellar);
+        let backups = visible.retain(page.items, |backup| backup.database_id).await?;
         Ok(Response::new(pb::ListBackupsResponse {
-            backups: page.items.iter().map(backup_to_pb).collect(),
+            backups: backups.iter().map(backup_to_pb).collect(),
             next_page_token: page.next_page_token,
-            total_size: total_size(page.total_size),
+            total_size: if visible.filters() { 0 } else { total_size(page.total_size) },
         }))
     }
 
@@ -64,8 +72,10 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::UpdateBackupRequest>,
     ) -> Result<Response<pb::Backup>, Status> {
+        let caller = caller(&request)?;
         let (id, patch) =
             backup_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::backup(&caller, &self.cellar, id).await?;
         let backup = self.cellar.update_backup(id, patch).await.map_err(to_status)?;
         Ok(Response::new(backup_to_pb(&backup)))
     }
@@ -74,6 +84,7 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let mut invalid = Invalid::default();
         let request_id = request_id_from_pb("request_id", &request.request_id, &mut invalid);
@@ -82,6 +93,7 @@ impl pb::backup_service_server::BackupService for BackupHandler {
             (Some(id), true) => id,
             _ => return Err(invalid_argument(&invalid)),
         };
+        scope::backup(&caller, &self.cellar, id).await?;
         let operation = self.cellar.delete_backup(id, request_id).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -90,8 +102,13 @@ impl pb::backup_service_server::BackupService for BackupHandler {
         &self,
         request: Request<pb::RestoreBackupRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let restore =
             restore_backup_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        scope::backup(&caller, &self.cellar, restore.backup_id).await?;
+        if let Some(target) = restore.target_database_id {
+            scope::database(&caller, &self.cellar, target).await?;
+        }
         let operation = self.cellar.restore_backup(restore).await.map_err(to_status)?;
         Ok(Response::new(operation_to_pb(&operation)))
     }

@@ -6,6 +6,7 @@ use super::convert::{
     destination_patch_from_pb, destination_to_pb, list_query, new_destination_from_pb, require_id, total_size,
 };
 use super::pb::cellar::v1 as pb;
+use super::scope::caller;
 use super::status::{invalid_argument, to_status};
 use crate::domain::DestinationId;
 use crate::domain::list::schemas;
@@ -22,10 +23,12 @@ impl pb::destination_service_server::DestinationService for DestinationHandler {
         &self,
         request: Request<pb::CreateDestinationRequest>,
     ) -> Result<Response<pb::Destination>, Status> {
+        let caller = caller(&request)?;
         let (new, request_id) =
             new_destination_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
         let destination =
             self.cellar.create_destination(new, request_id.as_deref()).await.map_err(to_status)?;
+        caller.touches(format!("destinations/{}", destination.id));
         Ok(Response::new(destination_to_pb(&destination)))
     }
 
@@ -35,6 +38,7 @@ impl pb::destination_service_server::DestinationService for DestinationHandler {
     ) -> Result<Response<pb::Destination>, Status> {
         let id = require_id("id", &request.get_ref().id, DestinationId::parse)
             .map_err(|invalid| invalid_argument(&invalid))?;
+        caller(&request)?.touches(format!("destinations/{id}"));
         let destination = self.cellar.get_destination(id).await.map_err(to_status)?;
         Ok(Response::new(destination_to_pb(&destination)))
     }
@@ -43,6 +47,7 @@ impl pb::destination_service_server::DestinationService for DestinationHandler {
         &self,
         request: Request<pb::ListDestinationsRequest>,
     ) -> Result<Response<pb::ListDestinationsResponse>, Status> {
+        caller(&request)?;
         let request = request.into_inner();
         let query = list_query(
             &schemas::DESTINATIONS,
@@ -64,8 +69,10 @@ impl pb::destination_service_server::DestinationService for DestinationHandler {
         &self,
         request: Request<pb::UpdateDestinationRequest>,
     ) -> Result<Response<pb::Destination>, Status> {
+        let caller = caller(&request)?;
         let (id, patch) =
             destination_patch_from_pb(request.into_inner()).map_err(|invalid| invalid_argument(&invalid))?;
+        caller.touches(format!("destinations/{id}"));
         let destination = self.cellar.update_destination(id, patch).await.map_err(to_status)?;
         Ok(Response::new(destination_to_pb(&destination)))
     }
@@ -76,6 +83,7 @@ impl pb::destination_service_server::DestinationService for DestinationHandler {
     ) -> Result<Response<pb::DeleteDestinationResponse>, Status> {
         let id = require_id("id", &request.get_ref().id, DestinationId::parse)
             .map_err(|invalid| invalid_argument(&invalid))?;
+        caller(&request)?.touches(format!("destinations/{id}"));
         self.cellar.delete_destination(id).await.map_err(to_status)?;
         Ok(Response::new(pb::DeleteDestinationResponse {}))
     }

@@ -22,6 +22,7 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cellar_descriptor");
 }
 
+pub mod auth;
 mod backup;
 mod convert;
 mod database;
@@ -29,6 +30,7 @@ mod destination;
 mod operation;
 pub mod peer;
 mod redact;
+mod scope;
 mod status;
 mod transfer;
 

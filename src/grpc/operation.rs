@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{duration_from_pb, list_query, operation_to_pb, require_id, total_size};
 use super::pb::cellar::v1 as pb;
+use super::scope::{self, Visible, caller};
 use super::status::{invalid_argument, to_status};
 use crate::domain::list::schemas;
 use crate::domain::{Invalid, OperationId};
@@ -34,6 +35,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         request: Request<pb::GetOperationRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
         let id = operation_id(&request.get_ref().name)?;
+        scope::operation(&caller(&request)?, &self.cellar, id).await?;
         let operation = self.cellar.operations().get(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -42,6 +44,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         &self,
         request: Request<pb::ListOperationsRequest>,
     ) -> Result<Response<pb::ListOperationsResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let query = list_query(
             &schemas::OPERATIONS,
@@ -52,10 +55,12 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         )
         .map_err(|invalid| invalid_argument(&invalid))?;
         let page = self.cellar.operations().list(&query).await.map_err(|error| to_status(error.into()))?;
+        let mut visible = Visible::new(&caller, &self.cellar);
+        let operations = visible.retain(page.items, |operation| operation.database_id).await?;
         Ok(Response::new(pb::ListOperationsResponse {
-            operations: page.items.iter().map(operation_to_pb).collect(),
+            operations: operations.iter().map(operation_to_pb).collect(),
             next_page_token: page.next_page_token,
-            total_size: total_size(page.total_size),
+            total_size: if visible.filters() { 0 } else { total_size(page.total_size) },
         }))
     }
 
@@ -64,6 +69,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         request: Request<pb::CancelOperationRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
         let id = operation_id(&request.get_ref().name)?;
+        scope::operation(&caller(&request)?, &self.cellar, id).await?;
         let operation = self.cellar.operations().cancel(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
     }
@@ -73,6 +79,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         request: Request<pb::DeleteOperationRequest>,
     ) -> Result<Response<pb::DeleteOperationResponse>, Status> {
         let id = operation_id(&request.get_ref().name)?;
+        scope::operation(&caller(&request)?, &self.cellar, id).await?;
         self.cellar.operations().delete(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(pb::DeleteOperationResponse {}))
     }
@@ -81,6 +88,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         &self,
         request: Request<pb::WaitOperationRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let mut invalid = Invalid::default();
         let id = invalid.check(require_id("name", &request.name, OperationId::parse));
@@ -93,6 +101,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         let (Some(id), Some(timeout), true) = (id, timeout, invalid.is_empty()) else {
             return Err(invalid_argument(&invalid));
         };
+        scope::operation(&caller, &self.cellar, id).await?;
         let operation =
             self.cellar.operations().wait(id, timeout).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(operation_to_pb(&operation)))
@@ -105,6 +114,7 @@ impl pb::operation_service_server::OperationService for OperationHandler {
         request: Request<pb::WatchOperationRequest>,
     ) -> Result<Response<Self::WatchOperationStream>, Status> {
         let id = operation_id(&request.get_ref().name)?;
+        scope::operation(&caller(&request)?, &self.cellar, id).await?;
         let stream = self.cellar.operations().watch(id).await.map_err(|error| to_status(error.into()))?;
         Ok(Response::new(Box::pin(stream.map(|operation| Ok(operation_to_pb(&operation))))))
     }

@@ -85,6 +85,23 @@ pub(crate) fn invalid_argument(invalid: &Invalid) -> Status {
     Status::with_error_details(Code::InvalidArgument, invalid.to_string(), details)
 }
 
+/// PERMISSION_DENIED naming the permission the caller lacks (reason
+/// `PERMISSION_DENIED`, metadata `permission`).
+pub(crate) fn permission_denied(permission: &str, why: &str) -> Status {
+    let metadata = HashMap::from([("permission".to_owned(), permission.to_owned())]);
+    with_reason(
+        Code::PermissionDenied,
+        format!("permission {permission} denied: {why}"),
+        "PERMISSION_DENIED",
+        metadata,
+    )
+}
+
+/// UNAUTHENTICATED, saying why (never quoting the token).
+pub(crate) fn unauthenticated(error: &crate::auth::Error) -> Status {
+    with_reason(Code::Unauthenticated, error.to_string(), "UNAUTHENTICATED", HashMap::new())
+}
+
 fn with_reason(code: Code, message: String, reason: &str, metadata: HashMap<String, String>) -> Status {
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }

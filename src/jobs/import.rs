@@ -349,8 +349,9 @@ pub(super) async fn spool_source(
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(SpoolFile, Unpacked), Failure> {
     let mut spool = SpoolFile::create(spool_dir).await.map_err(|error| failure::internal(&error))?;
-    let unpacked =
-        unpack(source, None, &Identities::default(), &mut spool, on_progress).await.map_err(|error| failure::from_unpack(&error))?;
+    let unpacked = unpack(source, None, &Identities::default(), &mut spool, on_progress)
+        .await
+        .map_err(|error| failure::from_unpack(&error))?;
     Ok((spool, unpacked))
 }
 

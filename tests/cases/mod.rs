@@ -2,6 +2,7 @@
 //! beside `main.rs`, because Cargo would build every `tests/*.rs` as a binary of its own.)
 
 mod admission;
+mod auth;
 mod backups;
 mod catalog;
 mod downloads;

@@ -5,6 +5,7 @@
 // Each test module uses its own part of the harness.
 #![allow(dead_code)]
 
+pub(crate) mod auth;
 pub(crate) mod files;
 pub(crate) mod http;
 pub(crate) mod logs;

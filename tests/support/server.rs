@@ -52,6 +52,8 @@ pub(crate) struct ServerOptions {
     pub(crate) catalog_key: KeySource,
     /// `Settings::age_identity_files`.
     pub(crate) age_identity_files: Vec<PathBuf>,
+    /// `Settings::auth`: none configured by default (open, on loopback).
+    pub(crate) auth: cellar::auth::config::AuthConfig,
 }
 
 impl Default for ServerOptions {
@@ -67,6 +69,7 @@ impl Default for ServerOptions {
             tls: None,
             catalog_key: KeySource::Value(Secret::new(super::TEST_CATALOG_KEY)),
             age_identity_files: Vec::new(),
+            auth: cellar::auth::config::AuthConfig::default(),
         }
     }
 }
@@ -409,5 +412,6 @@ fn settings(data_dir: &Path, options: &ServerOptions) -> Settings {
         tls: options.tls.as_ref().map(|(settings, _)| settings.clone()),
         catalog_key: options.catalog_key.clone(),
         age_identity_files: options.age_identity_files.clone(),
+        auth: options.auth.clone(),
     }
 }
