@@ -203,6 +203,11 @@ pub fn load(
     if let Err(problem) = config.tls() {
         problems.push(problem);
     }
+    if !config.auth.certificates.is_empty() && config.tls_client_ca_file.is_none() {
+        problems.push(
+            "auth.client_certificates: need tls_client_ca_file (client certificates over TLS)".to_owned(),
+        );
+    }
     problems.extend(crate::auth::config::check_listen(config.listen, &config.auth));
     if problems.is_empty() { Ok(config) } else { Err(Error { problems }) }
 }

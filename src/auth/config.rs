@@ -15,6 +15,9 @@
 //! algorithm = "EdDSA"             # or HS256 (secret_file), RS256 (key_file)
 //! key_file = "/etc/cellar/jwt.pub"
 //! audience = "cellar"
+//! [[auth.client_certificates]]    # with tls_client_ca_file (mTLS)
+//! subject = "CN=backup-bot,O=Example"
+//! role = "operator"
 //! ```
 
 use std::collections::HashSet;
@@ -33,6 +36,34 @@ pub struct AuthFile {
     pub jwt: Option<JwtFile>,
     /// `download_requires_token`: download links need a bearer token too.
     pub download_requires_token: Option<bool>,
+    /// `[[auth.client_certificates]]`: roles of verified client certificates (mTLS).
+    pub client_certificates: Option<Vec<CertificateFile>>,
+}
+
+/// One `[[auth.client_certificates]]` entry as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// The certificate's subject in RFC 4514 form, as the TLS listener reads it
+    /// (`CN=backup-bot,O=Example`).
+    pub subject: String,
+    /// `admin`, `operator`, `member` or `viewer`.
+    pub role: String,
+    /// What a `member` may work on.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+}
+
+/// A client certificate subject with its role: a caller presenting a certificate the
+/// TLS listener verified, with this subject and no bearer token, is this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateEntry {
+    /// The subject, RFC 4514 form.
+    pub subject: String,
+    /// Its role.
+    pub role: Role,
+    /// Its scope (members).
+    pub scope: Scope,
 }
 
 /// One `[[auth.tokens]]` entry as written.
@@ -120,12 +151,14 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
     /// Whether download links also need a bearer token.
     pub download_requires_token: bool,
+    /// Roles of verified client certificates, by subject.
+    pub certificates: Vec<CertificateEntry>,
 }
 
 impl AuthConfig {
     /// Whether any way to authenticate is configured (then every call must).
     pub fn is_configured(&self) -> bool {
-        !self.tokens.is_empty() || self.jwt.is_some()
+        !self.tokens.is_empty() || self.jwt.is_some() || !self.certificates.is_empty()
     }
 }
 
@@ -157,6 +190,50 @@ pub fn apply(
     if let Some(jwt) = file.jwt {
         config.jwt = jwt_config(jwt, &|field| name(&format!("auth.jwt.{field}")), problems);
     }
+    if let Some(certificates) = file.client_certificates {
+        let mut entries = Vec::with_capacity(certificates.len());
+        for (index, certificate) in certificates.into_iter().enumerate() {
+            let key = |field: &str| name(&format!("auth.client_certificates[{index}].{field}"));
+            let subject = certificate.subject.trim().to_owned();
+            if subject.is_empty() {
+                problems.push(format!("{}: must not be empty", key("subject")));
+            } else if entries.iter().any(|entry: &CertificateEntry| entry.subject == subject) {
+                problems.push(format!("{}: '{subject}' is listed twice", key("subject")));
+            }
+            let scope = certificate.scope.unwrap_or_default();
+            if let Some(role) = role_with_scope(&certificate.role, &scope, &key, problems)
+                && !subject.is_empty()
+            {
+                entries.push(CertificateEntry { subject, role, scope });
+            }
+        }
+        config.certificates = entries;
+    }
+}
+
+// A role name and its scope, checked: only a member has (and needs) a scope.
+fn role_with_scope(
+    role: &str,
+    scope: &Scope,
+    key: &dyn Fn(&str) -> String,
+    problems: &mut Vec<String>,
+) -> Option<Role> {
+    let Some(parsed) = Role::parse(role) else {
+        problems.push(format!("{}: '{role}' is not admin, operator, member or viewer", key("role")));
+        return None;
+    };
+    match parsed {
+        Role::Member if scope.is_empty() => {
+            problems.push(format!("{}: a member needs databases, labels or projects", key("scope")));
+            None
+        }
+        other if other != Role::Member && !scope.is_empty() => {
+            problems
+                .push(format!("{}: only a member has a scope; {other} reaches every database", key("scope")));
+            None
+        }
+        other => Some(other),
+    }
 }
 
 fn token_entry(
@@ -174,19 +251,8 @@ fn token_entry(
         // The value is not quoted: a token pasted here by mistake stays out of the logs.
         problems.push(format!("{}: must be 64 hex digits (`cellar hash-token` prints them)", key("sha256")));
     }
-    let role = Role::parse(&token.role);
-    if role.is_none() {
-        problems.push(format!("{}: '{}' is not admin, operator, member or viewer", key("role"), token.role));
-    }
     let scope = token.scope.unwrap_or_default();
-    match role {
-        Some(Role::Member) if scope.is_empty() => {
-            problems.push(format!("{}: a member needs databases, labels or projects", key("scope")))
-        }
-        Some(role) if role != Role::Member && !scope.is_empty() => problems
-            .push(format!("{}: only a member has a scope; {role} reaches every database", key("scope"))),
-        _ => {}
-    }
+    let role = role_with_scope(&token.role, &scope, key, problems);
     if problems.len() > before {
         return None;
     }

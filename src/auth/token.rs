@@ -5,7 +5,7 @@
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::config::{AuthConfig, TokenEntry};
+use super::config::{AuthConfig, CertificateEntry, TokenEntry};
 use super::jwt::Verifier;
 use super::{Role, Scope};
 
@@ -53,6 +53,7 @@ pub struct Authenticator {
     tokens: Vec<TokenEntry>,
     jwt: Option<Verifier>,
     download_requires_token: bool,
+    certificates: Vec<CertificateEntry>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -76,12 +77,34 @@ impl Authenticator {
             tokens: config.tokens.clone(),
             jwt,
             download_requires_token: config.download_requires_token,
+            certificates: config.certificates.clone(),
         }))
     }
 
     /// Whether the download listener asks for a bearer token too.
     pub fn download_requires_token(&self) -> bool {
         self.download_requires_token
+    }
+
+    /// Authenticates a call: by its bearer token when it sends one, else by the
+    /// subject of the client certificate the TLS listener verified, if that subject
+    /// is configured.
+    pub fn authenticate_call(
+        &self,
+        authorization: Option<&str>,
+        client_subject: Option<&str>,
+    ) -> Result<Identity, Error> {
+        if authorization.is_none()
+            && let Some(subject) = client_subject
+            && let Some(entry) = self.certificates.iter().find(|entry| entry.subject == subject)
+        {
+            return Ok(Identity {
+                id: format!("cert:{subject}"),
+                role: entry.role,
+                scope: entry.scope.clone(),
+            });
+        }
+        self.authenticate(authorization)
     }
 
     /// Authenticates the value of an `authorization` header.
@@ -140,7 +163,25 @@ mod tests {
             ],
             jwt: None,
             download_requires_token: false,
+            certificates: vec![CertificateEntry {
+                subject: "CN=backup-bot,O=Example".to_owned(),
+                role: Role::Viewer,
+                scope: Scope::default(),
+            }],
         }
+    }
+
+    #[test]
+    fn a_configured_certificate_subject_stands_in_for_a_token() {
+        let auth = authenticator();
+        let caller = auth.authenticate_call(None, Some("CN=backup-bot,O=Example")).unwrap();
+        assert_eq!((caller.id.as_str(), caller.role), ("cert:CN=backup-bot,O=Example", Role::Viewer));
+        // A bearer token, when sent, decides.
+        let caller =
+            auth.authenticate_call(Some("Bearer ops-token"), Some("CN=backup-bot,O=Example")).unwrap();
+        assert_eq!(caller.role, Role::Operator);
+        assert!(matches!(auth.authenticate_call(None, Some("CN=someone-else")), Err(Error::Missing)));
+        assert!(matches!(auth.authenticate_call(None, None), Err(Error::Missing)));
     }
 
     #[test]

@@ -181,8 +181,10 @@ fn admit<B>(
         return Ok(Caller::anonymous(permission));
     };
     let header = request.headers().get(http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let identity =
-        authenticator.authenticate(header).map_err(|error| Box::new((None, unauthenticated(&error))))?;
+    let subject = request.extensions().get::<Peer>().and_then(|peer| peer.client_subject.as_deref());
+    let identity = authenticator
+        .authenticate_call(header, subject)
+        .map_err(|error| Box::new((None, unauthenticated(&error))))?;
     let caller = Caller::new(identity.id, identity.role, identity.scope, permission);
     if !caller.role.reaches(permission.level) {
         let why = format!("the {} role may not use it", caller.role);

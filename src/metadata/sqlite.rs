@@ -500,8 +500,11 @@ mod tests {
         // An older catalog: the same rows with their secrets in plain text.
         let database = written.database();
         let destination = written.destination();
-        sqlx::query("UPDATE databases SET connection_uri = ? WHERE id = ?")
+        let webhook_secret = database.webhook.as_ref().map(|webhook| webhook.secret.expose().to_owned());
+        assert!(webhook_secret.is_some(), "the sample has a webhook");
+        sqlx::query("UPDATE databases SET connection_uri = ?, webhook_secret = ? WHERE id = ?")
             .bind(database.connection_uri.expose().as_str())
+            .bind(webhook_secret)
             .bind(database.id.to_string())
             .execute(&store.pool)
             .await

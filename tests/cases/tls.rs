@@ -141,3 +141,50 @@ async fn certificates_replaced_on_disk_are_taken_up_without_a_restart() {
     .await;
     assert!(connect(&server, Some(trusting(&second))).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificates_subject_is_its_identity_and_role() {
+    use cellar::auth::Role;
+    use cellar::auth::config::{AuthConfig, CertificateEntry};
+
+    let ca = TestCa::new("Cellar Test CA");
+    let clients = TestCa::new("Cellar Client CA");
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = server_tls(&ca, dir.path());
+    settings.client_ca_file = Some(clients.write(dir.path(), "clients.crt"));
+    let with_identity = |issued: &crate::support::pki::Issued| {
+        trusting(&ca).identity(Identity::from_pem(&issued.cert_pem, &issued.key_pem))
+    };
+    let bot = clients.client("backup-bot");
+    let auth = AuthConfig {
+        certificates: vec![CertificateEntry {
+            subject: "CN=backup-bot,O=Cellar Tests".to_owned(),
+            role: Role::Viewer,
+            scope: Default::default(),
+        }],
+        ..AuthConfig::default()
+    };
+    let options =
+        ServerOptions { tls: Some((settings, with_identity(&bot))), auth, ..ServerOptions::default() };
+    let server = TestServer::start_with(options).await;
+
+    // The mapped subject reads, as a viewer, and may not create.
+    let channel = connect(&server, Some(with_identity(&bot))).await.expect("the viewer reads");
+    let mut databases = pb::database_service_client::DatabaseServiceClient::new(channel);
+    let request = pb::CreateDatabaseRequest {
+        database: Some(crate::support::redis_database("by-cert", "redis://127.0.0.1:1")),
+        request_id: String::new(),
+    };
+    let refused = databases.create_database(request).await.expect_err("a viewer may not create");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("databases.create"), "{refused:?}");
+    assert!(
+        logs::captured().contains("caller=\"cert:CN=backup-bot,O=Cellar Tests\""),
+        "the audit names the subject"
+    );
+
+    // A certificate the CA signed for a subject not configured is no identity.
+    let stranger = clients.client("someone-else");
+    let error = connect(&server, Some(with_identity(&stranger))).await.expect_err("an unknown subject");
+    assert!(error.contains("Unauthenticated"), "{error}");
+}

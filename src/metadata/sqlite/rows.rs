@@ -56,8 +56,8 @@ pub(super) fn micros(time: Timestamp) -> i64 {
     time.timestamp_micros()
 }
 
-/// The columns of `databases` other than `id` and `request_id`; the connection URI
-/// sealed.
+/// The columns of `databases` other than `id` and `request_id`; the connection URI and
+/// the webhook's secret sealed.
 pub(super) fn database_values(database: &Database, sealer: &Sealer) -> Result<Values, Error> {
     let policy = &database.backup_policy;
     let retention = &policy.retention;
@@ -100,7 +100,15 @@ pub(super) fn database_values(database: &Database, sealer: &Sealer) -> Result<Va
         ("webhook_url", database.webhook.as_ref().map(|webhook| webhook.url.to_string()).into()),
         (
             "webhook_secret",
-            database.webhook.as_ref().map(|webhook| webhook.secret.expose().to_owned()).into(),
+            database
+                .webhook
+                .as_ref()
+                .map(|webhook| {
+                    let id = database.id.to_string();
+                    seal(sealer, "databases", "webhook_secret", &id, webhook.secret.expose())
+                })
+                .transpose()?
+                .into(),
         ),
         ("create_time", micros(database.create_time).into()),
         ("update_time", micros(database.update_time).into()),
@@ -135,7 +143,7 @@ pub(super) fn database_from_row(row: &SqliteRow, sealer: &Sealer) -> Result<Data
         {
             (Some(url), Some(secret)) => Some(Webhook {
                 url: Webhook::parse_url(&url).map_err(|_| reader.invalid("webhook_url"))?,
-                secret: Secret::new(secret),
+                secret: Secret::new(reader.open("databases", "webhook_secret", sealer, &secret)?),
             }),
             (None, None) => None,
             _ => return Err(reader.invalid("webhook")),

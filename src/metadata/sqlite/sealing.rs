@@ -22,6 +22,7 @@ pub(super) async fn check_key_and_seal(pool: &SqlitePool, sealer: &Sealer) -> Re
     check_key(&mut transaction, sealer).await?;
     let mut sealed = 0;
     sealed += seal_column(&mut transaction, sealer, "databases", "connection_uri", false).await?;
+    sealed += seal_column(&mut transaction, sealer, "databases", "webhook_secret", false).await?;
     sealed += seal_column(&mut transaction, sealer, "destinations", "uri", false).await?;
     sealed += seal_column(&mut transaction, sealer, "destinations", "credentials", true).await?;
     transaction.commit().await.map_err(backend("sealing the catalog's secrets"))?;
@@ -89,7 +90,8 @@ async fn seal_column(
     let mut sealed = 0;
     for row in rows {
         let id: String = row.try_get("id").map_err(backend(&context))?;
-        let stored: String = row.try_get(column).map_err(backend(&context))?;
+        // A column that may be empty (NULL) has nothing to seal there.
+        let Some(stored): Option<String> = row.try_get(column).map_err(backend(&context))? else { continue };
         let inner =
             if json_string { serde_json::from_str::<String>(&stored).ok() } else { Some(stored.clone()) };
         if inner.as_deref().is_some_and(Sealer::is_sealed) {
