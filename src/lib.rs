@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod keyfile;
 
 pub mod engine;
 pub mod metadata;

@@ -2,7 +2,6 @@
 //! at first start into `<data dir>/download.key` (mode 0600) and read from there ever
 //! after, so that links outlive a restart. Never in the catalog, never logged.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SecureRandom as _;
@@ -58,52 +57,22 @@ pub fn read_or_generate(data_dir: &Path) -> Result<Vec<u8>, Error> {
     if !path.exists() {
         generate(&path)?;
     }
-    warn_if_readable_by_others(&path);
+    crate::keyfile::warn_if_readable_by_others(&path, "download key");
     read(&path)
 }
 
 fn generate(path: &Path) -> Result<(), Error> {
     let mut random = [0u8; 32];
     ring::rand::SystemRandom::new().fill(&mut random).map_err(|_| Error::NoRandom)?;
-    let io = |source| Error::Io { action: "create", path: path.to_owned(), source };
-    // Written whole under a temporary name, then renamed: a crash never leaves a short key.
-    let temporary = path.with_file_name(format!(".{GENERATED_FILE}.partial-{}", std::process::id()));
-    let mut file = private_file(&temporary).map_err(io)?;
-    let written = file
-        .write_all(format!("{}\n", hex::encode(random)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(io(error));
-    }
+    let contents = format!("{}\n", hex::encode(random));
+    crate::keyfile::write_private(path, contents.as_bytes(), false).map_err(|source| Error::Io {
+        action: "create",
+        path: path.to_owned(),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "generated the download link key");
     Ok(())
 }
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), "the download key file is readable by other users; chmod 600 it");
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,6 @@
 //! (`$XDG_CONFIG_HOME/cellar/catalog.key`, else `~/.config/cellar/catalog.key`), mode
 //! 0600: never beside the catalog, so that a copied data directory leaks nothing.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SecureRandom as _;
@@ -114,7 +113,7 @@ pub fn load(source: &KeySource, env: impl Fn(&str) -> Option<String>) -> Result<
             if !path.exists() {
                 generate(&path)?;
             }
-            warn_if_readable_by_others(&path);
+            crate::keyfile::warn_if_readable_by_others(&path, "catalog key");
             Ok((read(&path)?, path.display().to_string()))
         }
     }
@@ -142,21 +141,12 @@ fn read(path: &Path) -> Result<CatalogKey, Error> {
 
 fn generate(path: &Path) -> Result<(), Error> {
     let key = CatalogKey::random()?;
-    let io = |source| Error::Io { action: "create", path: path.to_owned(), source };
-    if let Some(parent) = path.parent() {
-        private_dir(parent).map_err(io)?;
-    }
-    // Written whole under a temporary name, then renamed: a crash never leaves a short key.
-    let temporary = path.with_file_name(format!(".{GENERATED_FILE}.partial-{}", std::process::id()));
-    let mut file = private_file(&temporary).map_err(io)?;
-    let written = file
-        .write_all(format!("{}\n", hex::encode(key.bytes)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(io(error));
-    }
+    let contents = format!("{}\n", hex::encode(key.bytes));
+    crate::keyfile::write_private(path, contents.as_bytes(), true).map_err(|source| Error::Io {
+        action: "create",
+        path: path.to_owned(),
+        source,
+    })?;
     tracing::warn!(
         path = %path.display(),
         key_id = %key.id(),
@@ -164,41 +154,6 @@ fn generate(path: &Path) -> Result<(), Error> {
     );
     Ok(())
 }
-
-#[cfg(unix)]
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
-}
-
-#[cfg(not(unix))]
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), "the catalog key file is readable by other users; chmod 600 it");
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {
