@@ -62,6 +62,19 @@ impl SourceFile {
     }
 }
 
+/// What imports work with besides their source and target.
+#[derive(Clone)]
+pub struct ImportPlaces {
+    /// Where decompressed data waits while it is checked.
+    pub spool_dir: PathBuf,
+    /// Fetches http(s) sources.
+    pub http: Arc<HttpClient>,
+    /// The engines' settings (where their tools are).
+    pub engines: crate::engine::Settings,
+    /// The age identities that open encrypted sources (an encrypted backup's object).
+    pub identities: Arc<Identities>,
+}
+
 /// What an import (or one database of it) loaded.
 struct Outcome {
     bytes: u64,
@@ -83,23 +96,20 @@ pub struct ImportJob {
     target: Database,
     database_name: Option<String>,
     source: ImportSource,
-    spool_dir: PathBuf,
-    http: Arc<HttpClient>,
+    places: ImportPlaces,
 }
 
 impl ImportJob {
     /// A job loading `source` into `target` (into its logical database `database_name`,
-    /// default the one its URI names); `spool_dir` holds the data meanwhile, and `http`
-    /// fetches http(s) sources.
+    /// default the one its URI names), with `places` to stage and fetch the data.
     pub fn new(
         engine: Arc<dyn Engine>,
         target: Database,
         database_name: Option<String>,
         source: ImportSource,
-        spool_dir: PathBuf,
-        http: Arc<HttpClient>,
+        places: ImportPlaces,
     ) -> Self {
-        ImportJob { engine, target, database_name, source, spool_dir, http }
+        ImportJob { engine, target, database_name, source, places }
     }
 
     async fn import(&self, ctx: &JobContext) -> Result<ImportResult, Failure> {
@@ -139,7 +149,7 @@ impl ImportJob {
         let (mut stored, mut bytes) = (0, 0);
         let mut spools = Vec::new();
         for file in files {
-            let reader = open_source(file, &self.http).await?;
+            let reader = open_source(file, &self.places.http).await?;
             if let Some(size) = reader.size {
                 ctx.set_totals(stored + size, 0);
             }
@@ -157,14 +167,14 @@ impl ImportJob {
 
     // Reads one file, decompressed, straight into the engine.
     async fn import_stream(&self, ctx: &JobContext, file: &SourceFile) -> Result<Outcome, Failure> {
-        let reader = open_source(file, &self.http).await?;
+        let reader = open_source(file, &self.places.http).await?;
         let size = reader.size.unwrap_or(0);
         ctx.set_totals(size, 0);
-        let mut unpacking = Unpacking::open(reader.body, None, &Identities::default())
+        let mut unpacking = Unpacking::open(reader.body, None, &self.places.identities)
             .await
             .map_err(|error| failure::from_unpack(&error))?;
         let database = self.target_database();
-        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
+        let stream = DataStream { body: &mut unpacking, spool_dir: &self.places.spool_dir };
         let loaded = self.load(ctx, database.as_deref(), LoadData::Stream(stream), size, (0, 0)).await;
         let loaded = match loaded {
             Ok(loaded) => self.loaded(ctx, Ok(loaded))?,
@@ -307,7 +317,7 @@ impl ImportJob {
         bytes_before: u64,
     ) -> Result<(SpoolFile, Unpacked), Failure> {
         let mut on_progress = |bytes: u64| ctx.set_done(bytes_before + bytes, 0);
-        spool_source(source, &self.spool_dir, &mut on_progress).await
+        spool_source(source, &self.places.spool_dir, &self.places.identities, &mut on_progress).await
     }
 }
 
@@ -341,15 +351,17 @@ pub(super) async fn open_source(file: &SourceFile, http: &HttpClient) -> Result<
     }
 }
 
-/// Decompresses one source into a new spool file in `spool_dir`; returns it and what
-/// was read and written. `on_progress` gets the stored bytes read so far.
+/// Decompresses (and with `identities` decrypts) one source into a new spool file in
+/// `spool_dir`; returns it and what was read and written. `on_progress` gets the stored
+/// bytes read so far.
 pub(super) async fn spool_source(
     source: impl tokio::io::AsyncRead + Unpin + Send,
     spool_dir: &Path,
+    identities: &Identities,
     on_progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(SpoolFile, Unpacked), Failure> {
     let mut spool = SpoolFile::create(spool_dir).await.map_err(|error| failure::internal(&error))?;
-    let unpacked = unpack(source, None, &Identities::default(), &mut spool, on_progress)
+    let unpacked = unpack(source, None, identities, &mut spool, on_progress)
         .await
         .map_err(|error| failure::from_unpack(&error))?;
     Ok((spool, unpacked))

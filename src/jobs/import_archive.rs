@@ -13,12 +13,11 @@
 //! its objects findable); a source that fails any step leaves nothing behind: no
 //! record, no object.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::import::{SourceFile, open_source, spool_source};
+use super::import::{ImportPlaces, SourceFile, open_source, spool_source};
 use super::manifest::write_manifest;
 use super::snapshot::abort;
 use super::{Manifest, data_key, failure, manifest_key};
@@ -32,7 +31,6 @@ use crate::operations::{Job, JobContext};
 use crate::pipeline;
 use crate::pipeline::unpack::SpoolFile;
 use crate::storage::Storage;
-use crate::storage::http::HttpClient;
 
 /// Brings one archive into the catalog as a READY backup.
 pub struct ImportArchiveJob {
@@ -45,18 +43,7 @@ pub struct ImportArchiveJob {
     /// The record to create: everything but what the data tells (engine, format,
     /// sizes, checksum).
     backup: Backup,
-    places: ArchivePlaces,
-}
-
-/// What an archive import works with besides its source and record.
-#[derive(Clone)]
-pub struct ArchivePlaces {
-    /// Where the decompressed data waits while it is checked.
-    pub spool_dir: PathBuf,
-    /// Fetches http(s) sources.
-    pub http: Arc<HttpClient>,
-    /// The engines' settings (where their tools are).
-    pub engines: engine::Settings,
+    places: ImportPlaces,
 }
 
 /// What the spooled data turned out to be.
@@ -74,7 +61,7 @@ impl ImportArchiveJob {
         source: SourceFile,
         claimed: Option<EngineKind>,
         backup: Backup,
-        places: ArchivePlaces,
+        places: ImportPlaces,
     ) -> Self {
         ImportArchiveJob { store, storage, source, claimed, backup, places }
     }
@@ -86,7 +73,9 @@ impl ImportArchiveJob {
         let size = reader.size.unwrap_or(0);
         ctx.set_totals(size, 0);
         let mut on_progress = |bytes: u64| ctx.set_done(bytes, 0);
-        let (spool, unpacked) = spool_source(reader.body, &self.places.spool_dir, &mut on_progress).await?;
+        let (spool, unpacked) =
+            spool_source(reader.body, &self.places.spool_dir, &self.places.identities, &mut on_progress)
+                .await?;
 
         ctx.set_phase("verifying");
         let checked = self.check(&spool).await?;

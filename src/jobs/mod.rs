@@ -17,8 +17,8 @@ mod snapshot;
 pub use backup::{BackupJob, BackupSource};
 pub use delete::DeleteBackupJob;
 pub use export::ExportJob;
-pub use import::{ImportJob, ImportSource, SourceFile};
-pub use import_archive::{ArchivePlaces, ImportArchiveJob};
+pub use import::{ImportJob, ImportPlaces, ImportSource, SourceFile};
+pub use import_archive::ImportArchiveJob;
 pub use manifest::Manifest;
 pub use restore::RestoreJob;
 

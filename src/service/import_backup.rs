@@ -11,7 +11,7 @@ use crate::domain::{
     Backup, BackupId, BackupName, BackupOrigin, BackupState, ConnectionUri, DEFAULT_PROJECT, Database,
     EngineKind, Invalid, Operation, OperationKind, Secret,
 };
-use crate::jobs::{ArchivePlaces, BackupJob, BackupSource, ImportArchiveJob, SourceFile};
+use crate::jobs::{BackupJob, BackupSource, ImportArchiveJob, SourceFile};
 use crate::operations::{Job, Submission};
 
 /// The credential keys an http(s) or ftp archive takes (into its URL's user info).
@@ -99,11 +99,7 @@ impl Cellar {
                     .into());
                 }
                 let source = self.archive_source(url, credentials).await?;
-                let places = ArchivePlaces {
-                    spool_dir: self.places.spool_dir.clone(),
-                    http: self.http.clone(),
-                    engines: self.engines.clone(),
-                };
+                let places = self.import_places();
                 let job = ImportArchiveJob::new(
                     self.store.clone(),
                     storage,

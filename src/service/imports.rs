@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Cellar, Error, ImportDatabase};
 use crate::domain::{ConnectionUri, Database, EngineKind, Invalid, Operation, OperationKind, Secret, reason};
-use crate::jobs::{ImportJob, ImportSource, SourceFile};
+use crate::jobs::{ImportJob, ImportPlaces, ImportSource, SourceFile};
 use crate::net::{self, Reach};
 use crate::operations::Submission;
 use crate::storage::location::ObjectLocation;
@@ -54,14 +54,7 @@ impl Cellar {
             None => ImportSource::Files(self.import_files(&request.source_uris).await?),
         };
         let database_name = Some(request.database_name).filter(|name| !name.is_empty());
-        let job = ImportJob::new(
-            engine,
-            target.clone(),
-            database_name,
-            source,
-            self.places.spool_dir.clone(),
-            self.http.clone(),
-        );
+        let job = ImportJob::new(engine, target.clone(), database_name, source, self.import_places());
         let submission = Submission {
             kind: OperationKind::ImportDatabase,
             database_id: Some(target.id),
@@ -208,6 +201,17 @@ impl Cellar {
             return Ok(Err(problem));
         }
         Ok(ConnectionUri::parse(source.as_str()))
+    }
+
+    /// What import jobs work with: the spool directory, the HTTP client, the engines'
+    /// settings and the age identities (an encrypted backup's object imports too).
+    pub(super) fn import_places(&self) -> ImportPlaces {
+        ImportPlaces {
+            spool_dir: self.places.spool_dir.clone(),
+            http: self.http.clone(),
+            engines: self.engines.clone(),
+            identities: self.identities.clone(),
+        }
     }
 
     pub(super) fn under_a_root(&self, path: &Path) -> bool {

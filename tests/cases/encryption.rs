@@ -105,4 +105,25 @@ async fn an_encrypted_backup_opens_with_the_age_command_and_restores_only_with_t
     let done = server.wait_done(&operation.expect("RestoreBackup").into_inner().name).await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()), "the restored data differs");
+
+    // The encrypted object itself imports too, now that the identity opens it: into a
+    // database, and into the catalog as a backup of its own (not filed under an
+    // encrypted database, so stored in the clear).
+    let object_uri = url::Url::from_file_path(&object).expect("an absolute path").to_string();
+    blocking(|| target.client().ok(&["FLUSHALL"]));
+    let request = pb::ImportDatabaseRequest {
+        database_id: target_database.id.clone(),
+        source_uris: vec![object_uri.clone()],
+        ..Default::default()
+    };
+    let started = server.imports().import_database(request).await.expect("ImportDatabase").into_inner();
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    assert_eq!(blocking(|| target.digest()), blocking(|| source.digest()), "the imported data differs");
+    let request = pb::ImportBackupRequest { import_url: object_uri, ..Default::default() };
+    let started = server.imports().import_backup(request).await.expect("ImportBackup").into_inner();
+    let done = server.wait_done(&started.name).await;
+    assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
+    let imported = server.backup(&started.meta().backup_id).await;
+    assert!(!imported.encrypted && imported.format == "rdb", "{imported:?}");
 }
