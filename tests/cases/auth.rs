@@ -284,7 +284,7 @@ fn write_config_with(dir: &Path, settings: &str) -> std::path::PathBuf {
     file
 }
 
-async fn start(dir: &Path, config: &Path) -> ProcessServer {
+pub(super) async fn start(dir: &Path, config: &Path) -> ProcessServer {
     let data_dir = dir.join("data");
     ProcessServer::start_with(&data_dir, &["--config", config.to_str().unwrap()]).await
 }
@@ -483,7 +483,7 @@ fn claims(role: &str, edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::
 }
 
 /// Checks a server's answers to JWTs signed by `key`; returns the tokens used.
-async fn check_jwts(
+pub(super) async fn check_jwts(
     server: &ProcessServer,
     algorithm: jsonwebtoken::Algorithm,
     key: &EncodingKey,
@@ -669,9 +669,10 @@ async fn an_open_server_must_listen_on_loopback_and_says_so() {
 
 /// Fails if `logs` hold any test secret: the configured tokens, the wrong one, the JWT
 /// secret, or one of `more`.
-fn assert_no_secret(logs: &str, more: &[&str]) {
+pub(super) fn assert_no_secret(logs: &str, more: &[&str]) {
     assert!(!logs.is_empty(), "no logs were captured");
     for secret in [ADMIN, OPERATOR, MEMBER, VIEWER, WRONG, HS_SECRET].iter().chain(more) {
+        crate::support::logs::remember_secret(secret);
         assert!(!logs.contains(secret), "a test secret is in the logs");
         // A JWT's signature alone is enough to replay it.
         if let Some((_, signature)) = secret.rsplit_once('.') {

@@ -3,6 +3,7 @@
 
 mod admission;
 mod auth;
+mod auth_rs256;
 mod backups;
 mod catalog;
 mod downloads;
