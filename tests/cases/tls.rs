@@ -1,7 +1,8 @@
 //! TLS on every listener, with certificates made in the test: gRPC and download links
 //! over TLS (a plaintext client gets nowhere), client certificates required by mTLS
 //! (none, or one from another CA, is refused), and certificates replaced on disk taken
-//! up without a restart while open connections go on.
+//! up without a restart (on a change of the files, or on SIGHUP to a running process)
+//! while open connections go on; a client certificate subject as an identity with a role.
 
 use std::path::Path;
 
@@ -10,8 +11,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::support::files::sha256_hex;
 use crate::support::pki::TestCa;
 use crate::support::{
-    OperationExt, PATIENCE, RedisOptions, RedisServer, ServerOptions, TestServer, backup_of, blocking, logs,
-    pb, poll,
+    OperationExt, PATIENCE, ProcessServer, RedisOptions, RedisServer, ServerOptions, TestServer, backup_of,
+    blocking, logs, pb, poll,
 };
 
 /// TLS settings with the server certificate of `ca` written into `dir`.
@@ -187,4 +188,36 @@ async fn a_client_certificates_subject_is_its_identity_and_role() {
     let stranger = clients.client("someone-else");
     let error = connect(&server, Some(with_identity(&stranger))).await.expect_err("an unknown subject");
     assert!(error.contains("Unauthenticated"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificates_of_a_running_process() {
+    let first = TestCa::new("First CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = first.server().write(dir.path(), "server");
+    let flags =
+        ["--tls-cert-file", cert_file.to_str().unwrap(), "--tls-key-file", key_file.to_str().unwrap()];
+    let server = ProcessServer::start_with_tls(&dir.path().join("data"), &flags, trusting(&first)).await;
+    let connect_to = |ca: &TestCa| {
+        let endpoint = Channel::from_shared(format!("https://{}", server.addr)).unwrap();
+        let endpoint = endpoint.tls_config(trusting(ca)).unwrap();
+        async move { endpoint.connect().await.map(drop) }
+    };
+    assert!(connect_to(&first).await.is_ok());
+
+    // New files from another CA, their modification times put back: only the signal
+    // can tell the server that they changed.
+    let times: Vec<std::time::SystemTime> = [&cert_file, &key_file]
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().modified().unwrap())
+        .collect();
+    let second = TestCa::new("Second CA");
+    second.server().write(dir.path(), "server");
+    for (path, time) in [&cert_file, &key_file].into_iter().zip(times) {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(time).unwrap();
+    }
+    server.hang_up();
+    poll("the reload on SIGHUP", PATIENCE, || async { connect_to(&second).await.ok() }).await;
+    assert!(server.logs().contains("why=\"SIGHUP\""), "the reload came from the signal");
+    assert!(connect_to(&first).await.is_err(), "the old certificate is gone");
 }

@@ -13,7 +13,7 @@ use cellar::grpc::pb::cellar::v1::backup_service_client::BackupServiceClient;
 use cellar::grpc::pb::cellar::v1::database_service_client::DatabaseServiceClient;
 use cellar::grpc::pb::cellar::v1::import_service_client::ImportServiceClient;
 use cellar::grpc::pb::cellar::v1::operation_service_client::OperationServiceClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::{PATIENCE, blocking, pb, poll_blocking};
 
@@ -47,6 +47,25 @@ impl ProcessServer {
         flags: &[&str],
         envs: &[(&str, &str)],
     ) -> ProcessServer {
+        ProcessServer::launch(data_dir, flags, envs, None).await
+    }
+
+    /// Like [`ProcessServer::start_with`] for a server speaking TLS (its flags name the
+    /// certificate files); `tls` is how the test's client connects.
+    pub(crate) async fn start_with_tls(
+        data_dir: &Path,
+        flags: &[&str],
+        tls: ClientTlsConfig,
+    ) -> ProcessServer {
+        ProcessServer::launch(data_dir, flags, &[], Some(tls)).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+        tls: Option<ClientTlsConfig>,
+    ) -> ProcessServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cellar"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -75,7 +94,13 @@ impl ProcessServer {
                 logs.lock().unwrap()
             )
         });
-        let endpoint = Channel::from_shared(format!("http://{addr}")).expect("endpoint");
+        let endpoint = match tls {
+            Some(tls) => Channel::from_shared(format!("https://{addr}"))
+                .expect("endpoint")
+                .tls_config(tls)
+                .expect("the client's TLS settings"),
+            None => Channel::from_shared(format!("http://{addr}")).expect("endpoint"),
+        };
         let channel = tokio::time::timeout(PATIENCE, endpoint.connect())
             .await
             .expect("cellar accepts a connection in time")
@@ -145,6 +170,12 @@ impl ProcessServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends SIGHUP (`kill -HUP <pid>`): reload the TLS certificates.
+    pub(crate) fn hang_up(&self) {
+        let status = Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
     }
 
     /// Sends SIGTERM (`kill -TERM <pid>`).
