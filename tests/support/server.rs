@@ -235,6 +235,24 @@ impl TestServer {
         self.backups().restore_backup(request).await.expect("RestoreBackup").into_inner()
     }
 
+    /// Restores `backup` into `target_database_id` (empty: the backup's database) and its
+    /// logical database `target_database_name` (empty: the default); waits for the end.
+    pub(crate) async fn restore_and_wait(
+        &self,
+        backup: &pb::Backup,
+        target_database_id: &str,
+        target_database_name: &str,
+    ) -> pb::Operation {
+        let request = pb::RestoreBackupRequest {
+            backup_id: backup.id.clone(),
+            target_database_id: target_database_id.to_owned(),
+            target_database_name: target_database_name.to_owned(),
+            ..Default::default()
+        };
+        let started = self.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
+        self.wait_done(&started.name).await
+    }
+
     /// GetOperation.
     pub(crate) async fn operation(&self, name: &str) -> pb::Operation {
         let request = pb::GetOperationRequest { name: name.to_owned() };

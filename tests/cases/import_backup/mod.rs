@@ -68,14 +68,7 @@ async fn restore(
     target_database_id: &str,
     target_database_name: &str,
 ) -> pb::Operation {
-    let request = pb::RestoreBackupRequest {
-        backup_id: backup.id.clone(),
-        target_database_id: target_database_id.to_owned(),
-        target_database_name: target_database_name.to_owned(),
-        ..Default::default()
-    };
-    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
-    let done = server.wait_done(&started.name).await;
+    let done = server.restore_and_wait(backup, target_database_id, target_database_name).await;
     assert_eq!(done.state(), pb::OperationState::Succeeded, "{done:?}");
     done
 }

@@ -70,14 +70,7 @@ async fn restore(
     target_database_id: &str,
     target_database_name: &str,
 ) -> pb::Operation {
-    let request = pb::RestoreBackupRequest {
-        backup_id: backup.id.clone(),
-        target_database_id: target_database_id.to_owned(),
-        target_database_name: target_database_name.to_owned(),
-        ..Default::default()
-    };
-    let started = server.backups().restore_backup(request).await.expect("RestoreBackup").into_inner();
-    server.wait_done(&started.name).await
+    server.restore_and_wait(backup, target_database_id, target_database_name).await
 }
 
 /// Imports and waits for the end.
