@@ -20,7 +20,6 @@ use http_body_util::{BodyExt as _, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpListener;
 use tokio_util::io::ReaderStream;
@@ -31,13 +30,10 @@ use super::range::{self, Range};
 use crate::auth::http::{Refusal, admit};
 use crate::auth::{Authenticator, Caller, Level, Permission};
 use crate::service::{Cellar, Error, LinkedObject};
-use crate::tls::{Accepted, Tls};
+use crate::tls::Tls;
 
 /// What a download needs when the listener asks for a bearer token.
 const BACKUPS_DOWNLOAD: Permission = Permission { name: "backups.download", level: Level::Data };
-
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How much of the object one read takes from the store.
 const READ_BUFFER: usize = 64 * 1024;
@@ -54,55 +50,20 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let auth = auth.filter(|auth| auth.download_requires_token());
-    loop {
-        let accepted = tokio::select! {
-            accepted = Accepted::next(&listener, tls.as_ref()) => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "download listener cannot accept");
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
-        let peer = accepted.remote();
-        let cellar = cellar.clone();
-        let auth = auth.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let stream = match accepted.handshake().await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |request| {
-                let cellar = cellar.clone();
-                let auth = auth.clone();
-                async move {
-                    let response = match auth {
-                        Some(auth) => respond_to_bearer(&request, &cellar, &auth, peer).await,
-                        None => respond(&request, &cellar, peer).await,
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            // A client that never finishes its request head is dropped.
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                served = connection => {
-                    if let Err(error) = served {
-                        tracing::debug!(%peer, %error, "download connection ended");
-                    }
-                }
-                () = stop.cancelled() => {}
+    crate::tls::http1::serve(listener, tls, "download", stop, |peer| {
+        let (cellar, auth) = (cellar.clone(), auth.clone());
+        hyper::service::service_fn(move |request| {
+            let (cellar, auth) = (cellar.clone(), auth.clone());
+            async move {
+                let response = match auth {
+                    Some(auth) => respond_to_bearer(&request, &cellar, &auth, peer).await,
+                    None => respond(&request, &cellar, peer).await,
+                };
+                Ok::<_, Infallible>(response)
             }
-        });
-    }
+        })
+    })
+    .await;
 }
 
 // A download that needs a bearer token as well as the link.

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +16,7 @@ use super::Metrics;
 use crate::auth::http::{Refusal, admit};
 use crate::auth::{Authenticator, Level, Permission};
 use crate::operations::Manager;
-use crate::tls::{Accepted, Tls};
+use crate::tls::Tls;
 
 /// The content type of Prometheus's text format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,49 +34,17 @@ pub async fn serve(
     auth: Option<Arc<Authenticator>>,
     stop: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = Accepted::next(&listener, tls.as_ref()) => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics listener cannot accept");
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
-        let peer = accepted.remote();
-        let metrics = metrics.clone();
-        let manager = manager.clone();
-        let auth = auth.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let stream = match accepted.handshake().await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
+    crate::tls::http1::serve(listener, tls, "metrics", stop, |peer| {
+        let (metrics, manager, auth) = (metrics.clone(), manager.clone(), auth.clone());
+        hyper::service::service_fn(move |request| {
+            let response = match refused(&request, auth.as_deref(), peer) {
+                Some(refusal) => refusal,
+                None => respond(&request, &metrics, &manager),
             };
-            let service = hyper::service::service_fn(move |request| {
-                let response = match refused(&request, auth.as_deref(), peer) {
-                    Some(refusal) => refusal,
-                    None => respond(&request, &metrics, &manager),
-                };
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                served = connection => {
-                    if let Err(error) = served {
-                        tracing::debug!(%peer, %error, "metrics connection ended");
-                    }
-                }
-                () = stop.cancelled() => {}
-            }
-        });
-    }
+            async move { Ok::<_, Infallible>(response) }
+        })
+    })
+    .await;
 }
 
 // The response to a request without the token the listener needs, if it lacks one.

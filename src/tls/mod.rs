@@ -5,10 +5,12 @@
 //! of the connection's [`Peer`](crate::grpc::peer::Peer).
 //!
 //! `files.rs` reads PEM files into a `ServerConfig`; `connection.rs` is the accepted
-//! connection, plain or TLS, and the stream of them the gRPC server takes.
+//! connection, plain or TLS, and the stream of them the gRPC server takes; `http1.rs`
+//! the loop of the HTTP/1.1 listeners (downloads, metrics).
 
 mod connection;
 mod files;
+pub mod http1;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
