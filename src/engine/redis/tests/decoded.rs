@@ -4,21 +4,14 @@
 //! Redis older than the data getting every key that way, or a refusal before the flush.
 
 use super::*;
+
 /// Stores keys of every type in their compact and plain encodings, with binary names
 /// and values, TTLs, streams with deleted entries, groups, pending entries and a consumer
 /// without any, in databases 0, 1 and 5; with `field_ttl`, hashes whose fields expire
 /// (Redis 7.4, Valkey 9); with `functions`, a function library.
 async fn load_rich_dataset(client: &mut Connection, field_ttl: bool, functions: bool) {
     let far = |offset: i64| (chrono::Utc::now().timestamp_millis() + offset).to_string();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<u8> = (0..20_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = noise(0x2545_f491_4f6c_dd1d, 20_000);
     run(client, &[b"SET", b"noise", &noise]).await;
     run(client, &[b"SET", b"binary\x00\r\n\xff", b"\x00\r\n\xff\r\n"]).await;
     run(client, &[b"RPUSH", b"list\r\n\x00", b"\x00", b"\r\n", b""]).await;

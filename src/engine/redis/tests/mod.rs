@@ -197,6 +197,19 @@ async fn run(connection: &mut Connection, args: &[&[u8]]) -> Reply {
     }
 }
 
+/// `len` bytes that neither compress nor repeat (xorshift from `seed`).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 /// Runs a command of text arguments that must succeed.
 async fn run_text(connection: &mut Connection, args: &[&str]) -> Reply {
     let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
@@ -206,15 +219,7 @@ async fn run_text(connection: &mut Connection, args: &[&str]) -> Reply {
 /// Stores keys of every type in two databases; returns how many keys there are.
 async fn load_every_type(connection: &mut Connection) -> u64 {
     // Bytes that neither compress nor repeat, so the RDB spans several body reads.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let noise: Vec<u8> = (0..1_500_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = noise(0x9e37_79b9_7f4a_7c15, 1_500_000);
     run(connection, &[b"SET", b"noise", &noise]).await;
     run(connection, &[b"SET", b"binary\x00\xff", b"\x00\r\n\xff"]).await;
     let fields: Vec<String> =
