@@ -363,27 +363,6 @@ async fn without_the_listener_a_local_backup_has_no_download_url_but_still_downl
     assert_eq!(sha256_hex(&download(&server, &backup, 0).await), backup.sha256);
 }
 
-async fn create_destination(
-    server: &TestServer,
-    name: &str,
-    uri: &str,
-    credentials: &[(&str, &str)],
-    options: &[(&str, &str)],
-) -> pb::Destination {
-    let pairs = |pairs: &[(&str, &str)]| {
-        pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
-    };
-    let destination = pb::Destination {
-        name: name.to_owned(),
-        uri: uri.to_owned(),
-        credentials: pairs(credentials),
-        options: pairs(options),
-        ..Default::default()
-    };
-    let request = pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
-    server.destinations().create_destination(request).await.expect("CreateDestination").into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_backup_gets_a_presigned_url_and_an_azure_sas_backup_a_listener_link() {
     // moto refuses query-string signatures when it checks signatures: this one does not.
@@ -394,14 +373,14 @@ async fn an_s3_backup_gets_a_presigned_url_and_an_azure_sas_backup_a_listener_li
     let database = server.register_redis("cloud-source", &source).await;
 
     let endpoint = moto.endpoint();
-    let s3 = create_destination(
-        &server,
-        "moto",
-        &format!("s3://{}/downloads", moto.bucket),
-        &[("access_key_id", &moto.access_key_id), ("secret_access_key", &moto.secret_access_key)],
-        &[("endpoint", &endpoint), ("allow_http", "true"), ("region", "us-east-1")],
-    )
-    .await;
+    let s3 = server
+        .create_destination(
+            "moto",
+            &format!("s3://{}/downloads", moto.bucket),
+            &[("access_key_id", &moto.access_key_id), ("secret_access_key", &moto.secret_access_key)],
+            &[("endpoint", &endpoint), ("allow_http", "true"), ("region", "us-east-1")],
+        )
+        .await;
     let backup = ready_backup(&server, &database, &s3.id).await;
     let exported = export(&server, &backup.id, 300).await;
     let url = exported.download_url;
@@ -419,14 +398,14 @@ async fn an_s3_backup_gets_a_presigned_url_and_an_azure_sas_backup_a_listener_li
     // A SAS token cannot sign another: the listener serves the object from Azure.
     let sas = blocking(|| azurite.container_sas());
     let azure_endpoint = azurite.endpoint();
-    let azure = create_destination(
-        &server,
-        "azurite-sas",
-        &format!("az://{}/downloads", azurite.container),
-        &[("account_name", AZURITE_ACCOUNT), ("sas_token", &sas)],
-        &[("endpoint", &azure_endpoint), ("allow_http", "true")],
-    )
-    .await;
+    let azure = server
+        .create_destination(
+            "azurite-sas",
+            &format!("az://{}/downloads", azurite.container),
+            &[("account_name", AZURITE_ACCOUNT), ("sas_token", &sas)],
+            &[("endpoint", &azure_endpoint), ("allow_http", "true")],
+        )
+        .await;
     let backup = ready_backup(&server, &database, &azure.id).await;
     let url = export(&server, &backup.id, 0).await.download_url;
     assert!(url.starts_with("http://127.0.0.1:") && url.contains("/download/"), "a listener link: {url}");

@@ -19,28 +19,6 @@ use crate::support::{
 /// Credentials or options, as written in a test.
 type Pairs<'a> = &'a [(&'a str, &'a str)];
 
-/// Creates a destination; panics if refused.
-async fn create_destination(
-    server: &TestServer,
-    name: &str,
-    uri: &str,
-    credentials: &[(&str, &str)],
-    options: &[(&str, &str)],
-) -> pb::Destination {
-    let destination = pb::Destination {
-        name: name.to_owned(),
-        uri: uri.to_owned(),
-        credentials: credentials
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect(),
-        options: options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
-        ..Default::default()
-    };
-    let request = pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
-    server.destinations().create_destination(request).await.expect("CreateDestination").into_inner()
-}
-
 /// The same store, opened directly, to look at what the server stored.
 fn storage_of(
     uri: &str,
@@ -160,7 +138,7 @@ async fn a_redis_backup_to_s3_restores_with_the_same_digest_and_wrong_keys_are_d
         ("secret_access_key", moto.secret_access_key.as_str()),
     ];
     let options = s3_options(&moto);
-    let destination = create_destination(&server, "moto", &uri, &credentials, &borrowed(&options)).await;
+    let destination = server.create_destination("moto", &uri, &credentials, &borrowed(&options)).await;
     assert!(destination.credentials.is_empty(), "credentials are never returned");
     assert_no_secret(&moto.secret_access_key, &destination);
     let storage = storage_of(&uri, &credentials, &borrowed(&options));
@@ -171,7 +149,7 @@ async fn a_redis_backup_to_s3_restores_with_the_same_digest_and_wrong_keys_are_d
 
     let wrong = "wrong-secret-for-cellar-41c9";
     let credentials = [("access_key_id", moto.access_key_id.as_str()), ("secret_access_key", wrong)];
-    let denied = create_destination(&server, "moto-wrong", &uri, &credentials, &borrowed(&options)).await;
+    let denied = server.create_destination("moto-wrong", &uri, &credentials, &borrowed(&options)).await;
     denied_backup(&server, &database, &denied, wrong).await;
     assert!(blocking(|| moto.multipart_uploads()).is_empty(), "no multipart upload is left");
 }
@@ -189,7 +167,7 @@ async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_i
     let uri = format!("abs://{encoded_key}@{AZURITE_ACCOUNT}/{}/cellar", azurite.container);
     let endpoint = azurite.endpoint();
     let options = [("endpoint", endpoint.as_str()), ("allow_http", "true")];
-    let destination = create_destination(&server, "azurite", &uri, &[], &options).await;
+    let destination = server.create_destination("azurite", &uri, &[], &options).await;
     assert_eq!(destination.uri, format!("abs://****@{AZURITE_ACCOUNT}/{}/cellar", azurite.container));
     let storage = storage_of(&uri, &[], &options);
     let backup =
@@ -206,7 +184,7 @@ async fn a_redis_backup_to_azure_restores_with_the_same_digest_and_a_wrong_key_i
     let wrong = "d3Jvbmcta2V5LWZvci1jZWxsYXI=";
     let credentials = [("account_name", AZURITE_ACCOUNT), ("account_key", wrong)];
     let uri = format!("az://{}/cellar", azurite.container);
-    let denied = create_destination(&server, "azurite-wrong", &uri, &credentials, &options).await;
+    let denied = server.create_destination("azurite-wrong", &uri, &credentials, &options).await;
     denied_backup(&server, &database, &denied, wrong).await;
 }
 
@@ -247,7 +225,7 @@ async fn object_store_settings_are_checked_at_create_and_update_naming_the_field
     }
 
     // An update is checked as a whole: options that do not fit the stored credentials.
-    let created = create_destination(&server, "good", "s3://bucket/p", &[], &[("region", "eu-west-1")]).await;
+    let created = server.create_destination("good", "s3://bucket/p", &[], &[("region", "eu-west-1")]).await;
     let change = pb::Destination {
         id: created.id.clone(),
         options: [("allow_http".to_owned(), "maybe".to_owned())].into(),
@@ -276,7 +254,7 @@ async fn s3_stopped_mid_upload_fails_the_backup_and_nothing_is_ready() {
     ];
     let options = s3_options(&moto);
     let destination =
-        create_destination(&server, "moto-stopped", &uri, &credentials, &borrowed(&options)).await;
+        server.create_destination("moto-stopped", &uri, &credentials, &borrowed(&options)).await;
 
     let request = pb::CreateBackupRequest {
         destination_id: destination.id.clone(),

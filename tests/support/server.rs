@@ -211,6 +211,29 @@ impl TestServer {
     }
 
     /// Creates a `file://` destination at `dir`.
+    /// Creates a destination with these credentials and options; panics if refused.
+    pub(crate) async fn create_destination(
+        &self,
+        name: &str,
+        uri: &str,
+        credentials: &[(&str, &str)],
+        options: &[(&str, &str)],
+    ) -> pb::Destination {
+        let pairs = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+        };
+        let destination = pb::Destination {
+            name: name.to_owned(),
+            uri: uri.to_owned(),
+            credentials: pairs(credentials),
+            options: pairs(options),
+            ..Default::default()
+        };
+        let request =
+            pb::CreateDestinationRequest { destination: Some(destination), request_id: String::new() };
+        self.destinations().create_destination(request).await.expect("CreateDestination").into_inner()
+    }
+
     pub(crate) async fn create_directory_destination(&self, name: &str, dir: &Path) -> pb::Destination {
         let destination =
             pb::Destination { name: name.to_owned(), uri: files::uri_of_dir(dir), ..Default::default() };

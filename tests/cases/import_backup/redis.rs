@@ -85,11 +85,26 @@ async fn rdb_archives_over_http_ftp_and_s3_restore_with_the_sources_digest() {
     let zstd = blocking(|| compress(&rdb, "zstd", ".zst"));
     let server = TestServer::start().await;
 
-    // gzip over HTTP, its name saying nothing of it.
+    // gzip over HTTP, its name saying nothing of it, into another destination, with
+    // labels and an expiry.
     let http = HttpServer::start().await;
     http.put("export.bin", &gzipped);
-    let done = import_backup(&server, archive(&http.file_url("export.bin"))).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let destination = server.create_directory_destination("elsewhere", elsewhere.path()).await;
+    let expire_time = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 86_400, nanos: 0 };
+    let request = pb::ImportBackupRequest {
+        destination_id: destination.id.clone(),
+        labels: [("from".to_owned(), "old-host".to_owned())].into(),
+        expire_time: Some(expire_time),
+        ..archive(&http.file_url("export.bin"))
+    };
+    let done = import_backup(&server, request).await;
     let (result, backup) = imported(&done);
+    assert!(backup.name.starts_with("backup-"), "a name made from the date: {}", backup.name);
+    assert_eq!(backup.destination_id, destination.id);
+    assert_eq!(backup.labels.get("from").map(String::as_str), Some("old-host"));
+    assert_eq!(backup.expire_time, Some(expire_time));
+    assert_eq!(sha256_hex(&elsewhere.path().join(&backup.object_key)), backup.sha256);
     assert_eq!(result.source_uris, [http.file_url("export.bin")]);
     assert_eq!(result.logical_bytes as u64, std::fs::metadata(&rdb).unwrap().len());
     assert_eq!(result.bytes_read as u64, std::fs::metadata(&gzipped).unwrap().len());
