@@ -42,7 +42,6 @@ impl Cellar {
         request_id: Option<&str>,
     ) -> Result<Destination, Error> {
         let now = crate::domain::now();
-        let builtin = new.name.as_str() == LOCAL_DESTINATION && new.uri.starts_with("file:");
         let destination = Destination {
             id: DestinationId::new(),
             name: new.name,
@@ -53,9 +52,7 @@ impl Cellar {
             create_time: now,
             update_time: now,
         };
-        if !builtin {
-            self.check_reach(&destination).await?;
-        }
+        self.check_reach(&destination).await?;
         match self.store.create_destination(&destination, request_id).await? {
             Created::New => {
                 tracing::info!(destination = %destination.id, name = %destination.name, "destination created");
@@ -108,9 +105,7 @@ impl Cellar {
         if let Err((field, problem)) = location::check_settings(uri, credentials, options) {
             return Err(Invalid::field(format!("destination.{field}"), problem).into());
         }
-        if destination.name.as_str() != LOCAL_DESTINATION {
-            self.check_reach(&destination).await?;
-        }
+        self.check_reach(&destination).await?;
         destination.update_time = crate::domain::now();
         self.store.update_destination(&destination).await?;
         Ok(destination)
