@@ -344,18 +344,16 @@ fn apply(
     if let Some(auth) = overrides.auth {
         crate::auth::config::apply(&mut config.auth, auth, name, problems);
     }
-    if let Some(path) = overrides.download_key_file {
-        config.download_key_file = (!path.as_os_str().is_empty()).then_some(path);
-    }
-    if let Some(path) = overrides.tls_cert_file {
-        config.tls_cert_file = (!path.as_os_str().is_empty()).then_some(path);
-    }
-    if let Some(path) = overrides.tls_key_file {
-        config.tls_key_file = (!path.as_os_str().is_empty()).then_some(path);
-    }
-    if let Some(path) = overrides.tls_client_ca_file {
-        config.tls_client_ca_file = (!path.as_os_str().is_empty()).then_some(path);
-    }
+    // A path given empty means none (the default).
+    let path_or_none = |setting: &mut Option<PathBuf>, given: Option<PathBuf>| {
+        if let Some(path) = given {
+            *setting = (!path.as_os_str().is_empty()).then_some(path);
+        }
+    };
+    path_or_none(&mut config.download_key_file, overrides.download_key_file);
+    path_or_none(&mut config.tls_cert_file, overrides.tls_cert_file);
+    path_or_none(&mut config.tls_key_file, overrides.tls_key_file);
+    path_or_none(&mut config.tls_client_ca_file, overrides.tls_client_ca_file);
     if let Some(mode) = overrides.tls_client_auth {
         match mode.trim().to_ascii_lowercase().as_str() {
             "required" => config.tls_client_auth = crate::tls::ClientAuth::Required,
