@@ -187,6 +187,12 @@ pub struct DataStream<'a> {
     /// the flush, a replication transfer) may write it, in `spool-*` files it removes
     /// when the load ends.
     pub spool_dir: &'a std::path::Path,
+    /// Set when the data is known good before it is read: the stored bytes were proven
+    /// by their SHA-256, before the first of them was given, to be a backup whose data
+    /// was checked whole when it was made. Its decompressed length, which the stream
+    /// must have. (An engine still reads it as hostile; this only lets it start loading
+    /// before it has read the end.)
+    pub checked_length: Option<u64>,
 }
 
 /// What [`Engine::check_file`] found in a data file.
@@ -239,6 +245,12 @@ pub trait Engine: Send + Sync {
     /// its checksums and structure verified. What an archive goes through before it
     /// enters the catalog.
     async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error>;
+
+    /// Whether this engine's loads gain from a [`DataStream::checked_length`] stream
+    /// (the caller then proves the stored bytes first, at the cost of a pass over them).
+    fn prefers_checked_stream(&self) -> bool {
+        false
+    }
 
     /// Replaces the data of the server at `uri` (of its logical `database`, default the
     /// one the URI names, created if missing) with `data` (the engine's native format,

@@ -5,17 +5,19 @@
 //! restored into their databases one by one; or only the one asked for, streamed.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use tokio::io::AsyncRead;
 
 use super::failure;
 use crate::domain::{Backup, Database, Failure, OperationResult, RestoreResult};
 use crate::engine::{DataStream, Engine, LoadData};
 use crate::operations::{Job, JobContext};
 use crate::pipeline::identities::Identities;
-use crate::pipeline::unpack::{SpoolFile, Unpacking, unpack};
+use crate::pipeline::unpack::{SpoolFile, Unpacking, copy_checked, unpack};
 use crate::storage::Storage;
 
 /// Loads one backup into one database, replacing its data.
@@ -85,10 +87,20 @@ impl RestoreJob {
         ctx.set_phase("downloading");
         let reader =
             self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
-        let mut unpacking = Unpacking::open(reader.body, Some(&object.sha256), &self.identities)
-            .await
-            .map_err(|error| failure::from_unpack(&error))?;
-        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir };
+        // The stored bytes are proven first when the engine gains from knowing them good
+        // before it reads them; they then stream from a local copy.
+        let (_copy, mut unpacking) = if self.engine.prefers_checked_stream() && !object.sha256.is_empty() {
+            let copy = self.copy_checked(ctx, reader.body, object).await?;
+            let file = tokio::fs::File::open(copy.path())
+                .await
+                .map_err(|error| failure::from_unpack(&crate::pipeline::unpack::Error::Spool(error)))?;
+            let source: Pin<Box<dyn AsyncRead + Send>> = Box::pin(file);
+            (Some(copy), self.open_unpacking(source, None).await?)
+        } else {
+            (None, self.open_unpacking(reader.body, Some(&object.sha256)).await?)
+        };
+        let checked_length = _copy.as_ref().map(|_| object.logical_size_bytes);
+        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir, checked_length };
         match self.load_object(ctx, object, LoadData::Stream(stream), total, (0, 0)).await {
             Ok(loaded) => {
                 if unpacking.is_reading() {
@@ -98,6 +110,38 @@ impl RestoreJob {
             }
             Err(error) => Err(failure::of_streamed_load(&mut unpacking, &error).await),
         }
+    }
+
+    // Copies the stored bytes of `object` into a spool file as they are, checking their
+    // SHA-256.
+    async fn copy_checked(
+        &self,
+        ctx: &JobContext,
+        source: impl AsyncRead + Send + Unpin,
+        object: &StoredObject,
+    ) -> Result<SpoolFile, Failure> {
+        let spool_failed = |error| failure::from_unpack(&crate::pipeline::unpack::Error::Spool(error));
+        let mut copy = SpoolFile::create(&self.spool_dir).await.map_err(spool_failed)?;
+        // Shown as the share of the data fetched.
+        let share = |copied: u64| {
+            let whole = u128::from(object.logical_size_bytes);
+            (u128::from(copied) * whole / u128::from(object.size_bytes.max(1))).min(whole) as u64
+        };
+        let mut on_progress = |copied: u64| ctx.set_done(share(copied), 0);
+        copy_checked(source, &object.sha256, &mut copy, &mut on_progress)
+            .await
+            .map_err(|error| failure::from_unpack(&error))?;
+        Ok(copy)
+    }
+
+    async fn open_unpacking<R: AsyncRead + Send + Unpin>(
+        &self,
+        source: R,
+        expected_sha256: Option<&str>,
+    ) -> Result<Unpacking<R>, Failure> {
+        Unpacking::open(source, expected_sha256, &self.identities)
+            .await
+            .map_err(|error| failure::from_unpack(&error))
     }
 
     // Fetches and checks every object into a spool file before any is loaded (a damaged
@@ -144,6 +188,7 @@ impl RestoreJob {
             return vec![StoredObject {
                 key: self.backup.object_key.clone(),
                 sha256: self.backup.sha256.clone(),
+                size_bytes: self.backup.size_bytes,
                 logical_size_bytes: self.backup.logical_size_bytes,
                 database,
             }];
@@ -155,6 +200,7 @@ impl RestoreJob {
             .map(|part| StoredObject {
                 key: part.object_key.clone(),
                 sha256: part.sha256.clone(),
+                size_bytes: part.size_bytes,
                 logical_size_bytes: part.logical_size_bytes,
                 database: Some(part.database_name.clone()),
             })
@@ -224,6 +270,8 @@ impl RestoreJob {
 struct StoredObject {
     key: String,
     sha256: String,
+    /// Its stored (compressed, encrypted) and decompressed sizes.
+    size_bytes: u64,
     logical_size_bytes: u64,
     /// The logical database to load it into; `None` for Redis.
     database: Option<String>,

@@ -239,9 +239,7 @@ impl<R: AsyncRead + Unpin> Unpacking<R> {
         if let Some(expected) = &self.expected_sha256
             && !expected.eq_ignore_ascii_case(&sha256)
         {
-            return State::Failed(Error::Corrupt(format!(
-                "the stored data's sha-256 is {sha256}, the catalog says {expected}: the object changed or is damaged"
-            )));
+            return State::Failed(mismatch(&sha256, expected));
         }
         State::Done(Unpacked {
             stored_bytes,
@@ -344,6 +342,44 @@ pub async fn unpack(
     spool.file.flush().await.map_err(Error::Spool)?;
     // A read of 0 bytes comes only once the stream is done (checked).
     unpacking.unpacked().cloned().ok_or_else(|| Error::Corrupt("the data ended unchecked".to_owned()))
+}
+
+/// Copies `source` to its end into `spool` as it is (compressed, encrypted), checking
+/// that its SHA-256 is `expected_sha256`: the stored bytes proven whole before any of
+/// them is used. `on_progress(bytes_copied)` is called after each read. Returns the
+/// bytes copied.
+pub async fn copy_checked(
+    mut source: impl AsyncRead + Unpin + Send,
+    expected_sha256: &str,
+    spool: &mut SpoolFile,
+    on_progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, Error> {
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; READ_BUFFER];
+    let mut copied = 0;
+    loop {
+        let count = source.read(&mut chunk).await.map_err(Error::Source)?;
+        if count == 0 {
+            break;
+        }
+        hasher.update(&chunk[..count]);
+        spool.file.write_all(&chunk[..count]).await.map_err(Error::Spool)?;
+        copied += count as u64;
+        on_progress(copied);
+    }
+    spool.file.flush().await.map_err(Error::Spool)?;
+    let sha256 = hex::encode(hasher.finalize());
+    if !expected_sha256.eq_ignore_ascii_case(&sha256) {
+        return Err(mismatch(&sha256, expected_sha256));
+    }
+    Ok(copied)
+}
+
+/// The stored bytes' SHA-256 is `actual`, not the catalog's `expected`.
+fn mismatch(actual: &str, expected: &str) -> Error {
+    Error::Corrupt(format!(
+        "the stored data's sha-256 is {actual}, the catalog says {expected}: the object changed or is damaged"
+    ))
 }
 
 /// Hashes and counts what passes through, into a state its owner reads at the end (the

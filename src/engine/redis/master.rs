@@ -9,9 +9,13 @@
 //! told `REPLICAOF NO ONE` and every setting is put back. Keys already expired in the file
 //! (a replica keeps them, waiting for its master's deletes) are deleted then.
 //!
-//! A replica that cannot load what it receives may stop the whole server: only a file
-//! read whole and checked beforehand (CRC64, every value's type), in an RDB version the
-//! target's release is known to read, is ever sent; never a live stream.
+//! A replica that cannot load what it receives may stop the whole server: only an RDB in
+//! a version the target's release is known to read is ever sent, and only bytes that are
+//! known good before they go: a file read whole and checked beforehand (CRC64, every
+//! value's type), or a backup's bytes proven by their SHA-256 to be the ones checked
+//! when it was made, released as a walk passes them (`streamed.rs`); never a live
+//! stream. A transfer whose body stops before its length is cut: the replica's load
+//! fails short of the end, and with swapdb it keeps its data ([`Attempt::Cut`]).
 //!
 //! Anything the target refuses before it starts loading (a replica already, a cluster
 //! node, `CONFIG` or `REPLICAOF` refused, our address unreachable from it) declines the
@@ -24,9 +28,9 @@
 //! the next start gives the target back from the record.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -54,19 +58,45 @@ pub(crate) enum Attempt {
     Loaded,
     /// The path could not run; the target is as it was. Says why.
     Declined(String),
+    /// The body stopped before its end, with this error: the transfer was cut, the
+    /// target's load failed short of the end, and it kept its data.
+    Cut(Error),
 }
 
-/// Has the target at `control` load the RDB file at `path` as our replica. `progress`
+/// The bytes a transfer sends.
+#[async_trait]
+pub(crate) trait Body: Send {
+    /// Reads the next bytes into `buffer`: 0 only at the end.
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error>;
+}
+
+#[async_trait]
+impl Body for tokio::fs::File {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        AsyncReadExt::read(self, buffer)
+            .await
+            .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))
+    }
+}
+
+/// What a transfer sends: `size` bytes of an RDB in `rdb_version`, read from `body`.
+pub(crate) struct Transfer<'a> {
+    pub(crate) body: &'a mut dyn Body,
+    pub(crate) size: u64,
+    pub(crate) rdb_version: u16,
+}
+
+/// Has the target at `control` load the RDB of `transfer` as our replica. `progress`
 /// gets the bytes sent. Errors only once the target may have started loading.
 pub(crate) async fn load(
     control: &mut Connection,
     target: &Target,
     limits: Limits,
     journal: Option<&DatabaseJournal>,
-    path: &Path,
-    rdb_version: u16,
+    transfer: Transfer<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Attempt, Error> {
+    let rdb_version = transfer.rdb_version;
     if let Some(why) = unsuitable(control, target, rdb_version).await? {
         return Ok(Attempt::Declined(why));
     }
@@ -98,7 +128,12 @@ pub(crate) async fn load(
     }
 
     // The replica's connection stays open until it is told to stop replicating.
-    let outcome = replicate(control, &listener, &password, &replication_id, limits, path, progress).await?;
+    let outcome =
+        replicate(control, &listener, &password, &replication_id, limits, transfer, progress).await?;
+    if matches!(outcome, Served::Cut(_)) {
+        // The replica's load fails at the cut; until it has, it refuses REPLICAOF.
+        wait_not_loading(control, limits.idle_timeout).await?;
+    }
     lease.give_back(control).await?;
     match outcome {
         Served::Loaded(_link) => Ok(Attempt::Loaded),
@@ -109,6 +144,35 @@ pub(crate) async fn load(
         Served::Dropped => Ok(Attempt::Declined(
             "the target dropped the replication link before its load finished (its data was kept)".to_owned(),
         )),
+        Served::Cut(error) => Ok(Attempt::Cut(error)),
+    }
+}
+
+/// Waits until the target is no longer loading (a replica whose transfer was cut stops
+/// loading as soon as it reads the end of the connection).
+async fn wait_not_loading(control: &mut Connection, timeout: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match control.command(&[b"INFO", b"persistence"]).await? {
+            Reply::Bulk(Some(text)) if field(&String::from_utf8_lossy(&text), "loading") != Some("1") => {
+                return Ok(());
+            }
+            Reply::Bulk(Some(_)) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+            Reply::Bulk(Some(_)) => {
+                return Err(Error::Unreachable(format!(
+                    "redis at {} was still loading {} s after its transfer was cut",
+                    control.label(),
+                    timeout.as_secs()
+                )));
+            }
+            other => {
+                return Err(Error::Protocol(format!(
+                    "redis at {} answered INFO with {}",
+                    control.label(),
+                    describe(&other)
+                )));
+            }
+        }
     }
 }
 
@@ -180,6 +244,8 @@ enum Served {
     NotReached,
     /// The replica hung up before its link came up: its load failed.
     Dropped,
+    /// The body stopped before its end; the replica's connection was closed.
+    Cut(Error),
 }
 
 /// Accepts the target's replica connection, sends it the file, and waits until the
@@ -190,7 +256,7 @@ async fn replicate(
     password: &str,
     replication_id: &str,
     limits: Limits,
-    path: &Path,
+    transfer: Transfer<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Served, Error> {
     let deadline = Instant::now() + limits.connect_timeout;
@@ -208,21 +274,21 @@ async fn replicate(
         }
     };
 
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
-    let size = file.metadata().await.map_err(|error| Error::Unsupported(error.to_string()))?.len();
+    let Transfer { body, size, .. } = transfer;
     replica.write_all(format!("${size}\r\n").as_bytes()).await?;
     let mut chunk = vec![0; CHUNK];
     let mut sent = 0;
-    loop {
-        let read = file
-            .read(&mut chunk)
-            .await
-            .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))?;
-        if read == 0 {
-            break;
-        }
+    while sent < size {
+        let wanted = chunk.len().min(usize::try_from(size - sent).unwrap_or(usize::MAX));
+        let read = match body.read(&mut chunk[..wanted]).await {
+            Ok(0) => Err(Error::Corrupt(format!("the rdb ended after {sent} of its {size} bytes"))),
+            other => other,
+        };
+        let read = match read {
+            Ok(read) => read,
+            // Dropping the connection cuts the transfer short of its length.
+            Err(error) => return Ok(Served::Cut(error)),
+        };
         replica.write_all(&chunk[..read]).await?;
         sent += read as u64;
         progress(sent);

@@ -20,6 +20,7 @@
 //! every key (and says so in [`Loaded::warnings`](crate::engine::Loaded)).
 
 mod borrowed;
+mod check;
 mod connection;
 mod crc64;
 mod info;
@@ -30,6 +31,7 @@ pub mod rdb;
 mod rdb_stream;
 mod replication;
 mod restore;
+mod streamed;
 mod target;
 mod tls;
 
@@ -185,10 +187,16 @@ impl Engine for RedisEngine {
         restore::load(&target, limits, self.load_method, self.journal.as_ref(), data, phase, progress).await
     }
 
+    /// A checked stream goes to the target by replication as it is read, unless every
+    /// load is by `RESTORE` commands.
+    fn prefers_checked_stream(&self) -> bool {
+        self.load_method != LoadMethod::Restore
+    }
+
     /// Reads the RDB file whole as a load's check does: every key walked (big keys
     /// decoded), the CRC64 trailer matched.
     async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error> {
-        restore::check_file(path, self.max_payload).await
+        check::check_file(path, self.max_payload).await
     }
 }
 

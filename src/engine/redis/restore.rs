@@ -1,7 +1,8 @@
-//! Replacing a server's data with a verified RDB file: a full dry-run read first (so a
-//! file that cannot be loaded whole never touches the target; a stream is written to a
-//! spool file and read by the check at once, in one pass), then, for one file and a
-//! target that takes it, a load by replication (`master.rs`); otherwise `FLUSHALL` and
+//! Replacing a server's data with a verified RDB file: a full dry-run read first
+//! (`check.rs`, so that a file that cannot be loaded whole never touches the target),
+//! then, for one file and a target that takes it, a load by replication (`master.rs`);
+//! a backup's SHA-256-proven stream goes by replication as it is read instead
+//! (`streamed.rs`), and falls back here when it cannot; otherwise `FLUSHALL` and
 //! every key: `RESTORE` for ordinary keys, element batches (`RPUSH`, `SADD`, `ZADD`, `HSET`
 //! and `HPEXPIREAT`, `APPEND`, `XADD` and the stream group commands) for keys too big for
 //! one payload, `FUNCTION RESTORE` for function libraries.
@@ -14,27 +15,23 @@
 //! `TARGET_TOO_OLD` before anything is flushed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::check::{self, from_rdb, open, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
-use super::master::{self, Attempt};
+use super::master::{self, Attempt, Transfer};
 use super::plan::{Plan, Survey, plan};
-use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader, RdbReader, value_type};
+use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader};
+use super::streamed::{self, Streamed};
 use super::target::Target;
 use crate::domain::reason;
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{CheckedFile, DataStream, Error, LoadData, Loaded, PhaseSink, ProgressSink, Warning};
-use crate::pipeline::unpack::SpoolFile;
+use crate::engine::{Error, LoadData, Loaded, PhaseSink, ProgressSink, Warning};
 
 /// Batches read ahead of the loader, at most.
 const READ_AHEAD: usize = 16;
@@ -42,18 +39,9 @@ const READ_AHEAD: usize = 16;
 /// comes first, so that threads meet once a batch rather than once a key.
 const BATCH_ITEMS: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
-/// Keys already expired in the file, remembered for deleting after a replication load,
-/// at most; past that, the target's own expiry cycle removes them.
-const MAX_EXPIRED: usize = 65_536;
 /// Bytes of items read ahead of the loader, at most (one bigger item may pass alone), so
 /// that memory stays bounded whatever the values' sizes.
 const BYTES_AHEAD: usize = 32 << 20;
-/// The file is read through this buffer.
-const FILE_BUFFER: usize = 1 << 20;
-/// A stream is spooled in chunks of this size, each handed to the check too, with at
-/// most this many waiting for it.
-const TEE_CHUNK: usize = 1 << 20;
-const TEE_QUEUE: usize = 4;
 
 /// The engine's settings a load uses.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +58,8 @@ pub(crate) struct Limits {
 /// data: every file is read whole first (a stream: spooled and read by the check as it
 /// is written, in the caller's phase). A single file goes by replication when `method`
 /// allows and the target takes it; otherwise the server is flushed once and every key
-/// sent as commands.
+/// sent as commands. A stream of checked data ([`DataStream::checked_length`](crate::engine::DataStream::checked_length)) goes to
+/// the target by replication as it is read (`streamed.rs`), before the whole check.
 pub(crate) async fn load(
     target: &Target,
     limits: Limits,
@@ -80,22 +69,58 @@ pub(crate) async fn load(
     phase: PhaseSink<'_>,
     progress: ProgressSink<'_>,
 ) -> Result<Loaded, Error> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    let mut replication = method != LoadMethod::Restore;
     // A stream's spool file lives as long as the load.
     let (_spool, paths, survey) = match data {
         LoadData::Files(paths) => {
             phase("verifying");
             let mut survey = Survey::default();
             for path in paths {
-                survey = survey.add(self::survey(path.clone(), limits.max_payload).await?);
+                survey = survey.add(check::survey(path.clone(), limits.max_payload).await?);
             }
             (None, paths.to_vec(), survey)
         }
-        LoadData::Stream(stream) => {
-            let (spool, survey) = spool_checked(stream, limits.max_payload, progress).await?;
-            let path = spool.path().to_owned();
-            (Some(spool), vec![path], survey)
-        }
+        LoadData::Stream(stream) => match stream.checked_length {
+            Some(size) if replication => {
+                phase("replicating");
+                match streamed::load(target, limits, journal, stream, size, progress).await? {
+                    Streamed::Loaded { survey, connection } => {
+                        let keys = survey.keys;
+                        delete_expired(connection, survey.expired).await?;
+                        progress(size, keys, keys);
+                        log_done("replication", keys, Duration::ZERO, started.elapsed());
+                        return Ok(Loaded {
+                            items: keys,
+                            functions: survey.functions,
+                            method: "replication",
+                            warnings,
+                        });
+                    }
+                    Streamed::Fallback { spool, declined, survey } => {
+                        if let Some(why) = declined {
+                            replication = false;
+                            warnings.push(declined_warning(method, &why)?);
+                        }
+                        phase("verifying");
+                        let path = spool.path().to_owned();
+                        let survey = match survey {
+                            Some(survey) => {
+                                check::decoded_big_keys(path.clone(), limits.max_payload, survey).await?
+                            }
+                            None => check::survey(path.clone(), limits.max_payload).await?,
+                        };
+                        (Some(spool), vec![path], survey)
+                    }
+                }
+            }
+            _ => {
+                let (spool, survey) = check::spool_checked(stream, limits.max_payload, progress).await?;
+                let path = spool.path().to_owned();
+                (Some(spool), vec![path], survey)
+            }
+        },
     };
     let paths = paths.as_slice();
     let keys = survey.keys;
@@ -107,19 +132,23 @@ pub(crate) async fn load(
     let plan = plan(&mut connection, &survey, limits.max_payload).await?;
     probe_modules(&mut connection, &survey.modules).await?;
     let decoded = plan.max_payload == 0 && limits.max_payload != 0;
-    let mut warnings: Vec<Warning> = plan
-        .warnings
-        .iter()
-        .map(|message| Warning { reason: reason::TARGET_TOO_OLD, message: message.clone() })
-        .collect();
-    if let ([path], false, LoadMethod::Auto | LoadMethod::Replication) = (paths, decoded, method) {
+    warnings.extend(
+        plan.warnings
+            .iter()
+            .map(|message| Warning { reason: reason::TARGET_TOO_OLD, message: message.clone() }),
+    );
+    if let ([path], false, true) = (paths, decoded, replication) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
-        match master::load(&mut connection, target, limits, journal, path, survey.version, &report).await? {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
+        let size = file.metadata().await.map_err(|error| Error::Unsupported(error.to_string()))?.len();
+        let transfer = Transfer { body: &mut file, size, rdb_version: survey.version };
+        match master::load(&mut connection, target, limits, journal, transfer, &report).await? {
             Attempt::Loaded => {
-                let bytes = tokio::fs::metadata(path).await.map(|meta| meta.len()).unwrap_or(0);
                 delete_expired(connection, survey.expired).await?;
-                progress(bytes, keys, keys);
+                progress(size, keys, keys);
                 log_done("replication", keys, verified, started.elapsed());
                 return Ok(Loaded {
                     items: keys,
@@ -128,23 +157,19 @@ pub(crate) async fn load(
                     warnings,
                 });
             }
-            Attempt::Declined(why) if method == LoadMethod::Replication => {
-                return Err(Error::Unsupported(format!("cannot load by replication: {why}")));
-            }
             Attempt::Declined(why) => {
                 tracing::info!(redis = connection.label(), %why, "loading with RESTORE commands instead of replication");
-                warnings.push(Warning {
-                    reason: reason::REPLICATION_DECLINED,
-                    message: format!("loaded with RESTORE commands, not by replication: {why}"),
-                });
+                warnings.push(declined_warning(method, &why)?);
             }
+            // The file was read whole before, so a cut is a failure to read it again.
+            Attempt::Cut(error) => return Err(error),
         }
     }
     if decoded {
         // Decoded, the values are read otherwise: check that they decode whole first.
         phase("verifying");
         for path in paths {
-            self::survey(path.clone(), 0).await?;
+            check::survey(path.clone(), 0).await?;
         }
     }
     if let Some(problem) = &survey.module_too_big {
@@ -175,6 +200,18 @@ pub(crate) async fn load(
     progress(bytes_before, items, keys);
     log_done("restore", items, verified, started.elapsed());
     Ok(Loaded { items, functions: survey.functions, method: "restore", warnings })
+}
+
+/// The warning that the target declined replication; with [`LoadMethod::Replication`],
+/// the error that it did.
+fn declined_warning(method: LoadMethod, why: &str) -> Result<Warning, Error> {
+    if method == LoadMethod::Replication {
+        return Err(Error::Unsupported(format!("cannot load by replication: {why}")));
+    }
+    Ok(Warning {
+        reason: reason::REPLICATION_DECLINED,
+        message: format!("loaded with RESTORE commands, not by replication: {why}"),
+    })
 }
 
 fn log_done(method: &str, keys: u64, verified: Duration, total: Duration) {
@@ -341,202 +378,6 @@ async fn send_item(
     Ok(())
 }
 
-/// Checks the RDB file at `path` whole, as a load does before it touches a target.
-pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
-    let survey = survey(path.to_owned(), max_payload).await?;
-    Ok(CheckedFile {
-        format: "rdb",
-        format_version: survey.version.to_string(),
-        server_version: String::new(),
-        items: survey.keys,
-    })
-}
-
-// Reads the whole file once without loading anything (see [`walk`]); then the keys too
-// big for one payload, if any, decoded in a second read.
-async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
-    let surveyed = tokio::task::spawn_blocking(move || {
-        let survey = walk(open(&path, max_payload)?)?;
-        decode_big_keys(&path, max_payload, &survey)?;
-        Ok(survey)
-    })
-    .await;
-    surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
-}
-
-// Writes `stream` to a spool file in `stream.spool_dir` while the check reads the same
-// bytes on a blocking thread (a bounded queue of chunks between them), so that the data
-// is read once to be both spooled and checked; then the keys too big for one payload,
-// if any, are decoded from the spool file. `progress` gets the bytes spooled. A check
-// that fails stops the spooling at once.
-async fn spool_checked(
-    stream: DataStream<'_>,
-    max_payload: usize,
-    progress: ProgressSink<'_>,
-) -> Result<(SpoolFile, Survey), Error> {
-    let dir = stream.spool_dir;
-    let spool_failed = |error: std::io::Error| {
-        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
-    };
-    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
-    let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
-    let mut check = Some(tokio::task::spawn_blocking(move || {
-        let reader = RdbReader::new(Chunks { received, current: Bytes::new() }).map_err(from_rdb)?;
-        walk(reader.with_max_payload(max_payload))
-    }));
-    let mut checked = None;
-    let mut spooled = 0;
-    loop {
-        let mut chunk = Vec::with_capacity(TEE_CHUNK);
-        let read = (&mut *stream.body)
-            .take(TEE_CHUNK as u64)
-            .read_to_end(&mut chunk)
-            .await
-            .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
-        if read == 0 {
-            break;
-        }
-        spool.file().write_all(&chunk).await.map_err(spool_failed)?;
-        spooled += read as u64;
-        progress(spooled, 0, 0);
-        if let Some(running) = check.take() {
-            if chunks.send(Bytes::from(chunk)).await.is_ok() {
-                check = Some(running);
-            } else {
-                // The check ended before the data did: a failure ends the load now.
-                checked = Some(finished(running).await?);
-            }
-        }
-    }
-    drop(chunks);
-    spool.file().flush().await.map_err(spool_failed)?;
-    let survey = match (checked, check) {
-        (Some(survey), _) => survey,
-        (None, Some(running)) => finished(running).await?,
-        (None, None) => return Err(Error::Unsupported("the rdb check was lost".to_owned())),
-    };
-    let path = spool.path().to_owned();
-    let decoded = tokio::task::spawn_blocking({
-        let survey = survey.clone();
-        move || decode_big_keys(&path, max_payload, &survey)
-    });
-    decoded
-        .await
-        .map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))??;
-    Ok((spool, survey))
-}
-
-/// The outcome of the check's thread.
-async fn finished(check: tokio::task::JoinHandle<Result<Survey, Error>>) -> Result<Survey, Error> {
-    check.await.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
-}
-
-/// The check's side of a spooled stream: the chunks as one `Read`, ending when the
-/// spooling side is gone (early, only when it failed: the check then fails truncated).
-struct Chunks {
-    received: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl Read for Chunks {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.received.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let count = buffer.len().min(self.current.len());
-        buffer[..count].copy_from_slice(&self.current[..count]);
-        self.current.advance(count);
-        Ok(count)
-    }
-}
-
-// Reads the whole file once without loading anything: counts keys and functions, notes
-// what only some servers can hold, and fails on anything the load would fail on (damage,
-// module types). With a payload limit of 0 every value is decoded as the load will
-// decode it.
-//
-// Values are walked, not kept; keys whose value is too big for one payload are noted
-// (for a second read, [`decode_big_keys`]), so that nothing here holds more than a
-// batch of elements whatever the sizes.
-fn walk<R: Read>(reader: RdbReader<R>) -> Result<Survey, Error> {
-    let max_payload = reader.max_payload();
-    let mut reader = reader.walk_only();
-    let mut survey = Survey { version: reader.version(), ..Survey::default() };
-    let mut big_keys = BTreeSet::new();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64);
-    while let Some(item) = reader.next().map_err(from_rdb)? {
-        if let Item::Walked { value_len, header } = &item {
-            // The payload adds the type byte, the version and the checksum.
-            if value_len.saturating_add(11) > max_payload as u64 {
-                if let Some(module) = &header.module {
-                    survey.module_too_big.get_or_insert_with(|| {
-                        format!(
-                            "the value of key '{}' (module type {module}) is too big for one RESTORE",
-                            shown(&header.key)
-                        )
-                    });
-                } else {
-                    big_keys.insert(survey.keys);
-                }
-            }
-        }
-        match &item {
-            Item::Key { header: KeyHeader { module: Some(module), .. }, payload } => {
-                let probe = survey.modules.entry(module.clone()).or_default();
-                if probe.is_none() {
-                    *probe = Some(payload.clone());
-                }
-            }
-            Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
-                survey.modules.entry(module.clone()).or_default();
-            }
-            Item::ModuleAux { module } => {
-                survey.module_aux.insert(module.clone());
-            }
-            _ => {}
-        }
-        match item {
-            Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
-                survey.keys += 1;
-                if header.expire_at_ms.is_some_and(|at| at <= now_ms) && survey.expired.len() < MAX_EXPIRED {
-                    survey.expired.push((header.db, header.key.clone()));
-                }
-                match header.value_type {
-                    value_type::STREAM_LISTPACKS
-                    | value_type::STREAM_LISTPACKS_2
-                    | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
-                    // Redis 7.4's four types, and Valkey 9's type 22.
-                    value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
-                        survey.field_expiry = true
-                    }
-                    _ => {}
-                }
-            }
-            Item::Function { .. } => survey.functions += 1,
-            _ => {}
-        }
-    }
-    survey.big_keys = vec![big_keys];
-    Ok(survey)
-}
-
-// Decodes the keys of the file at `path` that `survey` found too big for one payload
-// (nothing to do when there are none), as the load will, to check that they decode.
-fn decode_big_keys(path: &Path, max_payload: usize, survey: &Survey) -> Result<(), Error> {
-    let big_keys = survey.big_keys.last().cloned().unwrap_or_default();
-    if big_keys.is_empty() {
-        return Ok(());
-    }
-    let mut reader = open(path, max_payload)?.walk_only().with_decoded_keys(big_keys);
-    while reader.next().map_err(from_rdb)?.is_some() {}
-    Ok(())
-}
-
 /// Items with the file offset after each, and their share of the read-ahead budget.
 type ReadBatch = (Vec<(Item, u64)>, OwnedSemaphorePermit);
 
@@ -588,33 +429,8 @@ fn item_size(item: &Item) -> usize {
     }
 }
 
-fn open(path: &Path, max_payload: usize) -> Result<RdbReader<BufReader<File>>, Error> {
-    let file = File::open(path).map_err(|error| {
-        Error::Unsupported(format!("cannot open the spooled rdb {}: {error}", path.display()))
-    })?;
-    Ok(RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file))
-        .map_err(from_rdb)?
-        .with_max_payload(max_payload))
-}
-
-fn from_rdb(error: rdb::Error) -> Error {
-    match error {
-        rdb::Error::ModuleNotSupported { module } => Error::ModuleNotSupported(format!(
-            "the data holds values of module '{module}', which the target cannot load without it"
-        )),
-        rdb::Error::ModuleValueTooBig { .. } => Error::ModuleNotSupported(error.to_string()),
-        rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the spooled rdb: {error}")),
-        other => Error::Corrupt(other.to_string()),
-    }
-}
-
 fn describe(command: &str, key: &[u8]) -> String {
     format!("{command} of key '{}'", shown(key))
-}
-
-/// A key as messages show it: at most 64 bytes, lossily as text.
-fn shown(key: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(&key[..key.len().min(64)])
 }
 
 async fn send_elements(

@@ -4,6 +4,7 @@
 
 mod decoded;
 mod loader;
+mod streamed;
 
 use std::io;
 use std::path::Path;

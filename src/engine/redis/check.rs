@@ -1,0 +1,272 @@
+//! The check that stands before every load: a whole read of the RDB data without
+//! loading anything ([`walk`]), so that data that cannot be loaded whole never touches a
+//! target. It counts keys and functions, notes what only some servers can hold, and fails
+//! on damage (the CRC64 included) or on what no load could carry. A stream is written to
+//! a spool file and read by the check at once, in one pass ([`spool_checked`]); keys too
+//! big for one payload are decoded in a second read of the file, as the load will.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::plan::Survey;
+use super::rdb::{self, Item, KeyHeader, RdbReader, value_type};
+use crate::engine::{CheckedFile, DataStream, Error, ProgressSink};
+use crate::pipeline::unpack::SpoolFile;
+
+/// Keys already expired in the file, remembered for deleting after a replication load,
+/// at most; past that, the target's own expiry cycle removes them.
+const MAX_EXPIRED: usize = 65_536;
+/// The file is read through this buffer.
+const FILE_BUFFER: usize = 1 << 20;
+/// A stream is spooled in chunks of this size, each handed to the check too, with at
+/// most this many waiting for it.
+pub(super) const TEE_CHUNK: usize = 1 << 20;
+pub(super) const TEE_QUEUE: usize = 4;
+
+/// Checks the RDB file at `path` whole, as a load does before it touches a target.
+pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
+    let survey = survey(path.to_owned(), max_payload).await?;
+    Ok(CheckedFile {
+        format: "rdb",
+        format_version: survey.version.to_string(),
+        server_version: String::new(),
+        items: survey.keys,
+    })
+}
+
+// Reads the whole file once without loading anything (see [`walk`]); then the keys too
+// big for one payload, if any, decoded in a second read.
+pub(super) async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
+    let surveyed = tokio::task::spawn_blocking(move || {
+        let survey = walk(open(&path, max_payload)?, &mut |_, _| Ok(()))?;
+        decode_big_keys(&path, max_payload, &survey)?;
+        Ok(survey)
+    })
+    .await;
+    surveyed.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
+}
+
+// Writes `stream` to a spool file in `stream.spool_dir` while the check reads the same
+// bytes on a blocking thread (a bounded queue of chunks between them), so that the data
+// is read once to be both spooled and checked; then the keys too big for one payload,
+// if any, are decoded from the spool file. `progress` gets the bytes spooled. A check
+// that fails stops the spooling at once.
+pub(super) async fn spool_checked(
+    stream: DataStream<'_>,
+    max_payload: usize,
+    progress: ProgressSink<'_>,
+) -> Result<(SpoolFile, Survey), Error> {
+    let dir = stream.spool_dir;
+    let spool_failed = |error: std::io::Error| {
+        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
+    };
+    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
+    let mut check = Some(tokio::task::spawn_blocking(move || {
+        let reader = RdbReader::new(Chunks::new(received)).map_err(from_rdb)?;
+        walk(reader.with_max_payload(max_payload), &mut |_, _| Ok(()))
+    }));
+    let mut checked = None;
+    let mut spooled = 0;
+    loop {
+        let mut chunk = Vec::with_capacity(TEE_CHUNK);
+        let read = (&mut *stream.body)
+            .take(TEE_CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .await
+            .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
+        if read == 0 {
+            break;
+        }
+        spool.file().write_all(&chunk).await.map_err(spool_failed)?;
+        spooled += read as u64;
+        progress(spooled, 0, 0);
+        if let Some(running) = check.take() {
+            if chunks.send(Bytes::from(chunk)).await.is_ok() {
+                check = Some(running);
+            } else {
+                // The check ended before the data did: a failure ends the load now.
+                checked = Some(finished(running).await?);
+            }
+        }
+    }
+    drop(chunks);
+    spool.file().flush().await.map_err(spool_failed)?;
+    let survey = match (checked, check) {
+        (Some(survey), _) => survey,
+        (None, Some(running)) => finished(running).await?,
+        (None, None) => return Err(Error::Unsupported("the rdb check was lost".to_owned())),
+    };
+    let survey = decoded_big_keys(spool.path().to_owned(), max_payload, survey).await?;
+    Ok((spool, survey))
+}
+
+/// Decodes the keys `survey` found too big for one payload from the file at `path` (a
+/// second read, when there are any), as the load will; gives `survey` back.
+pub(super) async fn decoded_big_keys(
+    path: PathBuf,
+    max_payload: usize,
+    survey: Survey,
+) -> Result<Survey, Error> {
+    let decoded = tokio::task::spawn_blocking(move || {
+        decode_big_keys(&path, max_payload, &survey)?;
+        Ok(survey)
+    });
+    finished(decoded).await
+}
+
+/// The outcome of the check's thread.
+async fn finished(check: tokio::task::JoinHandle<Result<Survey, Error>>) -> Result<Survey, Error> {
+    check.await.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
+}
+
+/// The check's side of a spooled stream: the chunks as one `Read`, ending when the
+/// spooling side is gone (early, only when it failed: the check then fails truncated).
+pub(super) struct Chunks {
+    received: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Chunks {
+    pub(super) fn new(received: mpsc::Receiver<Bytes>) -> Chunks {
+        Chunks { received, current: Bytes::new() }
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.received.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let count = buffer.len().min(self.current.len());
+        buffer[..count].copy_from_slice(&self.current[..count]);
+        self.current.advance(count);
+        Ok(count)
+    }
+}
+
+/// What a walk tells of its progress: see [`walk`].
+pub(super) type Passed<'a> = dyn FnMut(Option<&Item>, u64) -> Result<(), Error> + 'a;
+
+// Reads the whole file once without loading anything: counts keys and functions, notes
+// what only some servers can hold, and fails on anything the load would fail on (damage,
+// module types). With a payload limit of 0 every value is decoded as the load will
+// decode it.
+//
+// Values are walked, not kept; keys whose value is too big for one payload are noted
+// (for a second read, [`decode_big_keys`]), so that nothing here holds more than a
+// batch of elements whatever the sizes.
+//
+// `passed` is told of every item with the offset after it, then of the end (`None`)
+// with the data's length, once its checksum matched; its error stops the walk.
+pub(super) fn walk<R: Read>(reader: RdbReader<R>, passed: &mut Passed<'_>) -> Result<Survey, Error> {
+    let max_payload = reader.max_payload();
+    let mut reader = reader.walk_only();
+    let mut survey = Survey { version: reader.version(), ..Survey::default() };
+    let mut big_keys = BTreeSet::new();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    while let Some(item) = reader.next().map_err(from_rdb)? {
+        if let Item::Walked { value_len, header } = &item {
+            // The payload adds the type byte, the version and the checksum.
+            if value_len.saturating_add(11) > max_payload as u64 {
+                if let Some(module) = &header.module {
+                    survey.module_too_big.get_or_insert_with(|| {
+                        format!(
+                            "the value of key '{}' (module type {module}) is too big for one RESTORE",
+                            shown(&header.key)
+                        )
+                    });
+                } else {
+                    big_keys.insert(survey.keys);
+                }
+            }
+        }
+        passed(Some(&item), reader.offset())?;
+        match &item {
+            Item::Key { header: KeyHeader { module: Some(module), .. }, payload } => {
+                let probe = survey.modules.entry(module.clone()).or_default();
+                if probe.is_none() {
+                    *probe = Some(payload.clone());
+                }
+            }
+            Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
+                survey.modules.entry(module.clone()).or_default();
+            }
+            Item::ModuleAux { module } => {
+                survey.module_aux.insert(module.clone());
+            }
+            _ => {}
+        }
+        match item {
+            Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => {
+                survey.keys += 1;
+                if header.expire_at_ms.is_some_and(|at| at <= now_ms) && survey.expired.len() < MAX_EXPIRED {
+                    survey.expired.push((header.db, header.key.clone()));
+                }
+                match header.value_type {
+                    value_type::STREAM_LISTPACKS
+                    | value_type::STREAM_LISTPACKS_2
+                    | value_type::STREAM_LISTPACKS_3 => survey.streams = true,
+                    // Redis 7.4's four types, and Valkey 9's type 22.
+                    value_type::HASH_METADATA_PRE_GA..=value_type::HASH_LISTPACK_EX => {
+                        survey.field_expiry = true
+                    }
+                    _ => {}
+                }
+            }
+            Item::Function { .. } => survey.functions += 1,
+            _ => {}
+        }
+    }
+    passed(None, reader.offset())?;
+    survey.big_keys = vec![big_keys];
+    Ok(survey)
+}
+
+// Decodes the keys of the file at `path` that `survey` found too big for one payload
+// (nothing to do when there are none), as the load will, to check that they decode.
+fn decode_big_keys(path: &Path, max_payload: usize, survey: &Survey) -> Result<(), Error> {
+    let big_keys = survey.big_keys.last().cloned().unwrap_or_default();
+    if big_keys.is_empty() {
+        return Ok(());
+    }
+    let mut reader = open(path, max_payload)?.walk_only().with_decoded_keys(big_keys);
+    while reader.next().map_err(from_rdb)?.is_some() {}
+    Ok(())
+}
+
+pub(super) fn open(path: &Path, max_payload: usize) -> Result<RdbReader<BufReader<File>>, Error> {
+    let file = File::open(path).map_err(|error| {
+        Error::Unsupported(format!("cannot open the spooled rdb {}: {error}", path.display()))
+    })?;
+    Ok(RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file))
+        .map_err(from_rdb)?
+        .with_max_payload(max_payload))
+}
+
+pub(super) fn from_rdb(error: rdb::Error) -> Error {
+    match error {
+        rdb::Error::ModuleNotSupported { module } => Error::ModuleNotSupported(format!(
+            "the data holds values of module '{module}', which the target cannot load without it"
+        )),
+        rdb::Error::ModuleValueTooBig { .. } => Error::ModuleNotSupported(error.to_string()),
+        rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the spooled rdb: {error}")),
+        other => Error::Corrupt(other.to_string()),
+    }
+}
+
+/// A key as messages show it: at most 64 bytes, lossily as text.
+pub(super) fn shown(key: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&key[..key.len().min(64)])
+}

@@ -1,0 +1,298 @@
+//! Loading a checked stream by replication as it is read. A backup's stored bytes are
+//! proven by their SHA-256 before the first of them is given to the engine: they are the
+//! bytes of an RDB that was checked when the backup was made (its CRC64 as the server
+//! sent it, or the whole check of an imported file). So the target can start loading
+//! them as our replica at once, while they are spooled and walked, instead of after a
+//! whole pass over the data.
+//!
+//! The walk still stands between the data and the target: the transfer only ever sends
+//! bytes the walk has passed, and the walk stops short of module data (the target may
+//! lack the module, and a replica that meets data it cannot load stops the whole
+//! server). A stop cuts the transfer before its length: the replica's load fails short
+//! of the end and, with `repl-diskless-load swapdb`, it keeps its data. The load then
+//! starts over from the spooled file the usual way (`restore.rs`: a whole check, the
+//! modules probed). A target that declines replication gets the spooled file as
+//! `RESTORE` commands.
+
+use std::io::Read;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::check::{Chunks, TEE_CHUNK, TEE_QUEUE, from_rdb, walk};
+use super::connection::Connection;
+use super::master::{self, Attempt, Body, Transfer};
+use super::plan::Survey;
+use super::rdb::{Item, KeyHeader, RdbReader};
+use super::restore::Limits;
+use super::target::Target;
+use crate::engine::journal::DatabaseJournal;
+use crate::engine::{DataStream, Error, ProgressSink};
+use crate::pipeline::unpack::SpoolFile;
+
+/// The walk tells the transfer how far it got at most once per this many bytes.
+const RELEASE_STEP: u64 = 1 << 20;
+
+/// What a streamed load came to.
+pub(super) enum Streamed {
+    /// The target loaded the data: what the walk found in it (the keys already expired
+    /// among them, which a replica keeps, are to be deleted), and a connection to it.
+    Loaded { survey: Survey, connection: Connection },
+    /// Load the spooled data the usual way. `declined` says why the target declined
+    /// replication (the usual way then does not ask again), and `survey` is the whole
+    /// walk of the data when it went to the end; both are `None` when the walk stopped
+    /// at data that needs the usual checks first.
+    Fallback { spool: SpoolFile, declined: Option<String>, survey: Option<Survey> },
+}
+
+/// Loads `stream`, `size` bytes of checked RDB data, into the target at `target` as our
+/// replica while it is spooled and walked (see the module's documentation).
+pub(super) async fn load(
+    target: &Target,
+    limits: Limits,
+    journal: Option<&DatabaseJournal>,
+    stream: DataStream<'_>,
+    size: u64,
+    progress: ProgressSink<'_>,
+) -> Result<Streamed, Error> {
+    let dir = stream.spool_dir;
+    let spool_failed = move |error: std::io::Error| {
+        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
+    };
+    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    let path = spool.path().to_owned();
+    let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
+    let (release, released) = watch::channel(Release::Upto(0));
+    let (version_sender, version) = oneshot::channel();
+    let max_payload = limits.max_payload;
+    let walking = tokio::task::spawn_blocking(move || {
+        gated_walk(Chunks::new(received), &release, version_sender, size, max_payload)
+    });
+    let walked = |walking: tokio::task::JoinHandle<Walked>| async {
+        walking.await.unwrap_or_else(|join_error| {
+            Walked::Failed(Error::Unsupported(format!("the rdb check stopped: {join_error}")))
+        })
+    };
+
+    let (produced, attempt) = {
+        let producing = produce(stream.body, &mut spool, chunks, spool_failed);
+        let attempting = async {
+            // The header's version decides whether the target may be sent the data.
+            let Ok(rdb_version) = version.await else { return Ok(None) };
+            let mut control = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
+            let mut body = Gated { file, sent: 0, released };
+            let transfer = Transfer { body: &mut body, size, rdb_version };
+            let report = |sent: u64| progress(sent, 0, 0);
+            let attempt = master::load(&mut control, target, limits, journal, transfer, &report).await?;
+            Ok::<_, Error>(Some((control, attempt)))
+        };
+        tokio::pin!(producing, attempting);
+        // A transfer under way is never dropped: when the data fails, the walk stops it.
+        let mut produced = None;
+        let attempt = loop {
+            tokio::select! {
+                result = &mut producing, if produced.is_none() => produced = Some(result),
+                attempt = &mut attempting => break attempt,
+            }
+        };
+        let header_failed = matches!(attempt, Ok(None));
+        let produced = match produced {
+            Some(produced) => produced,
+            // The header failed: the walk says how, without the rest of the data.
+            None if header_failed => Ok(0),
+            None => producing.await,
+        };
+        (produced, attempt)
+    };
+    // A failure to read the data is what counts, whatever it did to the transfer.
+    produced?;
+    let attempt = attempt?;
+    match (attempt, walked(walking).await) {
+        (_, Walked::Failed(error)) => Err(error),
+        (None, _) => Err(Error::Unsupported("the rdb check ended before the header".to_owned())),
+        (Some((connection, Attempt::Loaded)), Walked::Whole(survey)) => {
+            Ok(Streamed::Loaded { survey, connection })
+        }
+        (Some((_, Attempt::Declined(why))), Walked::Whole(survey)) => {
+            Ok(Streamed::Fallback { spool, declined: Some(why), survey: Some(survey) })
+        }
+        (Some((_, Attempt::Declined(why))), Walked::Stopped(_)) => {
+            Ok(Streamed::Fallback { spool, declined: Some(why), survey: None })
+        }
+        (Some((_, Attempt::Cut(_))), Walked::Stopped(why)) => {
+            tracing::info!(redis = %target.label, %why, "the streamed replication stopped: checking the whole file first");
+            Ok(Streamed::Fallback { spool, declined: None, survey: None })
+        }
+        (Some((_, Attempt::Cut(error))), Walked::Whole(_)) => Err(error),
+        (Some((_, Attempt::Loaded)), Walked::Stopped(why)) => {
+            Err(Error::Unsupported(format!("the target loaded data the check stopped at: {why}")))
+        }
+    }
+}
+
+/// How far the walk has passed the spooled bytes, which may be sent that far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// The bytes before this offset.
+    Upto(u64),
+    /// Every byte: the data is whole, this long, and its checksum matched.
+    Whole(u64),
+    /// The walk stopped or failed: nothing more goes.
+    Stopped,
+}
+
+/// How the walk ended.
+enum Walked {
+    Whole(Survey),
+    /// At data that needs the usual checks first: says what.
+    Stopped(String),
+    Failed(Error),
+}
+
+/// Walks the data as [`walk`] does, and releases the bytes it passed, stopping before
+/// any module data; the data must be `size` bytes long. `version` gets the RDB version
+/// once the header is read.
+fn gated_walk(
+    chunks: impl Read,
+    release: &watch::Sender<Release>,
+    version: oneshot::Sender<u16>,
+    size: u64,
+    max_payload: usize,
+) -> Walked {
+    let reader = match RdbReader::new(chunks) {
+        Ok(reader) => reader.with_max_payload(max_payload),
+        Err(error) => {
+            release.send_replace(Release::Stopped);
+            return Walked::Failed(from_rdb(error));
+        }
+    };
+    let _ = version.send(reader.version());
+    let mut stop = None;
+    let mut released = 0;
+    let mut end = 0;
+    let walked = walk(reader, &mut |item, offset| {
+        if let Some(why) = item.and_then(module_data) {
+            stop = Some(why);
+            return Err(Error::Unsupported("stopped at module data".to_owned()));
+        }
+        end = offset;
+        if offset >= released + RELEASE_STEP {
+            release.send_replace(Release::Upto(offset));
+            released = offset;
+        }
+        Ok(())
+    });
+    match (walked, stop) {
+        (_, Some(why)) => {
+            release.send_replace(Release::Stopped);
+            Walked::Stopped(why)
+        }
+        (Ok(survey), None) if end == size => {
+            release.send_replace(Release::Whole(size));
+            Walked::Whole(survey)
+        }
+        (Ok(_), None) => {
+            release.send_replace(Release::Stopped);
+            Walked::Failed(Error::Corrupt(format!(
+                "the rdb is {end} bytes long, its backup record says {size}"
+            )))
+        }
+        (Err(error), None) => {
+            release.send_replace(Release::Stopped);
+            Walked::Failed(error)
+        }
+    }
+}
+
+/// What module data `item` is, if it is any.
+fn module_data(item: &Item) -> Option<String> {
+    match item {
+        Item::Key { header: KeyHeader { module: Some(module), .. }, .. }
+        | Item::Walked { header: KeyHeader { module: Some(module), .. }, .. } => {
+            Some(format!("a value of module type '{module}'"))
+        }
+        Item::ModuleAux { module } => Some(format!("module data of '{module}' not tied to a key")),
+        _ => None,
+    }
+}
+
+/// Reads `body` to its end into `spool`, handing every chunk to the walk too (once the
+/// walk stopped, the rest is only spooled); returns the bytes read.
+async fn produce(
+    body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    spool: &mut SpoolFile,
+    chunks: mpsc::Sender<Bytes>,
+    spool_failed: impl Fn(std::io::Error) -> Error,
+) -> Result<u64, Error> {
+    let mut walk = Some(chunks);
+    let mut spooled = 0;
+    loop {
+        let mut chunk = Vec::with_capacity(TEE_CHUNK);
+        let read = (&mut *body)
+            .take(TEE_CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .await
+            .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
+        if read == 0 {
+            return Ok(spooled);
+        }
+        // Written through before the walk sees it: what the walk releases, the transfer
+        // reads back from the file.
+        spool.file().write_all(&chunk).await.map_err(&spool_failed)?;
+        spool.file().flush().await.map_err(&spool_failed)?;
+        spooled += read as u64;
+        if let Some(sender) = &walk
+            && sender.send(Bytes::from(chunk)).await.is_err()
+        {
+            walk = None;
+        }
+    }
+}
+
+/// The spooled bytes as far as the walk released them.
+struct Gated {
+    file: tokio::fs::File,
+    sent: u64,
+    released: watch::Receiver<Release>,
+}
+
+#[async_trait]
+impl Body for Gated {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        loop {
+            let release = *self.released.borrow_and_update();
+            let limit = match release {
+                Release::Upto(limit) | Release::Whole(limit) => limit,
+                Release::Stopped => return Err(stopped()),
+            };
+            if self.sent < limit {
+                let wanted = buffer.len().min(usize::try_from(limit - self.sent).unwrap_or(usize::MAX));
+                let read = AsyncReadExt::read(&mut self.file, &mut buffer[..wanted])
+                    .await
+                    .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))?;
+                if read == 0 {
+                    return Err(Error::Unsupported(
+                        "the spooled rdb is shorter than the data checked".to_owned(),
+                    ));
+                }
+                self.sent += read as u64;
+                return Ok(read);
+            }
+            if let Release::Whole(_) = release {
+                return Ok(0);
+            }
+            if self.released.changed().await.is_err() {
+                return Err(stopped());
+            }
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unsupported("the rdb check stopped the transfer".to_owned())
+}

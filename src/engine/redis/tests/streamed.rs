@@ -1,0 +1,90 @@
+//! Loads of a checked stream (`streamed.rs`) into real `redis-server` processes: the
+//! target loads the data as our replica while it is read, and data that is not what it
+//! claims to be never completes a load (the target keeps its own).
+
+use std::sync::Mutex;
+
+use super::{DISK, RedisServer, digest, load_every_type, read_body, run_text, snapshot};
+use crate::engine::redis::RedisEngine;
+use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
+
+/// An RDB of every type plus 100,000 plain keys (a few MiB, so that the transfer is
+/// released in several steps), with strings stored as they are (no LZF), and the
+/// source's digest.
+async fn every_type_rdb() -> (Vec<u8>, String) {
+    let mut args = DISK.to_vec();
+    args.extend_from_slice(&["--rdbcompression", "no"]);
+    let source = RedisServer::start(&args).await;
+    let mut client = source.client("").await;
+    load_every_type(&mut client).await;
+    run_text(&mut client, &["DEBUG", "POPULATE", "100000", "filler", "40"]).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
+    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    (data, digest(&mut client).await)
+}
+
+/// Loads `data` as a checked stream into `target`; returns the outcome and the phases.
+async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Error>, Vec<&'static str>) {
+    let spool = tempfile::tempdir().unwrap();
+    let phases = Mutex::new(Vec::new());
+    let record = |phase: &'static str| phases.lock().unwrap().push(phase);
+    let mut body = data;
+    let stream =
+        DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(data.len() as u64) };
+    let loaded = RedisEngine::default()
+        .load(&target.uri(""), None, LoadData::Stream(stream), &record, &|_, _, _| {})
+        .await;
+    let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
+    assert!(left.is_empty(), "the spool file is removed: {left:?}");
+    (loaded, phases.into_inner().unwrap())
+}
+
+#[tokio::test]
+async fn a_checked_stream_loads_by_replication_as_it_is_read() {
+    let (data, source_digest) = every_type_rdb().await;
+    assert!(data.len() > 4 << 20, "{} bytes", data.len());
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+    run_text(&mut target_client, &["SET", "stale", "replaced"]).await;
+
+    let (loaded, phases) = load_checked(&target, &data).await;
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded.method, "replication");
+    assert_eq!(phases, ["replicating"], "no check of the whole data before the load");
+    assert_eq!(digest(&mut target_client).await, source_digest);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert!(target.log().contains("MASTER <-> REPLICA sync: Finished with success"), "{}", target.log());
+}
+
+#[tokio::test]
+async fn a_stream_that_is_not_what_it_claims_never_completes_a_load() {
+    let (data, _) = every_type_rdb().await;
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+    run_text(&mut target_client, &["SET", "precious", "kept"]).await;
+    let before = digest(&mut target_client).await;
+
+    // A changed byte inside a value parses: only the checksum at the end, which is
+    // never sent, tells. A stream shorter than it claims never reaches its end.
+    let changed = {
+        let mut changed = data.clone();
+        let at = changed.windows(8).rposition(|window| window == b"value:50").expect("a filler value");
+        changed[at] = b'V';
+        changed
+    };
+    let short = &data[..data.len() - 1000];
+    for (damaged, claimed) in [(&changed[..], data.len()), (short, data.len())] {
+        let spool = tempfile::tempdir().unwrap();
+        let mut body = damaged;
+        let stream =
+            DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(claimed as u64) };
+        let result = RedisEngine::default()
+            .load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
+            .await;
+        assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
+        assert_eq!(digest(&mut target_client).await, before, "the target keeps its data");
+        let role = run_text(&mut target_client, &["ROLE"]).await;
+        assert!(format!("{role:?}").contains("master"), "a master again: {role:?}");
+    }
+    assert!(!target.log().contains("Finished with success"), "{}", target.log());
+}
