@@ -89,7 +89,7 @@ impl RestoreJob {
             self.storage.reader(&object.key, 0).await.map_err(|error| failure::from_storage(&error))?;
         // The stored bytes are proven first when the engine gains from knowing them good
         // before it reads them; they then stream from a local copy.
-        let (_copy, mut unpacking) = if self.engine.prefers_checked_stream() && !object.sha256.is_empty() {
+        let (copy, mut unpacking) = if self.engine.prefers_checked_stream() && !object.sha256.is_empty() {
             let copy = self.copy_checked(ctx, reader.body, object).await?;
             let file = tokio::fs::File::open(copy.path())
                 .await
@@ -99,7 +99,8 @@ impl RestoreJob {
         } else {
             (None, self.open_unpacking(reader.body, Some(&object.sha256)).await?)
         };
-        let checked_length = _copy.as_ref().map(|_| object.logical_size_bytes);
+        // The copy lives as long as the load reads from it.
+        let checked_length = copy.as_ref().map(|_| object.logical_size_bytes);
         let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir, checked_length };
         match self.load_object(ctx, object, LoadData::Stream(stream), total, (0, 0)).await {
             Ok(loaded) => {

@@ -70,11 +70,6 @@ pub(super) async fn load(
     let walking = tokio::task::spawn_blocking(move || {
         gated_walk(Chunks::new(received), &release, version_sender, size, max_payload)
     });
-    let walked = |walking: tokio::task::JoinHandle<Walked>| async {
-        walking.await.unwrap_or_else(|join_error| {
-            Walked::Failed(Error::Unsupported(format!("the rdb check stopped: {join_error}")))
-        })
-    };
 
     let (produced, attempt) = {
         let producing = produce(stream.body, &mut spool, chunks, spool_failed);
@@ -104,7 +99,7 @@ pub(super) async fn load(
         let produced = match produced {
             Some(produced) => produced,
             // The header failed: the walk says how, without the rest of the data.
-            None if header_failed => Ok(0),
+            None if header_failed => Ok(()),
             None => producing.await,
         };
         (produced, attempt)
@@ -112,7 +107,10 @@ pub(super) async fn load(
     // A failure to read the data is what counts, whatever it did to the transfer.
     produced?;
     let attempt = attempt?;
-    match (attempt, walked(walking).await) {
+    let walked = walking.await.unwrap_or_else(|join_error| {
+        Walked::Failed(Error::Unsupported(format!("the rdb check stopped: {join_error}")))
+    });
+    match (attempt, walked) {
         (_, Walked::Failed(error)) => Err(error),
         (None, _) => Err(Error::Unsupported("the rdb check ended before the header".to_owned())),
         (Some((connection, Attempt::Loaded)), Walked::Whole(survey)) => {
@@ -222,15 +220,14 @@ fn module_data(item: &Item) -> Option<String> {
 }
 
 /// Reads `body` to its end into `spool`, handing every chunk to the walk too (once the
-/// walk stopped, the rest is only spooled); returns the bytes read.
+/// walk stopped, the rest is only spooled).
 async fn produce(
     body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
     spool: &mut SpoolFile,
     chunks: mpsc::Sender<Bytes>,
     spool_failed: impl Fn(std::io::Error) -> Error,
-) -> Result<u64, Error> {
+) -> Result<(), Error> {
     let mut walk = Some(chunks);
-    let mut spooled = 0;
     loop {
         let mut chunk = Vec::with_capacity(TEE_CHUNK);
         let read = (&mut *body)
@@ -239,13 +236,12 @@ async fn produce(
             .await
             .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
         if read == 0 {
-            return Ok(spooled);
+            return Ok(());
         }
         // Written through before the walk sees it: what the walk releases, the transfer
         // reads back from the file.
         spool.file().write_all(&chunk).await.map_err(&spool_failed)?;
         spool.file().flush().await.map_err(&spool_failed)?;
-        spooled += read as u64;
         if let Some(sender) = &walk
             && sender.send(Bytes::from(chunk)).await.is_err()
         {
