@@ -76,6 +76,9 @@ pub mod reason {
     pub const MODULE_NOT_SUPPORTED: &str = "MODULE_NOT_SUPPORTED";
     /// The target server is too old for the data.
     pub const TARGET_TOO_OLD: &str = "TARGET_TOO_OLD";
+    /// The data has keys in a numbered database the target does not have (Redis: a
+    /// `databases` setting lower than the source's, or a cluster node, which has only 0).
+    pub const TARGET_TOO_FEW_DATABASES: &str = "TARGET_TOO_FEW_DATABASES";
     /// The operation was cancelled.
     pub const CANCELLED: &str = "CANCELLED";
     /// The server stopped while the operation ran.

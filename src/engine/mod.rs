@@ -47,6 +47,9 @@ pub enum Error {
     /// The target server cannot read data this new.
     #[error("{0}")]
     TargetTooOld(String),
+    /// The data uses numbered databases the target does not have.
+    #[error("{0}")]
+    TooFewDatabases(String),
     /// The engine cannot do this (e.g. not implemented for this engine yet).
     #[error("{0}")]
     Unsupported(String),
@@ -77,6 +80,7 @@ impl Error {
             Error::Protocol(_) => (Code::Internal, reason::SOURCE_CORRUPT),
             Error::ModuleNotSupported(_) => (Code::FailedPrecondition, reason::MODULE_NOT_SUPPORTED),
             Error::TargetTooOld(_) => (Code::FailedPrecondition, reason::TARGET_TOO_OLD),
+            Error::TooFewDatabases(_) => (Code::FailedPrecondition, reason::TARGET_TOO_FEW_DATABASES),
             Error::Unsupported(_) => (Code::FailedPrecondition, reason::ENGINE_NOT_SUPPORTED),
             Error::ToolNotFound(_) => (Code::FailedPrecondition, reason::TOOL_NOT_FOUND),
             Error::ToolTooOld(_) => (Code::FailedPrecondition, reason::TOOL_TOO_OLD),

@@ -226,6 +226,7 @@ pub(super) fn walk<R: Read>(reader: RdbReader<R>, passed: &mut Passed<'_>) -> Re
                 }
             }
             Item::Function { .. } => survey.functions += 1,
+            Item::SelectDb(db) => survey.max_db = survey.max_db.max(db),
             _ => {}
         }
     }

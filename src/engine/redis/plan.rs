@@ -31,6 +31,8 @@ pub(super) struct Survey {
     pub(super) module_aux: BTreeSet<String>,
     /// A module value too big for one RESTORE, if any: what to say about it.
     pub(super) module_too_big: Option<String>,
+    /// The highest numbered database the data selects (0 when it selects none).
+    pub(super) max_db: u64,
 }
 
 impl Survey {
@@ -57,6 +59,7 @@ impl Survey {
             modules: self.modules,
             module_aux: self.module_aux,
             module_too_big: self.module_too_big,
+            max_db: self.max_db.max(other.max_db),
         }
     }
 }
@@ -94,6 +97,42 @@ pub(super) async fn plan(
     // Big keys go through commands even with payloads: in the target's dialect.
     let dialect = redis_release(&version).map_or(Dialect::NEWEST, dialect_of);
     Ok(commands_plan(survey, &version, &target)?.unwrap_or(Plan { dialect, ..payloads }))
+}
+
+/// Checks that the target at `connection` has database `max_db` (Redis's `databases`
+/// setting; a cluster node has only 0) before anything is changed: a load would fail
+/// there after the flush, and a replica that meets it stops the whole server. Asks with
+/// `SELECT`, which needs no `CONFIG` permission, then selects 0 again.
+pub(super) async fn check_databases(connection: &mut Connection, max_db: u64) -> Result<(), Error> {
+    if max_db == 0 {
+        return Ok(());
+    }
+    let db = max_db.to_string();
+    match connection.command(&[b"SELECT", db.as_bytes()]).await? {
+        Reply::Status(_) => {}
+        Reply::Error(message) => {
+            return Err(Error::TooFewDatabases(format!(
+                "the data has keys in database {max_db}, which redis at {} does not have ({}): raise its \
+                 `databases` setting to at least {}",
+                connection.label(),
+                message.trim(),
+                max_db + 1
+            )));
+        }
+        other => return Err(unexpected(connection, "SELECT", &other)),
+    }
+    match connection.command(&[b"SELECT", b"0"]).await? {
+        Reply::Status(_) => Ok(()),
+        other => Err(unexpected(connection, "SELECT", &other)),
+    }
+}
+
+fn unexpected(connection: &Connection, command: &str, reply: &Reply) -> Error {
+    Error::Protocol(format!(
+        "redis at {} answered {command} with {}",
+        connection.label(),
+        super::connection::describe(reply)
+    ))
 }
 
 /// The commands Redis `release` understands.

@@ -25,7 +25,7 @@ use super::check::{self, from_rdb, open, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt, Transfer};
-use super::plan::{Plan, Survey, plan};
+use super::plan::{Plan, Survey, check_databases, plan};
 use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader};
 use super::streamed::{self, Streamed};
 use super::target::Target;
@@ -131,6 +131,7 @@ pub(crate) async fn load(
     let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     let plan = plan(&mut connection, &survey, limits.max_payload).await?;
     probe_modules(&mut connection, &survey.modules).await?;
+    check_databases(&mut connection, survey.max_db).await?;
     let decoded = plan.max_payload == 0 && limits.max_payload != 0;
     warnings.extend(
         plan.warnings

@@ -7,11 +7,12 @@
 //!
 //! The walk still stands between the data and the target: the transfer only ever sends
 //! bytes the walk has passed, and the walk stops short of module data (the target may
-//! lack the module, and a replica that meets data it cannot load stops the whole
-//! server). A stop cuts the transfer before its length: the replica's load fails short
-//! of the end and, with `repl-diskless-load swapdb`, it keeps its data. The load then
-//! starts over from the spooled file the usual way (`restore.rs`: a whole check, the
-//! modules probed). A target that declines replication gets the spooled file as
+//! lack the module) and of a numbered database past the target's `databases` setting:
+//! a replica that meets data it cannot load stops the whole server. A stop cuts the
+//! transfer before its length: the replica's load fails short of the end and, with
+//! `repl-diskless-load swapdb`, it keeps its data. The load then starts over from the
+//! spooled file the usual way (`restore.rs`: a whole check, the modules probed, the
+//! databases asked for). A target that declines replication gets the spooled file as
 //! `RESTORE` commands.
 
 use std::io::Read;
@@ -22,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::check::{Chunks, TEE_CHUNK, TEE_QUEUE, from_rdb, walk};
-use super::connection::Connection;
+use super::connection::{Connection, Reply};
 use super::master::{self, Attempt, Body, Transfer};
 use super::plan::Survey;
 use super::rdb::{Item, KeyHeader, RdbReader};
@@ -61,6 +62,7 @@ pub(super) async fn load(
     let spool_failed = move |error: std::io::Error| {
         Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
     };
+    let databases = databases(target, limits).await?;
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
     let path = spool.path().to_owned();
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
@@ -68,7 +70,7 @@ pub(super) async fn load(
     let (version_sender, version) = oneshot::channel();
     let max_payload = limits.max_payload;
     let walking = tokio::task::spawn_blocking(move || {
-        gated_walk(Chunks::new(received), &release, version_sender, size, max_payload)
+        gated_walk(Chunks::new(received), &release, version_sender, size, max_payload, databases)
     });
 
     let (produced, attempt) = {
@@ -152,15 +154,31 @@ enum Walked {
     Failed(Error),
 }
 
+/// How many numbered databases the target has (its `databases` setting), when it says.
+async fn databases(target: &Target, limits: Limits) -> Result<Option<u64>, Error> {
+    let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
+    Ok(match connection.command(&[b"CONFIG", b"GET", b"databases"]).await? {
+        Reply::Array(Some(parts)) => match parts.as_slice() {
+            [_, Reply::Bulk(Some(value))] => {
+                std::str::from_utf8(value).ok().and_then(|value| value.parse().ok())
+            }
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 /// Walks the data as [`walk`] does, and releases the bytes it passed, stopping before
-/// any module data; the data must be `size` bytes long. `version` gets the RDB version
-/// once the header is read.
+/// any module data, and before a numbered database at or past `databases` (any but 0
+/// when that is unknown); the data must be `size` bytes long. `version` gets the RDB
+/// version once the header is read.
 fn gated_walk(
     chunks: impl Read,
     release: &watch::Sender<Release>,
     version: oneshot::Sender<u16>,
     size: u64,
     max_payload: usize,
+    databases: Option<u64>,
 ) -> Walked {
     let reader = match RdbReader::new(chunks) {
         Ok(reader) => reader.with_max_payload(max_payload),
@@ -174,9 +192,9 @@ fn gated_walk(
     let mut released = 0;
     let mut end = 0;
     let walked = walk(reader, &mut |item, offset| {
-        if let Some(why) = item.and_then(module_data) {
+        if let Some(why) = item.and_then(|item| module_data(item).or_else(|| beyond(item, databases))) {
             stop = Some(why);
-            return Err(Error::Unsupported("stopped at module data".to_owned()));
+            return Err(Error::Unsupported("stopped before data that needs the usual checks".to_owned()));
         }
         end = offset;
         if offset >= released + RELEASE_STEP {
@@ -215,6 +233,16 @@ fn module_data(item: &Item) -> Option<String> {
             Some(format!("a value of module type '{module}'"))
         }
         Item::ModuleAux { module } => Some(format!("module data of '{module}' not tied to a key")),
+        _ => None,
+    }
+}
+
+/// What a numbered database the target may not have `item` selects, if it does.
+fn beyond(item: &Item, databases: Option<u64>) -> Option<String> {
+    match *item {
+        Item::SelectDb(db) if db > 0 && databases.is_none_or(|databases| db >= databases) => {
+            Some(format!("keys in database {db}, which the target may not have"))
+        }
         _ => None,
     }
 }

@@ -1,0 +1,83 @@
+//! Data in a numbered database the target does not have (a source with `databases 32`,
+//! a target with the default 16): every way of loading refuses it before anything is
+//! changed, where a replica sent it would stop its whole server.
+
+use super::{DISK, RedisServer, digest, read_body, run_text, snapshot};
+use crate::domain::{Code, reason};
+use crate::engine::redis::{LoadMethod, RedisEngine};
+use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
+
+/// An RDB with keys in databases 0, 5 and 20 of a server with 32, and its digest.
+async fn rdb_up_to_database_20() -> (Vec<u8>, String) {
+    let mut args = DISK.to_vec();
+    args.extend_from_slice(&["--databases", "32"]);
+    let source = RedisServer::start(&args).await;
+    let mut client = source.client("").await;
+    for db in ["0", "5", "20"] {
+        run_text(&mut client, &["SELECT", db]).await;
+        run_text(&mut client, &["DEBUG", "POPULATE", "20000", &format!("db{db}"), "32"]).await;
+    }
+    run_text(&mut client, &["SELECT", "0"]).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
+    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    (data, digest(&mut client).await)
+}
+
+/// Loads `data` into `target` with `engine`: as a checked stream, or as a file.
+async fn load(
+    engine: RedisEngine,
+    target: &RedisServer,
+    data: &[u8],
+    streamed: bool,
+) -> Result<Loaded, Error> {
+    let spool = tempfile::tempdir().unwrap();
+    if streamed {
+        let mut body = data;
+        let stream =
+            DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(data.len() as u64) };
+        return engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
+    }
+    let path = spool.path().join("dump.rdb");
+    std::fs::write(&path, data).unwrap();
+    engine
+        .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
+        .await
+}
+
+#[tokio::test]
+async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
+    let (data, _) = rdb_up_to_database_20().await;
+    let target = RedisServer::start(&[]).await;
+    let mut client = target.client("").await;
+    run_text(&mut client, &["SET", "precious", "kept"]).await;
+    let before = digest(&mut client).await;
+
+    let ways = [
+        ("streamed, by replication", RedisEngine::default(), true),
+        ("a file, by replication", RedisEngine::default(), false),
+        ("a file, RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore), false),
+        ("streamed, RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore), true),
+    ];
+    for (way, engine, streamed) in ways {
+        let error = load(engine, &target, &data, streamed).await.unwrap_err();
+        let Error::TooFewDatabases(message) = &error else { panic!("{way}: {error:?}") };
+        assert_eq!(error.code_and_reason(), (Code::FailedPrecondition, reason::TARGET_TOO_FEW_DATABASES));
+        assert!(message.contains("keys in database 20"), "{way}: {message}");
+        assert!(message.contains("`databases` setting to at least 21"), "{way}: {message}");
+        assert_eq!(digest(&mut client).await, before, "{way}: the target keeps its data");
+        let role = run_text(&mut client, &["ROLE"]).await;
+        assert!(format!("{role:?}").contains("master"), "{way}: a master again: {role:?}");
+    }
+    let log = target.log();
+    assert!(!log.contains("Finished with success") && !log.contains("FATAL"), "{log}");
+}
+
+#[tokio::test]
+async fn a_target_with_the_databases_loads_them_as_it_reads_them() {
+    let (data, source_digest) = rdb_up_to_database_20().await;
+    let target = RedisServer::start(&["--databases", "21"]).await;
+    let loaded = load(RedisEngine::default(), &target, &data, true).await.unwrap();
+    assert_eq!((loaded.method, loaded.items), ("replication", 60_000));
+    assert_eq!(digest(&mut target.client("").await).await, source_digest);
+    assert!(!target.log().contains("I/O error trying to sync"), "never cut: {}", target.log());
+}
