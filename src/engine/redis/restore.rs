@@ -138,6 +138,10 @@ pub(crate) async fn load(
             .iter()
             .map(|message| Warning { reason: reason::TARGET_TOO_OLD, message: message.clone() }),
     );
+    if let Some(why) = unprobed_module_aux(&survey).filter(|_| replication) {
+        replication = false;
+        warnings.push(declined_warning(method, &why)?);
+    }
     if let ([path], false, true) = (paths, decoded, replication) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
@@ -201,6 +205,25 @@ pub(crate) async fn load(
     progress(bytes_before, items, keys);
     log_done("restore", items, verified, started.elapsed());
     Ok(Loaded { items, functions: survey.functions, method: "restore", warnings })
+}
+
+/// Why module data not tied to a key keeps the data from going by replication, if it
+/// does: of a module type with no value in the data, which the probes could not ask the
+/// target about, and a replica that meets aux data of a module it lacks stops its server.
+fn unprobed_module_aux(survey: &Survey) -> Option<String> {
+    let unprobed: Vec<&str> = survey
+        .module_aux
+        .iter()
+        .filter(|module| !survey.modules.contains_key(*module))
+        .map(String::as_str)
+        .collect();
+    (!unprobed.is_empty()).then(|| {
+        format!(
+            "the data holds module data not tied to a key ({}) with no value of its type to ask the target \
+             whether it loads the module",
+            unprobed.join(", ")
+        )
+    })
 }
 
 /// The warning that the target declined replication; with [`LoadMethod::Replication`],

@@ -29,6 +29,9 @@ mod value;
 mod proptests;
 #[cfg(test)]
 pub(super) mod tests;
+/// The id of a module type named "MyModType", for data no server here loads.
+#[cfg(test)]
+pub(super) use self::value::tests_support::MODULE_ID;
 
 use std::collections::BTreeSet;
 use std::io::Read;

@@ -239,7 +239,7 @@ pub(super) fn module_name(id: u64) -> String {
 #[cfg(test)]
 pub(super) mod tests_support {
     /// The id of a module type named "MyModType", encoding version 3.
-    pub(in super::super) const MODULE_ID: u64 = {
+    pub(in crate::engine::redis) const MODULE_ID: u64 = {
         const NAME: &[u8; 9] = b"MyModType";
         const CHARSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut id = 0u64;

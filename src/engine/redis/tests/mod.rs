@@ -5,6 +5,7 @@
 mod databases;
 mod decoded;
 mod loader;
+mod module_aux;
 mod streamed;
 
 use std::io;
