@@ -111,12 +111,15 @@ pub(super) async fn check_databases(connection: &mut Connection, max_db: u64) ->
     match connection.command(&[b"SELECT", db.as_bytes()]).await? {
         Reply::Status(_) => {}
         Reply::Error(message) => {
+            let remedy = if message.contains("cluster") {
+                "a cluster node has only database 0".to_owned()
+            } else {
+                format!("raise its `databases` setting to at least {}", max_db + 1)
+            };
             return Err(Error::TooFewDatabases(format!(
-                "the data has keys in database {max_db}, which redis at {} does not have ({}): raise its \
-                 `databases` setting to at least {}",
+                "the data has keys in database {max_db}, which redis at {} does not have ({}): {remedy}",
                 connection.label(),
                 message.trim(),
-                max_db + 1
             )));
         }
         other => return Err(unexpected(connection, "SELECT", &other)),

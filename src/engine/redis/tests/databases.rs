@@ -70,6 +70,11 @@ async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
     }
     let log = target.log();
     assert!(!log.contains("Finished with success") && !log.contains("FATAL"), "{log}");
+
+    // A cluster node has database 0 only, whatever its setting says.
+    let node = RedisServer::start(&["--cluster-enabled", "yes"]).await;
+    let error = load(RedisEngine::default(), &node, &data, false).await.unwrap_err();
+    assert!(error.to_string().ends_with("a cluster node has only database 0"), "{error}");
 }
 
 #[tokio::test]
