@@ -62,7 +62,7 @@ pub(super) async fn load(
     let spool_failed = move |error: std::io::Error| {
         Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
     };
-    let databases = databases(target, limits).await?;
+    let databases = target_databases(target, limits).await?;
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
     let path = spool.path().to_owned();
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
@@ -155,7 +155,7 @@ enum Walked {
 }
 
 /// How many numbered databases the target has (its `databases` setting), when it says.
-async fn databases(target: &Target, limits: Limits) -> Result<Option<u64>, Error> {
+async fn target_databases(target: &Target, limits: Limits) -> Result<Option<u64>, Error> {
     let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     Ok(match connection.command(&[b"CONFIG", b"GET", b"databases"]).await? {
         Reply::Array(Some(parts)) => match parts.as_slice() {
@@ -192,7 +192,8 @@ fn gated_walk(
     let mut released = 0;
     let mut end = 0;
     let walked = walk(reader, &mut |item, offset| {
-        if let Some(why) = item.and_then(|item| module_data(item).or_else(|| beyond(item, databases))) {
+        if let Some(why) = item.and_then(|item| module_data(item).or_else(|| past_databases(item, databases)))
+        {
             stop = Some(why);
             return Err(Error::Unsupported("stopped before data that needs the usual checks".to_owned()));
         }
@@ -238,7 +239,7 @@ fn module_data(item: &Item) -> Option<String> {
 }
 
 /// What a numbered database the target may not have `item` selects, if it does.
-fn beyond(item: &Item, databases: Option<u64>) -> Option<String> {
+fn past_databases(item: &Item, databases: Option<u64>) -> Option<String> {
     match *item {
         Item::SelectDb(db) if db > 0 && databases.is_none_or(|databases| db >= databases) => {
             Some(format!("keys in database {db}, which the target may not have"))
