@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::connection::{Connection, Reply, describe};
+use super::connection::{Connection, Reply, refused};
 use super::restore::Limits;
 use super::target::Target;
 use crate::domain::ConnectionUri;
@@ -234,15 +234,6 @@ pub(crate) async fn give_back_left(
     let target = Target::from_uri(uri)?;
     let mut control = Connection::open(&target, limits.connect_timeout, limits.idle_timeout).await?;
     give_back(&mut control, &borrowed).await
-}
-
-// The server's own message names no value; other replies are described by kind only.
-fn refused(control: &Connection, command: &str, reply: &Reply) -> Error {
-    let shown = match reply {
-        Reply::Error(message) => message.clone(),
-        other => describe(other).to_owned(),
-    };
-    Error::Protocol(format!("redis at {} answered {command} with {shown}", control.label()))
 }
 
 #[cfg(test)]

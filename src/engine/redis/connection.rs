@@ -254,6 +254,16 @@ pub(crate) fn refusal(label: &str, command: &str, message: &str) -> Error {
     }
 }
 
+/// The error for a reply `command` should not have had: the server's own message for an
+/// error (it names no value), other replies described by kind only.
+pub(crate) fn refused(connection: &Connection, command: &str, reply: &Reply) -> Error {
+    let shown = match reply {
+        Reply::Error(message) => message.clone(),
+        other => describe(other).to_owned(),
+    };
+    Error::Protocol(format!("redis at {} answered {command} with {shown}", connection.label()))
+}
+
 /// A server's error text fit for our messages: trimmed, without a trailing period.
 fn server_message(message: &str) -> String {
     message.trim().trim_end_matches('.').to_owned()

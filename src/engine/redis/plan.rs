@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::connection::{Connection, Reply};
+use super::connection::{Connection, Reply, refusal, refused};
 use super::info::ServerFacts;
 use super::rdb::{Dialect, DumpPayload};
 use crate::engine::Error;
@@ -110,7 +110,9 @@ pub(super) async fn check_databases(connection: &mut Connection, max_db: u64) ->
     let db = max_db.to_string();
     match connection.command(&[b"SELECT", db.as_bytes()]).await? {
         Reply::Status(_) => {}
-        Reply::Error(message) => {
+        // "ERR DB index is out of range", or "SELECT is not allowed in cluster mode";
+        // anything else (no permission, still loading) says so as other refusals do.
+        Reply::Error(message) if message.contains("out of range") || message.contains("cluster") => {
             let remedy = if message.contains("cluster") {
                 "a cluster node has only database 0".to_owned()
             } else {
@@ -122,20 +124,13 @@ pub(super) async fn check_databases(connection: &mut Connection, max_db: u64) ->
                 message.trim(),
             )));
         }
-        other => return Err(unexpected(connection, "SELECT", &other)),
+        Reply::Error(message) => return Err(refusal(connection.label(), "SELECT", &message)),
+        other => return Err(refused(connection, "SELECT", &other)),
     }
     match connection.command(&[b"SELECT", b"0"]).await? {
         Reply::Status(_) => Ok(()),
-        other => Err(unexpected(connection, "SELECT", &other)),
+        other => Err(refused(connection, "SELECT", &other)),
     }
-}
-
-fn unexpected(connection: &Connection, command: &str, reply: &Reply) -> Error {
-    Error::Protocol(format!(
-        "redis at {} answered {command} with {}",
-        connection.label(),
-        super::connection::describe(reply)
-    ))
 }
 
 /// The commands Redis `release` understands.

@@ -62,7 +62,10 @@ pub(super) async fn load(
     let spool_failed = move |error: std::io::Error| {
         Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
     };
-    let databases = target_databases(target, limits).await?;
+    // One connection to the target for the whole load: it first says how many
+    // databases the target has, which the walk needs before it starts.
+    let mut control = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
+    let databases = target_databases(&mut control).await?;
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
     let path = spool.path().to_owned();
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
@@ -78,7 +81,6 @@ pub(super) async fn load(
         let attempting = async {
             // The header's version decides whether the target may be sent the data.
             let Ok(rdb_version) = version.await else { return Ok(None) };
-            let mut control = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
             let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
@@ -154,10 +156,10 @@ enum Walked {
     Failed(Error),
 }
 
-/// How many numbered databases the target has (its `databases` setting), when it says.
-async fn target_databases(target: &Target, limits: Limits) -> Result<Option<u64>, Error> {
-    let mut connection = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
-    Ok(match connection.command(&[b"CONFIG", b"GET", b"databases"]).await? {
+/// How many numbered databases the target at `control` has (its `databases` setting),
+/// when it says.
+async fn target_databases(control: &mut Connection) -> Result<Option<u64>, Error> {
+    Ok(match control.command(&[b"CONFIG", b"GET", b"databases"]).await? {
         Reply::Array(Some(parts)) => match parts.as_slice() {
             [_, Reply::Bulk(Some(value))] => {
                 std::str::from_utf8(value).ok().and_then(|value| value.parse().ok())

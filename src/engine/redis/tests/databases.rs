@@ -71,6 +71,19 @@ async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
     let log = target.log();
     assert!(!log.contains("Finished with success") && !log.contains("FATAL"), "{log}");
 
+    // A user who may not SELECT is told so, not that the database is missing.
+    run_text(&mut client, &["ACL", "SETUSER", "noselect", "on", ">pw", "~*", "+@all", "-select"]).await;
+    let uri = target.uri("noselect:pw@");
+    let spool = tempfile::tempdir().unwrap();
+    let path = spool.path().join("dump.rdb");
+    std::fs::write(&path, &data).unwrap();
+    let error = RedisEngine::default()
+        .load(&uri, None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, Error::AuthFailed(message) if message.contains("run SELECT")), "{error:?}");
+    assert_eq!(digest(&mut client).await, before, "the target keeps its data");
+
     // A cluster node has database 0 only, whatever its setting says.
     let node = RedisServer::start(&["--cluster-enabled", "yes"]).await;
     let error = load(RedisEngine::default(), &node, &data, false).await.unwrap_err();
