@@ -98,7 +98,8 @@ async fn an_expired_backup_is_swept_but_never_the_newest() {
     let server = TestServer::start().await;
     let source = blocking(|| RedisServer::start(RedisOptions::diskless()));
     let database = server.register_redis("expiring", &source).await;
-    let soon = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 1, nanos: 0 };
+    // Far enough ahead that a busy machine still asks before it passes.
+    let soon = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 5, nanos: 0 };
 
     let backup = |expire_time: Option<prost_types::Timestamp>| {
         let server = &server;
@@ -113,7 +114,8 @@ async fn an_expired_backup_is_swept_but_never_the_newest() {
     };
     // The only backup, expiring: kept while it is the newest READY one.
     let lonely = backup(Some(soon)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let until_expired = soon.seconds + 1 - chrono::Utc::now().timestamp();
+    tokio::time::sleep(Duration::from_secs(until_expired.max(0) as u64)).await;
     assert!(ready(&server.backup(&lonely.id).await), "the newest READY backup is never swept");
 
     // Once a newer one exists, the expired one goes, objects and all.
