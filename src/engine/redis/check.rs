@@ -3,7 +3,8 @@
 //! target. It counts keys and functions, notes what only some servers can hold, and fails
 //! on damage (the CRC64 included) or on what no load could carry. A stream is written to
 //! a spool file and read by the check at once, in one pass ([`spool_checked`]); keys too
-//! big for one payload are decoded in a second read of the file, as the load will.
+//! big for one payload are decoded in a second read of the file, as the load will. Data
+//! from elsewhere is also searched for a key held twice (`duplicates.rs`).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -14,6 +15,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::duplicates::KeyIndex;
 use super::plan::Survey;
 use super::rdb::{self, Item, KeyHeader, RdbReader, value_type};
 use crate::engine::{CheckedFile, DataStream, Error, ProgressSink};
@@ -29,9 +31,28 @@ const FILE_BUFFER: usize = 1 << 20;
 pub(super) const TEE_CHUNK: usize = 1 << 20;
 pub(super) const TEE_QUEUE: usize = 4;
 
-/// Checks the RDB file at `path` whole, as a load does before it touches a target.
+/// Whether a check searches the data for a key it holds twice, which stops a Redis
+/// loader, replicas included (see `duplicates.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Duplicates {
+    /// Data from elsewhere: searched.
+    Search,
+    /// Data a Redis server wrote, or searched before: a backup proven by its SHA-256
+    /// (taken from a server, or searched when it was imported), or data checked again.
+    Skip,
+}
+
+impl Duplicates {
+    /// The search a stream needs: none for a proven backup's.
+    pub(super) fn of(stream: &DataStream<'_>) -> Duplicates {
+        if stream.checked_length.is_some() { Duplicates::Skip } else { Duplicates::Search }
+    }
+}
+
+/// Checks the RDB file at `path` whole, as a load does before it touches a target (a
+/// key held twice included: the file is not known to come from a server).
 pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
-    let survey = survey(path.to_owned(), max_payload).await?;
+    let survey = survey(path.to_owned(), max_payload, Duplicates::Search).await?;
     Ok(CheckedFile {
         format: "rdb",
         format_version: survey.version.to_string(),
@@ -40,11 +61,20 @@ pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<Checke
     })
 }
 
-// Reads the whole file once without loading anything (see [`walk`]); then the keys too
-// big for one payload, if any, decoded in a second read.
-pub(super) async fn survey(path: PathBuf, max_payload: usize) -> Result<Survey, Error> {
+// Reads the whole file once without loading anything (see [`walk`]), searching it for a
+// key held twice if asked (the search's runs go beside the file, in the spool
+// directory); then the keys too big for one payload, if any, decoded in a second read.
+pub(super) async fn survey(
+    path: PathBuf,
+    max_payload: usize,
+    duplicates: Duplicates,
+) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
-        let survey = walk(open(&path, max_payload)?, &mut |_, _| Ok(()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (survey, twice) = walk_searching(open(&path, max_payload)?, duplicates, dir)?;
+        if let Some(number) = twice {
+            return Err(held_twice(&path, max_payload, number));
+        }
         decode_big_keys(&path, max_payload, &survey)?;
         Ok(survey)
     })
@@ -68,9 +98,11 @@ pub(super) async fn spool_checked(
     };
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
+    let duplicates = Duplicates::of(&stream);
+    let index_dir = dir.to_owned();
     let mut check = Some(tokio::task::spawn_blocking(move || {
         let reader = RdbReader::new(Chunks::new(received)).map_err(from_rdb)?;
-        walk(reader.with_max_payload(max_payload), &mut |_, _| Ok(()))
+        walk_searching(reader.with_max_payload(max_payload), duplicates, &index_dir)
     }));
     let mut checked = None;
     let mut spooled = 0;
@@ -98,11 +130,18 @@ pub(super) async fn spool_checked(
     }
     drop(chunks);
     spool.file().flush().await.map_err(spool_failed)?;
-    let survey = match (checked, check) {
-        (Some(survey), _) => survey,
+    let (survey, twice) = match (checked, check) {
+        (Some(checked), _) => checked,
         (None, Some(running)) => finished(running).await?,
         (None, None) => return Err(Error::Unsupported("the rdb check was lost".to_owned())),
     };
+    if let Some(number) = twice {
+        let path = spool.path().to_owned();
+        let error = tokio::task::spawn_blocking(move || held_twice(&path, max_payload, number)).await;
+        return Err(error.unwrap_or_else(|join_error| {
+            Error::Unsupported(format!("the rdb check stopped: {join_error}"))
+        }));
+    }
     let survey = decoded_big_keys(spool.path().to_owned(), max_payload, survey).await?;
     Ok((spool, survey))
 }
@@ -122,7 +161,7 @@ pub(super) async fn decoded_big_keys(
 }
 
 /// The outcome of the check's thread.
-async fn finished(check: tokio::task::JoinHandle<Result<Survey, Error>>) -> Result<Survey, Error> {
+async fn finished<T>(check: tokio::task::JoinHandle<Result<T, Error>>) -> Result<T, Error> {
     check.await.map_err(|join_error| Error::Unsupported(format!("the rdb check stopped: {join_error}")))?
 }
 
@@ -233,6 +272,60 @@ pub(super) fn walk<R: Read>(reader: RdbReader<R>, passed: &mut Passed<'_>) -> Re
     passed(None, reader.offset())?;
     survey.big_keys = vec![big_keys];
     Ok(survey)
+}
+
+// Walks as [`walk`] does; with [`Duplicates::Search`], also searches the data for a key
+// held twice (the search's runs go to `dir`), and gives the number of the second one
+// (0 for the data's first key).
+fn walk_searching<R: Read>(
+    reader: RdbReader<R>,
+    duplicates: Duplicates,
+    dir: &Path,
+) -> Result<(Survey, Option<u64>), Error> {
+    let mut index = (duplicates == Duplicates::Search).then(|| KeyIndex::new(dir));
+    let survey = walk(reader, &mut |item, _| {
+        if let (Some(index), Some(header)) = (&mut index, item.and_then(key_header)) {
+            index.add(header.db, &header.key)?;
+        }
+        Ok(())
+    })?;
+    let twice = match index {
+        Some(index) => index.finish()?,
+        None => None,
+    };
+    Ok((survey, twice))
+}
+
+// The error for the file at `path` holding a key twice, the second being key `number`:
+// named from a second read (a failure to read it only leaves the name out).
+fn held_twice(path: &Path, max_payload: usize, number: u64) -> Error {
+    let unnamed = || Error::Corrupt(format!("{} (key number {number})", HELD_TWICE));
+    let Ok(reader) = open(path, max_payload) else { return unnamed() };
+    let mut reader = reader.walk_only();
+    let mut keys = 0;
+    while let Ok(Some(item)) = reader.next() {
+        let Some(header) = key_header(&item) else { continue };
+        if keys == number {
+            return Error::Corrupt(format!(
+                "{HELD_TWICE}: key '{}' in database {}",
+                shown(&header.key),
+                header.db
+            ));
+        }
+        keys += 1;
+    }
+    unnamed()
+}
+
+/// What is wrong with data that holds a key twice.
+const HELD_TWICE: &str = "the rdb holds a key twice, which Redis refuses to load (its server stops)";
+
+/// The key `item` is, if it is one.
+fn key_header(item: &Item) -> Option<&KeyHeader> {
+    match item {
+        Item::Key { header, .. } | Item::BigKey { header } | Item::Walked { header, .. } => Some(header),
+        _ => None,
+    }
 }
 
 // Decodes the keys of the file at `path` that `survey` found too big for one payload

@@ -23,6 +23,7 @@ mod borrowed;
 mod check;
 mod connection;
 mod crc64;
+mod duplicates;
 mod info;
 mod loader;
 mod master;

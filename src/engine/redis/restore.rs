@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::check::{self, from_rdb, open, shown};
+use super::check::{self, Duplicates, from_rdb, open, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt, Transfer};
@@ -78,7 +78,8 @@ pub(crate) async fn load(
             phase("verifying");
             let mut survey = Survey::default();
             for path in paths {
-                survey = survey.add(check::survey(path.clone(), limits.max_payload).await?);
+                survey =
+                    survey.add(check::survey(path.clone(), limits.max_payload, Duplicates::Search).await?);
             }
             (None, paths.to_vec(), survey)
         }
@@ -109,7 +110,7 @@ pub(crate) async fn load(
                             Some(survey) => {
                                 check::decoded_big_keys(path.clone(), limits.max_payload, survey).await?
                             }
-                            None => check::survey(path.clone(), limits.max_payload).await?,
+                            None => check::survey(path.clone(), limits.max_payload, Duplicates::Skip).await?,
                         };
                         (Some(spool), vec![path], survey)
                     }
@@ -174,7 +175,7 @@ pub(crate) async fn load(
         // Decoded, the values are read otherwise: check that they decode whole first.
         phase("verifying");
         for path in paths {
-            check::survey(path.clone(), 0).await?;
+            check::survey(path.clone(), 0, Duplicates::Skip).await?;
         }
     }
     if let Some(problem) = &survey.module_too_big {

@@ -4,6 +4,7 @@
 
 mod databases;
 mod decoded;
+mod duplicates;
 mod loader;
 mod module_aux;
 mod streamed;
@@ -282,6 +283,16 @@ async fn read_body(snapshot: &mut Snapshot) -> io::Result<Vec<u8>> {
     let mut data = Vec::new();
     snapshot.body.read_to_end(&mut data).await?;
     Ok(data)
+}
+
+/// The RDB of a server holding `count` keys of 16 bytes from `DEBUG POPULATE`
+/// (`prefix:0`, `prefix:1`...), as a snapshot gives it.
+async fn populated_rdb(count: u32, prefix: &str) -> Vec<u8> {
+    let source = RedisServer::start(DISK).await;
+    let mut client = source.client("").await;
+    run_text(&mut client, &["DEBUG", "POPULATE", &count.to_string(), prefix, "16"]).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
+    read_body(&mut snapshot.unwrap()).await.unwrap()
 }
 
 /// Snapshots a server started with `args`, restores the RDB into a second server and

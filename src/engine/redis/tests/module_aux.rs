@@ -3,7 +3,7 @@
 //! server), so it never goes by replication; RESTORE commands load the keys and say the
 //! module data was left out.
 
-use super::{DISK, RedisServer, read_body, run_text, snapshot};
+use super::{RedisServer, populated_rdb, run_text};
 use crate::domain::reason;
 use crate::engine::redis::RedisEngine;
 use crate::engine::redis::crc64::CRC64;
@@ -12,11 +12,7 @@ use crate::engine::{DataStream, Engine, LoadData, Loaded};
 
 /// A real RDB with aux data of module type "MyModType" added after its header.
 async fn rdb_with_module_aux() -> Vec<u8> {
-    let source = RedisServer::start(DISK).await;
-    let mut client = source.client("").await;
-    run_text(&mut client, &["DEBUG", "POPULATE", "1000", "plain", "16"]).await;
-    let (snapshot, _) = snapshot(&source.uri("")).await;
-    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    let data = populated_rdb(1000, "plain").await;
     // The module aux opcode, the module id, `when` as a module uint, a string, the end.
     let mut aux = vec![0xf7, 0x81];
     aux.extend_from_slice(&MODULE_ID.to_be_bytes());
