@@ -195,8 +195,13 @@ pub struct DataStream<'a> {
     /// by their SHA-256, before the first of them was given, to be a backup whose data
     /// was checked whole when it was made. Its decompressed length, which the stream
     /// must have. (An engine still reads it as hostile; this only lets it start loading
-    /// before it has read the end.)
+    /// before it has read the end.) Set only with `from_catalog`.
     pub checked_length: Option<u64>,
+    /// Whether the data is a backup from the catalog: checked whole when it entered it
+    /// (Redis: written by a server, or searched for a key held twice when it was
+    /// imported), and the stream ends only once the stored bytes matched their SHA-256.
+    /// An engine need not repeat the searches made then.
+    pub from_catalog: bool,
 }
 
 /// What [`Engine::check_file`] found in a data file.

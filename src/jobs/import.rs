@@ -174,8 +174,12 @@ impl ImportJob {
             .await
             .map_err(|error| failure::from_unpack(&error))?;
         let database = self.target_database();
-        let stream =
-            DataStream { body: &mut unpacking, spool_dir: &self.places.spool_dir, checked_length: None };
+        let stream = DataStream {
+            body: &mut unpacking,
+            spool_dir: &self.places.spool_dir,
+            checked_length: None,
+            from_catalog: false,
+        };
         let loaded = self.load(ctx, database.as_deref(), LoadData::Stream(stream), size, (0, 0)).await;
         let loaded = match loaded {
             Ok(loaded) => self.loaded(ctx, Ok(loaded))?,

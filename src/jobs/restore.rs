@@ -101,7 +101,12 @@ impl RestoreJob {
         };
         // The copy lives as long as the load reads from it.
         let checked_length = copy.as_ref().map(|_| object.logical_size_bytes);
-        let stream = DataStream { body: &mut unpacking, spool_dir: &self.spool_dir, checked_length };
+        let stream = DataStream {
+            body: &mut unpacking,
+            spool_dir: &self.spool_dir,
+            checked_length,
+            from_catalog: true,
+        };
         match self.load_object(ctx, object, LoadData::Stream(stream), total, (0, 0)).await {
             Ok(loaded) => {
                 if unpacking.is_reading() {

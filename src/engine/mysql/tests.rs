@@ -328,7 +328,12 @@ async fn load_stream(
 ) -> Result<crate::engine::Loaded, Error> {
     let spool_dir = tempfile::tempdir().unwrap();
     let mut body = text.as_bytes();
-    let stream = DataStream { body: &mut body, spool_dir: spool_dir.path(), checked_length: None };
+    let stream = DataStream {
+        body: &mut body,
+        spool_dir: spool_dir.path(),
+        checked_length: None,
+        from_catalog: false,
+    };
     MysqlEngine::default()
         .load(&uri(&server.url("")), Some(database), LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
         .await
@@ -383,7 +388,8 @@ async fn a_stream_reports_bytes_as_it_loads_and_a_cancel_drops_its_scratch_datab
     let mut body = Stalling { data: text, given: 0 };
     let fed = std::sync::atomic::AtomicU64::new(0);
     let report = |bytes, _, _| fed.store(bytes, Ordering::Relaxed);
-    let stream = DataStream { body: &mut body, spool_dir: dir.path(), checked_length: None };
+    let stream =
+        DataStream { body: &mut body, spool_dir: dir.path(), checked_length: None, from_catalog: false };
     let engine = MysqlEngine::default();
     let target = uri(&server.url(""));
     let mut loading =

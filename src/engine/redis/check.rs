@@ -37,15 +37,15 @@ pub(super) const TEE_QUEUE: usize = 4;
 pub(super) enum Duplicates {
     /// Data from elsewhere: searched.
     Search,
-    /// Data a Redis server wrote, or searched before: a backup proven by its SHA-256
-    /// (taken from a server, or searched when it was imported), or data checked again.
+    /// Data a Redis server wrote, or searched before: a backup from the catalog (taken
+    /// from a server, or searched when it was imported), or data checked again.
     Skip,
 }
 
 impl Duplicates {
-    /// The search a stream needs: none for a proven backup's.
+    /// The search a stream needs: none for a backup's from the catalog.
     pub(super) fn of(stream: &DataStream<'_>) -> Duplicates {
-        if stream.checked_length.is_some() { Duplicates::Skip } else { Duplicates::Search }
+        if stream.from_catalog { Duplicates::Skip } else { Duplicates::Search }
     }
 }
 

@@ -22,8 +22,8 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::engine::Error;
 
-/// Keys in one run: 12 MiB of entries (and as much again to sort them).
-const RUN: usize = 512 * 1024;
+/// Keys in one run: 6 MiB of entries (and as much again to sort them).
+const RUN: usize = 256 * 1024;
 /// A run is sorted by first placing its entries in buckets by this many top bits of
 /// their hash.
 const BUCKET_BITS: u32 = 16;

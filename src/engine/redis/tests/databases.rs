@@ -33,8 +33,12 @@ async fn load(
     let spool = tempfile::tempdir().unwrap();
     if streamed {
         let mut body = data;
-        let stream =
-            DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(data.len() as u64) };
+        let stream = DataStream {
+            body: &mut body,
+            spool_dir: spool.path(),
+            checked_length: Some(data.len() as u64),
+            from_catalog: true,
+        };
         return engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
     }
     let path = spool.path().join("dump.rdb");

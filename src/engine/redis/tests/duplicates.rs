@@ -47,7 +47,12 @@ async fn a_key_held_twice_is_refused_before_anything_changes() {
         assert_held_twice(&format!("a file, {way}"), loaded);
 
         let mut body = &rdb[..];
-        let stream = DataStream { body: &mut body, spool_dir: spool.path(), checked_length: None };
+        let stream = DataStream {
+            body: &mut body,
+            spool_dir: spool.path(),
+            checked_length: None,
+            from_catalog: false,
+        };
         let loaded =
             engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
         assert_held_twice(&format!("a stream, {way}"), loaded);

@@ -53,8 +53,12 @@ async fn module_aux_data_of_an_unknown_type_never_goes_by_replication() {
     // Streamed, the walk stops at the module data; the whole file then goes the same way.
     run_text(&mut client, &["FLUSHALL"]).await;
     let mut body = &rdb[..];
-    let stream =
-        DataStream { body: &mut body, spool_dir: dir.path(), checked_length: Some(rdb.len() as u64) };
+    let stream = DataStream {
+        body: &mut body,
+        spool_dir: dir.path(),
+        checked_length: Some(rdb.len() as u64),
+        from_catalog: true,
+    };
     let loaded = RedisEngine::default()
         .load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
         .await;

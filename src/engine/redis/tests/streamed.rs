@@ -29,8 +29,12 @@ async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Erro
     let phases = Mutex::new(Vec::new());
     let record = |phase: &'static str| phases.lock().unwrap().push(phase);
     let mut body = data;
-    let stream =
-        DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(data.len() as u64) };
+    let stream = DataStream {
+        body: &mut body,
+        spool_dir: spool.path(),
+        checked_length: Some(data.len() as u64),
+        from_catalog: true,
+    };
     let loaded = RedisEngine::default()
         .load(&target.uri(""), None, LoadData::Stream(stream), &record, &|_, _, _| {})
         .await;
@@ -76,8 +80,12 @@ async fn a_stream_that_is_not_what_it_claims_never_completes_a_load() {
     for (damaged, claimed) in [(&changed[..], data.len()), (short, data.len())] {
         let spool = tempfile::tempdir().unwrap();
         let mut body = damaged;
-        let stream =
-            DataStream { body: &mut body, spool_dir: spool.path(), checked_length: Some(claimed as u64) };
+        let stream = DataStream {
+            body: &mut body,
+            spool_dir: spool.path(),
+            checked_length: Some(claimed as u64),
+            from_catalog: true,
+        };
         let result = RedisEngine::default()
             .load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
             .await;
