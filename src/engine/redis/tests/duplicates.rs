@@ -1,6 +1,7 @@
 //! Data that holds a key twice: Redis's loader stops the whole server when it meets one
 //! (a replica included), so data from elsewhere is refused as damaged before anything
-//! reaches the target, whichever way it would have gone.
+//! reaches the target, whichever way it would have gone. A function library twice only
+//! fails a replica's load, and is loaded the other way.
 
 use super::{RedisServer, digest, populated_rdb, run_text};
 use crate::domain::{Code, reason};
@@ -67,4 +68,49 @@ async fn a_key_held_twice_is_refused_before_anything_changes() {
     let left: Vec<_> =
         std::fs::read_dir(spool.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert_eq!(left, ["dump.rdb"]);
+}
+
+/// A real RDB with function library `twice` loaded, and its record added again.
+async fn rdb_with_a_library_twice() -> Vec<u8> {
+    let source = RedisServer::start(&["--rdbcompression", "no"]).await;
+    let mut client = source.client("").await;
+    let code = "#!lua name=twice\nredis.register_function('once', function() return 1 end)";
+    run_text(&mut client, &["FUNCTION", "LOAD", code]).await;
+    run_text(&mut client, &["SET", "k", "v"]).await;
+    let (snapshot, _) = super::snapshot(&source.uri("")).await;
+    let data = super::read_body(&mut snapshot.unwrap()).await.unwrap();
+    // The function opcode, the code's length (under 16384: two bytes), the code.
+    let mut record = vec![0xf5, 0x40 | (code.len() >> 8) as u8, code.len() as u8];
+    record.extend_from_slice(code.as_bytes());
+    let at = data.windows(record.len()).position(|window| window == record).expect("the library's record")
+        + record.len();
+    let mut rdb = [&data[..at], &record, &data[at..data.len() - 8]].concat();
+    let checksum = CRC64.checksum(&rdb);
+    rdb.extend_from_slice(&checksum.to_le_bytes());
+    rdb
+}
+
+// Unlike a key, a library held twice does not stop a replica: its load fails ("library
+// already exists"), it keeps its data, and the load goes on with RESTORE commands, where
+// `FUNCTION RESTORE ... REPLACE` lets the later copy win.
+#[tokio::test]
+async fn a_function_library_held_twice_loads_with_restore_commands() {
+    let rdb = rdb_with_a_library_twice().await;
+    let target = RedisServer::start(&[]).await;
+    let mut client = target.client("").await;
+    run_text(&mut client, &["SET", "precious", "replaced"]).await;
+    let spool = tempfile::tempdir().unwrap();
+    let path = spool.path().join("dump.rdb");
+    std::fs::write(&path, &rdb).unwrap();
+
+    let files = LoadData::Files(std::slice::from_ref(&path));
+    let loaded =
+        RedisEngine::default().load(&target.uri(""), None, files, &|_| {}, &|_, _, _| {}).await.unwrap();
+    assert_eq!((loaded.method, loaded.items), ("restore", 1));
+    let reasons: Vec<&str> = loaded.warnings.iter().map(|warning| warning.reason).collect();
+    assert_eq!(reasons, [reason::REPLICATION_DECLINED], "{:?}", loaded.warnings);
+
+    assert!(matches!(run_text(&mut client, &["FCALL", "once", "0"]).await, super::Reply::Integer(1)));
+    assert!(matches!(run_text(&mut client, &["DBSIZE"]).await, super::Reply::Integer(1)));
+    assert!(target.log().contains("already exists"), "{}", target.log());
 }
