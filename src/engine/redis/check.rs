@@ -4,7 +4,8 @@
 //! on damage (the CRC64 included) or on what no load could carry. A stream is written to
 //! a spool file and read by the check at once, in one pass ([`spool_checked`]); keys too
 //! big for one payload are decoded in a second read of the file, as the load will. Data
-//! from elsewhere is also searched for a key held twice (`duplicates.rs`).
+//! from elsewhere is also searched for a key held twice (`duplicates.rs`), and has its
+//! compact blobs checked as Redis's loader checks them ([`Origin`]).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -31,28 +32,31 @@ const FILE_BUFFER: usize = 1 << 20;
 pub(super) const TEE_CHUNK: usize = 1 << 20;
 pub(super) const TEE_QUEUE: usize = 4;
 
-/// Whether a check searches the data for a key it holds twice, which stops a Redis
-/// loader, replicas included (see `duplicates.rs`).
+/// Where the data comes from, which decides how closely a check reads it. Redis's loader
+/// stops the whole server (a replica included) on damage that only the bytes Redis
+/// wrote are known to be free of: a key held twice (`duplicates.rs`), or a compact blob
+/// that does not hold together ([`RdbReader::checking_blobs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Duplicates {
-    /// Data from elsewhere: searched.
-    Search,
-    /// Data a Redis server wrote, or searched before: a backup from the catalog (taken
-    /// from a server, or searched when it was imported), or data checked again.
-    Skip,
+pub(super) enum Origin {
+    /// Data from elsewhere: searched for keys held twice, and every compact blob read
+    /// and checked.
+    Elsewhere,
+    /// Data a Redis server wrote, or checked so before: a backup from the catalog
+    /// (taken from a server, or checked when it was imported), or data checked again.
+    Trusted,
 }
 
-impl Duplicates {
-    /// The search a stream needs: none for a backup's from the catalog.
-    pub(super) fn of(stream: &DataStream<'_>) -> Duplicates {
-        if stream.from_catalog { Duplicates::Skip } else { Duplicates::Search }
+impl Origin {
+    /// Where a stream's data comes from: a backup from the catalog is trusted.
+    pub(super) fn of(stream: &DataStream<'_>) -> Origin {
+        if stream.from_catalog { Origin::Trusted } else { Origin::Elsewhere }
     }
 }
 
-/// Checks the RDB file at `path` whole, as a load does before it touches a target (a
-/// key held twice included: the file is not known to come from a server).
+/// Checks the RDB file at `path` whole, as a load does before it touches a target, as
+/// data from elsewhere: the file is not known to come from a server.
 pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
-    let survey = survey(path.to_owned(), max_payload, Duplicates::Search).await?;
+    let survey = survey(path.to_owned(), max_payload, Origin::Elsewhere).await?;
     Ok(CheckedFile {
         format: "rdb",
         format_version: survey.version.to_string(),
@@ -61,17 +65,13 @@ pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<Checke
     })
 }
 
-// Reads the whole file once without loading anything (see [`walk`]), searching it for a
-// key held twice if asked (the search's runs go beside the file, in the spool
-// directory); then the keys too big for one payload, if any, decoded in a second read.
-pub(super) async fn survey(
-    path: PathBuf,
-    max_payload: usize,
-    duplicates: Duplicates,
-) -> Result<Survey, Error> {
+// Reads the whole file once without loading anything (see [`walk`]), as closely as its
+// `origin` asks (a search's runs go beside the file, in the spool directory); then the
+// keys too big for one payload, if any, decoded in a second read.
+pub(super) async fn survey(path: PathBuf, max_payload: usize, origin: Origin) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let (survey, twice) = walk_searching(open(&path, max_payload)?, duplicates, dir)?;
+        let (survey, twice) = walk_searching(open(&path, max_payload)?, origin, dir)?;
         if let Some(number) = twice {
             return Err(held_twice(&path, max_payload, number));
         }
@@ -98,11 +98,11 @@ pub(super) async fn spool_checked(
     };
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
-    let duplicates = Duplicates::of(&stream);
+    let origin = Origin::of(&stream);
     let index_dir = dir.to_owned();
     let mut check = Some(tokio::task::spawn_blocking(move || {
         let reader = RdbReader::new(Chunks::new(received)).map_err(from_rdb)?;
-        walk_searching(reader.with_max_payload(max_payload), duplicates, &index_dir)
+        walk_searching(reader.with_max_payload(max_payload), origin, &index_dir)
     }));
     let mut checked = None;
     let mut spooled = 0;
@@ -274,15 +274,17 @@ pub(super) fn walk<R: Read>(reader: RdbReader<R>, passed: &mut Passed<'_>) -> Re
     Ok(survey)
 }
 
-// Walks as [`walk`] does; with [`Duplicates::Search`], also searches the data for a key
-// held twice (the search's runs go to `dir`), and gives the number of the second one
-// (0 for the data's first key).
+// Walks as [`walk`] does; data from elsewhere ([`Origin::Elsewhere`]) also has every
+// compact blob checked, and is searched for a key held twice (the search's runs go to
+// `dir`): gives the number of the second one (0 for the data's first key).
 fn walk_searching<R: Read>(
     reader: RdbReader<R>,
-    duplicates: Duplicates,
+    origin: Origin,
     dir: &Path,
 ) -> Result<(Survey, Option<u64>), Error> {
-    let mut index = (duplicates == Duplicates::Search).then(|| KeyIndex::new(dir));
+    let elsewhere = origin == Origin::Elsewhere;
+    let reader = if elsewhere { reader.checking_blobs() } else { reader };
+    let mut index = elsewhere.then(|| KeyIndex::new(dir));
     let survey = walk(reader, &mut |item, _| {
         if let (Some(index), Some(header)) = (&mut index, item.and_then(key_header)) {
             index.add(header.db, &header.key)?;

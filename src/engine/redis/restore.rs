@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::check::{self, Duplicates, from_rdb, open, shown};
+use super::check::{self, Origin, from_rdb, open, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt, Transfer};
@@ -79,7 +79,7 @@ pub(crate) async fn load(
             let mut survey = Survey::default();
             for path in paths {
                 survey =
-                    survey.add(check::survey(path.clone(), limits.max_payload, Duplicates::Search).await?);
+                    survey.add(check::survey(path.clone(), limits.max_payload, Origin::Elsewhere).await?);
             }
             (None, paths.to_vec(), survey)
         }
@@ -110,7 +110,7 @@ pub(crate) async fn load(
                             Some(survey) => {
                                 check::decoded_big_keys(path.clone(), limits.max_payload, survey).await?
                             }
-                            None => check::survey(path.clone(), limits.max_payload, Duplicates::Skip).await?,
+                            None => check::survey(path.clone(), limits.max_payload, Origin::Trusted).await?,
                         };
                         (Some(spool), vec![path], survey)
                     }
@@ -175,7 +175,7 @@ pub(crate) async fn load(
         // Decoded, the values are read otherwise: check that they decode whole first.
         phase("verifying");
         for path in paths {
-            check::survey(path.clone(), 0, Duplicates::Skip).await?;
+            check::survey(path.clone(), 0, Origin::Trusted).await?;
         }
     }
     if let Some(problem) = &survey.module_too_big {

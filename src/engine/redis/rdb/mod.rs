@@ -215,6 +215,8 @@ pub struct RdbReader<R> {
     max_payload: usize,
     /// Keys not decoded are walked past, not captured.
     walk_only: bool,
+    /// In a walk, compact blobs are read and checked as Redis's loader checks them.
+    checking_blobs: bool,
     /// Keys (by their place in the file, from 0) decoded whatever their size.
     decoded: BTreeSet<u64>,
     /// Keys met so far.
@@ -249,6 +251,7 @@ impl<R: Read> RdbReader<R> {
             db: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
             walk_only: false,
+            checking_blobs: false,
             decoded: BTreeSet::new(),
             keys_seen: 0,
             state: State::Reading,
@@ -259,6 +262,15 @@ impl<R: Read> RdbReader<R> {
     /// and walked past without being kept, so that a survey of the file holds nothing.
     pub fn walk_only(mut self) -> RdbReader<R> {
         self.walk_only = true;
+        self
+    }
+
+    /// Makes a walk ([`RdbReader::walk_only`]) read every compact blob (a small hash,
+    /// set, sorted set or list node; at most the payload limit, a bigger one being
+    /// decoded as a big key) and check it as Redis's loader does before it takes it,
+    /// duplicates included: a replica that finds a blob broken stops its whole server.
+    pub fn checking_blobs(mut self) -> RdbReader<R> {
+        self.checking_blobs = true;
         self
     }
 
@@ -410,13 +422,14 @@ impl<R: Read> RdbReader<R> {
         }
         if self.walk_only {
             let start = self.input.offset();
-            value::walk(&mut self.input, self.format, header.value_type)?;
+            let blobs = self.checking_blobs.then_some(self.max_payload);
+            value::walk(&mut self.input, self.format, header.value_type, blobs)?;
             return Ok(Item::Walked { header, value_len: self.input.offset() - start });
         }
         let mut capture = Capture::new(self.max_payload);
         capture.push_type(header.value_type);
         self.input.capture = Some(capture);
-        let walked = value::walk(&mut self.input, self.format, header.value_type);
+        let walked = value::walk(&mut self.input, self.format, header.value_type, None);
         let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
         match walked {
             Ok(()) => {

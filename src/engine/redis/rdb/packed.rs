@@ -1,24 +1,120 @@
 //! The compact encodings Redis stores a small value in, as one string: listpacks,
 //! ziplists, intsets and zipmaps. Each decodes whole into its elements, integers as
 //! their decimal text; a blob that does not hold together is an error, never a panic.
+//! [`check`] holds a blob to what Redis's loader requires of it.
+
+use std::collections::HashSet;
+
+use super::value::value_type::*;
+
+/// Checks a compact blob of a value of `value_type` as Redis's loader does before it takes
+/// it, at its strictest (`sanitize-dump-payload yes`): the blob decodes whole (the sizes
+/// its header claims, its end mark), a hash's or sorted set's entries come in pairs (in
+/// threes with field TTLs), and no field or member appears twice (an intset's integers
+/// are in order too). A list's elements may repeat. Types that are not one blob pass.
+pub(super) fn check(value_type: u8, blob: &[u8]) -> Result<(), String> {
+    let (what, group): (&str, usize) = match value_type {
+        LIST_ZIPLIST => return ziplist_each(blob, &mut |_| {}),
+        LIST_QUICKLIST_2 => return listpack_each(blob, &mut |_| {}),
+        SET_INTSET => return ordered(&intset(blob)?),
+        HASH_ZIPMAP => {
+            return distinct("hash", zipmap(blob)?.iter().map(|entry| Element::Text(entry.as_slice())), 2);
+        }
+        SET_LISTPACK => ("set", 1),
+        HASH_ZIPLIST | HASH_LISTPACK => ("hash", 2),
+        HASH_LISTPACK_EX | HASH_LISTPACK_EX_PRE_GA => ("hash", 3),
+        ZSET_ZIPLIST | ZSET_LISTPACK => ("sorted set", 2),
+        _ => return Ok(()),
+    };
+    let mut entries = Vec::new();
+    match value_type {
+        HASH_ZIPLIST | ZSET_ZIPLIST => ziplist_each(blob, &mut |element| entries.push(element))?,
+        _ => listpack_each(blob, &mut |element| entries.push(element))?,
+    }
+    distinct(what, entries.into_iter(), group)
+}
+
+/// Whether `entries` come in groups of `group` (a field and its value, and its TTL),
+/// each group's first (its field or member) unlike every other's.
+fn distinct<'a>(
+    what: &str,
+    entries: impl ExactSizeIterator<Item = Element<'a>>,
+    group: usize,
+) -> Result<(), String> {
+    let count = entries.len();
+    if !count.is_multiple_of(group) {
+        return Err(format!("a compact {what} of {count} entries, not in groups of {group}"));
+    }
+    let mut seen = HashSet::with_capacity(count / group);
+    for entry in entries.step_by(group) {
+        let name = entry.name();
+        if seen.contains(&name) {
+            let shown = String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned();
+            return Err(format!("a compact {what} holding '{shown}' twice"));
+        }
+        seen.insert(name);
+    }
+    Ok(())
+}
+
+/// Whether an intset's integers (as decimal text) rise strictly, as Redis keeps them.
+fn ordered(members: &[Vec<u8>]) -> Result<(), String> {
+    let value = |text: &[u8]| std::str::from_utf8(text).ok().and_then(|text| text.parse::<i64>().ok());
+    let mut last = None;
+    for member in members {
+        let value = value(member);
+        if last.is_some() && value <= last {
+            return Err("an intset out of order or holding an integer twice".to_owned());
+        }
+        last = value;
+    }
+    Ok(())
+}
+
+/// One element of a blob, as stored: text, or an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Element<'a> {
+    Text(&'a [u8]),
+    Integer(i64),
+}
+
+impl<'a> Element<'a> {
+    /// The element as Redis gives it: an integer as its decimal text.
+    fn text(self) -> std::borrow::Cow<'static, [u8]> {
+        match self {
+            Element::Text(text) => std::borrow::Cow::Owned(text.to_vec()),
+            Element::Integer(value) => std::borrow::Cow::Owned(value.to_string().into_bytes()),
+        }
+    }
+
+    /// The element as a field or member name, compared as Redis compares them.
+    fn name(self) -> std::borrow::Cow<'a, [u8]> {
+        match self {
+            Element::Text(text) => std::borrow::Cow::Borrowed(text),
+            Element::Integer(value) => std::borrow::Cow::Owned(value.to_string().into_bytes()),
+        }
+    }
+}
 
 /// The elements of a listpack, integers as their decimal text.
 pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut elements = Vec::new();
+    listpack_each(bytes, &mut |element| elements.push(element.text().into_owned()))?;
+    Ok(elements)
+}
+
+/// Hands each element of a listpack to `each`, in order, without copying it.
+fn listpack_each<'a>(bytes: &'a [u8], each: &mut dyn FnMut(Element<'a>)) -> Result<(), String> {
     let header = bytes.get(..6).ok_or("listpack shorter than its header")?;
     let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if total != bytes.len() {
         return Err(format!("listpack says {total} bytes, has {}", bytes.len()));
     }
-    let mut elements = Vec::new();
     let mut at = 6;
     loop {
         let encoding = *bytes.get(at).ok_or("listpack without its end mark")?;
         if encoding == 0xff {
-            return if at + 1 == bytes.len() {
-                Ok(elements)
-            } else {
-                Err("bytes after the listpack end".into())
-            };
+            return if at + 1 == bytes.len() { Ok(()) } else { Err("bytes after the listpack end".into()) };
         }
         let take = |from: usize, count: usize| {
             bytes.get(from..from + count).ok_or("listpack entry runs past its end")
@@ -28,23 +124,23 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             value << (64 - bits) >> (64 - bits)
         };
         let (element, size) = match encoding {
-            0x00..=0x7f => (i64::from(encoding).to_string().into_bytes(), 1),
+            0x00..=0x7f => (Element::Integer(i64::from(encoding)), 1),
             0x80..=0xbf => {
                 let length = usize::from(encoding & 0x3f);
-                (take(at + 1, length)?.to_vec(), 1 + length)
+                (Element::Text(take(at + 1, length)?), 1 + length)
             }
             0xc0..=0xdf => {
                 let raw = [take(at + 1, 1)?[0], encoding & 0x1f];
-                (signed(&raw, 13).to_string().into_bytes(), 2)
+                (Element::Integer(signed(&raw, 13)), 2)
             }
             0xe0..=0xef => {
                 let length = usize::from(encoding & 0x0f) << 8 | usize::from(take(at + 1, 1)?[0]);
-                (take(at + 2, length)?.to_vec(), 2 + length)
+                (Element::Text(take(at + 2, length)?), 2 + length)
             }
             0xf0 => {
                 let raw = take(at + 1, 4)?;
                 let length = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-                (take(at + 5, length)?.to_vec(), 5 + length)
+                (Element::Text(take(at + 5, length)?), 5 + length)
             }
             0xf1..=0xf4 => {
                 let width = match encoding {
@@ -53,7 +149,7 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     0xf3 => 4,
                     _ => 8,
                 };
-                (signed(take(at + 1, width)?, 8 * width as u32).to_string().into_bytes(), 1 + width)
+                (Element::Integer(signed(take(at + 1, width)?, 8 * width as u32)), 1 + width)
             }
             other => return Err(format!("unknown listpack encoding {other:#04x}")),
         };
@@ -64,13 +160,20 @@ pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             2097151..=268435454 => 4,
             _ => 5,
         };
-        elements.push(element);
+        each(element);
         at += size + backlen;
     }
 }
 
 /// The elements of a ziplist, integers as their decimal text.
 pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut elements = Vec::new();
+    ziplist_each(bytes, &mut |element| elements.push(element.text().into_owned()))?;
+    Ok(elements)
+}
+
+/// Hands each element of a ziplist to `each`, in order, without copying it.
+fn ziplist_each<'a>(bytes: &'a [u8], each: &mut dyn FnMut(Element<'a>)) -> Result<(), String> {
     let header = bytes.get(..10).ok_or("ziplist shorter than its header")?;
     let total = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if total != bytes.len() {
@@ -78,14 +181,13 @@ pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
     let take =
         |from: usize, count: usize| bytes.get(from..from + count).ok_or("ziplist entry runs past its end");
-    let mut elements = Vec::new();
     let mut at = 10;
     loop {
         // The previous entry's length: one byte, or 0xfe and four.
         match *bytes.get(at).ok_or("ziplist without its end mark")? {
             0xff => {
                 return if at + 1 == bytes.len() {
-                    Ok(elements)
+                    Ok(())
                 } else {
                     Err("bytes after the ziplist end".into())
                 };
@@ -97,16 +199,16 @@ pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let (element, size) = match encoding >> 6 {
             0b00 => {
                 let length = usize::from(encoding & 0x3f);
-                (take(at + 1, length)?.to_vec(), 1 + length)
+                (Element::Text(take(at + 1, length)?), 1 + length)
             }
             0b01 => {
                 let length = usize::from(encoding & 0x3f) << 8 | usize::from(take(at + 1, 1)?[0]);
-                (take(at + 2, length)?.to_vec(), 2 + length)
+                (Element::Text(take(at + 2, length)?), 2 + length)
             }
             0b10 if encoding == 0x80 => {
                 let raw = take(at + 1, 4)?;
                 let length = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-                (take(at + 5, length)?.to_vec(), 5 + length)
+                (Element::Text(take(at + 5, length)?), 5 + length)
             }
             0b10 => return Err(format!("unknown ziplist encoding {encoding:#04x}")),
             _ => {
@@ -117,7 +219,7 @@ pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                     0xd0 => 4,
                     0xe0 => 8,
                     0xf1..=0xfd => {
-                        elements.push((i64::from(encoding & 0x0f) - 1).to_string().into_bytes());
+                        each(Element::Integer(i64::from(encoding & 0x0f) - 1));
                         at += 1;
                         continue;
                     }
@@ -126,10 +228,10 @@ pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 let raw = take(at + 1, width)?;
                 let value = raw.iter().rev().fold(0i64, |value, &byte| value << 8 | i64::from(byte));
                 let bits = 64 - 8 * width as u32;
-                (((value << bits) >> bits).to_string().into_bytes(), 1 + width)
+                (Element::Integer((value << bits) >> bits), 1 + width)
             }
         };
-        elements.push(element);
+        each(element);
         at += size;
     }
 }
@@ -264,6 +366,54 @@ pub(super) mod tests {
         {
             assert!(ziplist(broken).is_err(), "{broken:02x?}");
         }
+    }
+
+    #[test]
+    fn checks_blobs_as_redis_loads_them() {
+        // Listpack and ziplist entries of short strings: the encoding byte, the text.
+        let lp = |texts: &[&str]| {
+            let entries: Vec<Vec<u8>> =
+                texts.iter().map(|text| [&[0x80 | text.len() as u8][..], text.as_bytes()].concat()).collect();
+            listpack_of(&entries.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        };
+        let zl = |texts: &[&str]| {
+            let entries: Vec<Vec<u8>> =
+                texts.iter().map(|text| [&[text.len() as u8][..], text.as_bytes()].concat()).collect();
+            ziplist_of(&entries.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        };
+        let pairs = lp(&["f1", "v1", "f2", "v2"]);
+        assert_eq!(check(HASH_LISTPACK, &pairs), Ok(()));
+        assert_eq!(check(ZSET_LISTPACK, &pairs), Ok(()));
+        let twice = lp(&["f1", "v1", "f1", "v2"]);
+        assert_eq!(check(HASH_LISTPACK, &twice), Err("a compact hash holding 'f1' twice".to_owned()));
+        // The same values under different fields, and a list's repeats, are fine.
+        assert_eq!(check(HASH_LISTPACK, &lp(&["f1", "v", "f2", "v"])), Ok(()));
+        assert_eq!(check(LIST_QUICKLIST_2, &twice), Ok(()));
+        assert_eq!(check(LIST_ZIPLIST, &zl(&["a", "a"])), Ok(()));
+        let odd = lp(&["f1", "v1", "f2"]);
+        assert!(check(HASH_LISTPACK, &odd).unwrap_err().contains("not in groups of 2"));
+        assert!(check(HASH_LISTPACK_EX, &pairs).unwrap_err().contains("not in groups of 3"));
+        assert!(check(SET_LISTPACK, &twice).unwrap_err().contains("'f1' twice"));
+        assert!(check(ZSET_ZIPLIST, &zl(&["m", "1", "m", "2"])).unwrap_err().contains("'m' twice"));
+        assert_eq!(check(HASH_ZIPLIST, &zl(&["f", "1", "g", "1"])), Ok(()));
+        let mut broken = pairs.clone();
+        *broken.last_mut().unwrap() = 0;
+        assert!(check(HASH_LISTPACK, &broken).is_err());
+        assert!(check(LIST_QUICKLIST_2, &broken).is_err());
+        // Values that are not one blob are not this check's.
+        assert_eq!(check(STRING, b"anything"), Ok(()));
+    }
+
+    #[test]
+    fn an_intset_must_rise() {
+        let intset = |values: &[i16]| {
+            let mut bytes = vec![2, 0, 0, 0, values.len() as u8, 0, 0, 0];
+            values.iter().for_each(|value| bytes.extend_from_slice(&value.to_le_bytes()));
+            bytes
+        };
+        assert_eq!(check(SET_INTSET, &intset(&[-5, 1, 300])), Ok(()));
+        assert!(check(SET_INTSET, &intset(&[1, 1])).is_err());
+        assert!(check(SET_INTSET, &intset(&[2, 1])).is_err());
     }
 
     #[test]

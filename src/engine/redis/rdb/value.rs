@@ -3,8 +3,8 @@
 
 use std::io::Read;
 
-use super::Error;
-use super::input::Input;
+use super::input::{ENCODED_LZF, Input, Length};
+use super::{Error, lzf, packed};
 
 /// RDB value types (`RDB_TYPE_*` in Redis's `rdb.h`).
 pub mod value_type {
@@ -70,7 +70,52 @@ impl Format {
 }
 
 /// Walks one value of `value_type` (known to the format; modules are refused earlier).
-pub(super) fn walk<R: Read>(input: &mut Input<R>, format: Format, value_type: u8) -> Result<(), Error> {
+/// With `blobs`, the compact blobs of at most that many bytes are read and checked as
+/// Redis's loader checks them (see [`checked_blob`]).
+pub(super) fn walk<R: Read>(
+    input: &mut Input<R>,
+    format: Format,
+    value_type: u8,
+    blobs: Option<usize>,
+) -> Result<(), Error> {
+    if let Some(limit) = blobs {
+        match value_type {
+            HASH_ZIPMAP
+            | LIST_ZIPLIST
+            | SET_INTSET
+            | ZSET_ZIPLIST
+            | HASH_ZIPLIST
+            | HASH_LISTPACK
+            | ZSET_LISTPACK
+            | SET_LISTPACK
+            | HASH_LISTPACK_EX_PRE_GA => {
+                return checked_blob(input, value_type, limit);
+            }
+            HASH_LISTPACK_EX => {
+                input.skip(8)?; // the earliest field expiration, in ms
+                return checked_blob(input, value_type, limit);
+            }
+            LIST_QUICKLIST => {
+                for _ in 0..input.length()? {
+                    checked_blob(input, LIST_ZIPLIST, limit)?;
+                }
+                return Ok(());
+            }
+            LIST_QUICKLIST_2 => {
+                for _ in 0..input.length()? {
+                    match input.length()? {
+                        1 => input.skip_string()?, // a plain node: one element
+                        2 => checked_blob(input, LIST_QUICKLIST_2, limit)?,
+                        container => {
+                            return Err(input.corrupt(format!("unknown quicklist container {container}")));
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     match value_type {
         VALKEY_HASH_2 if format.valkey => {
             for _ in 0..input.length()? {
@@ -135,6 +180,32 @@ pub(super) fn walk<R: Read>(input: &mut Input<R>, format: Format, value_type: u8
         STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => stream(input, value_type),
         other => Err(input.corrupt(format!("no walker for value type {other}"))),
     }
+}
+
+/// Reads a compact blob of a value of `value_type` whole, when it is at most `limit`
+/// bytes (a bigger one is walked past: it is decoded later, as a big key), and checks it
+/// as Redis's loader does before it takes it: a replica that finds a blob broken stops
+/// its whole server, and a `RESTORE` refused after the flush leaves a target half loaded.
+fn checked_blob<R: Read>(input: &mut Input<R>, value_type: u8, limit: usize) -> Result<(), Error> {
+    let blob = match input.length_or_encoding()? {
+        Length::Plain(length) if length > limit as u64 => return input.skip(length),
+        Length::Plain(length) => input.bytes(length, limit, "compact value")?,
+        Length::Encoded(ENCODED_LZF) => {
+            let compressed = input.length()?;
+            let uncompressed = input.length()?;
+            if uncompressed > limit as u64 {
+                return input.skip(compressed);
+            }
+            let packed = input.bytes(compressed, limit, "compact value")?;
+            lzf::decompress(&packed, uncompressed as usize).map_err(|problem| input.corrupt(problem))?
+        }
+        Length::Encoded(kind) => {
+            return Err(
+                input.corrupt(format!("a compact value (type {value_type}) stored as integer {kind}"))
+            );
+        }
+    };
+    packed::check(value_type, &blob).map_err(|problem| input.corrupt(problem))
 }
 
 /// `length` groups of `per_element` strings.
@@ -269,10 +340,11 @@ mod tests {
 
     fn check_in(format: Format, value_type: u8, bytes: &[u8]) {
         let mut input = Input::new(bytes);
-        walk(&mut input, format, value_type).unwrap_or_else(|error| panic!("type {value_type}: {error}"));
+        walk(&mut input, format, value_type, None)
+            .unwrap_or_else(|error| panic!("type {value_type}: {error}"));
         assert_eq!(input.offset(), bytes.len() as u64, "type {value_type} did not end at the end");
         let truncated = &bytes[..bytes.len() - 1];
-        let error = walk(&mut Input::new(truncated), format, value_type).unwrap_err();
+        let error = walk(&mut Input::new(truncated), format, value_type, None).unwrap_err();
         assert!(matches!(error, Error::Truncated { .. }), "type {value_type} truncated: {error}");
     }
 
@@ -309,7 +381,8 @@ mod tests {
 
     #[test]
     fn refuses_unknown_quicklist_containers() {
-        let error = walk(&mut Input::new(&b"\x01\x03\x01x"[..]), REDIS_7_4, LIST_QUICKLIST_2).unwrap_err();
+        let error =
+            walk(&mut Input::new(&b"\x01\x03\x01x"[..]), REDIS_7_4, LIST_QUICKLIST_2, None).unwrap_err();
         assert!(matches!(error, Error::Corrupt(_)), "{error}");
     }
 

@@ -2,6 +2,7 @@
 //! the same data (`DEBUG DIGEST`); bad credentials, absent servers and broken transfers
 //! fail the way the engine promises.
 
+mod blobs;
 mod databases;
 mod decoded;
 mod duplicates;
