@@ -11,11 +11,18 @@ use super::value::value_type::*;
 /// it, at its strictest (`sanitize-dump-payload yes`): the blob decodes whole (the sizes
 /// its header claims, its end mark), a hash's or sorted set's entries come in pairs (in
 /// threes with field TTLs), and no field or member appears twice (an intset's integers
-/// are in order too). A list's elements may repeat. Types that are not one blob pass.
+/// are in order too). A list's elements may repeat; a stream's node may not be empty.
+/// Types that are not one blob pass.
 pub(super) fn check(value_type: u8, blob: &[u8]) -> Result<(), String> {
     let (what, group): (&str, usize) = match value_type {
         LIST_ZIPLIST => return ziplist_each(blob, &mut |_| {}),
         LIST_QUICKLIST_2 => return listpack_each(blob, &mut |_| {}),
+        // A stream's node: Redis stops on an empty one.
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
+            let mut entries = 0;
+            listpack_each(blob, &mut |_| entries += 1)?;
+            return if entries == 0 { Err("an empty listpack inside a stream".to_owned()) } else { Ok(()) };
+        }
         SET_INTSET => return ordered(&intset(blob)?),
         HASH_ZIPMAP => {
             return distinct("hash", zipmap(blob)?.iter().map(|entry| Element::Text(entry.as_slice())), 2);
@@ -400,6 +407,9 @@ pub(super) mod tests {
         *broken.last_mut().unwrap() = 0;
         assert!(check(HASH_LISTPACK, &broken).is_err());
         assert!(check(LIST_QUICKLIST_2, &broken).is_err());
+        // A stream's node may not be empty.
+        assert_eq!(check(STREAM_LISTPACKS_3, &pairs), Ok(()));
+        assert_eq!(check(STREAM_LISTPACKS, &lp(&[])), Err("an empty listpack inside a stream".to_owned()));
         // Values that are not one blob are not this check's.
         assert_eq!(check(STRING, b"anything"), Ok(()));
     }

@@ -78,44 +78,6 @@ pub(super) fn walk<R: Read>(
     value_type: u8,
     blobs: Option<usize>,
 ) -> Result<(), Error> {
-    if let Some(limit) = blobs {
-        match value_type {
-            HASH_ZIPMAP
-            | LIST_ZIPLIST
-            | SET_INTSET
-            | ZSET_ZIPLIST
-            | HASH_ZIPLIST
-            | HASH_LISTPACK
-            | ZSET_LISTPACK
-            | SET_LISTPACK
-            | HASH_LISTPACK_EX_PRE_GA => {
-                return checked_blob(input, value_type, limit);
-            }
-            HASH_LISTPACK_EX => {
-                input.skip(8)?; // the earliest field expiration, in ms
-                return checked_blob(input, value_type, limit);
-            }
-            LIST_QUICKLIST => {
-                for _ in 0..input.length()? {
-                    checked_blob(input, LIST_ZIPLIST, limit)?;
-                }
-                return Ok(());
-            }
-            LIST_QUICKLIST_2 => {
-                for _ in 0..input.length()? {
-                    match input.length()? {
-                        1 => input.skip_string()?, // a plain node: one element
-                        2 => checked_blob(input, LIST_QUICKLIST_2, limit)?,
-                        container => {
-                            return Err(input.corrupt(format!("unknown quicklist container {container}")));
-                        }
-                    }
-                }
-                return Ok(());
-            }
-            _ => {}
-        }
-    }
     match value_type {
         VALKEY_HASH_2 if format.valkey => {
             for _ in 0..input.length()? {
@@ -125,9 +87,9 @@ pub(super) fn walk<R: Read>(
             }
             Ok(())
         }
-        // A string, or one blob: ziplist, listpack, intset or zipmap.
-        STRING
-        | HASH_ZIPMAP
+        STRING => input.skip_string(),
+        // One blob: ziplist, listpack, intset or zipmap.
+        HASH_ZIPMAP
         | LIST_ZIPLIST
         | SET_INTSET
         | ZSET_ZIPLIST
@@ -135,8 +97,15 @@ pub(super) fn walk<R: Read>(
         | HASH_LISTPACK
         | ZSET_LISTPACK
         | SET_LISTPACK
-        | HASH_LISTPACK_EX_PRE_GA => input.skip_string(),
-        LIST | SET | LIST_QUICKLIST => strings(input, 1),
+        | HASH_LISTPACK_EX_PRE_GA => blob(input, value_type, blobs),
+        LIST | SET => strings(input, 1),
+        // Nodes, each a ziplist.
+        LIST_QUICKLIST => {
+            for _ in 0..input.length()? {
+                blob(input, LIST_ZIPLIST, blobs)?;
+            }
+            Ok(())
+        }
         HASH => strings(input, 2),
         ZSET => {
             for _ in 0..input.length()? {
@@ -154,17 +123,19 @@ pub(super) fn walk<R: Read>(
         }
         LIST_QUICKLIST_2 => {
             for _ in 0..input.length()? {
-                let container = input.length()?;
-                if !(1..=2).contains(&container) {
-                    return Err(input.corrupt(format!("unknown quicklist container {container}")));
+                match input.length()? {
+                    1 => input.skip_string()?, // a plain node: one element
+                    2 => blob(input, LIST_QUICKLIST_2, blobs)?,
+                    container => {
+                        return Err(input.corrupt(format!("unknown quicklist container {container}")));
+                    }
                 }
-                input.skip_string()?;
             }
             Ok(())
         }
         HASH_LISTPACK_EX => {
             input.skip(8)?; // the earliest field expiration, in ms
-            input.skip_string()
+            blob(input, value_type, blobs)
         }
         HASH_METADATA | HASH_METADATA_PRE_GA => {
             if value_type == HASH_METADATA {
@@ -177,8 +148,17 @@ pub(super) fn walk<R: Read>(
             }
             Ok(())
         }
-        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => stream(input, value_type),
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => stream(input, value_type, blobs),
         other => Err(input.corrupt(format!("no walker for value type {other}"))),
+    }
+}
+
+/// Walks past a compact blob of a value of `value_type`, or, with `blobs`, checks it
+/// ([`checked_blob`]).
+fn blob<R: Read>(input: &mut Input<R>, value_type: u8, blobs: Option<usize>) -> Result<(), Error> {
+    match blobs {
+        Some(limit) => checked_blob(input, value_type, limit),
+        None => input.skip_string(),
     }
 }
 
@@ -232,12 +212,21 @@ fn text_double<R: Read>(input: &mut Input<R>) -> Result<(), Error> {
 /// groups with their pending entries and consumers. Version 2 adds the first id, the
 /// maximal deleted id, the entries added and each group's entries read; version 3 adds
 /// each consumer's active time.
-fn stream<R: Read>(input: &mut Input<R>, value_type: u8) -> Result<(), Error> {
+fn stream<R: Read>(input: &mut Input<R>, value_type: u8, blobs: Option<usize>) -> Result<(), Error> {
     let since_2 = value_type >= STREAM_LISTPACKS_2;
     let since_3 = value_type >= STREAM_LISTPACKS_3;
     for _ in 0..input.length()? {
-        input.skip_string()?; // the master id
-        input.skip_string()?; // the listpack
+        match blobs {
+            None => input.skip_string()?, // the master id
+            // Redis stops on a node whose key is not an id.
+            Some(_) => {
+                let id = input.string(64, "stream node id")?;
+                if id.len() != 16 {
+                    return Err(input.corrupt(format!("a stream node id of {} bytes, not 16", id.len())));
+                }
+            }
+        }
+        blob(input, value_type, blobs)?; // the listpack
     }
     let ids = if since_2 { 3 } else { 1 }; // last id; then first id, maximal deleted id
     for _ in 0..1 + 2 * ids {
@@ -377,6 +366,25 @@ mod tests {
         v3.extend(b"\x01");
         v3.extend(id);
         check(STREAM_LISTPACKS_3, &v3);
+    }
+
+    #[test]
+    fn checks_a_streams_nodes_when_asked() {
+        // A node's id must be 16 bytes, its listpack whole.
+        let node = |id: &[u8], listpack: &[u8]| {
+            [&[0x01, id.len() as u8][..], id, &[listpack.len() as u8], listpack, b"\x00\x00\x00\x00"].concat()
+        };
+        let walked = |bytes: &[u8]| walk(&mut Input::new(bytes), REDIS_7_4, STREAM_LISTPACKS, Some(1 << 20));
+        let empty_listpack = b"\x07\x00\x00\x00\x00\x00\xff";
+        let error = walked(&node(&[1; 16], empty_listpack)).unwrap_err();
+        assert!(error.to_string().contains("an empty listpack inside a stream"), "{error}");
+        let error = walked(&node(&[1; 15], empty_listpack)).unwrap_err();
+        assert!(error.to_string().contains("a stream node id of 15 bytes"), "{error}");
+        let error = walked(&node(&[1; 16], b"lp")).unwrap_err();
+        assert!(error.to_string().contains("listpack"), "{error}");
+        // Unasked, the same bytes are only walked.
+        let bytes = node(&[1; 15], b"lp");
+        walk(&mut Input::new(&bytes[..]), REDIS_7_4, STREAM_LISTPACKS, None).unwrap();
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! reaches the target, whichever way it would have gone. A function library twice only
 //! fails a replica's load, and is loaded the other way.
 
-use super::{RedisServer, digest, populated_rdb, run_text};
-use crate::domain::{Code, reason};
+use super::{RedisServer, assert_refused_unchanged, populated_rdb, run_text};
+use crate::domain::reason;
+use crate::engine::redis::RedisEngine;
 use crate::engine::redis::crc64::CRC64;
-use crate::engine::redis::{LoadMethod, RedisEngine};
-use crate::engine::{DataStream, Engine, Error, LoadData};
+use crate::engine::{Engine, LoadData};
 
 /// A real RDB of 2000 keys (`plain:0` to `plain:1999`) with `plain:5` added again at its
 /// end.
@@ -21,53 +21,14 @@ async fn rdb_with_a_key_twice() -> Vec<u8> {
     rdb
 }
 
-fn assert_held_twice(way: &str, result: Result<impl std::fmt::Debug, Error>) {
-    let error = result.expect_err(way);
-    assert_eq!(error.code_and_reason(), (Code::DataLoss, reason::SOURCE_CORRUPT), "{way}: {error:?}");
-    let message = error.to_string();
-    assert!(message.contains("twice") && message.contains("'plain:5' in database 0"), "{way}: {message}");
-}
-
 #[tokio::test]
 async fn a_key_held_twice_is_refused_before_anything_changes() {
     let rdb = rdb_with_a_key_twice().await;
-    let target = RedisServer::start(&[]).await;
-    let mut client = target.client("").await;
-    run_text(&mut client, &["SET", "precious", "kept"]).await;
-    let before = digest(&mut client).await;
-    let spool = tempfile::tempdir().unwrap();
-    let path = spool.path().join("dump.rdb");
-    std::fs::write(&path, &rdb).unwrap();
-
-    for (way, engine) in [
-        ("by replication", RedisEngine::default()),
-        ("with RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore)),
-    ] {
-        let files = LoadData::Files(std::slice::from_ref(&path));
-        let loaded = engine.load(&target.uri(""), None, files, &|_| {}, &|_, _, _| {}).await;
-        assert_held_twice(&format!("a file, {way}"), loaded);
-
-        let mut body = &rdb[..];
-        let stream = DataStream {
-            body: &mut body,
-            spool_dir: spool.path(),
-            checked_length: None,
-            from_catalog: false,
-        };
-        let loaded =
-            engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
-        assert_held_twice(&format!("a stream, {way}"), loaded);
-    }
-    // What an archive goes through before it enters the catalog as a backup.
-    assert_held_twice("an archive's check", RedisEngine::default().check_file(&path).await);
-
-    assert_eq!(digest(&mut client).await, before, "the target changed");
-    let log = target.log();
-    assert!(!log.contains("Duplicated key") && !log.contains("MASTER <-> REPLICA"), "{log}");
-    // Only the file the test wrote is left in the spool directory.
-    let left: Vec<_> =
-        std::fs::read_dir(spool.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
-    assert_eq!(left, ["dump.rdb"]);
+    assert_refused_unchanged(
+        &rdb,
+        "twice, which Redis refuses to load (its server stops): key 'plain:5' in database 0",
+    )
+    .await;
 }
 
 /// A real RDB with function library `twice` loaded, and its record added again.

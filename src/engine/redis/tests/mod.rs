@@ -20,11 +20,11 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::RedisEngine;
 use super::connection::{Connection, Reply};
 use super::target::Target;
-use crate::domain::ConnectionUri;
-use crate::engine::{Engine, Error, LoadData, Snapshot};
+use super::{LoadMethod, RedisEngine};
+use crate::domain::{Code, ConnectionUri, reason};
+use crate::engine::{DataStream, Engine, Error, LoadData, Snapshot};
 
 /// How long a server may take to start or to load its data.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -294,6 +294,56 @@ async fn populated_rdb(count: u32, prefix: &str) -> Vec<u8> {
     run_text(&mut client, &["DEBUG", "POPULATE", &count.to_string(), prefix, "16"]).await;
     let (snapshot, _) = snapshot(&source.uri("")).await;
     read_body(&mut snapshot.unwrap()).await.unwrap()
+}
+
+/// Loads `rdb`, as data from elsewhere, into a target holding one key, every way: a file
+/// or a stream, by replication or with RESTORE commands. Each must fail with
+/// `SOURCE_CORRUPT` saying `problem`, as must an archive's check of it; the target must
+/// be as it was and never have started a sync, and the spool directory must hold only
+/// the file given.
+async fn assert_refused_unchanged(rdb: &[u8], problem: &str) {
+    let target = RedisServer::start(&[]).await;
+    let mut client = target.client("").await;
+    run_text(&mut client, &["SET", "precious", "kept"]).await;
+    let before = digest(&mut client).await;
+    let spool = tempfile::tempdir().unwrap();
+    let path = spool.path().join("dump.rdb");
+    std::fs::write(&path, rdb).unwrap();
+
+    for (way, engine) in [
+        ("by replication", RedisEngine::default()),
+        ("with RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore)),
+    ] {
+        let files = LoadData::Files(std::slice::from_ref(&path));
+        let file = engine.load(&target.uri(""), None, files, &|_| {}, &|_, _, _| {}).await;
+        let mut body = rdb;
+        let stream = DataStream {
+            body: &mut body,
+            spool_dir: spool.path(),
+            checked_length: None,
+            from_catalog: false,
+        };
+        let streamed =
+            engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
+        for (what, result) in [("a file", file), ("a stream", streamed)] {
+            let error = result.expect_err(&format!("{what}, {way}"));
+            assert_eq!(
+                error.code_and_reason(),
+                (Code::DataLoss, reason::SOURCE_CORRUPT),
+                "{what}, {way}: {error:?}"
+            );
+            assert!(error.to_string().contains(problem), "{what}, {way}: {error}");
+        }
+    }
+    let checked = RedisEngine::default().check_file(&path).await;
+    assert!(checked.is_err_and(|error| error.to_string().contains(problem)), "an archive's check");
+
+    assert_eq!(digest(&mut client).await, before, "the target changed");
+    let log = target.log();
+    assert!(!log.contains("MASTER <-> REPLICA"), "{log}");
+    let left: Vec<_> =
+        std::fs::read_dir(spool.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(left, ["dump.rdb"]);
 }
 
 /// Snapshots a server started with `args`, restores the RDB into a second server and
