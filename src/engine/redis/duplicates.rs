@@ -27,8 +27,10 @@ const RUN: usize = 256 * 1024;
 /// A run is sorted by first placing its entries in buckets by this many top bits of
 /// their hash.
 const BUCKET_BITS: u32 = 16;
-/// Bytes read at a time from each run while merging.
+/// Bytes read at a time from each run while merging, at most; all the runs' buffers
+/// together stay under `MERGE_MEMORY` (each holds 4 KiB at least).
 const MERGE_BUFFER: usize = 64 * 1024;
+const MERGE_MEMORY: usize = 16 << 20;
 /// One entry as written: the hash's two halves and the key's number, little-endian.
 const ENTRY_BYTES: usize = 24;
 
@@ -198,10 +200,11 @@ fn decode(bytes: &[u8]) -> Entry {
 fn merge(spill: Spill) -> io::Result<Option<u64>> {
     let file = spill.writer.into_inner().map_err(io::IntoInnerError::into_error)?;
     let mut readers = Vec::with_capacity(spill.runs.len());
+    let read = (MERGE_MEMORY / spill.runs.len().max(1)).clamp(4096, MERGE_BUFFER) / ENTRY_BYTES * ENTRY_BYTES;
     let mut start = 0;
     for &entries in &spill.runs {
         let end = start + entries * ENTRY_BYTES as u64;
-        readers.push(RunReader { file: &file, next: start, end, buffer: Vec::new(), at: 0 });
+        readers.push(RunReader { file: &file, next: start, end, read, buffer: Vec::new(), at: 0 });
         start = end;
     }
     let mut heap = BinaryHeap::with_capacity(readers.len());
@@ -229,6 +232,8 @@ struct RunReader<'a> {
     /// Where the next buffer starts in the file, and where the run ends.
     next: u64,
     end: u64,
+    /// Bytes read at a time: whole entries.
+    read: usize,
     buffer: Vec<u8>,
     at: usize,
 }
@@ -240,7 +245,7 @@ impl RunReader<'_> {
             if left == 0 {
                 return Ok(None);
             }
-            let len = left.min((MERGE_BUFFER / ENTRY_BYTES * ENTRY_BYTES) as u64) as usize;
+            let len = left.min(self.read as u64) as usize;
             self.buffer.resize(len, 0);
             self.file.read_exact_at(&mut self.buffer, self.next)?;
             self.next += len as u64;
