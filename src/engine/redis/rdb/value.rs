@@ -215,7 +215,8 @@ fn text_double<R: Read>(input: &mut Input<R>) -> Result<(), Error> {
 fn stream<R: Read>(input: &mut Input<R>, value_type: u8, blobs: Option<usize>) -> Result<(), Error> {
     let since_2 = value_type >= STREAM_LISTPACKS_2;
     let since_3 = value_type >= STREAM_LISTPACKS_3;
-    for _ in 0..input.length()? {
+    let nodes = input.length()?;
+    for _ in 0..nodes {
         match blobs {
             None => input.skip_string()?, // the master id
             // Redis stops on a node whose key is not an id.
@@ -228,9 +229,14 @@ fn stream<R: Read>(input: &mut Input<R>, value_type: u8, blobs: Option<usize>) -
         }
         blob(input, value_type, blobs)?; // the listpack
     }
+    // Redis stops on entries without a node to hold them.
+    let length = input.length()?;
+    if blobs.is_some() && length > 0 && nodes == 0 {
+        return Err(input.corrupt(format!("a stream of {length} entries without a node")));
+    }
     let ids = if since_2 { 3 } else { 1 }; // last id; then first id, maximal deleted id
-    for _ in 0..1 + 2 * ids {
-        input.length()?; // the length, then the ids' milliseconds and sequences
+    for _ in 0..2 * ids {
+        input.length()?; // the ids' milliseconds and sequences
     }
     if since_2 {
         input.length()?; // entries added
@@ -385,6 +391,11 @@ mod tests {
         // Unasked, the same bytes are only walked.
         let bytes = node(&[1; 15], b"lp");
         walk(&mut Input::new(&bytes[..]), REDIS_7_4, STREAM_LISTPACKS, None).unwrap();
+        // Entries need a node: no nodes, a length of 3, last id 0-0, no groups.
+        let error = walked(b"\x00\x03\x00\x00\x00").unwrap_err();
+        assert!(error.to_string().contains("a stream of 3 entries without a node"), "{error}");
+        walk(&mut Input::new(&b"\x00\x03\x00\x00\x00"[..]), REDIS_7_4, STREAM_LISTPACKS, None).unwrap();
+        walked(b"\x00\x00\x00\x00\x00").unwrap();
     }
 
     #[test]
