@@ -129,7 +129,11 @@ impl Client {
                 }
                 None => {
                     let mut chunk = [0; 64 * 1024];
-                    let read = self.stream.read(&mut chunk)?;
+                    // Another test's child process ending may interrupt a blocking read.
+                    let read = match self.stream.read(&mut chunk) {
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        read => read?,
+                    };
                     if read == 0 {
                         return Err(io::ErrorKind::UnexpectedEof.into());
                     }
