@@ -4,8 +4,7 @@
 //! flush leaves the target half loaded, so the check refuses them before anything is
 //! touched.
 
-use super::{RedisServer, assert_refused_unchanged, read_body, run_text, snapshot};
-use crate::engine::redis::crc64::CRC64;
+use super::{RedisServer, assert_refused_unchanged, read_body, run_text, sealed, snapshot};
 
 /// A real RDB of a few keys and a small hash (a listpack) whose `change` is applied to
 /// its listpack's bytes: `f1 v1 f2 v2`, then the end mark.
@@ -20,10 +19,7 @@ async fn rdb_with_a_hash_changed(change: fn(&mut Vec<u8>)) -> Vec<u8> {
     let at = data.windows(entries.len()).position(|window| window == entries).expect("the hash's listpack");
     let mut blob = entries.to_vec();
     change(&mut blob);
-    let mut rdb = [&data[..at], &blob, &data[at + entries.len()..data.len() - 8]].concat();
-    let checksum = CRC64.checksum(&rdb);
-    rdb.extend_from_slice(&checksum.to_le_bytes());
-    rdb
+    sealed([&data[..at], &blob, &data[at + entries.len()..data.len() - 8]].concat())
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 //! a target with the default 16): every way of loading refuses it before anything is
 //! changed, where a replica sent it would stop its whole server.
 
-use super::{DISK, RedisServer, digest, read_body, run_text, snapshot};
+use super::{DISK, Given, RedisServer, digest, load_as, read_body, run_text, snapshot};
 use crate::domain::{Code, reason};
+use crate::engine::Error;
 use crate::engine::redis::{LoadMethod, RedisEngine};
-use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
 
 /// An RDB with keys in databases 0, 5 and 20 of a server with 32, and its digest.
 async fn rdb_up_to_database_20() -> (Vec<u8>, String) {
@@ -23,31 +23,6 @@ async fn rdb_up_to_database_20() -> (Vec<u8>, String) {
     (data, digest(&mut client).await)
 }
 
-/// Loads `data` into `target` with `engine`: as a checked stream, or as a file.
-async fn load(
-    engine: RedisEngine,
-    target: &RedisServer,
-    data: &[u8],
-    streamed: bool,
-) -> Result<Loaded, Error> {
-    let spool = tempfile::tempdir().unwrap();
-    if streamed {
-        let mut body = data;
-        let stream = DataStream {
-            body: &mut body,
-            spool_dir: spool.path(),
-            checked_length: Some(data.len() as u64),
-            from_catalog: true,
-        };
-        return engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
-    }
-    let path = spool.path().join("dump.rdb");
-    std::fs::write(&path, data).unwrap();
-    engine
-        .load(&target.uri(""), None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
-        .await
-}
-
 #[tokio::test]
 async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
     let (data, _) = rdb_up_to_database_20().await;
@@ -56,14 +31,19 @@ async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
     run_text(&mut client, &["SET", "precious", "kept"]).await;
     let before = digest(&mut client).await;
 
+    let backup = Given::Backup { claimed: data.len() as u64 };
     let ways = [
-        ("streamed, by replication", RedisEngine::default(), true),
-        ("a file, by replication", RedisEngine::default(), false),
-        ("a file, RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore), false),
-        ("streamed, RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore), true),
+        ("streamed, by replication", RedisEngine::default(), backup),
+        ("a file, by replication", RedisEngine::default(), Given::File),
+        (
+            "a file, RESTORE commands",
+            RedisEngine::default().with_load_method(LoadMethod::Restore),
+            Given::File,
+        ),
+        ("streamed, RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore), backup),
     ];
-    for (way, engine, streamed) in ways {
-        let error = load(engine, &target, &data, streamed).await.unwrap_err();
+    for (way, engine, given) in ways {
+        let error = load_as(&engine, &target.uri(""), &data, given).await.unwrap_err();
         let Error::TooFewDatabases(message) = &error else { panic!("{way}: {error:?}") };
         assert_eq!(error.code_and_reason(), (Code::FailedPrecondition, reason::TARGET_TOO_FEW_DATABASES));
         assert!(message.contains("keys in database 20"), "{way}: {message}");
@@ -78,19 +58,13 @@ async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
     // A user who may not SELECT is told so, not that the database is missing.
     run_text(&mut client, &["ACL", "SETUSER", "noselect", "on", ">pw", "~*", "+@all", "-select"]).await;
     let uri = target.uri("noselect:pw@");
-    let spool = tempfile::tempdir().unwrap();
-    let path = spool.path().join("dump.rdb");
-    std::fs::write(&path, &data).unwrap();
-    let error = RedisEngine::default()
-        .load(&uri, None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
-        .await
-        .unwrap_err();
+    let error = load_as(&RedisEngine::default(), &uri, &data, Given::File).await.unwrap_err();
     assert!(matches!(&error, Error::AuthFailed(message) if message.contains("run SELECT")), "{error:?}");
     assert_eq!(digest(&mut client).await, before, "the target keeps its data");
 
     // A cluster node has database 0 only, whatever its setting says.
     let node = RedisServer::start(&["--cluster-enabled", "yes"]).await;
-    let error = load(RedisEngine::default(), &node, &data, false).await.unwrap_err();
+    let error = load_as(&RedisEngine::default(), &node.uri(""), &data, Given::File).await.unwrap_err();
     assert!(error.to_string().ends_with("a cluster node has only database 0"), "{error}");
 }
 
@@ -98,7 +72,8 @@ async fn a_database_the_target_lacks_is_refused_before_anything_changes() {
 async fn a_target_with_the_databases_loads_them_as_it_reads_them() {
     let (data, source_digest) = rdb_up_to_database_20().await;
     let target = RedisServer::start(&["--databases", "21"]).await;
-    let loaded = load(RedisEngine::default(), &target, &data, true).await.unwrap();
+    let given = Given::Backup { claimed: data.len() as u64 };
+    let loaded = load_as(&RedisEngine::default(), &target.uri(""), &data, given).await.unwrap();
     assert_eq!((loaded.method, loaded.items), ("replication", 60_000));
     assert_eq!(digest(&mut target.client("").await).await, source_digest);
     assert!(!target.log().contains("I/O error trying to sync"), "never cut: {}", target.log());

@@ -3,10 +3,9 @@
 //! reaches the target, whichever way it would have gone. A function library twice only
 //! fails a replica's load, and is loaded the other way.
 
-use super::{RedisServer, assert_refused_unchanged, populated_rdb, run_text};
+use super::{RedisServer, assert_refused_unchanged, populated_rdb, run_text, sealed};
 use crate::domain::reason;
 use crate::engine::redis::RedisEngine;
-use crate::engine::redis::crc64::CRC64;
 use crate::engine::{Engine, LoadData};
 
 /// A real RDB of 2000 keys (`plain:0` to `plain:1999`) with `plain:5` added again at its
@@ -15,10 +14,7 @@ async fn rdb_with_a_key_twice() -> Vec<u8> {
     let data = populated_rdb(2000, "plain").await;
     // A string key: its type, the key, the value; then the end of the file.
     let again = b"\x00\x07plain:5\x02hi\xff";
-    let mut rdb = [&data[..data.len() - 9], &again[..]].concat();
-    let checksum = CRC64.checksum(&rdb);
-    rdb.extend_from_slice(&checksum.to_le_bytes());
-    rdb
+    sealed([&data[..data.len() - 9], &again[..]].concat())
 }
 
 #[tokio::test]
@@ -45,10 +41,7 @@ async fn rdb_with_a_library_twice() -> Vec<u8> {
     record.extend_from_slice(code.as_bytes());
     let at = data.windows(record.len()).position(|window| window == record).expect("the library's record")
         + record.len();
-    let mut rdb = [&data[..at], &record, &data[at..data.len() - 8]].concat();
-    let checksum = CRC64.checksum(&rdb);
-    rdb.extend_from_slice(&checksum.to_le_bytes());
-    rdb
+    sealed([&data[..at], &record, &data[at..data.len() - 8]].concat())
 }
 
 // Unlike a key, a library held twice does not stop a replica: its load fails ("library

@@ -71,8 +71,7 @@ async fn the_loader_names_the_key_a_target_refuses() {
     // A payload from the future: RDB version 255, with a correct checksum.
     let mut future = payload[..payload.len() - 10].to_vec();
     future.extend_from_slice(&255u16.to_le_bytes());
-    let crc = crate::engine::redis::crc64::CRC64.checksum(&future);
-    future.extend_from_slice(&crc.to_le_bytes());
+    let future = super::sealed(future);
     let mut loader = crate::engine::redis::loader::Loader::new(target.client("").await, 4);
     loader.restore(0, b"from-the-future", None, &future).await.unwrap();
     let error = loader.finish().await.unwrap_err();
@@ -84,8 +83,7 @@ async fn the_loader_names_the_key_a_target_refuses() {
     // A payload whose checksum is right but whose body is not a value.
     let mut garbage = vec![0u8, 0xC3, 0xFF, 0xFF];
     garbage.extend_from_slice(&payload[payload.len() - 10..payload.len() - 8]);
-    let crc = crate::engine::redis::crc64::CRC64.checksum(&garbage);
-    garbage.extend_from_slice(&crc.to_le_bytes());
+    let garbage = super::sealed(garbage);
     let mut loader = crate::engine::redis::loader::Loader::new(target.client("").await, 4);
     loader.restore(0, b"garbage", None, &garbage).await.unwrap();
     let error = loader.finish().await.unwrap_err();

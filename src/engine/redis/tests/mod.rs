@@ -24,7 +24,7 @@ use super::connection::{Connection, Reply};
 use super::target::Target;
 use super::{LoadMethod, RedisEngine};
 use crate::domain::{Code, ConnectionUri, reason};
-use crate::engine::{DataStream, Engine, Error, LoadData, Snapshot};
+use crate::engine::{DataStream, Engine, Error, LoadData, Loaded, Snapshot};
 
 /// How long a server may take to start or to load its data.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -296,54 +296,95 @@ async fn populated_rdb(count: u32, prefix: &str) -> Vec<u8> {
     read_body(&mut snapshot.unwrap()).await.unwrap()
 }
 
+/// `bytes` (an RDB or a `DUMP` payload, without its checksum) with its CRC64 appended,
+/// as Redis ends them.
+fn sealed(mut bytes: Vec<u8>) -> Vec<u8> {
+    let checksum = super::crc64::CRC64.checksum(&bytes);
+    bytes.extend_from_slice(&checksum.to_le_bytes());
+    bytes
+}
+
+/// How a test hands its data to a load.
+#[derive(Debug, Clone, Copy)]
+enum Given {
+    /// A file on local disk.
+    File,
+    /// A stream of data from elsewhere.
+    Stream,
+    /// A backup's stream from the catalog, claiming to be `claimed` bytes long.
+    Backup { claimed: u64 },
+}
+
+/// Loads `data`, handed as `given`, with `engine` into the server at `uri`, through a
+/// spool directory of its own, which the load must leave as it found it.
+async fn load_as(
+    engine: &RedisEngine,
+    uri: &ConnectionUri,
+    data: &[u8],
+    given: Given,
+) -> Result<Loaded, Error> {
+    let spool = tempfile::tempdir().unwrap();
+    let path = spool.path().join("dump.rdb");
+    let mut body = data;
+    let loaded = match given {
+        Given::File => {
+            std::fs::write(&path, data).unwrap();
+            let loaded = engine
+                .load(uri, None, LoadData::Files(std::slice::from_ref(&path)), &|_| {}, &|_, _, _| {})
+                .await;
+            std::fs::remove_file(&path).unwrap();
+            loaded
+        }
+        Given::Stream | Given::Backup { .. } => {
+            let (checked_length, from_catalog) = match given {
+                Given::Backup { claimed } => (Some(claimed), true),
+                _ => (None, false),
+            };
+            let stream =
+                DataStream { body: &mut body, spool_dir: spool.path(), checked_length, from_catalog };
+            engine.load(uri, None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await
+        }
+    };
+    let left: Vec<_> =
+        std::fs::read_dir(spool.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{given:?}: the load left {left:?} in its spool directory");
+    loaded
+}
+
 /// Loads `rdb`, as data from elsewhere, into a target holding one key, every way: a file
 /// or a stream, by replication or with RESTORE commands. Each must fail with
 /// `SOURCE_CORRUPT` saying `problem`, as must an archive's check of it; the target must
-/// be as it was and never have started a sync, and the spool directory must hold only
-/// the file given.
+/// be as it was and never have started a sync.
 async fn assert_refused_unchanged(rdb: &[u8], problem: &str) {
     let target = RedisServer::start(&[]).await;
     let mut client = target.client("").await;
     run_text(&mut client, &["SET", "precious", "kept"]).await;
     let before = digest(&mut client).await;
-    let spool = tempfile::tempdir().unwrap();
-    let path = spool.path().join("dump.rdb");
-    std::fs::write(&path, rdb).unwrap();
 
     for (way, engine) in [
         ("by replication", RedisEngine::default()),
         ("with RESTORE commands", RedisEngine::default().with_load_method(LoadMethod::Restore)),
     ] {
-        let files = LoadData::Files(std::slice::from_ref(&path));
-        let file = engine.load(&target.uri(""), None, files, &|_| {}, &|_, _, _| {}).await;
-        let mut body = rdb;
-        let stream = DataStream {
-            body: &mut body,
-            spool_dir: spool.path(),
-            checked_length: None,
-            from_catalog: false,
-        };
-        let streamed =
-            engine.load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
-        for (what, result) in [("a file", file), ("a stream", streamed)] {
-            let error = result.expect_err(&format!("{what}, {way}"));
+        for given in [Given::File, Given::Stream] {
+            let error =
+                load_as(&engine, &target.uri(""), rdb, given).await.expect_err(&format!("{given:?}, {way}"));
             assert_eq!(
                 error.code_and_reason(),
                 (Code::DataLoss, reason::SOURCE_CORRUPT),
-                "{what}, {way}: {error:?}"
+                "{given:?}, {way}: {error:?}"
             );
-            assert!(error.to_string().contains(problem), "{what}, {way}: {error}");
+            assert!(error.to_string().contains(problem), "{given:?}, {way}: {error}");
         }
     }
+    let spool = tempfile::tempdir().unwrap();
+    let path = spool.path().join("dump.rdb");
+    std::fs::write(&path, rdb).unwrap();
     let checked = RedisEngine::default().check_file(&path).await;
     assert!(checked.is_err_and(|error| error.to_string().contains(problem)), "an archive's check");
 
     assert_eq!(digest(&mut client).await, before, "the target changed");
     let log = target.log();
     assert!(!log.contains("MASTER <-> REPLICA"), "{log}");
-    let left: Vec<_> =
-        std::fs::read_dir(spool.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
-    assert_eq!(left, ["dump.rdb"]);
 }
 
 /// Snapshots a server started with `args`, restores the RDB into a second server and

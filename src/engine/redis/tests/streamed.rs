@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use super::{DISK, RedisServer, digest, load_every_type, read_body, run_text, snapshot};
+use super::{DISK, Given, RedisServer, digest, load_as, load_every_type, read_body, run_text, snapshot};
 use crate::engine::redis::RedisEngine;
 use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
 
@@ -78,17 +78,8 @@ async fn a_stream_that_is_not_what_it_claims_never_completes_a_load() {
     };
     let short = &data[..data.len() - 1000];
     for (damaged, claimed) in [(&changed[..], data.len()), (short, data.len())] {
-        let spool = tempfile::tempdir().unwrap();
-        let mut body = damaged;
-        let stream = DataStream {
-            body: &mut body,
-            spool_dir: spool.path(),
-            checked_length: Some(claimed as u64),
-            from_catalog: true,
-        };
-        let result = RedisEngine::default()
-            .load(&target.uri(""), None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
-            .await;
+        let backup = Given::Backup { claimed: claimed as u64 };
+        let result = load_as(&RedisEngine::default(), &target.uri(""), damaged, backup).await;
         assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
         assert_eq!(digest(&mut target_client).await, before, "the target keeps its data");
         let role = run_text(&mut target_client, &["ROLE"]).await;
