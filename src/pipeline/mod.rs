@@ -3,6 +3,7 @@
 //! encrypted bytes do not compress), hashed, written. [`unpack`] brings an object back:
 //! hashed and checked, decrypted, decompressed, spooled to local disk for verification.
 
+pub mod frames;
 pub mod identities;
 pub mod unpack;
 
@@ -17,6 +18,7 @@ use async_compression::codecs::{Encode, GzipEncoder, ZstdEncoder};
 use async_compression::core::util::PartialBuffer;
 
 use crate::domain::{AgeRecipient, Compression};
+use crate::pipeline::frames::FramedZstd;
 use crate::storage::{self, ObjectWriter};
 
 /// The size of the chunks read from the source and handed to the writer.
@@ -79,9 +81,10 @@ pub enum Threads {
     /// host little CPU (a Redis server's replication stream), so that zstd keeps up.
     #[default]
     PerCore,
-    /// zstd on the pipeline's own thread: for data a tool on this host produces
-    /// (`pg_dump`, `mariadb-dump`), which needs the other cores itself. It also keeps
-    /// zstd's per-job buffers (about 30 MiB with two workers) out of memory.
+    /// zstd on the pipeline's own thread, in independent frames ([`frames`]): for data
+    /// a tool on this host produces (`pg_dump`, `mariadb-dump`), which needs the other
+    /// cores itself. It also keeps zstd's per-job buffers (about 30 MiB with two
+    /// workers) out of memory.
     One,
 }
 
@@ -226,7 +229,14 @@ fn compress_stage(
     let sink = Sink::new(recipients, HashingSink { output, hasher: Sha256::new(), stored_bytes: 0 })?;
     match compression {
         Compression::None => pass_through(input, sink),
-        Compression::Zstd => compress_with(zstd_encoder(threads), compression, input, sink),
+        Compression::Zstd => match threads {
+            Threads::PerCore => compress_with(zstd_workers(), compression, input, sink),
+            Threads::One => {
+                let encoder = FramedZstd::new(ZSTD_LEVEL)
+                    .map_err(|source| Stop::Failed(Error::Compression { compression, source }))?;
+                compress_with(encoder, compression, input, sink)
+            }
+        },
         Compression::Gzip => {
             let encoder = GzipEncoder::new(FlateEncoderParams::from(async_compression::Level::Default));
             compress_with(encoder, compression, input, sink)
@@ -235,15 +245,12 @@ fn compress_stage(
 }
 
 /// A zstd encoder at [`ZSTD_LEVEL`] with one worker thread per core, up to
-/// [`MAX_ZSTD_WORKERS`] (or none: on the caller's thread, for [`Threads::One`]),
-/// writing the content checksum the `zstd` command writes (so that `zstd -t` verifies
-/// a stored object). The workers make zstd keep up with the source.
-fn zstd_encoder(threads: Threads) -> ZstdEncoder {
+/// [`MAX_ZSTD_WORKERS`], writing the content checksum the `zstd` command writes (so
+/// that `zstd -t` verifies a stored object). The workers make zstd keep up with the
+/// source.
+fn zstd_workers() -> ZstdEncoder {
     let cores = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let workers = match threads {
-        Threads::PerCore => cores.clamp(1, MAX_ZSTD_WORKERS) as u32,
-        Threads::One => 0,
-    };
+    let workers = cores.clamp(1, MAX_ZSTD_WORKERS) as u32;
     let params = [
         CParameter::nb_workers(workers),
         CParameter::job_size(ZSTD_JOB_SIZE),
@@ -494,19 +501,14 @@ mod tests {
         text
     }
 
+    /// Reads `stored` back the way restores do ([`unpack::Unpacking`]).
     async fn decompress(compression: Compression, stored: &[u8]) -> Vec<u8> {
+        let identities = identities::Identities::default();
+        let mut unpacking = unpack::Unpacking::open(stored, None, &identities).await.unwrap();
         let mut plain = Vec::new();
-        match compression {
-            Compression::Zstd => {
-                let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(stored);
-                decoder.read_to_end(&mut plain).await.unwrap();
-            }
-            Compression::Gzip => {
-                let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(stored);
-                decoder.read_to_end(&mut plain).await.unwrap();
-            }
-            Compression::None => plain.extend_from_slice(stored),
-        }
+        unpacking.read_to_end(&mut plain).await.unwrap();
+        let unpacked = unpacking.unpacked().expect("read to its end");
+        assert_eq!(unpacked.compression, compression, "recognised by its content");
         plain
     }
 
@@ -602,6 +604,23 @@ mod tests {
             assert_eq!(stored_on_one.sha256, hex::encode(Sha256::digest(&one.bytes)), "{compression}");
             assert!(decompress_with_command(compression, &one.bytes) == data, "{compression} on one thread");
         }
+        // On one thread zstd writes a frame per `FRAME_INPUT` bytes; both the command and
+        // Cellar's own reading take them as one stream.
+        let data = compressible(2 * frames::FRAME_INPUT + CHUNK_SIZE + 17);
+        let (mut one, mut progress) = (MemoryWriter::default(), Vec::new());
+        let stored = store_with(
+            reader(&data, CHUNK_SIZE),
+            Compression::Zstd,
+            Threads::One,
+            &[],
+            &mut one,
+            &mut |bytes| progress.push(bytes),
+        )
+        .await
+        .unwrap();
+        check_invariants(&data, &stored, &one, &progress);
+        assert!(decompress_with_command(Compression::Zstd, &one.bytes) == data, "zstd -d reads every frame");
+        assert!(decompress(Compression::Zstd, &one.bytes).await == data, "unpack reads every frame");
         let (_, zstd, _) = store_all(&data, CHUNK_SIZE, Compression::Zstd).await;
         assert_eq!(zstd.bytes[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
         assert_ne!(zstd.bytes[4] & 0x04, 0, "the frame carries a content checksum");
