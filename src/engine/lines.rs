@@ -128,7 +128,7 @@ impl<Rule: LineRule> LineScanner<Rule> {
                 Place::Head => {
                     let room = HEAD_LIMIT - self.head.len();
                     let window = &input[..room.min(input.len())];
-                    match window.iter().position(|byte| *byte == b'\n') {
+                    match memchr::memchr(b'\n', window) {
                         Some(end) => {
                             self.head.extend_from_slice(&window[..end]);
                             if self.judge(true)? {
@@ -151,7 +151,7 @@ impl<Rule: LineRule> LineScanner<Rule> {
                         }
                     }
                 }
-                Place::Rest { blanked } => match input.iter().position(|byte| *byte == b'\n') {
+                Place::Rest { blanked } => match memchr::memchr(b'\n', input) {
                     Some(end) => {
                         out.extend_from_slice(if blanked { b"\n" } else { &input[..=end] });
                         self.next_line(end + 1);

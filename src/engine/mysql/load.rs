@@ -256,12 +256,17 @@ impl LineRule for DumpLines {
 /// The start of `line` when it is a statement reaching outside the current database.
 fn foreign_statement(line: &[u8]) -> Option<String> {
     let start = line.trim_ascii_start();
-    let prefix = String::from_utf8_lossy(&start[..start.len().min(24)]).to_ascii_lowercase();
-    if prefix.starts_with("use index") || prefix.starts_with("use key") {
+    // Every line passes here: compared in place, a string only for a line refused.
+    let mut lower = [0u8; 24];
+    let prefix = &mut lower[..start.len().min(24)];
+    prefix.copy_from_slice(&start[..prefix.len()]);
+    prefix.make_ascii_lowercase();
+    let prefix = &*prefix;
+    if prefix.starts_with(b"use index") || prefix.starts_with(b"use key") {
         return None;
     }
-    let found = FOREIGN_STATEMENTS.iter().any(|statement| prefix.starts_with(statement));
-    found.then(|| prefix.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    let found = FOREIGN_STATEMENTS.iter().any(|statement| prefix.starts_with(statement.as_bytes()));
+    found.then(|| String::from_utf8_lossy(prefix).split_whitespace().take(2).collect::<Vec<_>>().join(" "))
 }
 
 /// Feeds `input` to the client in `database`; `on_bytes` gets the bytes fed so far.
