@@ -87,11 +87,8 @@ pub(super) enum Element<'a> {
 
 impl<'a> Element<'a> {
     /// The element as Redis gives it: an integer as its decimal text.
-    fn text(self) -> std::borrow::Cow<'static, [u8]> {
-        match self {
-            Element::Text(text) => std::borrow::Cow::Owned(text.to_vec()),
-            Element::Integer(value) => std::borrow::Cow::Owned(value.to_string().into_bytes()),
-        }
+    fn text(self) -> Vec<u8> {
+        self.name().into_owned()
     }
 
     /// The element as a field or member name, compared as Redis compares them.
@@ -106,7 +103,7 @@ impl<'a> Element<'a> {
 /// The elements of a listpack, integers as their decimal text.
 pub(super) fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut elements = Vec::new();
-    listpack_each(bytes, &mut |element| elements.push(element.text().into_owned()))?;
+    listpack_each(bytes, &mut |element| elements.push(element.text()))?;
     Ok(elements)
 }
 
@@ -175,7 +172,7 @@ fn listpack_each<'a>(bytes: &'a [u8], each: &mut dyn FnMut(Element<'a>)) -> Resu
 /// The elements of a ziplist, integers as their decimal text.
 pub(super) fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut elements = Vec::new();
-    ziplist_each(bytes, &mut |element| elements.push(element.text().into_owned()))?;
+    ziplist_each(bytes, &mut |element| elements.push(element.text()))?;
     Ok(elements)
 }
 
