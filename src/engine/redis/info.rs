@@ -12,6 +12,8 @@ pub(crate) struct ServerFacts {
     /// `used_memory_dataset` (or `used_memory` on old servers): an upper estimate of
     /// the RDB size, which is compact and often compressed.
     pub(crate) dataset_bytes: Option<u64>,
+    /// `redis_mode` (Valkey: `server_mode`): `standalone`, `cluster` or `sentinel`.
+    pub(crate) mode: Option<String>,
 }
 
 impl ServerFacts {
@@ -31,6 +33,7 @@ impl ServerFacts {
                 "valkey_version" => server_version = Some(value.to_owned()),
                 "used_memory_dataset" => facts.dataset_bytes = value.parse().ok(),
                 "used_memory" => used_memory = value.parse().ok(),
+                "redis_mode" | "server_mode" => facts.mode = Some(value.to_owned()),
                 _ if is_database(field) => facts.keys += keyspace_keys(value).unwrap_or(0),
                 _ => {}
             }
@@ -73,6 +76,7 @@ mod tests {
             flavour: None,
             keys: 43,
             dataset_bytes: Some(12345),
+            mode: Some("standalone".into()),
         };
         assert_eq!(facts, expected);
     }

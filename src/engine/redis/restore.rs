@@ -42,6 +42,10 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Bytes of items read ahead of the loader, at most (one bigger item may pass alone), so
 /// that memory stays bounded whatever the values' sizes.
 const BYTES_AHEAD: usize = 32 << 20;
+/// Strings without an expiry up to this long go in `MSET`s (where the plan allows), not
+/// as a `RESTORE` each; a longer one gains little from it and travels smaller as a
+/// payload, which keeps LZF's compression.
+const PLAIN_STRING_LIMIT: usize = 8 * 1024;
 
 /// The engine's settings a load uses.
 #[derive(Debug, Clone, Copy)]
@@ -294,13 +298,18 @@ async fn load_file(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, Error> {
     let max_payload = plan.max_payload;
+    let plain_strings = if plan.plain_strings { PLAIN_STRING_LIMIT } else { 0 };
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let budget = Arc::new(Semaphore::new(BYTES_AHEAD));
     let reading = tokio::task::spawn_blocking({
         let path = path.to_owned();
         let budget = budget.clone();
         let runtime = tokio::runtime::Handle::current();
-        move || read_items(&path, max_payload, big_keys, &sender, &runtime, &budget)
+        move || {
+            let reader =
+                open(&path, max_payload)?.with_decoded_keys(big_keys).with_plain_strings(plain_strings);
+            read_items(reader, &sender, &runtime, &budget)
+        }
     });
     let mut big_key: Option<KeyHeader> = None;
     let mut offset = 0;
@@ -371,6 +380,7 @@ async fn send_item(
         Item::Key { header, payload } => {
             loader.restore(header.db, &header.key, header.expire_at_ms, payload.as_bytes()).await?;
         }
+        Item::PlainString { header, value } => loader.set(header.db, &header.key, &value).await?,
         Item::Function { code, .. } if plan.functions_as_code => {
             let args: [&[u8]; 4] = [b"FUNCTION", b"LOAD", b"REPLACE", &code];
             loader.command(0, &args, "FUNCTION LOAD".to_owned()).await?;
@@ -407,14 +417,11 @@ async fn send_item(
 type ReadBatch = (Vec<(Item, u64)>, OwnedSemaphorePermit);
 
 fn read_items(
-    path: &Path,
-    max_payload: usize,
-    big_keys: BTreeSet<u64>,
+    mut reader: rdb::RdbReader<impl std::io::Read>,
     sender: &mpsc::Sender<ReadBatch>,
     runtime: &tokio::runtime::Handle,
     budget: &Arc<Semaphore>,
 ) -> Result<(), Error> {
-    let mut reader = open(path, max_payload)?.with_decoded_keys(big_keys);
     let mut batch = Vec::with_capacity(BATCH_ITEMS);
     let mut batch_bytes = 0;
     loop {
@@ -448,6 +455,7 @@ fn read_items(
 fn item_size(item: &Item) -> usize {
     match item {
         Item::Key { header, payload } => header.key.len() + payload.as_bytes().len(),
+        Item::PlainString { header, value } => header.key.len() + value.len(),
         Item::Function { code, payload } => code.len() + payload.as_bytes().len(),
         Item::Elements(elements) => elements.size(),
         _ => 64,

@@ -22,6 +22,7 @@ mod elements;
 mod input;
 mod lzf;
 mod packed;
+mod plain;
 mod stream;
 mod value;
 
@@ -171,6 +172,12 @@ pub enum Item {
         header: KeyHeader,
         payload: DumpPayload,
     },
+    /// A string key without an expiry and its value, decoded
+    /// ([`RdbReader::with_plain_strings`]).
+    PlainString {
+        header: KeyHeader,
+        value: Vec<u8>,
+    },
     /// A key whose value is longer than [`RdbReader::max_payload`] (or any key, with
     /// [`RdbReader::decode_all`]): batches of [`Item::Elements`] follow, then
     /// [`Item::BigKeyEnd`].
@@ -219,6 +226,9 @@ pub struct RdbReader<R> {
     checking_blobs: bool,
     /// Keys (by their place in the file, from 0) decoded whatever their size.
     decoded: BTreeSet<u64>,
+    /// Plain strings without an expiry up to this long come out as
+    /// [`Item::PlainString`]; 0 for none.
+    plain_strings: usize,
     /// Keys met so far.
     keys_seen: u64,
     state: State,
@@ -253,6 +263,7 @@ impl<R: Read> RdbReader<R> {
             walk_only: false,
             checking_blobs: false,
             decoded: BTreeSet::new(),
+            plain_strings: 0,
             keys_seen: 0,
             state: State::Reading,
         })
@@ -279,6 +290,14 @@ impl<R: Read> RdbReader<R> {
     /// decoded at once rather than first captured up to the limit.
     pub fn with_decoded_keys(mut self, keys: BTreeSet<u64>) -> RdbReader<R> {
         self.decoded = keys;
+        self
+    }
+
+    /// Makes string keys without an expiry whose value is at most `limit` bytes come out
+    /// as their value ([`Item::PlainString`]), not as a payload: a load can send many in
+    /// one `MSET`, which costs the server much less than a `RESTORE` each.
+    pub fn with_plain_strings(mut self, limit: usize) -> RdbReader<R> {
+        self.plain_strings = limit;
         self
     }
 
@@ -433,11 +452,23 @@ impl<R: Read> RdbReader<R> {
         let capture = self.input.capture.take().unwrap_or_else(|| Capture::new(0));
         match walked {
             Ok(()) => {
+                if let Some(value) = self.plain_string(&header, &capture.bytes) {
+                    return Ok(Item::PlainString { header, value });
+                }
                 Ok(Item::Key { payload: DumpPayload::seal(capture.bytes, self.format.version), header })
             }
             Err(Error::TooBig { .. }) => self.big_key(header, capture.bytes),
             Err(error) => Err(error),
         }
+    }
+
+    /// The value of a plain string key, when [`RdbReader::with_plain_strings`] asks for
+    /// it; `captured` is its type byte and encoding.
+    fn plain_string(&self, header: &KeyHeader, captured: &[u8]) -> Option<Vec<u8>> {
+        let wanted = self.plain_strings > 0
+            && header.value_type == value_type::STRING
+            && header.expire_at_ms.is_none();
+        wanted.then(|| plain::decode(captured.get(1..)?, self.plain_strings)).flatten()
     }
 
     /// Goes back to the start of a value found too big (`read`, its bytes so far, are

@@ -80,6 +80,36 @@ fn builds_payloads_with_version_and_checksum() {
 }
 
 #[test]
+fn plain_strings_come_out_as_values_when_asked() {
+    // "a": "hi"; "n": the integer 300; "t": "hi" expiring; "long": 10 bytes; an intset.
+    let body = b"\x00\x01a\x02hi\x00\x01n\xc1\x2c\x01\xfc\x10\x27\x00\x00\x00\x00\x00\x00\x00\x01t\x02hi\
+        \x00\x04long\x0a0123456789\x0b\x01s\x0a\x02\x00\x00\x00\x01\x00\x00\x00\x05\x00";
+    let rdb = file(b"REDIS0011", body);
+    let mut reader = RdbReader::new(&rdb[..]).unwrap().with_plain_strings(8);
+    let mut seen = Vec::new();
+    while let Some(item) = reader.next().unwrap() {
+        seen.push(match item {
+            Item::PlainString { header, value } => (header.key, Some(value)),
+            Item::Key { header, .. } => (header.key, None),
+            _ => continue,
+        });
+    }
+    let expected: [(&[u8], Option<&[u8]>); 5] = [
+        (b"a", Some(b"hi")),
+        (b"n", Some(b"300")),
+        (b"t", None),    // an expiry goes with the payload
+        (b"long", None), // over the limit
+        (b"s", None),    // not a string
+    ];
+    let expected: Vec<_> =
+        expected.iter().map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec))).collect();
+    assert_eq!(seen, expected);
+    // Without being asked, every key is a payload.
+    let keys = items(&rdb, DEFAULT_MAX_PAYLOAD).unwrap();
+    assert_eq!(keys.iter().filter(|item| matches!(item, Item::Key { .. })).count(), 5);
+}
+
+#[test]
 fn reads_aux_fields_slot_info_and_module_aux() {
     let module_id = value::tests_support::MODULE_ID;
     let mut body = b"\xfa\x09redis-ver\x057.4.0\xfa\x05ctime\xc2\x00\x00\x00\x40\xf4\x05\x02\x01".to_vec();

@@ -78,3 +78,35 @@ async fn a_target_with_the_databases_loads_them_as_it_reads_them() {
     assert_eq!(digest(&mut target.client("").await).await, source_digest);
     assert!(!target.log().contains("I/O error trying to sync"), "never cut: {}", target.log());
 }
+
+#[tokio::test]
+async fn a_cluster_node_gets_its_strings_one_command_each() {
+    // Strings whose keys hash to many slots: one MSET of them a cluster node refuses.
+    let source = RedisServer::start(DISK).await;
+    let mut client = source.client("").await;
+    run_text(&mut client, &["DEBUG", "POPULATE", "5000", "key", "16"]).await;
+    let (snapshot, _) = snapshot(&source.uri("")).await;
+    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
+    let source_digest = digest(&mut client).await;
+
+    let node = RedisServer::start(&["--cluster-enabled", "yes"]).await;
+    let mut node_client = node.client("").await;
+    run_text(&mut node_client, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !format!("{:?}", run_text(&mut node_client, &["CLUSTER", "INFO"]).await)
+        .contains("cluster_state:ok")
+    {
+        assert!(std::time::Instant::now() < deadline, "the one-node cluster is not up");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let loaded = load_as(&RedisEngine::default(), &node.uri(""), &data, Given::File).await.unwrap();
+    assert_eq!((loaded.method, loaded.items), ("restore", 5000));
+    assert_eq!(digest(&mut node_client).await, source_digest);
+
+    // A server that is not a cluster node takes them in batches, with the same data.
+    let target = RedisServer::start(&[]).await;
+    let engine = RedisEngine::default().with_load_method(LoadMethod::Restore);
+    let loaded = load_as(&engine, &target.uri(""), &data, Given::File).await.unwrap();
+    assert_eq!((loaded.method, loaded.items), ("restore", 5000));
+    assert_eq!(digest(&mut target.client("").await).await, source_digest);
+}

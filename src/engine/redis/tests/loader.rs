@@ -61,6 +61,68 @@ async fn the_loader_restores_dumped_keys_of_every_type_into_another_server() {
 }
 
 #[tokio::test]
+async fn strings_go_in_batches_that_keep_their_order_among_other_commands() {
+    let source = RedisServer::start(&[]).await;
+    let mut source_client = source.client("").await;
+    run_text(&mut source_client, &["RPUSH", "list", "a", "b"]).await;
+    let (_, _, list_payload) = dump_database(&mut source_client, 0).await.remove(0);
+    let target = RedisServer::start(&[]).await;
+    let mut target_client = target.client("").await;
+
+    let mut loader = crate::engine::redis::loader::Loader::new(target.client("").await, 4);
+    loader.flush_all().await.unwrap();
+    // More strings than one MSET takes, some binary, in two databases.
+    for index in 0..2500u32 {
+        let value = format!("value\r\n\0{index}");
+        loader.set(u64::from(index % 2), format!("s:{index}").as_bytes(), value.as_bytes()).await.unwrap();
+    }
+    // A string then a list of the same name, and the other way round: the later wins.
+    loader.set(0, b"was-a-string", b"first").await.unwrap();
+    loader.restore(0, b"was-a-string", None, &list_payload).await.unwrap();
+    loader.restore(0, b"was-a-list", None, &list_payload).await.unwrap();
+    loader.set(0, b"was-a-list", b"last").await.unwrap();
+    // One string bigger than a whole batch, and an empty one.
+    let big = vec![b'x'; 300 * 1024];
+    loader.set(0, b"big", &big).await.unwrap();
+    loader.set(0, b"", b"").await.unwrap();
+    assert_eq!(loader.finish().await.unwrap(), 2500 + 6);
+
+    let text = |reply: Reply| match reply {
+        Reply::Bulk(Some(bytes)) => bytes.to_vec(),
+        other => panic!("GET answered {other:?}"),
+    };
+    for (db, key, value) in [("0", "s:0", "value\r\n\x000"), ("1", "s:2499", "value\r\n\x002499")] {
+        run_text(&mut target_client, &["SELECT", db]).await;
+        assert_eq!(text(run_text(&mut target_client, &["GET", key]).await), value.as_bytes());
+    }
+    let Reply::Integer(keys) = run_text(&mut target_client, &["DBSIZE"]).await else { panic!("DBSIZE") };
+    assert_eq!(keys, 1250);
+    run_text(&mut target_client, &["SELECT", "0"]).await;
+    let Reply::Integer(length) = run_text(&mut target_client, &["LLEN", "was-a-string"]).await else {
+        panic!("LLEN")
+    };
+    assert_eq!(length, 2);
+    assert_eq!(text(run_text(&mut target_client, &["GET", "was-a-list"]).await), b"last");
+    assert_eq!(text(run_text(&mut target_client, &["GET", "big"]).await), big);
+    assert_eq!(text(run_text(&mut target_client, &["GET", ""]).await), b"");
+}
+
+#[tokio::test]
+async fn a_refused_batch_of_strings_is_named_by_its_first_key() {
+    let target = RedisServer::start(&[]).await;
+    let mut admin = target.client("").await;
+    run_text(&mut admin, &["ACL", "SETUSER", "loader", "on", ">pw", "~*", "+@all", "-mset"]).await;
+    let mut loader = crate::engine::redis::loader::Loader::new(target.client("loader:pw@").await, 4);
+    loader.set(0, b"first-of-many", b"v").await.unwrap();
+    loader.set(0, b"second", b"v").await.unwrap();
+    let error = loader.finish().await.unwrap_err();
+    assert!(
+        matches!(&error, Error::AuthFailed(message) if message.contains("MSET of 2 keys from 'first-of-many'")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_loader_names_the_key_a_target_refuses() {
     let source = RedisServer::start(&[]).await;
     let mut source_client = source.client("").await;
