@@ -334,15 +334,18 @@ fn sweep_spool(dir: &std::path::Path) {
     }
 }
 
-// Finds the SQL engines' tools in the background while the server starts, so that the
-// first backup does not wait for `--version` answers, and says what was found (Redis
-// runs no tool).
+// Finds the SQL engines' tools (and `stdbuf`) in the background while the server
+// starts, so that the first backup does not wait for `--version` answers, and says what
+// was found (Redis runs no tool).
 async fn prepare_engines(settings: crate::engine::Settings) {
     for kind in [EngineKind::Postgres, EngineKind::Mysql] {
         let Ok(engine) = crate::engine::for_kind(kind, &settings) else { continue };
         for tool in engine.prepare().await {
             tracing::debug!(engine = %kind, tool = %tool.path.display(), version = %tool.version, "tool found");
         }
+    }
+    if let Ok(Some(stdbuf)) = tokio::task::spawn_blocking(crate::engine::tool_buffer::stdbuf).await {
+        tracing::debug!(stdbuf = %stdbuf.display(), "dump tools write through stdbuf");
     }
 }
 

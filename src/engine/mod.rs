@@ -24,6 +24,7 @@ pub mod sql;
 #[path = "../../tests/support/sql_servers/mod.rs"]
 pub(crate) mod sql_servers;
 pub mod tool;
+pub mod tool_buffer;
 pub mod tool_versions;
 
 /// An engine failure; the message never contains a password.

@@ -7,6 +7,7 @@
 //! - Run with secrets only in their environment (never in argv, which `ps` shows), and
 //!   with the caller's `PG*`/`MYSQL*` variables removed so that nothing leaks from
 //!   Cellar's own environment into a connection to another server.
+//! - Dump tools write their output 1 MiB at a time, under `stdbuf` (`tool_buffer.rs`).
 //! - Killed with the operation (the handle is dropped at a cancel or shutdown) and with
 //!   Cellar itself (a parent-death signal), so a crash leaves no dump running.
 //! - Their error output is kept, last lines only and secrets replaced by `****`, for the
@@ -169,12 +170,26 @@ fn withheld(key: &str) -> bool {
 /// A command for `program` that runs with no stdin, none of the caller's
 /// `PG*`/`MYSQL*` variables, is killed when its handle is dropped, and is killed when
 /// Cellar dies.
+pub fn command(program: &Path) -> Command {
+    prepared(Command::new(program))
+}
+
+/// A [`command`] for a dump tool whose standard output Cellar reads through a pipe:
+/// run under `stdbuf`, where it works, so that it writes 1 MiB at a time
+/// (`tool_buffer.rs`).
+pub fn dump_command(program: &Path) -> Command {
+    let Some(stdbuf) = super::tool_buffer::stdbuf() else { return command(program) };
+    let mut command = prepared(Command::new(stdbuf));
+    command.arg(format!("--output={}", super::tool_buffer::OUTPUT_BUFFER)).arg(program);
+    command
+}
+
+// Makes `command` run as [`command`] says.
 // The one unsafe block of the crate: a child must not outlive Cellar (a dump left
 // running holds a snapshot open on the server), and only a parent-death signal set
 // in the child between fork and exec guarantees that.
 #[allow(unsafe_code)]
-pub fn command(program: &Path) -> Command {
-    let mut command = Command::new(program);
+fn prepared(mut command: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if withheld(&key) {
@@ -666,6 +681,22 @@ mod tests {
             matches!(&failed, Err(Error::Unreachable(message)) if message.contains("duplicate entry")),
             "{failed:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dump_tool_writes_through_a_big_buffer_and_keeps_its_exit_status() {
+        assert!(super::super::tool_buffer::stdbuf().is_some(), "coreutils' stdbuf is missing or broken");
+        let mut env = dump_command(Path::new("/usr/bin/env"));
+        env.env("MYSQL_PWD", "given").stdout(Stdio::piped());
+        let output = env.output().await.unwrap();
+        let variables = String::from_utf8_lossy(&output.stdout);
+        assert!(variables.lines().any(|line| line == "_STDBUF_O=1048576"), "{variables}");
+        assert!(variables.lines().any(|line| line == "MYSQL_PWD=given"), "the tool's own login reaches it");
+
+        let mut failing = dump_command(Path::new("/bin/sh"));
+        failing.args(["-c", "echo partial; exit 3"]).stdout(Stdio::piped());
+        let output = failing.output().await.unwrap();
+        assert_eq!((output.status.code(), output.stdout.as_slice()), (Some(3), &b"partial\n"[..]));
     }
 
     #[test]

@@ -121,7 +121,15 @@ impl Server {
     /// file may add a login or a target), the address, the user, utf8mb4; the password
     /// only in the environment.
     pub(super) fn command(&self, program: &std::path::Path) -> Command {
-        let mut command = tool::command(program);
+        self.connecting(tool::command(program))
+    }
+
+    /// [`Server::command`] for a dump tool writing to a pipe ([`tool::dump_command`]).
+    pub(super) fn dump_command(&self, program: &std::path::Path) -> Command {
+        self.connecting(tool::dump_command(program))
+    }
+
+    fn connecting(&self, mut command: Command) -> Command {
         let endpoint = &self.endpoint;
         command.arg("--no-defaults");
         if endpoint.host.starts_with('/') {

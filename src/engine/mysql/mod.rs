@@ -99,7 +99,7 @@ impl Engine for MysqlEngine {
         let dump = server.dump_tool().await?;
         check_dump_tool(&dump, &server_version)?;
 
-        let mut command = server.command(&dump.path);
+        let mut command = server.dump_command(&dump.path);
         command.args([
             "--single-transaction",
             "--routines",

@@ -57,7 +57,15 @@ impl Server {
 
     /// A command running `tool` against `database`, its login in its environment.
     pub(super) fn command(&self, tool: &Tool, database: &str) -> Command {
-        let mut command = tool::command(&tool.path);
+        self.logged_in(tool::command(&tool.path), database)
+    }
+
+    /// [`Server::command`] for `pg_dump` writing to a pipe ([`tool::dump_command`]).
+    pub(super) fn dump_command(&self, tool: &Tool, database: &str) -> Command {
+        self.logged_in(tool::dump_command(&tool.path), database)
+    }
+
+    fn logged_in(&self, mut command: Command, database: &str) -> Command {
         let endpoint = &self.endpoint;
         command.env("PGHOST", &endpoint.host).env("PGDATABASE", database).env("PGAPPNAME", "cellar");
         command.env("PGCONNECT_TIMEOUT", endpoint.params.get("connect_timeout").map_or("10", String::as_str));

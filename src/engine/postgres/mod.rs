@@ -85,7 +85,7 @@ impl Engine for PostgresEngine {
         let pg_dump = server.tool("pg_dump").await?;
         check_dump_tool(&pg_dump, major_of(version_num))?;
 
-        let mut command = server.command(&pg_dump, &database);
+        let mut command = server.dump_command(&pg_dump, &database);
         command.args(["--format=custom", "--compress=0", "--verbose", "--no-password"]);
         let judge = server.judge("pg_dump", &database);
         let (body, tables_done) =

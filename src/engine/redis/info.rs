@@ -96,6 +96,13 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_mode_either_name_gives() {
+        assert_eq!(ServerFacts::parse("redis_mode:cluster\r\n").mode.as_deref(), Some("cluster"));
+        assert_eq!(ServerFacts::parse("server_mode:standalone\r\n").mode.as_deref(), Some("standalone"));
+        assert_eq!(ServerFacts::parse("redis_version:7.0.15\r\n").mode, None);
+    }
+
+    #[test]
     fn ignores_lines_that_only_look_like_keyspace() {
         let facts = ServerFacts::parse("db:keys=5\r\ndbx:keys=5\r\ndb1:expires=2\r\ndb2:keys=7\r\n");
         assert_eq!(facts.keys, 7);
