@@ -296,6 +296,10 @@ pub fn spawn_streaming(
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|error| spawn_error(&command, &error))?;
     let stdout = child.stdout.take().expect("stdout is piped");
+    // A pipe that holds one of a dump tool's 1 MiB writes (`tool_buffer.rs`) takes it
+    // at once, and the tool goes back to its server while Cellar reads. Where the
+    // kernel refuses, the default stays.
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, TOOL_PIPE);
     follow_stderr(&mut child, tail, on_line);
     Ok((child, stdout))
 }
@@ -359,7 +363,7 @@ pub async fn run_feeding(
     let stdin = child.stdin.take().expect("stdin is piped");
     // A pipe that holds a whole statement (dumps write about 1 MiB each) is filled while
     // the server runs the one before. Where the kernel refuses, the default stays.
-    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, FEED_PIPE);
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, TOOL_PIPE);
     // The writing runs as a task of its own, so that it answers the tool at once while
     // this one reads, decompresses and checks what comes next.
     let (chunks, received) = tokio::sync::mpsc::channel::<bytes::Bytes>(FEED_AHEAD / FEED_CHUNK);
@@ -434,9 +438,9 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// How far [`run_feeding`] reads ahead of the tool, at most.
 pub const FEED_AHEAD: usize = 4 << 20;
-/// The size [`run_feeding`] asks for the tool's input pipe (Linux's limit for a process
-/// without privileges, `/proc/sys/fs/pipe-max-size`).
-const FEED_PIPE: usize = 1 << 20;
+/// The size asked for a tool's data pipe, its output's or its input's (Linux's limit for
+/// a process without privileges, `/proc/sys/fs/pipe-max-size`).
+const TOOL_PIPE: usize = 1 << 20;
 /// The most [`run_feeding`] reads at a time.
 const FEED_CHUNK: usize = 64 << 10;
 
