@@ -128,12 +128,6 @@ impl Server {
         Err(last.unwrap_or_else(|| Error::DatabaseNotFound("no maintenance database".to_owned())))
     }
 
-    /// The first field of the first row of `sql`, run in a maintenance database.
-    pub(super) async fn maintenance_value(&self, sql: &str) -> Result<String, Error> {
-        let rows = self.maintenance(sql).await?;
-        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()).unwrap_or_default())
-    }
-
     /// Whether a database exists.
     pub(super) async fn database_exists(&self, name: &str) -> Result<bool, Error> {
         let sql = format!("SELECT count(*) FROM pg_database WHERE datname = {}", literal(name));

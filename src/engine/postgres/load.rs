@@ -96,8 +96,7 @@ async fn load_stream(
 
     phase("connecting");
     let server = server.avoiding(target);
-    let version_num = tool::leading_number(&server.maintenance_value("SHOW server_version_num").await?);
-    let scratch = Scratch::create(&server, target, version_num).await?;
+    let scratch = Scratch::create(&server, target).await?;
 
     phase("loading");
     let input = head.as_slice().chain(body);
@@ -142,8 +141,7 @@ async fn load_files(
 
     phase("connecting");
     let server = server.avoiding(target);
-    let version_num = tool::leading_number(&server.maintenance_value("SHOW server_version_num").await?);
-    let scratch = Scratch::create(&server, target, version_num).await?;
+    let scratch = Scratch::create(&server, target).await?;
 
     phase("loading");
     let mut loaded_tables = 0;
@@ -387,17 +385,22 @@ struct Scratch {
 
 impl Scratch {
     /// Creates an empty scratch database for `target` with the target's encoding and
-    /// locale when it exists.
-    async fn create(server: &Server, target: &str, version_num: u32) -> Result<Scratch, Error> {
+    /// locale when it exists. One query asks for those and the server's version.
+    async fn create(server: &Server, target: &str) -> Result<Scratch, Error> {
         let name = scratch_name(target);
-        let like = server
+        let facts = server
             .maintenance(&format!(
-                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = {}",
+                "SELECT current_setting('server_version_num'), pg_encoding_to_char(d.encoding), d.datcollate, \
+                 d.datctype FROM (SELECT 1) AS one LEFT JOIN pg_database d ON d.datname = {}",
                 literal(target)
             ))
             .await?;
+        let row = facts.into_iter().next().unwrap_or_default();
+        let version_num = tool::leading_number(row.first().map_or("", String::as_str));
         let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", identifier(&name));
-        if let Some([encoding, collate, ctype]) = like.first().map(Vec::as_slice) {
+        if let [_, encoding, collate, ctype] = row.as_slice()
+            && !encoding.is_empty()
+        {
             sql.push_str(&format!(
                 " ENCODING {} LC_COLLATE {} LC_CTYPE {}",
                 literal(encoding),
