@@ -98,7 +98,8 @@ pub(super) async fn plan(
         Reply::Bulk(Some(text)) => ServerFacts::parse(&String::from_utf8_lossy(&text)),
         _ => return Ok(payloads), // a server that hides INFO answers RESTORE for itself
     };
-    payloads.plain_strings = info.mode.as_deref().is_some_and(|mode| mode != "cluster");
+    payloads.plain_strings =
+        info.mode.as_deref().is_some_and(|mode| mode != "cluster") && takes_mset(connection).await?;
     let (None, Some(version)) = (info.flavour, info.version) else {
         return Ok(payloads);
     };
@@ -106,6 +107,23 @@ pub(super) async fn plan(
     // Big keys go through commands even with payloads: in the target's dialect.
     let dialect = redis_release(&version).map_or(Dialect::NEWEST, dialect_of);
     Ok(commands_plan(survey, &version, &target)?.unwrap_or(Plan { dialect, ..payloads }))
+}
+
+/// Whether the target runs `MSET` for this user: asked with one key of our own, set and
+/// deleted, before anything is flushed, so that a user allowed `RESTORE` but not `MSET`
+/// gets every string as a `RESTORE` instead of a load that fails after the flush.
+async fn takes_mset(connection: &mut Connection) -> Result<bool, Error> {
+    let key = format!("cellar:mset-probe:{}", uuid::Uuid::new_v4().simple());
+    match connection.command(&[b"MSET", key.as_bytes(), b""]).await? {
+        Reply::Status(_) => {
+            connection.command(&[b"DEL", key.as_bytes()]).await?;
+            Ok(true)
+        }
+        reply => {
+            tracing::debug!(redis = connection.label(), ?reply, "MSET refused: strings go as RESTORE");
+            Ok(false)
+        }
+    }
 }
 
 /// Checks that the target at `connection` has database `max_db` (Redis's `databases`

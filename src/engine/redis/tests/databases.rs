@@ -79,15 +79,32 @@ async fn a_target_with_the_databases_loads_them_as_it_reads_them() {
     assert!(!target.log().contains("I/O error trying to sync"), "never cut: {}", target.log());
 }
 
-#[tokio::test]
-async fn a_cluster_node_gets_its_strings_one_command_each() {
-    // Strings whose keys hash to many slots: one MSET of them a cluster node refuses.
+/// An RDB of 5,000 plain strings whose keys hash to many slots, and its digest.
+async fn strings_rdb() -> (Vec<u8>, String) {
     let source = RedisServer::start(DISK).await;
     let mut client = source.client("").await;
     run_text(&mut client, &["DEBUG", "POPULATE", "5000", "key", "16"]).await;
     let (snapshot, _) = snapshot(&source.uri("")).await;
     let data = read_body(&mut snapshot.unwrap()).await.unwrap();
-    let source_digest = digest(&mut client).await;
+    (data, digest(&mut client).await)
+}
+
+#[tokio::test]
+async fn a_user_without_mset_gets_its_strings_as_restores() {
+    let (data, source_digest) = strings_rdb().await;
+    let target = RedisServer::start(&[]).await;
+    let mut admin = target.client("").await;
+    run_text(&mut admin, &["ACL", "SETUSER", "nomset", "on", ">pw", "~*", "+@all", "-mset"]).await;
+    let engine = RedisEngine::default().with_load_method(LoadMethod::Restore);
+    let loaded = load_as(&engine, &target.uri("nomset:pw@"), &data, Given::File).await.unwrap();
+    assert_eq!((loaded.method, loaded.items), ("restore", 5000));
+    assert_eq!(digest(&mut admin).await, source_digest, "no probe key is left either");
+}
+
+#[tokio::test]
+async fn a_cluster_node_gets_its_strings_one_command_each() {
+    // One MSET of keys in several slots is what a cluster node refuses.
+    let (data, source_digest) = strings_rdb().await;
 
     let node = RedisServer::start(&["--cluster-enabled", "yes"]).await;
     let mut node_client = node.client("").await;
