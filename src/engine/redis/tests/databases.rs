@@ -2,7 +2,7 @@
 //! a target with the default 16): every way of loading refuses it before anything is
 //! changed, where a replica sent it would stop its whole server.
 
-use super::{DISK, Given, RedisServer, digest, load_as, read_body, run_text, snapshot};
+use super::{Connection, DISK, Given, RedisServer, digest, load_as, read_body, run_text, snapshot};
 use crate::domain::{Code, reason};
 use crate::engine::Error;
 use crate::engine::redis::{LoadMethod, RedisEngine};
@@ -18,9 +18,14 @@ async fn rdb_up_to_database_20() -> (Vec<u8>, String) {
         run_text(&mut client, &["DEBUG", "POPULATE", "20000", &format!("db{db}"), "32"]).await;
     }
     run_text(&mut client, &["SELECT", "0"]).await;
+    rdb_of(&source, &mut client).await
+}
+
+/// A snapshot of `source`'s data as an RDB, and the digest of that data.
+async fn rdb_of(source: &RedisServer, client: &mut Connection) -> (Vec<u8>, String) {
     let (snapshot, _) = snapshot(&source.uri("")).await;
     let data = read_body(&mut snapshot.unwrap()).await.unwrap();
-    (data, digest(&mut client).await)
+    (data, digest(client).await)
 }
 
 #[tokio::test]
@@ -84,9 +89,7 @@ async fn strings_rdb() -> (Vec<u8>, String) {
     let source = RedisServer::start(DISK).await;
     let mut client = source.client("").await;
     run_text(&mut client, &["DEBUG", "POPULATE", "5000", "key", "16"]).await;
-    let (snapshot, _) = snapshot(&source.uri("")).await;
-    let data = read_body(&mut snapshot.unwrap()).await.unwrap();
-    (data, digest(&mut client).await)
+    rdb_of(&source, &mut client).await
 }
 
 #[tokio::test]
