@@ -11,26 +11,11 @@ use super::lzf;
 /// when it is not exactly one string or decodes to more than `limit` bytes (the value
 /// then goes as a payload, as any other).
 pub(super) fn decode(encoded: &[u8], limit: usize) -> Option<Vec<u8>> {
-    let (&first, rest) = encoded.split_first()?;
-    let (length, rest) = match first >> 6 {
-        0b00 => (u64::from(first & 0x3f), rest),
-        0b01 => {
-            let (&second, rest) = rest.split_first()?;
-            (u64::from(first & 0x3f) << 8 | u64::from(second), rest)
-        }
-        0b11 => return encoded_string(first & 0x3f, rest, limit),
-        _ => match first {
-            0x80 => {
-                let (bytes, rest) = rest.split_first_chunk::<4>()?;
-                (u64::from(u32::from_be_bytes(*bytes)), rest)
-            }
-            0x81 => {
-                let (bytes, rest) = rest.split_first_chunk::<8>()?;
-                (u64::from_be_bytes(*bytes), rest)
-            }
-            _ => return None,
-        },
-    };
+    let &first = encoded.first()?;
+    if first >> 6 == 0b11 {
+        return encoded_string(first & 0x3f, &encoded[1..], limit);
+    }
+    let (length, rest) = length(encoded)?;
     (rest.len() as u64 == length && rest.len() <= limit).then(|| rest.to_vec())
 }
 
