@@ -73,7 +73,8 @@ pub(super) struct Plan {
     /// Functions as `FUNCTION LOAD` of their code, not `FUNCTION RESTORE`.
     pub(super) functions_as_code: bool,
     /// Plain strings batched into `MSET`s: only on a server that says it is not a
-    /// cluster node, where one `MSET` of keys in several slots is refused.
+    /// cluster node (where one `MSET` of keys in several slots is refused) and lets this
+    /// user run `MSET` ([`takes_mset`]).
     pub(super) plain_strings: bool,
     /// What the operation should say about how the data was loaded.
     pub(super) warnings: Vec<String>,
