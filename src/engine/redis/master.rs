@@ -5,7 +5,9 @@
 //! data stays until the new data is loaded whole), then told `REPLICAOF` a listener of
 //! ours on the address our control connection comes from. The replica that connects must
 //! authenticate with the one-time password; it gets `+FULLRESYNC` and the file as a
-//! `$<length>` transfer. Once the target reports its link up (the load is done), it is
+//! `$<length>` transfer, or, when its length is not known ahead (a stream rewritten as it
+//! is walked, `streamed.rs`), as a `$EOF:<mark>` transfer ended by the mark, which every
+//! replica that announces `capa eof` takes. Once the target reports its link up (the load is done), it is
 //! told `REPLICAOF NO ONE` and every setting is put back. Keys already expired in the file
 //! (a replica keeps them, waiting for its master's deletes) are deleted then.
 //!
@@ -31,6 +33,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -67,23 +70,53 @@ pub(crate) enum Attempt {
 /// The bytes a transfer sends.
 #[async_trait]
 pub(crate) trait Body: Send {
-    /// Reads the next bytes into `buffer`: 0 only at the end.
-    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error>;
+    /// The next bytes: empty only at the end.
+    async fn chunk(&mut self) -> Result<Bytes, Error>;
+
+    /// How far into the data the bytes given so far reach, for progress.
+    fn position(&self) -> u64;
 }
 
-#[async_trait]
-impl Body for tokio::fs::File {
-    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        AsyncReadExt::read(self, buffer)
-            .await
-            .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))
+/// A spooled file as a transfer's body.
+pub(crate) struct FileBody {
+    file: tokio::fs::File,
+    read: u64,
+}
+
+impl FileBody {
+    pub(crate) fn new(file: tokio::fs::File) -> FileBody {
+        FileBody { file, read: 0 }
     }
 }
 
-/// What a transfer sends: `size` bytes of an RDB in `rdb_version`, read from `body`.
+#[async_trait]
+impl Body for FileBody {
+    async fn chunk(&mut self) -> Result<Bytes, Error> {
+        let mut chunk = BytesMut::with_capacity(CHUNK);
+        while chunk.len() < CHUNK {
+            let read = self
+                .file
+                .read_buf(&mut chunk)
+                .await
+                .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))?;
+            if read == 0 {
+                break;
+            }
+        }
+        self.read += chunk.len() as u64;
+        Ok(chunk.freeze())
+    }
+
+    fn position(&self) -> u64 {
+        self.read
+    }
+}
+
+/// What a transfer sends: an RDB in `rdb_version`, read from `body`, `size` bytes long
+/// when that is known ahead (else framed by an end mark).
 pub(crate) struct Transfer<'a> {
     pub(crate) body: &'a mut dyn Body,
-    pub(crate) size: u64,
+    pub(crate) size: Option<u64>,
     pub(crate) rdb_version: u16,
 }
 
@@ -144,6 +177,9 @@ pub(crate) async fn load(
         ))),
         Served::Dropped => Ok(Attempt::Declined(
             "the target dropped the replication link before its load finished (its data was kept)".to_owned(),
+        )),
+        Served::NoEndMark => Ok(Attempt::Declined(
+            "the target's replica does not take a transfer ended by a mark (capa eof)".to_owned(),
         )),
         Served::Cut(error) => Ok(Attempt::Cut(error)),
     }
@@ -247,6 +283,8 @@ enum Served {
     Dropped,
     /// The body stopped before its end; the replica's connection was closed.
     Cut(Error),
+    /// The transfer needs an end mark, which the replica did not announce it takes.
+    NoEndMark,
 }
 
 /// Accepts the target's replica connection, sends it the file, and waits until the
@@ -260,6 +298,7 @@ async fn replicate(
     transfer: Transfer<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Served, Error> {
+    let Transfer { body, size, .. } = transfer;
     let deadline = Instant::now() + limits.connect_timeout;
     let mut replica = loop {
         let accepted = tokio::time::timeout_at(deadline.into(), listener.accept()).await;
@@ -268,31 +307,46 @@ async fn replicate(
             accepted.map_err(|error| Error::Unreachable(format!("accepting failed: {error}")))?;
         let _ = socket.set_nodelay(true);
         let mut replica = Connection::new(Box::new(socket), peer.to_string(), limits.idle_timeout);
-        match handshake(&mut replica, password, replication_id).await {
-            Ok(true) => break replica,
-            Ok(false) => continue,
+        match handshake(&mut replica, password, replication_id, size.is_none()).await {
+            Ok(Handshake::Synced) => break replica,
+            Ok(Handshake::Refused) => continue,
+            Ok(Handshake::NoEndMark) => return Ok(Served::NoEndMark),
             Err(error) => tracing::debug!(peer = %peer, %error, "replica handshake failed"),
         }
     };
 
-    let Transfer { body, size, .. } = transfer;
-    replica.write_all(format!("${size}\r\n").as_bytes()).await?;
-    let mut chunk = vec![0; CHUNK];
+    let mark = self::replication_id();
+    match size {
+        Some(size) => replica.write_all(format!("${size}\r\n").as_bytes()).await?,
+        None => replica.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?,
+    }
     let mut sent = 0;
-    while sent < size {
-        let wanted = chunk.len().min(usize::try_from(size - sent).unwrap_or(usize::MAX));
-        let read = match body.read(&mut chunk[..wanted]).await {
-            Ok(0) => Err(Error::Corrupt(format!("the rdb ended after {sent} of its {size} bytes"))),
-            other => other,
-        };
-        let read = match read {
-            Ok(read) => read,
-            // Dropping the connection cuts the transfer short of its length.
+    loop {
+        // Dropping the connection cuts the transfer short of its end.
+        let chunk = match body.chunk().await {
+            Ok(chunk) => chunk,
             Err(error) => return Ok(Served::Cut(error)),
         };
-        replica.write_all(&chunk[..read]).await?;
-        sent += read as u64;
-        progress(sent);
+        if chunk.is_empty() {
+            break;
+        }
+        sent += chunk.len() as u64;
+        if let Some(size) = size
+            && sent > size
+        {
+            return Ok(Served::Cut(Error::Corrupt(format!("the rdb is longer than its {size} bytes"))));
+        }
+        replica.write_all(&chunk).await?;
+        progress(body.position());
+    }
+    match size {
+        Some(size) if sent < size => {
+            return Ok(Served::Cut(Error::Corrupt(format!(
+                "the rdb ended after {sent} of its {size} bytes"
+            ))));
+        }
+        Some(_) => {}
+        None => replica.write_all(mark.as_bytes()).await?,
     }
 
     // The replica now only sends `REPLCONF ACK`s, read and dropped; its hanging up means
@@ -321,13 +375,28 @@ async fn replicate(
     }
 }
 
-/// Plays the master's side of the handshake until the replica asks for a sync; `true`
-/// once it did and `+FULLRESYNC` was sent, `false` for a client that did not
-/// authenticate (it is dropped).
-async fn handshake(replica: &mut Connection, password: &str, replication_id: &str) -> Result<bool, Error> {
+/// How a handshake ended.
+enum Handshake {
+    /// The replica asked for a sync and `+FULLRESYNC` was sent.
+    Synced,
+    /// A client that did not authenticate (it is dropped).
+    Refused,
+    /// The transfer needs an end mark, and the replica did not announce `capa eof`.
+    NoEndMark,
+}
+
+/// Plays the master's side of the handshake until the replica asks for a sync;
+/// `end_mark` when the transfer will be framed by an end mark.
+async fn handshake(
+    replica: &mut Connection,
+    password: &str,
+    replication_id: &str,
+    end_mark: bool,
+) -> Result<Handshake, Error> {
     let mut authenticated = false;
+    let mut takes_end_mark = false;
     loop {
-        let Reply::Array(Some(parts)) = replica.read_reply().await? else { return Ok(false) };
+        let Reply::Array(Some(parts)) = replica.read_reply().await? else { return Ok(Handshake::Refused) };
         let args: Vec<&[u8]> = parts
             .iter()
             .filter_map(|part| match part {
@@ -335,28 +404,40 @@ async fn handshake(replica: &mut Connection, password: &str, replication_id: &st
                 _ => None,
             })
             .collect();
-        let Some(command) = args.first().map(|name| name.to_ascii_uppercase()) else { return Ok(false) };
+        let Some(command) = args.first().map(|name| name.to_ascii_uppercase()) else {
+            return Ok(Handshake::Refused);
+        };
         match command.as_slice() {
             b"PING" => replica.write_all(b"+PONG\r\n").await?,
             b"AUTH" => {
                 authenticated = args.last().is_some_and(|given| same(given, password.as_bytes()));
                 if !authenticated {
                     replica.write_all(b"-WRONGPASS invalid password\r\n").await?;
-                    return Ok(false);
+                    return Ok(Handshake::Refused);
                 }
                 replica.write_all(b"+OK\r\n").await?;
             }
             _ if !authenticated => {
                 replica.write_all(b"-NOAUTH Authentication required.\r\n").await?;
-                return Ok(false);
+                return Ok(Handshake::Refused);
             }
-            b"REPLCONF" => replica.write_all(b"+OK\r\n").await?,
+            b"REPLCONF" => {
+                // `REPLCONF capa eof capa psync2`: the capabilities, in pairs.
+                if args.get(1).is_some_and(|name| name.eq_ignore_ascii_case(b"capa")) {
+                    takes_end_mark |= args[1..].chunks(2).any(|pair| pair.get(1) == Some(&&b"eof"[..]));
+                }
+                replica.write_all(b"+OK\r\n").await?;
+            }
             b"PSYNC" | b"SYNC" => {
+                if end_mark && !takes_end_mark {
+                    replica.write_all(b"-ERR this master sends only transfers ended by a mark\r\n").await?;
+                    return Ok(Handshake::NoEndMark);
+                }
                 if command == b"PSYNC" {
                     let answer = format!("+FULLRESYNC {replication_id} 0\r\n");
                     replica.write_all(answer.as_bytes()).await?;
                 }
-                return Ok(true);
+                return Ok(Handshake::Synced);
             }
             _ => replica.write_all(b"-ERR not a master for that\r\n").await?,
         }
@@ -372,7 +453,7 @@ fn one_time_password() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// A fresh 40-hex-digit replication id.
+/// 40 fresh hex digits: a replication id, or the end mark of a transfer.
 fn replication_id() -> String {
     one_time_password()[..40].to_owned()
 }

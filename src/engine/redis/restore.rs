@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::check::{self, Origin, from_rdb, open, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
-use super::master::{self, Attempt, Transfer};
+use super::master::{self, Attempt, FileBody, Transfer};
 use super::plan::{Plan, Survey, check_databases, plan};
 use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader};
 use super::streamed::{self, Streamed};
@@ -150,11 +150,12 @@ pub(crate) async fn load(
     if let ([path], false, true) = (paths, decoded, replication) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
-        let mut file = tokio::fs::File::open(path)
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
         let size = file.metadata().await.map_err(|error| Error::Unsupported(error.to_string()))?.len();
-        let transfer = Transfer { body: &mut file, size, rdb_version: survey.version };
+        let mut body = FileBody::new(file);
+        let transfer = Transfer { body: &mut body, size: Some(size), rdb_version: survey.version };
         match master::load(&mut connection, target, limits, journal, transfer, &report).await? {
             Attempt::Loaded => {
                 delete_expired(connection, survey.expired).await?;

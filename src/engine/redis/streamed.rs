@@ -5,12 +5,15 @@
 //! them as our replica at once, while they are spooled and walked, instead of after a
 //! whole pass over the data.
 //!
-//! The walk still stands between the data and the target: the transfer only ever sends
-//! bytes the walk has passed, and the walk stops short of module data (the target may
-//! lack the module) and of a numbered database past the target's `databases` setting:
-//! a replica that meets data it cannot load stops the whole server. A stop cuts the
-//! transfer before its length: the replica's load fails short of the end and, with
-//! `repl-diskless-load swapdb`, it keeps its data. The load then starts over from the
+//! The walk stands between the data and the target: the transfer sends what the walk
+//! writes as it passes the data (`rdb/expand.rs`: the same RDB with its LZF-compressed
+//! strings stored plain, which the target loads with less work, and a checksum of its
+//! own; its length is not known ahead, so the transfer is framed by an end mark). The
+//! walk stops short of module data (the target may lack the module) and of a numbered
+//! database past the target's `databases` setting: a replica that meets data it cannot
+//! load stops the whole server. The end of the data goes only once the walk matched its
+//! checksum and length. A stop cuts the transfer before its end: the replica's load
+//! fails short of it and, with `repl-diskless-load swapdb`, it keeps its data. The load then starts over from the
 //! spooled file the usual way (`restore.rs`: a whole check, the modules probed, the
 //! databases asked for). A target that declines replication gets the spooled file as
 //! `RESTORE` commands.
@@ -22,7 +25,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::check::{Chunks, TEE_CHUNK, TEE_QUEUE, from_rdb, walk};
+use super::check::{Chunks, TEE_CHUNK, TEE_QUEUE, from_rdb, walk_on};
 use super::connection::{Connection, Reply};
 use super::master::{self, Attempt, Body, Transfer};
 use super::plan::Survey;
@@ -33,8 +36,8 @@ use crate::engine::journal::DatabaseJournal;
 use crate::engine::{DataStream, Error, ProgressSink};
 use crate::pipeline::unpack::SpoolFile;
 
-/// The walk tells the transfer how far it got at most once per this many bytes.
-const RELEASE_STEP: u64 = 1 << 20;
+/// Chunks of the rewritten data waiting for the transfer, at most.
+const EXPANDED_QUEUE: usize = 8;
 
 /// What a streamed load came to.
 pub(super) enum Streamed {
@@ -67,13 +70,14 @@ pub(super) async fn load(
     let mut control = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     let databases = target_databases(&mut control).await?;
     let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
-    let path = spool.path().to_owned();
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
-    let (release, released) = watch::channel(Release::Upto(0));
+    let (expanded, expanded_chunks) = mpsc::channel::<(Bytes, u64)>(EXPANDED_QUEUE);
+    let (verdict, verdict_seen) = watch::channel(Verdict::Pending);
     let (version_sender, version) = oneshot::channel();
     let max_payload = limits.max_payload;
     let walking = tokio::task::spawn_blocking(move || {
-        gated_walk(Chunks::new(received), &release, version_sender, size, max_payload, databases)
+        let walk = GatedWalk { verdict: &verdict, version: version_sender, size, max_payload, databases };
+        walk.run(Chunks::new(received), expanded)
     });
 
     let (produced, attempt) = {
@@ -81,12 +85,9 @@ pub(super) async fn load(
         let attempting = async {
             // The header's version decides whether the target may be sent the data.
             let Ok(rdb_version) = version.await else { return Ok(None) };
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
-            let mut body = Gated { file, sent: 0, released };
-            let transfer = Transfer { body: &mut body, size, rdb_version };
-            let report = |sent: u64| progress(sent, 0, 0);
+            let mut body = Expanded { chunks: expanded_chunks, position: 0, verdict: verdict_seen };
+            let transfer = Transfer { body: &mut body, size: None, rdb_version };
+            let report = |position: u64| progress(position, 0, 0);
             let attempt = master::load(&mut control, target, limits, journal, transfer, &report).await?;
             Ok::<_, Error>(Some((control, attempt)))
         };
@@ -137,13 +138,14 @@ pub(super) async fn load(
     }
 }
 
-/// How far the walk has passed the spooled bytes, which may be sent that far.
+/// What the walk made of the data, for the transfer that sends its rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Release {
-    /// The bytes before this offset.
-    Upto(u64),
-    /// Every byte: the data is whole, this long, and its checksum matched.
-    Whole(u64),
+enum Verdict {
+    /// The walk goes on.
+    Pending,
+    /// The data is whole, as long as its record says, and its checksum matched: the
+    /// rewrite's end went out.
+    Whole,
     /// The walk stopped or failed: nothing more goes.
     Stopped,
 }
@@ -170,61 +172,68 @@ async fn target_databases(control: &mut Connection) -> Result<Option<u64>, Error
     })
 }
 
-/// Walks the data as [`walk`] does, and releases the bytes it passed, stopping before
-/// any module data, and before a numbered database at or past `databases` (any but 0
-/// when that is unknown); the data must be `size` bytes long. `version` gets the RDB
-/// version once the header is read.
-fn gated_walk(
-    chunks: impl Read,
-    release: &watch::Sender<Release>,
+/// The walk's side of a streamed load: what it reports, and what it knows of the data
+/// and the target.
+struct GatedWalk<'a> {
+    /// Set once the walk ended.
+    verdict: &'a watch::Sender<Verdict>,
+    /// Gets the RDB version once the header is read.
     version: oneshot::Sender<u16>,
+    /// The data's length, which the walk must find.
     size: u64,
     max_payload: usize,
+    /// How many numbered databases the target has, when known.
     databases: Option<u64>,
-) -> Walked {
-    let reader = match RdbReader::new(chunks) {
-        Ok(reader) => reader.with_max_payload(max_payload),
-        Err(error) => {
-            release.send_replace(Release::Stopped);
-            return Walked::Failed(from_rdb(error));
-        }
-    };
-    let _ = version.send(reader.version());
-    let mut stop = None;
-    let mut released = 0;
-    let mut end = 0;
-    let walked = walk(reader, &mut |item, offset| {
-        if let Some(why) = item.and_then(|item| module_data(item).or_else(|| past_databases(item, databases)))
-        {
-            stop = Some(why);
-            return Err(Error::Unsupported("stopped before data that needs the usual checks".to_owned()));
-        }
-        end = offset;
-        if offset >= released + RELEASE_STEP {
-            release.send_replace(Release::Upto(offset));
-            released = offset;
-        }
-        Ok(())
-    });
-    match (walked, stop) {
-        (_, Some(why)) => {
-            release.send_replace(Release::Stopped);
-            Walked::Stopped(why)
-        }
-        (Ok(survey), None) if end == size => {
-            release.send_replace(Release::Whole(size));
-            Walked::Whole(survey)
-        }
-        (Ok(_), None) => {
-            release.send_replace(Release::Stopped);
-            Walked::Failed(Error::Corrupt(format!(
+}
+
+impl GatedWalk<'_> {
+    /// Walks the data as [`walk_on`] does, writing its rewrite to `expanded` (with the
+    /// offset in the data each chunk reaches) as it passes it, stopping before any module
+    /// data, and before a numbered database at or past `databases` (any but 0 when that
+    /// is unknown). The rewrite's end goes only once the data is whole and `size` bytes
+    /// long.
+    fn run(self, chunks: impl Read, expanded: mpsc::Sender<(Bytes, u64)>) -> Walked {
+        let GatedWalk { verdict, version, size, max_payload, databases } = self;
+        let sink = Box::new(move |bytes: Vec<u8>, offset: u64| {
+            expanded.blocking_send((Bytes::from(bytes), offset)).is_ok()
+        });
+        let mut reader = match RdbReader::new(chunks) {
+            Ok(reader) => reader.with_max_payload(max_payload).walk_only().expanding(sink),
+            Err(error) => {
+                verdict.send_replace(Verdict::Stopped);
+                return Walked::Failed(from_rdb(error));
+            }
+        };
+        let _ = version.send(reader.version());
+        let mut stop = None;
+        let mut end = 0;
+        let walked = walk_on(&mut reader, &mut |item, offset| {
+            if let Some(why) =
+                item.and_then(|item| module_data(item).or_else(|| past_databases(item, databases)))
+            {
+                stop = Some(why);
+                return Err(Error::Unsupported("stopped before data that needs the usual checks".to_owned()));
+            }
+            end = offset;
+            Ok(())
+        });
+        let walked = match (walked, stop) {
+            (_, Some(why)) => Walked::Stopped(why),
+            (Ok(survey), None) if end == size => match reader.release_expanded_end() {
+                Ok(()) => {
+                    tracing::debug!(strings = reader.expanded_strings(), "lzf strings sent plain");
+                    verdict.send_replace(Verdict::Whole);
+                    return Walked::Whole(survey);
+                }
+                Err(error) => Walked::Failed(from_rdb(error)),
+            },
+            (Ok(_), None) => Walked::Failed(Error::Corrupt(format!(
                 "the rdb is {end} bytes long, its backup record says {size}"
-            )))
-        }
-        (Err(error), None) => {
-            release.send_replace(Release::Stopped);
-            Walked::Failed(error)
-        }
+            ))),
+            (Err(error), None) => Walked::Failed(error),
+        };
+        verdict.send_replace(Verdict::Stopped);
+        walked
     }
 }
 
@@ -267,12 +276,9 @@ async fn produce(
             .await
             .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
         if read == 0 {
-            return Ok(());
+            return spool.file().flush().await.map_err(&spool_failed);
         }
-        // Written through before the walk sees it: what the walk releases, the transfer
-        // reads back from the file.
         spool.file().write_all(&chunk).await.map_err(&spool_failed)?;
-        spool.file().flush().await.map_err(&spool_failed)?;
         if let Some(sender) = &walk
             && sender.send(Bytes::from(chunk)).await.is_err()
         {
@@ -281,42 +287,31 @@ async fn produce(
     }
 }
 
-/// The spooled bytes as far as the walk released them.
-struct Gated {
-    file: tokio::fs::File,
-    sent: u64,
-    released: watch::Receiver<Release>,
+/// The walk's rewrite of the data as a transfer's body: it ends when the walk's does,
+/// and only a walk that found the data whole ends it without an error.
+struct Expanded {
+    chunks: mpsc::Receiver<(Bytes, u64)>,
+    /// How far into the data the chunks given so far reach.
+    position: u64,
+    verdict: watch::Receiver<Verdict>,
 }
 
 #[async_trait]
-impl Body for Gated {
-    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        loop {
-            let release = *self.released.borrow_and_update();
-            let limit = match release {
-                Release::Upto(limit) | Release::Whole(limit) => limit,
-                Release::Stopped => return Err(stopped()),
-            };
-            if self.sent < limit {
-                let wanted = buffer.len().min(usize::try_from(limit - self.sent).unwrap_or(usize::MAX));
-                let read = AsyncReadExt::read(&mut self.file, &mut buffer[..wanted])
-                    .await
-                    .map_err(|error| Error::Unsupported(format!("cannot read the spooled rdb: {error}")))?;
-                if read == 0 {
-                    return Err(Error::Unsupported(
-                        "the spooled rdb is shorter than the data checked".to_owned(),
-                    ));
-                }
-                self.sent += read as u64;
-                return Ok(read);
+impl Body for Expanded {
+    async fn chunk(&mut self) -> Result<Bytes, Error> {
+        match self.chunks.recv().await {
+            Some((chunk, position)) => {
+                self.position = position;
+                Ok(chunk)
             }
-            if let Release::Whole(_) = release {
-                return Ok(0);
-            }
-            if self.released.changed().await.is_err() {
-                return Err(stopped());
-            }
+            // The walk sets its verdict before it lets go of the channel.
+            None if *self.verdict.borrow() == Verdict::Whole => Ok(Bytes::new()),
+            None => Err(stopped()),
         }
+    }
+
+    fn position(&self) -> u64 {
+        self.position
     }
 }
 

@@ -7,6 +7,7 @@ pub(super) use crate::engine::redis::crc64::CRC64;
 use crate::engine::redis::crc64::Digest;
 
 use super::Error;
+use super::expand::Expander;
 use super::lzf;
 
 /// The most bytes read from the underlying reader at a time, and the most allocated up
@@ -108,6 +109,12 @@ pub(super) struct Input<R> {
     /// Bytes already read (counted and checksummed) to be read again before the stream.
     replay: Vec<u8>,
     replayed: usize,
+    /// Set to rewrite the stream as it is read: every byte read from the stream (not
+    /// replayed) goes to it too, a buffer at a time as for the checksum, and up to the
+    /// byte read last whenever it asks ([`Input::expander`]).
+    expand: Option<Expander>,
+    /// `buffer[..expanded]` went to `expand`.
+    expanded: usize,
 }
 
 impl<R: Read> Input<R> {
@@ -123,6 +130,8 @@ impl<R: Read> Input<R> {
             capture: None,
             replay: Vec::new(),
             replayed: 0,
+            expand: None,
+            expanded: 0,
         }
     }
 
@@ -140,6 +149,23 @@ impl<R: Read> Input<R> {
 
     pub(super) fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
         Error::Corrupt(format!("{problem} at offset {}", self.offset))
+    }
+
+    /// Rewrites the rest of the stream as it is read into `expand` (see its module),
+    /// which was given what was read before.
+    pub(super) fn expanding(&mut self, expand: Expander) {
+        self.expand = Some(expand);
+        self.expanded = self.position;
+    }
+
+    /// The expander, if any, once it has every byte read so far.
+    pub(super) fn expander(&mut self) -> Result<Option<&mut Expander>, Error> {
+        let Some(expand) = &mut self.expand else { return Ok(None) };
+        if let Err(problem) = expand.take(&self.buffer[self.expanded..self.position]) {
+            return Err(Error::Corrupt(format!("{problem} at offset {}", self.offset)));
+        }
+        self.expanded = self.position;
+        Ok(Some(expand))
     }
 
     /// Makes the next reads give `bytes` again before going on with the stream.
@@ -182,6 +208,8 @@ impl<R: Read> Input<R> {
     /// to a buffer's worth); `false` at the end of the stream.
     fn refill(&mut self) -> Result<bool, Error> {
         self.digest.update(&self.buffer[self.hashed..self.position]);
+        self.expander()?;
+        self.expanded = 0;
         self.position = 0;
         self.end = 0;
         self.hashed = 0;
@@ -255,11 +283,21 @@ impl<R: Read> Input<R> {
 
     /// Reads a length: 6, 14, 32 or 64 bits, or the mark of a specially encoded string.
     pub(super) fn length_or_encoding(&mut self) -> Result<Length, Error> {
+        let fresh = self.replay.is_empty();
         let first = self.byte()?;
         let length = match first >> 6 {
             0b00 => u64::from(first & 0x3f),
             0b01 => u64::from(first & 0x3f) << 8 | u64::from(self.byte()?),
-            0b11 => return Ok(Length::Encoded(first & 0x3f)),
+            0b11 => {
+                if fresh
+                    && first & 0x3f == ENCODED_LZF
+                    && let Some(expand) = self.expander()?
+                    && let Err(problem) = expand.lzf_mark()
+                {
+                    return Err(self.corrupt(problem));
+                }
+                return Ok(Length::Encoded(first & 0x3f));
+            }
             _ => match first {
                 0x80 => u64::from(u32::from_be_bytes(self.array()?)),
                 0x81 => u64::from_be_bytes(self.array()?),

@@ -75,9 +75,13 @@ impl Decompressor {
             let start =
                 self.buffer.len().checked_sub(distance).ok_or("lzf reference points before the start")?;
             self.grow(length)?;
-            // Byte by byte: a reference may overlap what it produces.
-            for index in start..start + length {
-                self.buffer.push(self.buffer[index]);
+            if distance >= length {
+                self.buffer.extend_from_within(start..start + length);
+            } else {
+                // Byte by byte: the reference overlaps what it produces.
+                for index in start..start + length {
+                    self.buffer.push(self.buffer[index]);
+                }
             }
             position += size;
         }

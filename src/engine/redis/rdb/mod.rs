@@ -19,6 +19,7 @@
 //! panic. After an error the reader only repeats that it failed.
 
 mod elements;
+mod expand;
 mod input;
 mod lzf;
 mod packed;
@@ -39,6 +40,7 @@ use std::io::Read;
 
 use self::elements::Decoder;
 pub use self::elements::{Command, Dialect, Elements, ExpiringField};
+pub use self::expand::Sink as ExpandedSink;
 use self::input::{CRC64, Capture, Input};
 pub use self::stream::{PendingEntry, StreamEntry, StreamGroup, StreamId, StreamState};
 use self::value::Format;
@@ -217,6 +219,8 @@ enum State {
 /// Walks an RDB stream item by item.
 pub struct RdbReader<R> {
     input: Input<R>,
+    /// The stream's first 9 bytes: its magic and version.
+    header: [u8; 9],
     format: Format,
     db: u64,
     max_payload: usize,
@@ -257,6 +261,7 @@ impl<R: Read> RdbReader<R> {
         }
         Ok(RdbReader {
             input,
+            header,
             format: Format { version, valkey },
             db: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
@@ -283,6 +288,30 @@ impl<R: Read> RdbReader<R> {
     pub fn checking_blobs(mut self) -> RdbReader<R> {
         self.checking_blobs = true;
         self
+    }
+
+    /// Rewrites the stream as it is read, with its LZF-compressed strings stored plain
+    /// and its own checksum (`expand.rs`), into `sink`: each item's bytes once the next
+    /// item is asked for, a value's bytes before its end unless it is a module's, and
+    /// the end only through [`RdbReader::release_expanded_end`]. For a walk
+    /// ([`RdbReader::walk_only`]), not for a reader that captures payloads.
+    pub fn expanding(mut self, sink: ExpandedSink) -> RdbReader<R> {
+        self.input.expanding(expand::Expander::new(&self.header, sink));
+        self
+    }
+
+    /// LZF strings the rewrite stored plain so far (see [`RdbReader::expanding`]).
+    pub fn expanded_strings(&mut self) -> u64 {
+        self.input.expander().ok().flatten().map_or(0, |expand| expand.expanded())
+    }
+
+    /// Sends the rewritten stream's end (its checksum) once the caller knows the data
+    /// whole and good; after [`Item::End`].
+    pub fn release_expanded_end(&mut self) -> Result<(), Error> {
+        match self.input.expander()? {
+            Some(expand) => expand.release_end().map_err(Error::Corrupt),
+            None => Ok(()),
+        }
     }
 
     /// Makes the keys at these places in the file (counting keys from 0) come out
@@ -341,7 +370,7 @@ impl<R: Read> RdbReader<R> {
         let read = match &mut self.state {
             State::Ended => return Ok(None),
             State::Failed => return Err(Error::Failed),
-            State::Reading => self.read_item(),
+            State::Reading => self.item_accepted().and_then(|()| self.read_item()),
             State::Decoding(decoder) => match decoder.next_batch(&mut self.input) {
                 Ok(Some(elements)) => Ok(Item::Elements(elements)),
                 Ok(None) => {
@@ -362,6 +391,14 @@ impl<R: Read> RdbReader<R> {
                 self.state = State::Failed;
                 Err(error)
             }
+        }
+    }
+
+    /// The caller asks for the next item: the rewrite of the last one may go.
+    fn item_accepted(&mut self) -> Result<(), Error> {
+        match self.input.expander()? {
+            Some(expand) => expand.item_done().map_err(Error::Corrupt),
+            None => Ok(()),
         }
     }
 
@@ -432,6 +469,10 @@ impl<R: Read> RdbReader<R> {
     fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
         let place = self.keys_seen;
         self.keys_seen += 1;
+        if let Some(expand) = self.input.expander()? {
+            // A module's value goes only once the caller accepted it whole.
+            expand.open_value(header.value_type != value_type::MODULE_2);
+        }
         if header.value_type == value_type::MODULE_2 {
             return self.module_key(header);
         }
@@ -560,6 +601,9 @@ impl<R: Read> RdbReader<R> {
         let expected = u64::from_le_bytes(self.input.array()?);
         if expected != 0 && expected != actual {
             return Err(Error::Checksum { expected, actual });
+        }
+        if let Some(expand) = self.input.expander()? {
+            expand.seal().map_err(Error::Corrupt)?;
         }
         Ok(Item::End)
     }

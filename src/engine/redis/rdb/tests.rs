@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::{DumpPayload, Elements, Error, Item, KeyHeader, RdbReader, value_type};
+
+mod expand;
 use crate::engine::redis::connection::{Reply, encode_command, parse_reply};
 
 /// How long a server may take to start.

@@ -8,12 +8,12 @@ use super::{DISK, Given, RedisServer, digest, load_as, load_every_type, read_bod
 use crate::engine::redis::RedisEngine;
 use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
 
-/// An RDB of every type plus 100,000 plain keys (a few MiB, so that the transfer is
-/// released in several steps), with strings stored as they are (no LZF), and the
-/// source's digest.
-async fn every_type_rdb() -> (Vec<u8>, String) {
+/// An RDB of every type plus 100,000 plain keys (a few MiB, so that the transfer goes
+/// in several chunks), with strings stored as they are (no LZF) unless `compressed`
+/// (then the filler values compress), and the source's digest.
+async fn every_type_rdb(compressed: bool) -> (Vec<u8>, String) {
     let mut args = DISK.to_vec();
-    args.extend_from_slice(&["--rdbcompression", "no"]);
+    args.extend_from_slice(&["--rdbcompression", if compressed { "yes" } else { "no" }]);
     let source = RedisServer::start(&args).await;
     let mut client = source.client("").await;
     load_every_type(&mut client).await;
@@ -45,24 +45,28 @@ async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Erro
 
 #[tokio::test]
 async fn a_checked_stream_loads_by_replication_as_it_is_read() {
-    let (data, source_digest) = every_type_rdb().await;
-    assert!(data.len() > 4 << 20, "{} bytes", data.len());
-    let target = RedisServer::start(&[]).await;
-    let mut target_client = target.client("").await;
-    run_text(&mut target_client, &["SET", "stale", "replaced"]).await;
+    // Stored plain or with LZF strings, which the target gets stored plain.
+    for compressed in [false, true] {
+        let (data, source_digest) = every_type_rdb(compressed).await;
+        assert!(data.len() > 4 << 20, "{} bytes", data.len());
+        let target = RedisServer::start(&[]).await;
+        let mut target_client = target.client("").await;
+        run_text(&mut target_client, &["SET", "stale", "replaced"]).await;
 
-    let (loaded, phases) = load_checked(&target, &data).await;
-    let loaded = loaded.unwrap();
-    assert_eq!(loaded.method, "replication");
-    assert_eq!(phases, ["replicating"], "no check of the whole data before the load");
-    assert_eq!(digest(&mut target_client).await, source_digest);
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert!(target.log().contains("MASTER <-> REPLICA sync: Finished with success"), "{}", target.log());
+        let (loaded, phases) = load_checked(&target, &data).await;
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.method, "replication");
+        assert_eq!(phases, ["replicating"], "no check of the whole data before the load");
+        assert_eq!(digest(&mut target_client).await, source_digest, "compressed: {compressed}");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let log = target.log();
+        assert!(log.contains("MASTER <-> REPLICA sync: Finished with success"), "{log}");
+    }
 }
 
 #[tokio::test]
 async fn a_stream_that_is_not_what_it_claims_never_completes_a_load() {
-    let (data, _) = every_type_rdb().await;
+    let (data, _) = every_type_rdb(false).await;
     let target = RedisServer::start(&[]).await;
     let mut target_client = target.client("").await;
     run_text(&mut target_client, &["SET", "precious", "kept"]).await;
