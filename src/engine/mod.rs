@@ -203,6 +203,19 @@ pub struct DataStream<'a> {
     /// imported), and the stream ends only once the stored bytes matched their SHA-256.
     /// An engine need not repeat the searches made then.
     pub from_catalog: bool,
+    /// Set when the data can be read again from its start, decompressed anew from the
+    /// same proven stored bytes (a backup's local copy, kept for the whole load): an
+    /// engine that may need the data again (Redis: a streamed load that falls back to
+    /// the usual way) reads it again rather than keeping it decompressed on disk as it
+    /// goes. Set only with `checked_length`.
+    pub reread: Option<Arc<dyn Reread>>,
+}
+
+/// Reads a stream's data again: see [`DataStream::reread`].
+#[async_trait]
+pub trait Reread: Send + Sync {
+    /// The decompressed data from its first byte.
+    async fn reopen(&self) -> Result<Box<dyn AsyncRead + Send + Unpin>, Error>;
 }
 
 /// What [`Engine::check_file`] found in a data file.

@@ -179,6 +179,7 @@ impl ImportJob {
             spool_dir: &self.places.spool_dir,
             checked_length: None,
             from_catalog: false,
+            reread: None,
         };
         let loaded = self.load(ctx, database.as_deref(), LoadData::Stream(stream), size, (0, 0)).await;
         let loaded = match loaded {

@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 
 use super::failure;
 use crate::domain::{Backup, Database, Failure, OperationResult, RestoreResult};
-use crate::engine::{DataStream, Engine, LoadData};
+use crate::engine::{DataStream, Engine, LoadData, Reread};
 use crate::operations::{Job, JobContext};
 use crate::pipeline::identities::Identities;
 use crate::pipeline::unpack::{SpoolFile, Unpacking, copy_checked, unpack};
@@ -99,13 +99,18 @@ impl RestoreJob {
         } else {
             (None, self.open_unpacking(reader.body, Some(&object.sha256)).await?)
         };
-        // The copy lives as long as the load reads from it.
+        // The copy lives as long as the load reads from it, and can be read again.
         let checked_length = copy.as_ref().map(|_| object.logical_size_bytes);
+        let reread = copy.as_ref().map(|copy| {
+            Arc::new(CopyReread { path: copy.path().to_owned(), identities: self.identities.clone() })
+                as Arc<dyn Reread>
+        });
         let stream = DataStream {
             body: &mut unpacking,
             spool_dir: &self.spool_dir,
             checked_length,
             from_catalog: true,
+            reread,
         };
         match self.load_object(ctx, object, LoadData::Stream(stream), total, (0, 0)).await {
             Ok(loaded) => {
@@ -297,5 +302,24 @@ impl Job for RestoreJob {
 
     async fn abandon(&self, _failure: &Failure) {
         // Nothing was prepared: the target is untouched until the job runs.
+    }
+}
+
+/// The data of a backup again, decompressed anew from its proven local copy.
+struct CopyReread {
+    path: PathBuf,
+    identities: Arc<Identities>,
+}
+
+#[async_trait]
+impl Reread for CopyReread {
+    async fn reopen(&self) -> Result<Box<dyn AsyncRead + Send + Unpin>, crate::engine::Error> {
+        let again = |error: String| {
+            crate::engine::Error::Unsupported(format!("cannot read the backup's copy again: {error}"))
+        };
+        let file = tokio::fs::File::open(&self.path).await.map_err(|error| again(error.to_string()))?;
+        let unpacking =
+            Unpacking::open(file, None, &self.identities).await.map_err(|error| again(error.to_string()))?;
+        Ok(Box::new(unpacking))
     }
 }

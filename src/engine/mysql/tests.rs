@@ -333,6 +333,7 @@ async fn load_stream(
         spool_dir: spool_dir.path(),
         checked_length: None,
         from_catalog: false,
+        reread: None,
     };
     MysqlEngine::default()
         .load(&uri(&server.url("")), Some(database), LoadData::Stream(stream), &|_| {}, &|_, _, _| {})
@@ -388,8 +389,13 @@ async fn a_stream_reports_bytes_as_it_loads_and_a_cancel_drops_its_scratch_datab
     let mut body = Stalling { data: text, given: 0 };
     let fed = std::sync::atomic::AtomicU64::new(0);
     let report = |bytes, _, _| fed.store(bytes, Ordering::Relaxed);
-    let stream =
-        DataStream { body: &mut body, spool_dir: dir.path(), checked_length: None, from_catalog: false };
+    let stream = DataStream {
+        body: &mut body,
+        spool_dir: dir.path(),
+        checked_length: None,
+        from_catalog: false,
+        reread: None,
+    };
     let engine = MysqlEngine::default();
     let target = uri(&server.url(""));
     let mut loading =

@@ -19,6 +19,7 @@
 //! `RESTORE` commands.
 
 use std::io::Read;
+use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use super::rdb::{Item, KeyHeader, RdbReader};
 use super::restore::Limits;
 use super::target::Target;
 use crate::engine::journal::DatabaseJournal;
-use crate::engine::{DataStream, Error, ProgressSink};
+use crate::engine::{DataStream, Error, ProgressSink, Reread};
 use crate::pipeline::unpack::SpoolFile;
 
 /// Chunks of the rewritten data waiting for the transfer, at most.
@@ -69,7 +70,13 @@ pub(super) async fn load(
     // databases the target has, which the walk needs before it starts.
     let mut control = Connection::open(target, limits.connect_timeout, limits.idle_timeout).await?;
     let databases = target_databases(&mut control).await?;
-    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    // Data that can be read again is not kept: a fallback reads it again into a spool
+    // file, which costs only the rare load that falls back.
+    let reread = stream.reread.clone();
+    let mut spool = match reread {
+        Some(_) => None,
+        None => Some(SpoolFile::create(dir).await.map_err(spool_failed)?),
+    };
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
     let (expanded, expanded_chunks) = mpsc::channel::<(Bytes, u64)>(EXPANDED_QUEUE);
     let (verdict, verdict_seen) = watch::channel(Verdict::Pending);
@@ -81,7 +88,7 @@ pub(super) async fn load(
     });
 
     let (produced, attempt) = {
-        let producing = produce(stream.body, &mut spool, chunks, spool_failed);
+        let producing = produce(stream.body, spool.as_mut(), chunks, spool_failed);
         let attempting = async {
             // The header's version decides whether the target may be sent the data.
             let Ok(rdb_version) = version.await else { return Ok(None) };
@@ -115,6 +122,15 @@ pub(super) async fn load(
     let walked = walking.await.unwrap_or_else(|join_error| {
         Walked::Failed(Error::Unsupported(format!("the rdb check stopped: {join_error}")))
     });
+    let spooled = || async {
+        match (spool, reread) {
+            (Some(spool), _) => Ok(spool),
+            (None, Some(reread)) => respool(reread.as_ref(), dir).await,
+            (None, None) => {
+                Err(Error::Unsupported("the data was neither spooled nor can be read again".to_owned()))
+            }
+        }
+    };
     match (attempt, walked) {
         (_, Walked::Failed(error)) => Err(error),
         (None, _) => Err(Error::Unsupported("the rdb check ended before the header".to_owned())),
@@ -122,14 +138,14 @@ pub(super) async fn load(
             Ok(Streamed::Loaded { survey, connection })
         }
         (Some((_, Attempt::Declined(why))), Walked::Whole(survey)) => {
-            Ok(Streamed::Fallback { spool, declined: Some(why), survey: Some(survey) })
+            Ok(Streamed::Fallback { spool: spooled().await?, declined: Some(why), survey: Some(survey) })
         }
         (Some((_, Attempt::Declined(why))), Walked::Stopped(_)) => {
-            Ok(Streamed::Fallback { spool, declined: Some(why), survey: None })
+            Ok(Streamed::Fallback { spool: spooled().await?, declined: Some(why), survey: None })
         }
         (Some((_, Attempt::Cut(_))), Walked::Stopped(why)) => {
             tracing::info!(redis = %target.label, %why, "the streamed replication stopped: checking the whole file first");
-            Ok(Streamed::Fallback { spool, declined: None, survey: None })
+            Ok(Streamed::Fallback { spool: spooled().await?, declined: None, survey: None })
         }
         (Some((_, Attempt::Cut(error))), Walked::Whole(_)) => Err(error),
         (Some((_, Attempt::Loaded)), Walked::Stopped(why)) => {
@@ -259,11 +275,25 @@ fn past_databases(item: &Item, databases: Option<u64>) -> Option<String> {
     }
 }
 
-/// Reads `body` to its end into `spool`, handing every chunk to the walk too (once the
-/// walk stopped, the rest is only spooled).
+/// Reads the data again from its start into a new spool file in `dir`.
+async fn respool(reread: &dyn Reread, dir: &Path) -> Result<SpoolFile, Error> {
+    let spool_failed = |error: std::io::Error| {
+        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
+    };
+    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    let mut data = reread.reopen().await?;
+    tokio::io::copy(&mut data, spool.file())
+        .await
+        .map_err(|error| Error::Unsupported(format!("cannot read the data again: {error}")))?;
+    spool.file().flush().await.map_err(spool_failed)?;
+    Ok(spool)
+}
+
+/// Reads `body` to its end into `spool`, if any, handing every chunk to the walk too
+/// (once the walk stopped, the rest is only spooled).
 async fn produce(
     body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
-    spool: &mut SpoolFile,
+    mut spool: Option<&mut SpoolFile>,
     chunks: mpsc::Sender<Bytes>,
     spool_failed: impl Fn(std::io::Error) -> Error,
 ) -> Result<(), Error> {
@@ -276,9 +306,14 @@ async fn produce(
             .await
             .map_err(|error| Error::Corrupt(format!("cannot read the data: {error}")))?;
         if read == 0 {
-            return spool.file().flush().await.map_err(&spool_failed);
+            return match spool {
+                Some(spool) => spool.file().flush().await.map_err(&spool_failed),
+                None => Ok(()),
+            };
         }
-        spool.file().write_all(&chunk).await.map_err(&spool_failed)?;
+        if let Some(spool) = &mut spool {
+            spool.file().write_all(&chunk).await.map_err(&spool_failed)?;
+        }
         if let Some(sender) = &walk
             && sender.send(Bytes::from(chunk)).await.is_err()
         {

@@ -13,7 +13,8 @@ mod streamed;
 use std::io;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -24,7 +25,7 @@ use super::connection::{Connection, Reply};
 use super::target::Target;
 use super::{LoadMethod, RedisEngine};
 use crate::domain::{Code, ConnectionUri, reason};
-use crate::engine::{DataStream, Engine, Error, LoadData, Loaded, Snapshot};
+use crate::engine::{DataStream, Engine, Error, LoadData, Loaded, Reread, Snapshot};
 
 /// How long a server may take to start or to load its data.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -304,6 +305,30 @@ fn sealed(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// A backup's data read again from memory, as from its local copy; counts the reads.
+struct Again {
+    data: Vec<u8>,
+    reopened: AtomicUsize,
+}
+
+impl Again {
+    fn new(data: &[u8]) -> Again {
+        Again { data: data.to_vec(), reopened: AtomicUsize::new(0) }
+    }
+
+    fn reopened(&self) -> usize {
+        self.reopened.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl Reread for Again {
+    async fn reopen(&self) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, Error> {
+        self.reopened.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(std::io::Cursor::new(self.data.clone())))
+    }
+}
+
 /// How a test hands its data to a load.
 #[derive(Debug, Clone, Copy)]
 enum Given {
@@ -336,13 +361,17 @@ async fn load_as(
             loaded
         }
         Given::Stream | Given::Backup { .. } => {
-            let (checked_length, from_catalog) = match given {
-                Given::Backup { claimed } => (Some(claimed), true),
-                _ => (None, false),
+            // A backup's data can be read again, as from its local copy.
+            let again = Arc::new(Again::new(data));
+            let (checked_length, from_catalog, reread) = match given {
+                Given::Backup { claimed } => (Some(claimed), true, Some(again.clone() as Arc<dyn Reread>)),
+                _ => (None, false, None),
             };
             let stream =
-                DataStream { body: &mut body, spool_dir: spool.path(), checked_length, from_catalog };
-            engine.load(uri, None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await
+                DataStream { body: &mut body, spool_dir: spool.path(), checked_length, from_catalog, reread };
+            let loaded = engine.load(uri, None, LoadData::Stream(stream), &|_| {}, &|_, _, _| {}).await;
+            assert!(again.reopened() <= 1, "{given:?}: read again {} times", again.reopened());
+            loaded
         }
     };
     let left: Vec<_> =

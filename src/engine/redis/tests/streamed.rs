@@ -2,9 +2,11 @@
 //! target loads the data as our replica while it is read, and data that is not what it
 //! claims to be never completes a load (the target keeps its own).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::{DISK, Given, RedisServer, digest, load_as, load_every_type, read_body, run_text, snapshot};
+use super::{
+    Again, DISK, Given, RedisServer, digest, load_as, load_every_type, read_body, run_text, snapshot,
+};
 use crate::engine::redis::RedisEngine;
 use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
 
@@ -29,17 +31,34 @@ async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Erro
     let phases = Mutex::new(Vec::new());
     let record = |phase: &'static str| phases.lock().unwrap().push(phase);
     let mut body = data;
+    let again = Arc::new(Again::new(data));
     let stream = DataStream {
         body: &mut body,
         spool_dir: spool.path(),
         checked_length: Some(data.len() as u64),
         from_catalog: true,
+        reread: Some(again.clone()),
+    };
+    // Data that can be read again is never written out as it goes.
+    let spooled = Mutex::new((0, 0));
+    let watch_spool = |_, _, _| {
+        let mut spooled = spooled.lock().unwrap();
+        spooled.0 += 1;
+        spooled.1 += std::fs::read_dir(spool.path()).unwrap().count();
     };
     let loaded = RedisEngine::default()
-        .load(&target.uri(""), None, LoadData::Stream(stream), &record, &|_, _, _| {})
+        .load(&target.uri(""), None, LoadData::Stream(stream), &record, &watch_spool)
         .await;
+    let (reports, spooled) = spooled.into_inner().unwrap();
+    if loaded.is_ok() {
+        assert!(reports > 1, "{reports} progress reports");
+    }
+    assert_eq!(spooled, 0, "files in the spool directory during the load");
     let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
     assert!(left.is_empty(), "the spool file is removed: {left:?}");
+    if loaded.is_ok() {
+        assert_eq!(again.reopened(), 0, "a load that went through never reads the data again");
+    }
     (loaded, phases.into_inner().unwrap())
 }
 
