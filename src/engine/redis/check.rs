@@ -208,10 +208,12 @@ pub(super) type Passed<'a> = dyn FnMut(Option<&Item>, u64) -> Result<(), Error> 
 // `passed` is told of every item with the offset after it, then of the end (`None`)
 // with the data's length, once its checksum matched; its error stops the walk.
 pub(super) fn walk<R: Read>(reader: RdbReader<R>, passed: &mut Passed<'_>) -> Result<Survey, Error> {
-    walk_on(&mut reader.walk_only(), passed)
+    let mut reader = reader.walk_only();
+    walk_on(&mut reader, passed)
 }
 
 /// [`walk`] with a reader the caller keeps (made [`RdbReader::walk_only`] by it).
+#[inline]
 pub(super) fn walk_on<R: Read>(reader: &mut RdbReader<R>, passed: &mut Passed<'_>) -> Result<Survey, Error> {
     let max_payload = reader.max_payload();
     let mut survey = Survey { version: reader.version(), ..Survey::default() };

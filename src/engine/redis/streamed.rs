@@ -37,8 +37,8 @@ use crate::engine::journal::DatabaseJournal;
 use crate::engine::{DataStream, Error, ProgressSink, Reread};
 use crate::pipeline::unpack::SpoolFile;
 
-/// Chunks of the rewritten data waiting for the transfer, at most.
-const EXPANDED_QUEUE: usize = 8;
+/// Chunks of the rewritten data (about 1 MiB each) waiting for the transfer, at most.
+const EXPANDED_QUEUE: usize = 4;
 
 /// What a streamed load came to.
 pub(super) enum Streamed {

@@ -22,10 +22,12 @@ use super::lzf;
 
 /// An LZF string whose compressed or uncompressed length is larger passes as it is.
 pub(super) const EXPAND_LIMIT: u64 = 1 << 20;
-/// Rewritten bytes of a value that may go before its end go out once this many wait.
-const DRAIN: usize = 1 << 20;
-/// Rewritten bytes of accepted items go out once this many wait.
-const SEND_AT: usize = 256 << 10;
+/// Rewritten bytes go out about this many at a time: a value's that may go before its
+/// end once this many wait, and accepted items' once as many wait.
+const DRAIN: usize = 256 << 10;
+/// Room for a chunk: it takes bytes a read buffer at a time (64 KiB) until it holds
+/// [`DRAIN`], and is allocated once at that size.
+const CHUNK_ROOM: usize = DRAIN + (128 << 10);
 /// Bytes of a value held to its end (a module's) kept at most; past that they are
 /// dropped, and the stream can no longer go on (the caller stops at such a value).
 const HOLD_LIMIT: usize = 8 << 20;
@@ -71,7 +73,11 @@ impl Expander {
     pub(super) fn new(header: &[u8], sink: Sink) -> Expander {
         Expander {
             sink,
-            pending: header.to_vec(),
+            pending: {
+                let mut pending = Vec::with_capacity(CHUNK_ROOM);
+                pending.extend_from_slice(header);
+                pending
+            },
             digest: CRC64.digest(),
             state: State::Pass,
             open: false,
@@ -172,10 +178,10 @@ impl Expander {
     }
 
     /// The caller accepted the item read last: its bytes may go out (they do once
-    /// [`SEND_AT`] bytes wait, so that small items go together).
+    /// [`DRAIN`] bytes wait, so that small items go together).
     pub(super) fn item_done(&mut self) -> Result<(), String> {
         self.open = false;
-        if self.pending.len() >= SEND_AT { self.send() } else { Ok(()) }
+        if self.pending.len() >= DRAIN { self.send() } else { Ok(()) }
     }
 
     /// The reader read the stream's checksum, the last 8 bytes taken: they are replaced
@@ -211,7 +217,7 @@ impl Expander {
         if self.lost {
             return Err("the rewrite dropped bytes of a value held to its end".to_owned());
         }
-        let bytes = std::mem::take(&mut self.pending);
+        let bytes = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_ROOM));
         self.digest.update(&bytes);
         // Nobody taking the bytes is the taker's to report; the rest is not rewritten.
         if !(self.sink)(bytes, self.consumed) {
