@@ -640,6 +640,50 @@ mod tests {
         assert_eq!(field(info, "master"), None);
     }
 
+    /// Plays a replica that sends `commands` to our handshake, which expects a
+    /// transfer framed by an end mark when `end_mark`; returns how it ended and what
+    /// the replica was answered.
+    async fn handshake_with(commands: &[&[&str]], end_mark: bool) -> (Handshake, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        for command in commands {
+            let parts: Vec<&[u8]> = command.iter().map(|part| part.as_bytes()).collect();
+            theirs.write_all(&super::super::connection::encode_command(&parts)).await.unwrap();
+        }
+        let mut replica = Connection::new(Box::new(ours), "replica".into(), Duration::from_secs(5));
+        let ended = handshake(&mut replica, "pw", &"a".repeat(40), end_mark).await.unwrap();
+        drop(replica);
+        let mut answered = String::new();
+        theirs.read_to_string(&mut answered).await.unwrap();
+        (ended, answered)
+    }
+
+    #[tokio::test]
+    async fn a_transfer_ended_by_a_mark_goes_only_to_a_replica_that_takes_one() {
+        let auth: &[&str] = &["AUTH", "pw"];
+        let port: &[&str] = &["REPLCONF", "listening-port", "6380"];
+        let psync: &[&str] = &["PSYNC", "?", "-1"];
+        let with_eof: &[&str] = &["REPLCONF", "capa", "eof", "capa", "psync2"];
+        let without_eof: &[&str] = &["REPLCONF", "capa", "psync2"];
+
+        let (ended, answered) = handshake_with(&[auth, port, with_eof, psync], true).await;
+        assert!(matches!(ended, Handshake::Synced), "{answered}");
+        assert!(answered.ends_with(&format!("+FULLRESYNC {} 0\r\n", "a".repeat(40))), "{answered}");
+
+        let (ended, answered) = handshake_with(&[auth, port, without_eof, psync], true).await;
+        assert!(matches!(ended, Handshake::NoEndMark), "{answered}");
+        assert!(
+            answered.ends_with("-ERR this master sends only transfers ended by a mark\r\n"),
+            "{answered}"
+        );
+
+        // A transfer of a known length goes to either.
+        let (ended, _) = handshake_with(&[auth, without_eof, psync], false).await;
+        assert!(matches!(ended, Handshake::Synced));
+        let (ended, answered) = handshake_with(&[&["AUTH", "wrong"], psync], false).await;
+        assert!(matches!(ended, Handshake::Refused), "{answered}");
+    }
+
     #[test]
     fn compares_passwords_whole() {
         assert!(same(b"abc", b"abc"));
