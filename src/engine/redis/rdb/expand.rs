@@ -11,8 +11,9 @@
 //!
 //! What is rewritten goes out of the expander only at points the reader allows: after an
 //! item, when the reader asks for the next one (the caller accepted the item), or in the
-//! middle of a value that may go before its end (not a module's value, which a target
-//! may not be able to load). The trailing checksum is replaced by the rewritten stream's
+//! middle of an item that may go before its end: any but module data (which a target
+//! may not be able to load) and a database selection (which it may not have), the items
+//! a walk may stop at. The trailing checksum is replaced by the rewritten stream's
 //! own, and goes only when the caller says the data is whole ([`Expander::release_end`]).
 
 use crate::engine::redis::crc64::{CRC64, Digest};
@@ -28,8 +29,8 @@ const DRAIN: usize = 256 << 10;
 /// Room for a chunk: it takes bytes a read buffer at a time (64 KiB) until it holds
 /// [`DRAIN`], and is allocated once at that size.
 const CHUNK_ROOM: usize = DRAIN + (128 << 10);
-/// Bytes of a value held to its end (a module's) kept at most; past that they are
-/// dropped, and the stream can no longer go on (the caller stops at such a value).
+/// Bytes of an item held to its end (module data) kept at most; past that they are
+/// dropped, and the stream can no longer go on (the caller stops at such an item).
 const HOLD_LIMIT: usize = 8 << 20;
 
 /// Where rewritten bytes go, with the offset in the original stream they reach; `false`
@@ -44,9 +45,9 @@ pub(super) struct Expander {
     /// The checksum of the bytes already out.
     digest: Digest,
     state: State,
-    /// Inside a value whose bytes may go before its end.
+    /// Inside an item whose bytes may go before its end.
     open: bool,
-    /// Bytes of a held value were dropped: nothing may go out any more.
+    /// Bytes of a held item were dropped: nothing may go out any more.
     lost: bool,
     /// Bytes of the original stream consumed.
     consumed: u64,
@@ -172,8 +173,8 @@ impl Expander {
         Ok(())
     }
 
-    /// A value starts; `may_go` when its bytes may go out before its end.
-    pub(super) fn open_value(&mut self, may_go: bool) {
+    /// An item starts; `may_go` when its bytes may go out before its end.
+    pub(super) fn open_item(&mut self, may_go: bool) {
         self.open = may_go;
     }
 
@@ -215,7 +216,7 @@ impl Expander {
             return Ok(());
         }
         if self.lost {
-            return Err("the rewrite dropped bytes of a value held to its end".to_owned());
+            return Err("the rewrite dropped bytes of an item held to its end".to_owned());
         }
         let bytes = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_ROOM));
         self.digest.update(&bytes);

@@ -292,8 +292,8 @@ impl<R: Read> RdbReader<R> {
 
     /// Rewrites the stream as it is read, with its LZF-compressed strings stored plain
     /// and its own checksum (`expand.rs`), into `sink`: each item's bytes once the next
-    /// item is asked for, a value's bytes before its end unless it is a module's, and
-    /// the end only through [`RdbReader::release_expanded_end`]. For a walk
+    /// item is asked for, an item's bytes before its end unless it is module data or a
+    /// database selection (what a walk may stop at), and the end only through [`RdbReader::release_expanded_end`]. For a walk
     /// ([`RdbReader::walk_only`]), not for a reader that captures payloads.
     pub fn expanding(mut self, sink: ExpandedSink) -> RdbReader<R> {
         self.input.expanding(expand::Expander::new(&self.header, sink));
@@ -402,6 +402,17 @@ impl<R: Read> RdbReader<R> {
         }
     }
 
+    /// The rewrite, if any, may send the item being read before its end (`may_go`), or
+    /// holds it until the caller accepted it (what a walk may stop at: module data, a
+    /// database selection). Key names, AUX fields and function libraries may be as large
+    /// as values.
+    fn rewrite_may_go(&mut self, may_go: bool) -> Result<(), Error> {
+        if let Some(expand) = self.input.expander()? {
+            expand.open_item(may_go);
+        }
+        Ok(())
+    }
+
     fn read_item(&mut self) -> Result<Item, Error> {
         let mut expire_at_ms = None;
         let mut idle_seconds = None;
@@ -434,12 +445,16 @@ impl<R: Read> RdbReader<R> {
                     return Ok(Item::SlotInfo { slot, keys, expires });
                 }
                 opcode::AUX => {
+                    self.rewrite_may_go(true)?;
                     let key = self.input.string(MAX_NAME, "aux field name")?;
                     let value = self.input.string(MAX_NAME, "aux field value")?;
                     return Ok(Item::Aux { key, value });
                 }
                 opcode::MODULE_AUX => return self.module_aux(),
-                opcode::FUNCTION2 => return self.function(),
+                opcode::FUNCTION2 => {
+                    self.rewrite_may_go(true)?;
+                    return self.function();
+                }
                 opcode::FUNCTION_PRE_GA => {
                     return Err(self
                         .input
@@ -447,6 +462,8 @@ impl<R: Read> RdbReader<R> {
                 }
                 value_type::MODULE_PRE_GA => return Err(self.module_value()),
                 value_type if self.format.knows(value_type) => {
+                    // A module's value goes only once the caller accepted it whole.
+                    self.rewrite_may_go(value_type != value_type::MODULE_2)?;
                     let header = KeyHeader {
                         db: self.db,
                         key: self.input.string(MAX_NAME, "key name")?,
@@ -469,10 +486,6 @@ impl<R: Read> RdbReader<R> {
     fn key(&mut self, header: KeyHeader) -> Result<Item, Error> {
         let place = self.keys_seen;
         self.keys_seen += 1;
-        if let Some(expand) = self.input.expander()? {
-            // A module's value goes only once the caller accepted it whole.
-            expand.open_value(header.value_type != value_type::MODULE_2);
-        }
         if header.value_type == value_type::MODULE_2 {
             return self.module_key(header);
         }

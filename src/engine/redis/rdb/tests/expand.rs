@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::super::{Item, RdbReader};
-use super::{REDIS_6_2_RDB, Server, digest, load_every_type};
+use super::{Client, REDIS_6_2_RDB, Server, digest, load_every_type, noise};
+use crate::engine::redis::connection::Reply;
 
 /// Gives `bytes` at most `piece` at a time.
 struct Trickle<'a> {
@@ -57,6 +58,32 @@ fn decoded(rdb: &[u8]) -> Vec<Item> {
     items
 }
 
+/// A server started on the rewrite of `rdb`, which must come in pieces under 2 MiB, and
+/// the LZF strings the rewrite stored plain.
+fn load_rewrite_in_pieces(rdb: &[u8]) -> (Loaded, u64) {
+    let (rewritten, chunks, strings) = expanded(rdb, 1 << 16);
+    let biggest = chunks.iter().max().copied().unwrap_or_default();
+    assert!(biggest < 2 << 20, "a chunk of {biggest} bytes");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dump.rdb"), &rewritten).unwrap();
+    let server = Server::start_with(Path::new("redis-server"), &["--dir", dir.path().to_str().unwrap()]);
+    (Loaded { server, _dir: dir }, strings)
+}
+
+/// A server that loaded a file at start, with the directory that holds it.
+struct Loaded {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
 #[test]
 fn the_rewrite_of_a_redis_6_2_file_holds_the_same_items_without_lzf() {
     let (rewritten, _, strings) = expanded(REDIS_6_2_RDB, 1 << 16);
@@ -83,19 +110,32 @@ fn redis_loads_the_rewrite_of_its_own_file_as_the_same_data() {
             ["RPUSH", "list:big"].into_iter().chain(std::iter::repeat_n(&element[..], 1000)).collect();
         client.run(&batch);
     }
-    let rdb = source.save(&mut client);
-    let (rewritten, chunks, strings) = expanded(&rdb, 1 << 16);
+    let (target, strings) = load_rewrite_in_pieces(&source.save(&mut client));
     assert!(strings > 100, "{strings} lzf strings");
-    let biggest = chunks.iter().max().copied().unwrap_or_default();
-    assert!(biggest < 2 << 20, "a chunk of {biggest} bytes");
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("dump.rdb"), &rewritten).unwrap();
-    let target = Server::start_with(Path::new("redis-server"), &["--dir", dir.path().to_str().unwrap()]);
     let mut loaded = target.client();
     for db in ["0", "1", "5"] {
         client.run(&["SELECT", db]);
         loaded.run(&["SELECT", db]);
         assert_eq!(digest(&mut loaded), digest(&mut client), "database {db}");
     }
+}
+
+#[test]
+fn a_key_name_and_a_function_library_of_megabytes_go_in_pieces() {
+    let source = Server::start(Path::new("redis-server"));
+    let mut client = source.client();
+    load_every_type(&mut client);
+    // Neither compresses to less than the bytes the rewrite holds back at most (8 MiB).
+    let name = noise(7, 10 << 20);
+    client.run_bytes(&[b"SET", &name, b"a value under a name of 10 MiB"]);
+    let comment: String = noise(8, 8 << 20).iter().map(|byte| format!("{byte:02x}")).collect();
+    let code = format!("#!lua name=big\n-- {comment}\nredis.register_function('g', function() return 2 end)");
+    client.run(&["FUNCTION", "LOAD", &code]);
+    let (target, _) = load_rewrite_in_pieces(&source.save(&mut client));
+    let mut loaded = target.client();
+    assert_eq!(digest(&mut loaded), digest(&mut client));
+    // The libraries come in no set order, each as its own compressed string.
+    let dump_size = |client: &mut Client| client.bulk(&[b"FUNCTION", b"DUMP"]).len();
+    assert_eq!(dump_size(&mut loaded), dump_size(&mut client));
+    assert_eq!(loaded.run(&["FCALL", "g", "0"]), Reply::Integer(2));
 }
