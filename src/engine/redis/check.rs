@@ -1,16 +1,16 @@
 //! The check that stands before every load: a whole read of the RDB data without
 //! loading anything ([`walk`]), so that data that cannot be loaded whole never touches a
 //! target. It counts keys and functions, notes what only some servers can hold, and fails
-//! on damage (the CRC64 included) or on what no load could carry. A stream is written to
-//! a spool file and read by the check at once, in one pass ([`spool_checked`]); keys too
-//! big for one payload are decoded in a second read of the file, as the load will. Data
+//! on damage (the CRC64 included) or on what no load could carry. A stream is read by the
+//! check as it arrives, and written to a spool file at once unless it can be read again
+//! (`source.rs`), in one pass ([`spool_checked`], [`checked`]); keys too big for one
+//! payload are decoded in a second read of the data, as the load will. Data
 //! from elsewhere is also searched for a key held twice (`duplicates.rs`), and has its
 //! compact blobs checked as Redis's loader checks them ([`Origin`]).
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,14 +19,13 @@ use tokio::sync::mpsc;
 use super::duplicates::KeyIndex;
 use super::plan::Survey;
 use super::rdb::{self, Item, KeyHeader, RdbReader, value_type};
+use super::source::Source;
 use crate::engine::{CheckedFile, DataStream, Error, ProgressSink};
 use crate::pipeline::unpack::SpoolFile;
 
 /// Keys already expired in the file, remembered for deleting after a replication load,
 /// at most; past that, the target's own expiry cycle removes them.
 const MAX_EXPIRED: usize = 65_536;
-/// The file is read through this buffer.
-const FILE_BUFFER: usize = 1 << 20;
 /// A stream is spooled in chunks of this size, each handed to the check too, with at
 /// most this many waiting for it.
 pub(super) const TEE_CHUNK: usize = 1 << 20;
@@ -56,7 +55,7 @@ impl Origin {
 /// Checks the RDB file at `path` whole, as a load does before it touches a target, as
 /// data from elsewhere: the file is not known to come from a server.
 pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<CheckedFile, Error> {
-    let survey = survey(path.to_owned(), max_payload, Origin::Elsewhere).await?;
+    let survey = survey(Source::File(path.to_owned()), max_payload, Origin::Elsewhere).await?;
     Ok(CheckedFile {
         format: "rdb",
         format_version: survey.version.to_string(),
@@ -65,17 +64,16 @@ pub(super) async fn check_file(path: &Path, max_payload: usize) -> Result<Checke
     })
 }
 
-// Reads the whole file once without loading anything (see [`walk`]), as closely as its
-// `origin` asks (a search's runs go beside the file, in the spool directory); then the
-// keys too big for one payload, if any, decoded in a second read.
-pub(super) async fn survey(path: PathBuf, max_payload: usize, origin: Origin) -> Result<Survey, Error> {
+// Reads the whole data once without loading anything (see [`walk`]), as closely as its
+// `origin` asks (a search's runs go to the source's scratch directory); then the keys
+// too big for one payload, if any, decoded in a second read.
+pub(super) async fn survey(source: Source, max_payload: usize, origin: Origin) -> Result<Survey, Error> {
     let surveyed = tokio::task::spawn_blocking(move || {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let (survey, twice) = walk_searching(open(&path, max_payload)?, origin, dir)?;
+        let (survey, twice) = walk_searching(source.open(max_payload)?, origin, source.scratch_dir())?;
         if let Some(number) = twice {
-            return Err(held_twice(&path, max_payload, number));
+            return Err(held_twice(&source, max_payload, number));
         }
-        decode_big_keys(&path, max_payload, &survey)?;
+        decode_big_keys(&source, max_payload, &survey)?;
         Ok(survey)
     })
     .await;
@@ -83,20 +81,45 @@ pub(super) async fn survey(path: PathBuf, max_payload: usize, origin: Origin) ->
 }
 
 // Writes `stream` to a spool file in `stream.spool_dir` while the check reads the same
-// bytes on a blocking thread (a bounded queue of chunks between them), so that the data
-// is read once to be both spooled and checked; then the keys too big for one payload,
-// if any, are decoded from the spool file. `progress` gets the bytes spooled. A check
-// that fails stops the spooling at once.
+// bytes (see [`checked`]), so that the data is read once to be both spooled and checked.
 pub(super) async fn spool_checked(
     stream: DataStream<'_>,
     max_payload: usize,
     progress: ProgressSink<'_>,
 ) -> Result<(SpoolFile, Survey), Error> {
     let dir = stream.spool_dir;
-    let spool_failed = |error: std::io::Error| {
-        Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
-    };
-    let mut spool = SpoolFile::create(dir).await.map_err(spool_failed)?;
+    let mut spool = SpoolFile::create(dir).await.map_err(|error| spool_failed(dir, error))?;
+    let source = Source::File(spool.path().to_owned());
+    let survey = tee_checked(stream, Some(&mut spool), source, max_payload, progress).await?;
+    Ok((spool, survey))
+}
+
+// Checks `stream` on a blocking thread as it is read (a bounded queue of chunks between
+// them); then the keys too big for one payload, if any, are decoded from `source`, the
+// same data read again, which the load reads too. `progress` gets the bytes read. A
+// check that fails stops the reading at once.
+pub(super) async fn checked(
+    stream: DataStream<'_>,
+    source: Source,
+    max_payload: usize,
+    progress: ProgressSink<'_>,
+) -> Result<Survey, Error> {
+    tee_checked(stream, None, source, max_payload, progress).await
+}
+
+fn spool_failed(dir: &Path, error: std::io::Error) -> Error {
+    Error::Unsupported(format!("cannot spool the rdb in {}: {error}", dir.display()))
+}
+
+// [`checked`], with every chunk also written to `spool` (which `source` then names).
+async fn tee_checked(
+    stream: DataStream<'_>,
+    mut spool: Option<&mut SpoolFile>,
+    source: Source,
+    max_payload: usize,
+    progress: ProgressSink<'_>,
+) -> Result<Survey, Error> {
+    let dir = stream.spool_dir;
     let (chunks, received) = mpsc::channel::<Bytes>(TEE_QUEUE);
     let origin = Origin::of(&stream);
     let index_dir = dir.to_owned();
@@ -105,7 +128,7 @@ pub(super) async fn spool_checked(
         walk_searching(reader.with_max_payload(max_payload), origin, &index_dir)
     }));
     let mut checked = None;
-    let mut spooled = 0;
+    let mut read_so_far = 0;
     loop {
         let mut chunk = Vec::with_capacity(TEE_CHUNK);
         let read = (&mut *stream.body)
@@ -116,9 +139,11 @@ pub(super) async fn spool_checked(
         if read == 0 {
             break;
         }
-        spool.file().write_all(&chunk).await.map_err(spool_failed)?;
-        spooled += read as u64;
-        progress(spooled, 0, 0);
+        if let Some(spool) = &mut spool {
+            spool.file().write_all(&chunk).await.map_err(|error| spool_failed(dir, error))?;
+        }
+        read_so_far += read as u64;
+        progress(read_so_far, 0, 0);
         if let Some(running) = check.take() {
             if chunks.send(Bytes::from(chunk)).await.is_ok() {
                 check = Some(running);
@@ -129,32 +154,32 @@ pub(super) async fn spool_checked(
         }
     }
     drop(chunks);
-    spool.file().flush().await.map_err(spool_failed)?;
+    if let Some(spool) = spool {
+        spool.file().flush().await.map_err(|error| spool_failed(dir, error))?;
+    }
     let (survey, twice) = match (checked, check) {
         (Some(checked), _) => checked,
         (None, Some(running)) => finished(running).await?,
         (None, None) => return Err(Error::Unsupported("the rdb check was lost".to_owned())),
     };
     if let Some(number) = twice {
-        let path = spool.path().to_owned();
-        let error = tokio::task::spawn_blocking(move || held_twice(&path, max_payload, number)).await;
+        let error = tokio::task::spawn_blocking(move || held_twice(&source, max_payload, number)).await;
         return Err(error.unwrap_or_else(|join_error| {
             Error::Unsupported(format!("the rdb check stopped: {join_error}"))
         }));
     }
-    let survey = decoded_big_keys(spool.path().to_owned(), max_payload, survey).await?;
-    Ok((spool, survey))
+    decoded_big_keys(source, max_payload, survey).await
 }
 
-/// Decodes the keys `survey` found too big for one payload from the file at `path` (a
-/// second read, when there are any), as the load will; gives `survey` back.
+/// Decodes the keys `survey` found too big for one payload from `source` (a second
+/// read, when there are any), as the load will; gives `survey` back.
 pub(super) async fn decoded_big_keys(
-    path: PathBuf,
+    source: Source,
     max_payload: usize,
     survey: Survey,
 ) -> Result<Survey, Error> {
     let decoded = tokio::task::spawn_blocking(move || {
-        decode_big_keys(&path, max_payload, &survey)?;
+        decode_big_keys(&source, max_payload, &survey)?;
         Ok(survey)
     });
     finished(decoded).await
@@ -304,11 +329,11 @@ fn walk_searching<R: Read>(
     Ok((survey, twice))
 }
 
-// The error for the file at `path` holding a key twice, the second being key `number`:
-// named from a second read (a failure to read it only leaves the name out).
-fn held_twice(path: &Path, max_payload: usize, number: u64) -> Error {
+// The error for the data of `source` holding a key twice, the second being key
+// `number`: named from a second read (a failure to read it only leaves the name out).
+fn held_twice(source: &Source, max_payload: usize, number: u64) -> Error {
     let unnamed = || Error::Corrupt(format!("{} (key number {number})", HELD_TWICE));
-    let Ok(reader) = open(path, max_payload) else { return unnamed() };
+    let Ok(reader) = source.open(max_payload) else { return unnamed() };
     let mut reader = reader.walk_only();
     let mut keys = 0;
     while let Ok(Some(item)) = reader.next() {
@@ -336,25 +361,16 @@ fn key_header(item: &Item) -> Option<&KeyHeader> {
     }
 }
 
-// Decodes the keys of the file at `path` that `survey` found too big for one payload
-// (nothing to do when there are none), as the load will, to check that they decode.
-fn decode_big_keys(path: &Path, max_payload: usize, survey: &Survey) -> Result<(), Error> {
+// Decodes the keys of `source` that `survey` found too big for one payload (nothing to
+// do when there are none), as the load will, to check that they decode.
+fn decode_big_keys(source: &Source, max_payload: usize, survey: &Survey) -> Result<(), Error> {
     let big_keys = survey.big_keys.last().cloned().unwrap_or_default();
     if big_keys.is_empty() {
         return Ok(());
     }
-    let mut reader = open(path, max_payload)?.walk_only().with_decoded_keys(big_keys);
+    let mut reader = source.open(max_payload)?.walk_only().with_decoded_keys(big_keys);
     while reader.next().map_err(from_rdb)?.is_some() {}
     Ok(())
-}
-
-pub(super) fn open(path: &Path, max_payload: usize) -> Result<RdbReader<BufReader<File>>, Error> {
-    let file = File::open(path).map_err(|error| {
-        Error::Unsupported(format!("cannot open the spooled rdb {}: {error}", path.display()))
-    })?;
-    Ok(RdbReader::new(BufReader::with_capacity(FILE_BUFFER, file))
-        .map_err(from_rdb)?
-        .with_max_payload(max_payload))
 }
 
 pub(super) fn from_rdb(error: rdb::Error) -> Error {
@@ -363,7 +379,7 @@ pub(super) fn from_rdb(error: rdb::Error) -> Error {
             "the data holds values of module '{module}', which the target cannot load without it"
         )),
         rdb::Error::ModuleValueTooBig { .. } => Error::ModuleNotSupported(error.to_string()),
-        rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the spooled rdb: {error}")),
+        rdb::Error::Io(error) => Error::Unsupported(format!("cannot read the rdb data: {error}")),
         other => Error::Corrupt(other.to_string()),
     }
 }

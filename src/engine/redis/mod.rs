@@ -32,6 +32,7 @@ pub mod rdb;
 mod rdb_stream;
 mod replication;
 mod restore;
+mod source;
 mod streamed;
 mod target;
 mod tls;

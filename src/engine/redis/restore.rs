@@ -15,18 +15,18 @@
 //! `TARGET_TOO_OLD` before anything is flushed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::check::{self, Origin, from_rdb, open, shown};
+use super::check::{self, Origin, from_rdb, shown};
 use super::connection::{Connection, Reply, describe as describe_reply};
 use super::loader::{DEFAULT_WINDOW, Loader};
 use super::master::{self, Attempt, FileBody, Transfer};
 use super::plan::{Plan, Survey, check_databases, plan};
 use super::rdb::{self, Dialect, DumpPayload, Elements, Item, KeyHeader};
+use super::source::Source;
 use super::streamed::{self, Streamed};
 use super::target::Target;
 use crate::domain::reason;
@@ -59,10 +59,10 @@ pub(crate) struct Limits {
 }
 
 /// Loads the RDB files of `data`, in order, into the server at `target`, replacing its
-/// data: every file is read whole first (a stream: spooled and read by the check as it
-/// is written, in the caller's phase). A single file goes by replication when `method`
-/// allows and the target takes it; otherwise the server is flushed once and every key
-/// sent as commands. A stream of checked data ([`DataStream::checked_length`](crate::engine::DataStream::checked_length)) goes to
+/// data: every file is read whole first (a stream: read by the check as it arrives, in
+/// the caller's phase, and spooled unless it can be read again and will not go by
+/// replication). A single file goes by replication when `method` allows and the target
+/// takes it; otherwise the server is flushed once and every key sent as commands. A stream of checked data ([`DataStream::checked_length`](crate::engine::DataStream::checked_length)) goes to
 /// the target by replication as it is read (`streamed.rs`), before the whole check.
 pub(crate) async fn load(
     target: &Target,
@@ -77,15 +77,16 @@ pub(crate) async fn load(
     let mut warnings = Vec::new();
     let mut replication = method != LoadMethod::Restore;
     // A stream's spool file lives as long as the load.
-    let (_spool, paths, survey) = match data {
+    let (_spool, sources, survey) = match data {
         LoadData::Files(paths) => {
             phase("verifying");
+            let sources: Vec<Source> = paths.iter().cloned().map(Source::File).collect();
             let mut survey = Survey::default();
-            for path in paths {
+            for source in &sources {
                 survey =
-                    survey.add(check::survey(path.clone(), limits.max_payload, Origin::Elsewhere).await?);
+                    survey.add(check::survey(source.clone(), limits.max_payload, Origin::Elsewhere).await?);
             }
-            (None, paths.to_vec(), survey)
+            (None, sources, survey)
         }
         LoadData::Stream(stream) => match stream.checked_length {
             Some(size) if replication => {
@@ -103,31 +104,40 @@ pub(crate) async fn load(
                             warnings,
                         });
                     }
-                    Streamed::Fallback { spool, declined, survey } => {
+                    Streamed::Fallback { spool, source, declined, survey } => {
                         if let Some(why) = declined {
                             replication = false;
                             warnings.push(declined_warning(method, &why)?);
                         }
                         phase("verifying");
-                        let path = spool.path().to_owned();
                         let survey = match survey {
                             Some(survey) => {
-                                check::decoded_big_keys(path.clone(), limits.max_payload, survey).await?
+                                check::decoded_big_keys(source.clone(), limits.max_payload, survey).await?
                             }
-                            None => check::survey(path.clone(), limits.max_payload, Origin::Trusted).await?,
+                            None => {
+                                check::survey(source.clone(), limits.max_payload, Origin::Trusted).await?
+                            }
                         };
-                        (Some(spool), vec![path], survey)
+                        (spool, vec![source], survey)
                     }
                 }
             }
-            _ => {
-                let (spool, survey) = check::spool_checked(stream, limits.max_payload, progress).await?;
-                let path = spool.path().to_owned();
-                (Some(spool), vec![path], survey)
-            }
+            // Sent as commands, the data is read again rather than spooled.
+            _ => match stream.reread.clone() {
+                Some(data) if !replication => {
+                    let source = Source::Again { data, scratch: stream.spool_dir.to_owned() };
+                    let survey = check::checked(stream, source.clone(), limits.max_payload, progress).await?;
+                    (None, vec![source], survey)
+                }
+                _ => {
+                    let (spool, survey) = check::spool_checked(stream, limits.max_payload, progress).await?;
+                    let source = Source::File(spool.path().to_owned());
+                    (Some(spool), vec![source], survey)
+                }
+            },
         },
     };
-    let paths = paths.as_slice();
+    let sources = sources.as_slice();
     let keys = survey.keys;
     progress(0, 0, keys);
     let verified = started.elapsed();
@@ -147,12 +157,12 @@ pub(crate) async fn load(
         replication = false;
         warnings.push(declined_warning(method, &why)?);
     }
-    if let ([path], false, true) = (paths, decoded, replication) {
+    if let ([Source::File(path)], false, true) = (sources, decoded, replication) {
         phase("replicating");
         let report = |sent: u64| progress(sent, 0, keys);
         let file = tokio::fs::File::open(path)
             .await
-            .map_err(|error| Error::Unsupported(format!("cannot open the spooled rdb: {error}")))?;
+            .map_err(|error| Error::Unsupported(format!("cannot open the rdb file: {error}")))?;
         let size = file.metadata().await.map_err(|error| Error::Unsupported(error.to_string()))?.len();
         let mut body = FileBody::new(file);
         let transfer = Transfer { body: &mut body, size: Some(size), rdb_version: survey.version };
@@ -179,8 +189,8 @@ pub(crate) async fn load(
     if decoded {
         // Decoded, the values are read otherwise: check that they decode whole first.
         phase("verifying");
-        for path in paths {
-            check::survey(path.clone(), 0, Origin::Trusted).await?;
+        for source in sources {
+            check::survey(source.clone(), 0, Origin::Trusted).await?;
         }
     }
     if let Some(problem) = &survey.module_too_big {
@@ -202,10 +212,10 @@ pub(crate) async fn load(
         loader.command(0, &[b"FUNCTION", b"FLUSH"], "FUNCTION FLUSH".to_owned()).await?;
     }
     let mut bytes_before = 0;
-    for (index, path) in paths.iter().enumerate() {
+    for (index, source) in sources.iter().enumerate() {
         let report = |offset: u64, restored: u64| progress(bytes_before + offset, restored, keys);
         let big_keys = survey.big_keys.get(index).cloned().unwrap_or_default();
-        bytes_before += load_file(&mut loader, path, &plan, big_keys, &report).await?;
+        bytes_before += load_source(&mut loader, source, &plan, big_keys, &report).await?;
     }
     let items = loader.finish().await?;
     progress(bytes_before, items, keys);
@@ -290,10 +300,10 @@ async fn delete_expired(connection: Connection, expired: Vec<(u64, Vec<u8>)>) ->
     loader.finish().await.map(drop)
 }
 
-// Sends one file's keys through the loader; returns the bytes read.
-async fn load_file(
+// Sends the keys of one file (or other source) through the loader; returns the bytes read.
+async fn load_source(
     loader: &mut Loader,
-    path: &Path,
+    source: &Source,
     plan: &Plan,
     big_keys: BTreeSet<u64>,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -303,12 +313,12 @@ async fn load_file(
     let (sender, mut items) = mpsc::channel(READ_AHEAD);
     let budget = Arc::new(Semaphore::new(BYTES_AHEAD));
     let reading = tokio::task::spawn_blocking({
-        let path = path.to_owned();
+        let source = source.clone();
         let budget = budget.clone();
         let runtime = tokio::runtime::Handle::current();
         move || {
             let reader =
-                open(&path, max_payload)?.with_decoded_keys(big_keys).with_plain_strings(plain_strings);
+                source.open(max_payload)?.with_decoded_keys(big_keys).with_plain_strings(plain_strings);
             read_items(reader, &sender, &runtime, &budget)
         }
     });

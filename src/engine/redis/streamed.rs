@@ -15,8 +15,8 @@
 //! checksum and length. A stop cuts the transfer before its end: the replica's load
 //! fails short of it and, with `repl-diskless-load swapdb`, it keeps its data. The load then starts over from the
 //! spooled file the usual way (`restore.rs`: a whole check, the modules probed, the
-//! databases asked for). A target that declines replication gets the spooled file as
-//! `RESTORE` commands.
+//! databases asked for). A target that declines replication gets the data as `RESTORE`
+//! commands, read again from its source when it can be (`source.rs`), else spooled.
 
 use std::io::Read;
 use std::path::Path;
@@ -32,6 +32,7 @@ use super::master::{self, Attempt, Body, Transfer};
 use super::plan::Survey;
 use super::rdb::{Item, KeyHeader, RdbReader};
 use super::restore::Limits;
+use super::source::Source;
 use super::target::Target;
 use crate::engine::journal::DatabaseJournal;
 use crate::engine::{DataStream, Error, ProgressSink, Reread};
@@ -45,11 +46,12 @@ pub(super) enum Streamed {
     /// The target loaded the data: what the walk found in it (the keys already expired
     /// among them, which a replica keeps, are to be deleted), and a connection to it.
     Loaded { survey: Survey, connection: Connection },
-    /// Load the spooled data the usual way. `declined` says why the target declined
-    /// replication (the usual way then does not ask again), and `survey` is the whole
-    /// walk of the data when it went to the end; both are `None` when the walk stopped
-    /// at data that needs the usual checks first.
-    Fallback { spool: SpoolFile, declined: Option<String>, survey: Option<Survey> },
+    /// Load the data from `source` the usual way. `declined` says why the target
+    /// declined replication (the usual way then does not ask again), and `survey` is the
+    /// whole walk of the data when it went to the end; both are `None` when the walk
+    /// stopped at data that needs the usual checks first. `spool`, when the data was
+    /// spooled, is the file `source` names.
+    Fallback { spool: Option<SpoolFile>, source: Source, declined: Option<String>, survey: Option<Survey> },
 }
 
 /// Loads `stream`, `size` bytes of checked RDB data, into the target at `target` as our
@@ -122,14 +124,29 @@ pub(super) async fn load(
     let walked = walking.await.unwrap_or_else(|join_error| {
         Walked::Failed(Error::Unsupported(format!("the rdb check stopped: {join_error}")))
     });
-    let spooled = || async {
-        match (spool, reread) {
-            (Some(spool), _) => Ok(spool),
-            (None, Some(reread)) => respool(reread.as_ref(), dir).await,
-            (None, None) => {
-                Err(Error::Unsupported("the data was neither spooled nor can be read again".to_owned()))
+    // Data that goes as commands (declined) is read again, and spooled only to go by
+    // replication (which sends a file).
+    let fallback = |declined: Option<String>, survey: Option<Survey>| async move {
+        let (spool, source) = match (spool, reread) {
+            (Some(spool), _) => {
+                let source = Source::File(spool.path().to_owned());
+                (Some(spool), source)
             }
-        }
+            (None, Some(data)) if declined.is_some() => {
+                (None, Source::Again { data, scratch: dir.to_owned() })
+            }
+            (None, Some(data)) => {
+                let spool = respool(data.as_ref(), dir).await?;
+                let source = Source::File(spool.path().to_owned());
+                (Some(spool), source)
+            }
+            (None, None) => {
+                return Err(Error::Unsupported(
+                    "the data was neither spooled nor can be read again".to_owned(),
+                ));
+            }
+        };
+        Ok(Streamed::Fallback { spool, source, declined, survey })
     };
     match (attempt, walked) {
         (_, Walked::Failed(error)) => Err(error),
@@ -137,15 +154,11 @@ pub(super) async fn load(
         (Some((connection, Attempt::Loaded)), Walked::Whole(survey)) => {
             Ok(Streamed::Loaded { survey, connection })
         }
-        (Some((_, Attempt::Declined(why))), Walked::Whole(survey)) => {
-            Ok(Streamed::Fallback { spool: spooled().await?, declined: Some(why), survey: Some(survey) })
-        }
-        (Some((_, Attempt::Declined(why))), Walked::Stopped(_)) => {
-            Ok(Streamed::Fallback { spool: spooled().await?, declined: Some(why), survey: None })
-        }
+        (Some((_, Attempt::Declined(why))), Walked::Whole(survey)) => fallback(Some(why), Some(survey)).await,
+        (Some((_, Attempt::Declined(why))), Walked::Stopped(_)) => fallback(Some(why), None).await,
         (Some((_, Attempt::Cut(_))), Walked::Stopped(why)) => {
             tracing::info!(redis = %target.label, %why, "the streamed replication stopped: checking the whole file first");
-            Ok(Streamed::Fallback { spool: spooled().await?, declined: None, survey: None })
+            fallback(None, None).await
         }
         (Some((_, Attempt::Cut(error))), Walked::Whole(_)) => Err(error),
         (Some((_, Attempt::Loaded)), Walked::Stopped(why)) => {

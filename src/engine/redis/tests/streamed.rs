@@ -1,13 +1,15 @@
 //! Loads of a checked stream (`streamed.rs`) into real `redis-server` processes: the
 //! target loads the data as our replica while it is read, and data that is not what it
-//! claims to be never completes a load (the target keeps its own).
+//! claims to be never completes a load (the target keeps its own). Sent as `RESTORE`
+//! commands instead, the data is checked whole first and read again, never spooled.
 
 use std::sync::{Arc, Mutex};
 
 use super::{
     Again, DISK, Given, RedisServer, digest, load_as, load_every_type, read_body, run_text, snapshot,
 };
-use crate::engine::redis::RedisEngine;
+use crate::domain::ConnectionUri;
+use crate::engine::redis::{LoadMethod, RedisEngine};
 use crate::engine::{DataStream, Engine, Error, LoadData, Loaded};
 
 /// An RDB of every type plus 100,000 plain keys (a few MiB, so that the transfer goes
@@ -25,8 +27,17 @@ async fn every_type_rdb(compressed: bool) -> (Vec<u8>, String) {
     (data, digest(&mut client).await)
 }
 
-/// Loads `data` as a checked stream into `target`; returns the outcome and the phases.
-async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Error>, Vec<&'static str>) {
+/// What [`load_checked`] saw.
+struct Checked {
+    loaded: Result<Loaded, Error>,
+    phases: Vec<&'static str>,
+    /// How many times the data was read again.
+    reopened: usize,
+}
+
+/// Loads `data` as a backup's checked stream into the server at `uri` with `engine`,
+/// checking that nothing is written to the spool directory meanwhile.
+async fn load_checked(engine: &RedisEngine, uri: &ConnectionUri, data: &[u8]) -> Checked {
     let spool = tempfile::tempdir().unwrap();
     let phases = Mutex::new(Vec::new());
     let record = |phase: &'static str| phases.lock().unwrap().push(phase);
@@ -46,9 +57,7 @@ async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Erro
         spooled.0 += 1;
         spooled.1 += std::fs::read_dir(spool.path()).unwrap().count();
     };
-    let loaded = RedisEngine::default()
-        .load(&target.uri(""), None, LoadData::Stream(stream), &record, &watch_spool)
-        .await;
+    let loaded = engine.load(uri, None, LoadData::Stream(stream), &record, &watch_spool).await;
     let (reports, spooled) = spooled.into_inner().unwrap();
     if loaded.is_ok() {
         assert!(reports > 1, "{reports} progress reports");
@@ -56,10 +65,7 @@ async fn load_checked(target: &RedisServer, data: &[u8]) -> (Result<Loaded, Erro
     assert_eq!(spooled, 0, "files in the spool directory during the load");
     let left: Vec<_> = std::fs::read_dir(spool.path()).unwrap().collect();
     assert!(left.is_empty(), "the spool file is removed: {left:?}");
-    if loaded.is_ok() {
-        assert_eq!(again.reopened(), 0, "a load that went through never reads the data again");
-    }
-    (loaded, phases.into_inner().unwrap())
+    Checked { loaded, phases: phases.into_inner().unwrap(), reopened: again.reopened() }
 }
 
 #[tokio::test]
@@ -72,10 +78,11 @@ async fn a_checked_stream_loads_by_replication_as_it_is_read() {
         let mut target_client = target.client("").await;
         run_text(&mut target_client, &["SET", "stale", "replaced"]).await;
 
-        let (loaded, phases) = load_checked(&target, &data).await;
-        let loaded = loaded.unwrap();
+        let checked = load_checked(&RedisEngine::default(), &target.uri(""), &data).await;
+        let loaded = checked.loaded.unwrap();
         assert_eq!(loaded.method, "replication");
-        assert_eq!(phases, ["replicating"], "no check of the whole data before the load");
+        assert_eq!(checked.phases, ["replicating"], "no check of the whole data before the load");
+        assert_eq!(checked.reopened, 0, "a load that went through never reads the data again");
         assert_eq!(digest(&mut target_client).await, source_digest, "compressed: {compressed}");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let log = target.log();
@@ -109,4 +116,31 @@ async fn a_stream_that_is_not_what_it_claims_never_completes_a_load() {
         assert!(format!("{role:?}").contains("master"), "a master again: {role:?}");
     }
     assert!(!target.log().contains("Finished with success"), "{}", target.log());
+}
+
+#[tokio::test]
+async fn a_backup_sent_as_commands_is_checked_whole_then_read_again_not_spooled() {
+    let (data, source_digest) = every_type_rdb(true).await;
+    let restore = RedisEngine::default().with_load_method(LoadMethod::Restore);
+    // Asked for; with keys too big for one payload (the check decodes them in a second
+    // read, as the load does); and after a target declined replication.
+    let ways = [
+        ("RESTORE commands", restore.clone(), "", 1),
+        ("keys too big for a payload", restore.with_max_payload(4096), "", 2),
+        ("replication declined", RedisEngine::default(), "loader:pw@", 1),
+    ];
+    for (way, engine, user, reads) in ways {
+        let target = RedisServer::start(&[]).await;
+        let mut target_client = target.client("").await;
+        run_text(&mut target_client, &["SET", "stale", "replaced"]).await;
+        let acl = ["ACL", "SETUSER", "loader", "on", ">pw", "~*", "&*", "+@all", "-replicaof"];
+        run_text(&mut target_client, &acl).await;
+
+        let checked = load_checked(&engine, &target.uri(user), &data).await;
+        let loaded = checked.loaded.unwrap();
+        assert_eq!(loaded.method, "restore", "{way}");
+        assert_eq!(checked.reopened, reads, "{way}: reads after the check");
+        assert_eq!(digest(&mut target_client).await, source_digest, "{way}");
+        assert!(!target.log().contains("MASTER <-> REPLICA"), "{way}: {}", target.log());
+    }
 }
