@@ -269,8 +269,9 @@ pub trait Engine: Send + Sync {
     /// enters the catalog.
     async fn check_file(&self, path: &std::path::Path) -> Result<CheckedFile, Error>;
 
-    /// Whether this engine's loads gain from a [`DataStream::checked_length`] stream
-    /// (the caller then proves the stored bytes first, at the cost of a pass over them).
+    /// Whether this engine's loads gain from a [`DataStream::checked_length`] stream, which
+    /// can be read again ([`DataStream::reread`]): the caller then proves the stored bytes
+    /// first, at the cost of a pass over them, and keeps them for the load.
     fn prefers_checked_stream(&self) -> bool {
         false
     }

@@ -189,10 +189,11 @@ impl Engine for RedisEngine {
         restore::load(&target, limits, self.load_method, self.journal.as_ref(), data, phase, progress).await
     }
 
-    /// A checked stream goes to the target by replication as it is read, unless every
-    /// load is by `RESTORE` commands.
+    /// A checked stream goes to the target by replication as it is read; sent as
+    /// `RESTORE` commands, it is checked whole as it is read, then read again from the
+    /// proven copy rather than spooled decompressed (`source.rs`).
     fn prefers_checked_stream(&self) -> bool {
-        self.load_method != LoadMethod::Restore
+        true
     }
 
     /// Reads the RDB file whole as a load's check does: every key walked (big keys
