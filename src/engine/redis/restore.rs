@@ -62,8 +62,10 @@ pub(crate) struct Limits {
 /// data: every file is read whole first (a stream: read by the check as it arrives, in
 /// the caller's phase, and spooled unless it can be read again and will not go by
 /// replication). A single file goes by replication when `method` allows and the target
-/// takes it; otherwise the server is flushed once and every key sent as commands. A stream of checked data ([`DataStream::checked_length`](crate::engine::DataStream::checked_length)) goes to
-/// the target by replication as it is read (`streamed.rs`), before the whole check.
+/// takes it; otherwise the server is flushed once and every key sent as commands. A
+/// stream of checked data
+/// ([`DataStream::checked_length`](crate::engine::DataStream::checked_length)) goes to the
+/// target by replication as it is read (`streamed.rs`), before the whole check.
 pub(crate) async fn load(
     target: &Target,
     limits: Limits,

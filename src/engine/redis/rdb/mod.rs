@@ -293,8 +293,9 @@ impl<R: Read> RdbReader<R> {
     /// Rewrites the stream as it is read, with its LZF-compressed strings stored plain
     /// and its own checksum (`expand.rs`), into `sink`: each item's bytes once the next
     /// item is asked for, an item's bytes before its end unless it is module data or a
-    /// database selection (what a walk may stop at), and the end only through [`RdbReader::release_expanded_end`]. For a walk
-    /// ([`RdbReader::walk_only`]), not for a reader that captures payloads.
+    /// database selection (what a walk may stop at), and the end only through
+    /// [`RdbReader::release_expanded_end`]. For a walk ([`RdbReader::walk_only`]), not for
+    /// a reader that captures payloads.
     pub fn expanding(mut self, sink: ExpandedSink) -> RdbReader<R> {
         self.input.expanding(expand::Expander::new(&self.header, sink));
         self
